@@ -1,0 +1,7 @@
+"""Siamese ResNet change detection for war damage: model, training, evaluation and maps.
+
+Reads the dataset NPZ and scene GeoTIFFs the :mod:`pipeline` package writes, through files only;
+it never imports :mod:`pipeline`.
+"""
+
+__version__ = "0.1.0"

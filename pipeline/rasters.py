@@ -1,0 +1,87 @@
+"""Reading and writing the project's GeoTIFFs.
+
+Every raster the pipeline writes is a Cloud Optimized GeoTIFF with CRS, transform, nodata and
+band descriptions, so QGIS and GDAL tools show band names and browse it quickly from overviews.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.io import MemoryFile
+
+from pipeline.atomic import atomic_path
+from pipeline.grid import Grid
+
+#: Band order of every array in the project (blue, green, red, near infrared).
+BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08")
+BAND_LABELS = {"B02": "blue 490 nm", "B03": "green 560 nm", "B04": "red 665 nm",
+               "B08": "near infrared 842 nm"}
+
+
+def cog_options(resampling: str, predictor: int | None = None) -> dict[str, str]:
+    opts = {"COMPRESS": "DEFLATE", "BLOCKSIZE": "256", "OVERVIEW_RESAMPLING": resampling,
+            "BIGTIFF": "IF_SAFER"}
+    if predictor:
+        opts["PREDICTOR"] = str(predictor)
+    return opts
+
+
+def write_cog(path: str | os.PathLike[str], data: np.ndarray, grid: Grid, *,
+              nodata: float | int | None, descriptions: Sequence[str],
+              tags: Mapping[str, str] | None = None,
+              band_tags: Sequence[Mapping[str, str]] | None = None,
+              resampling: str = "AVERAGE",
+              colormap: Mapping[int, tuple[int, int, int, int]] | None = None,
+              category_names: Sequence[str] | None = None) -> None:
+    """Write ``data`` (bands, rows, cols) as a COG on ``grid``, atomically."""
+    if data.ndim == 2:
+        data = data[np.newaxis]
+    if data.shape[1:] != grid.shape:
+        raise ValueError(f"array shape {data.shape[1:]} does not match grid {grid.shape}")
+    if len(descriptions) != data.shape[0]:
+        raise ValueError("one description per band is required")
+    profile = {"driver": "GTiff", "count": data.shape[0], "dtype": data.dtype.name,
+               "nodata": nodata, "tiled": True, "blockxsize": 256, "blockysize": 256,
+               **grid.profile()}
+    with MemoryFile() as mem:
+        with mem.open(**profile) as dst:
+            dst.write(data)
+            for i, desc in enumerate(descriptions, start=1):
+                dst.set_band_description(i, desc)
+            if tags:
+                dst.update_tags(**{k: str(v) for k, v in tags.items()})
+            for i, btags in enumerate(band_tags or [], start=1):
+                dst.update_tags(i, **{k: str(v) for k, v in btags.items()})
+            if colormap is not None:
+                dst.write_colormap(1, dict(colormap))
+        with mem.open() as src, atomic_path(path) as tmp:
+            predictor = 2 if np.issubdtype(data.dtype, np.integer) else 3
+            rasterio.shutil.copy(src, tmp, driver="COG",
+                                 **cog_options(resampling, predictor if colormap is None
+                                               else None))
+            if category_names is not None:
+                _set_category_names(tmp, category_names)
+
+
+def _set_category_names(path: Path, names: Sequence[str]) -> None:
+    """Store raster attribute categories in the PAM sidecar QGIS reads (``.aux.xml``).
+
+    GeoTIFF has no native place for class names; GDAL keeps them in the aux.xml beside the file.
+    Written next to the temporary file, the sidecar is moved along with it.
+    """
+    with rasterio.open(path) as src:
+        _ = src.count
+    xml = ["<PAMDataset>", '  <PAMRasterBand band="1">', "    <CategoryNames>"]
+    xml += [f"      <Category>{n}</Category>" for n in names]
+    xml += ["    </CategoryNames>", "  </PAMRasterBand>", "</PAMDataset>", ""]
+    Path(str(path) + ".aux.xml").write_text("\n".join(xml), encoding="utf-8")
+
+
+def scene_band_tags() -> list[dict[str, str]]:
+    return [{"BAND": b, "NAME": BAND_LABELS[b]} for b in BANDS]
