@@ -19,7 +19,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it to ``path`` if the block succeeds."""
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=dest.suffix + ".part",
+    # keep the real extension last: GDAL chooses drivers and checks names by it
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=f".part{dest.suffix}",
                                dir=dest.parent)
     os.close(fd)
     os.unlink(tmp)  # writers such as GDAL want to create the file themselves

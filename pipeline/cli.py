@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pipeline.errors import PipelineError
 
 #: Modules providing ``add_parser(subparsers)``; each sets ``func`` on its parser.
-COMMAND_MODULES = ("pipeline.aoi_tools",)
+COMMAND_MODULES = ("pipeline.aoi_tools", "pipeline.synthetic")
 
 
 def build_parser() -> argparse.ArgumentParser:

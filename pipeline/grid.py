@@ -76,8 +76,10 @@ def aoi_grid(aoi: AOI, max_size_km: float | None = None,
             raise PipelineError(f"max size must be positive, got {max_size_km} km")
         half = max_size_km * 500.0
         centre = geom.centroid if geom.contains(geom.centroid) else geom.representative_point()
-        left, right = max(left, centre.x - half), min(right, centre.x + half)
-        bottom, top = max(bottom, centre.y - half), min(top, centre.y + half)
+        cx = round(centre.x / resolution) * resolution
+        cy = round(centre.y / resolution) * resolution
+        left, right = max(left, cx - half), min(right, cx + half)
+        bottom, top = max(bottom, cy - half), min(top, cy + half)
     left = math.floor(left / resolution) * resolution
     bottom = math.floor(bottom / resolution) * resolution
     right = math.ceil(right / resolution) * resolution

@@ -1,0 +1,168 @@
+"""The synthetic scene pair and UNOSAT-style points (issue 3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+
+from pipeline.aoi import load_aoi
+from pipeline.cli import main
+from pipeline.grid import aoi_grid
+from pipeline.synthetic import Nuisances, generate_synthetic
+from pipeline.synthetic.landscape import BUILDING, FOREST, SOIL, VEGETATION, WATER
+
+SIZE_KM = 2.0
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory, bucha_aoi_path):
+    out = tmp_path_factory.mktemp("synthetic")
+    aoi = load_aoi(bucha_aoi_path)
+    return aoi, generate_synthetic(aoi, out, seed=3, max_size_km=SIZE_KM)
+
+
+def test_scene_georeferencing(synth):
+    aoi, paths = synth
+    grid = aoi_grid(aoi, SIZE_KM)
+    for path in (paths.before, paths.after):
+        with rasterio.open(path) as src:
+            assert src.crs.to_epsg() == 32636
+            assert src.transform == grid.transform
+            assert src.transform.a == 10 and src.transform.e == -10
+            assert src.transform.c % 10 == 0 and src.transform.f % 10 == 0
+            assert (src.width, src.height) == (grid.width, grid.height) == (200, 200)
+            assert src.count == 4 and src.dtypes == ("uint16",) * 4
+            assert src.descriptions == ("B02", "B03", "B04", "B08")
+            assert src.nodata == 0
+            assert src.tags()["SYNTHETIC"] == "yes"
+    with rasterio.open(paths.before) as b, rasterio.open(paths.after) as a:
+        assert b.tags()["ACQUISITION_DATE"] == "2021-10-22"
+        assert a.tags()["ACQUISITION_DATE"] == "2022-05-05"
+        assert a.tags(1)["BOA_ADD_OFFSET"] == "-1000"
+        assert b.tags(1)["BOA_ADD_OFFSET"] == "0"
+    with rasterio.open(paths.after_scl) as scl:
+        assert scl.transform.a == 20 and scl.crs.to_epsg() == 32636
+        assert scl.transform.c == grid.transform.c and scl.transform.f == grid.transform.f
+
+
+def _read(path):
+    with rasterio.open(path) as src:
+        return src.read().astype(np.float64)
+
+
+def test_land_cover_values_realistic(synth):
+    _, paths = synth
+    before = _read(paths.before)
+    cover = _read(paths.truth)[0]
+    valid = before[0] > 0
+    with rasterio.open(paths.before_scl) as s:
+        clear = np.kron(s.read(1), np.ones((2, 2)))[: cover.shape[0], : cover.shape[1]]
+    ok = valid & np.isin(clear, (4, 5, 6))
+
+    def median(cls, band):
+        return np.median(before[band][(cover == cls) & ok])
+
+    assert 2500 <= median(VEGETATION, 3) <= 4500 and 200 <= median(VEGETATION, 2) <= 800
+    assert 2500 <= median(FOREST, 3) <= 4500
+    for band in range(3):
+        assert 900 <= median(BUILDING, band) <= 2000
+    assert median(BUILDING, 3) < median(VEGETATION, 3)
+    assert median(SOIL, 2) > median(VEGETATION, 2)
+    if (cover == WATER).any():
+        assert median(WATER, 3) < 500
+    # unchanged ground differs a little between the epochs, but not much
+    after = _read(paths.after) - 1000
+    truth_damage = _read(paths.truth)[1]
+    both = ok & (after[0] > 0) & (truth_damage == 0) & (cover == BUILDING)
+    rel = np.abs(after[:, both] - before[:, both]) / before[:, both]
+    assert 0.005 < np.median(rel) < 0.1
+
+
+def test_nuisances_present_and_switchable(synth, tmp_path):
+    aoi, paths = synth
+    scl = [rasterio.open(p).read(1) for p in (paths.before_scl, paths.after_scl)]
+    classes = set(np.unique(scl[0])) | set(np.unique(scl[1]))
+    assert {0, 3, 9}.issubset(classes)  # swath nodata, cloud shadow, cloud
+    assert (_read(paths.before)[0] == 0).any() or (_read(paths.after)[0] == 0).any()
+    clean = generate_synthetic(aoi, tmp_path, seed=3, max_size_km=SIZE_KM,
+                               nuisances=Nuisances(cloud=False, swath_edge=False, offset=False))
+    s = rasterio.open(clean.after_scl).read(1)
+    assert not np.isin(s, (0, 3, 8, 9)).any()
+    assert (_read(clean.after) > 0).all()
+    assert rasterio.open(clean.after).tags(1)["BOA_ADD_OFFSET"] == "0"
+    # the offset is the only difference in level: +1000 DN in the offset version
+    a_off, a_clean = _read(paths.after), _read(clean.after)
+    both = (a_off[0] > 0) & np.isin(rasterio.open(paths.after_scl).read(1).repeat(2, 0)
+                                    .repeat(2, 1)[:200, :200], (4, 5, 6))
+    assert abs(np.median(a_off[:, both] - a_clean[:, both]) - 1000) < 5
+
+
+def _pixels(gdf, path):
+    with rasterio.open(path) as src:
+        pts = gdf.to_crs(src.crs)
+        rows, cols = rasterio.transform.rowcol(src.transform, pts.geometry.x, pts.geometry.y)
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        inside = (rows >= 0) & (rows < src.height) & (cols >= 0) & (cols < src.width)
+    return rows, cols, inside
+
+
+def test_damage_points_on_changed_buildings(synth):
+    aoi, paths = synth
+    sites = gpd.read_file(paths.unosat_gpkg)
+    truth = _read(paths.truth)
+    rows, cols, inside = _pixels(sites, paths.truth)
+    cls1 = sites["Main_Damage_Site_Class"].to_numpy()
+    cover = truth[0][rows[inside], cols[inside]]
+    visible = truth[1][rows[inside], cols[inside]]
+    c = cls1[inside]
+    assert (cover[np.isin(c, (1, 2, 3, 6))] == BUILDING).all()
+    assert (visible[np.isin(c, (1, 2, 3))] > 0).mean() > 0.9
+    assert (visible[c == 6] == 0).all()
+    before, after = _read(paths.before), _read(paths.after) - 1000
+    b = before[:, rows[inside], cols[inside]]
+    a = after[:, rows[inside], cols[inside]]
+    valid = (b[0] > 0) & (a[0] > -1000)
+    change = np.abs(a - b).sum(0) / b.sum(0)
+    destroyed = valid & (c == 1)
+    intact = valid & (c == 6)
+    assert np.median(change[destroyed]) > 4 * np.median(change[intact])
+    # some sites lie outside the AOI, some are first damaged after the after-scene date
+    assert (~sites.within(aoi.geometry)).sum() >= 3
+    late = sites["Main_Damage_Site_Class"].isna() | (sites["Main_Damage_Site_Class"] == 6)
+    late &= sites["Main_Damage_Site_Class_2"].isin([1, 2, 3])
+    assert late.sum() > 0
+    assert set(sites["Main_Damage_Site_Class"].dropna().astype(int)) >= {1, 2, 3, 4, 6, 11}
+    assert sites["SensorDate_2"].iloc[0].date() > dt.date(2022, 5, 5)
+    assert sites["SensorDate"].iloc[0].date() <= dt.date(2022, 5, 5)
+
+
+def test_shapefile_truncated_and_gpkg_full_names(synth):
+    _, paths = synth
+    shp = gpd.read_file(f"zip://{paths.unosat_zip}")
+    gpkg = gpd.read_file(paths.unosat_gpkg)
+    assert {"Main_Damag", "SensorDa_1", "Main_Dam_1", "Damage_Sta"} <= set(shp.columns)
+    assert {"Main_Damage_Site_Class", "SensorDate_2", "Damage_Status_2"} <= set(gpkg.columns)
+    assert all(len(c) <= 10 for c in shp.columns)
+    assert shp.crs.to_epsg() == gpkg.crs.to_epsg() == 4326
+    assert len(shp) == len(gpkg)
+
+
+def test_deterministic_bytes(tmp_path, bucha_aoi_path):
+    aoi = load_aoi(bucha_aoi_path)
+    runs = [generate_synthetic(aoi, tmp_path / str(i), seed=7, max_size_km=1.0)
+            for i in range(2)]
+    other = generate_synthetic(aoi, tmp_path / "other", seed=8, max_size_km=1.0)
+    for name in ("before", "after", "before_scl", "unosat_zip", "unosat_gpkg", "truth"):
+        a, b = getattr(runs[0], name).read_bytes(), getattr(runs[1], name).read_bytes()
+        assert a == b, name
+    assert runs[0].before.read_bytes() != other.before.read_bytes()
+
+
+def test_cli(tmp_path, bucha_aoi_path, capsys):
+    assert main(["synthetic", str(bucha_aoi_path), "--out", str(tmp_path), "--seed", "1",
+                 "--max-size-km", "0.5", "--no-cloud"]) == 0
+    assert (tmp_path / "before.tif").exists() and (tmp_path / "unosat.zip").exists()
