@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pipeline.errors import PipelineError
 
 #: Modules providing ``add_parser(subparsers)``; each sets ``func`` on its parser.
-COMMAND_MODULES = ("pipeline.aoi_tools", "pipeline.synthetic")
+COMMAND_MODULES = ("pipeline.aoi_tools", "pipeline.synthetic", "pipeline.scenes.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +36,8 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", force=True)
+    for noisy in ("pyogrio", "rasterio", "sentinelhub", "urllib3", "fiona"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

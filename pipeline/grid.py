@@ -34,8 +34,7 @@ class Grid:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in grid CRS units."""
-        south, west, north, east = array_bounds(self.height, self.width, self.transform)
-        return west, south, east, north
+        return array_bounds(self.height, self.width, self.transform)
 
     @property
     def resolution(self) -> float:

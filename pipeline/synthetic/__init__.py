@@ -135,7 +135,7 @@ def generate_synthetic(aoi: AOI, out_dir: str | Path, seed: int = 0,
         band_tags = [dict(t, BOA_ADD_OFFSET=str(boa)) for t in scene_band_tags()]
         write_cog(path, dn, grid, nodata=0, descriptions=BANDS, tags=tags, band_tags=band_tags)
         scl_path = path.with_name(path.stem + "_scl.tif")
-        scl_grid = Grid(grid.crs, grid.transform * grid.transform.scale(2),
+        scl_grid = Grid(grid.crs, grid.transform @ grid.transform.scale(2),
                         (w + 1) // 2, (h + 1) // 2)
         write_cog(scl_path, to_scl_20m(scl), scl_grid, nodata=0,
                   descriptions=["SCL"], tags={"ACQUISITION_DATE": date.isoformat(),

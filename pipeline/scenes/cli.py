@@ -1,0 +1,66 @@
+"""``pipeline scene``: one AOI, one epoch, one harmonised and cloud-masked scene."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.aoi import load_aoi
+from pipeline.scenes import EPOCHS, SOURCES, acquire_scene
+from pipeline.scenes.product import DEFAULT_MASK_CLASSES, DEFAULT_MIN_VALID_FRACTION
+from pipeline.scenes.sentinelhub_source import (
+    CDSE_BASE_URL,
+    CDSE_TOKEN_URL,
+    SentinelHubOptions,
+)
+
+
+def _run(args: argparse.Namespace) -> int:
+    aoi = load_aoi(args.aoi_file)
+    options = SentinelHubOptions(base_url=args.sh_base_url, token_url=args.sh_token_url,
+                                 mosaic=args.mosaic, max_attempts=args.max_attempts)
+    acquire_scene(aoi, args.epoch, args.out, args.source, args.input,
+                  max_size_km=args.max_size_km, min_valid_fraction=args.min_valid_fraction,
+                  mask_classes=[int(c) for c in args.mask_classes.split(",") if c],
+                  seed=args.seed, scl_path=args.scl, boa_offset=args.boa_offset,
+                  sentinelhub=options)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "scene", help="acquire a cloud-masked, harmonised 4-band scene for an AOI and epoch",
+        description="Write a 4-band uint16 Cloud Optimized GeoTIFF (B02, B03, B04, B08) on the "
+                    "AOI's 10 m UTM grid, nodata 0 wherever there is no valid observation, "
+                    "harmonised to the pre-2022 digital-number scale, plus a JSON record of "
+                    "the acquisition beside it.")
+    p.add_argument("aoi_file", help="AOI GeoJSON file")
+    p.add_argument("--epoch", choices=EPOCHS, required=True, help="before or after scene")
+    p.add_argument("--out", required=True, help="output GeoTIFF path")
+    p.add_argument("--source", choices=SOURCES, default="sentinelhub",
+                   help="where the data come from (default: %(default)s)")
+    p.add_argument("--input", help="local source: a GeoTIFF (any CRS/resolution; bands named "
+                                   "B02,B03,B04,B08 or in that order) or an L2A SAFE folder/zip")
+    p.add_argument("--scl", help="local GeoTIFF source: scene classification raster for masking "
+                                 "(default: <input>_scl.tif if present)")
+    p.add_argument("--boa-offset", type=int,
+                   help="local GeoTIFF source: BOA_ADD_OFFSET of the input (e.g. -1000) when "
+                        "its tags do not record it")
+    p.add_argument("--max-size-km", type=float,
+                   help="cap the AOI grid to a square of this side (default: whole AOI)")
+    p.add_argument("--min-valid-fraction", type=float, default=DEFAULT_MIN_VALID_FRACTION,
+                   help="fail when less of the AOI than this has a valid observation "
+                        "(default: %(default)s)")
+    p.add_argument("--mask-classes", default=",".join(map(str, DEFAULT_MASK_CLASSES)),
+                   help="SCL classes treated as no observation (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic source: random seed")
+    p.add_argument("--mosaic", action="store_true",
+                   help="sentinelhub: least-cloud mosaic over a date window instead of the "
+                        "single least-cloudy acquisition")
+    p.add_argument("--max-attempts", type=int, default=5,
+                   help="sentinelhub: attempts for server errors, with backoff (default: "
+                        "%(default)s)")
+    p.add_argument("--sh-base-url", default=CDSE_BASE_URL,
+                   help="sentinelhub: service URL (default: %(default)s)")
+    p.add_argument("--sh-token-url", default=CDSE_TOKEN_URL,
+                   help="sentinelhub: OAuth token URL (default: CDSE identity service)")
+    p.set_defaults(func=_run)
