@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pipeline.errors import PipelineError
 
 #: Modules providing ``add_parser(subparsers)``; each sets ``func`` on its parser.
-COMMAND_MODULES = ("pipeline.aoi_tools", "pipeline.synthetic", "pipeline.scenes.cli")
+COMMAND_MODULES = ("pipeline.aoi_tools", "pipeline.synthetic", "pipeline.scenes.cli",
+                   "pipeline.labels", "pipeline.patches", "pipeline.dataset")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,194 @@
+"""Label rasters from UNOSAT damage sites, on exactly the grid of a scene.
+
+1 = damage: a site whose first assessment in a damage class is dated on or before the after
+scene's acquisition date burns the pixels whose centres lie within ``radius_m`` of it (and always
+the pixel holding it). 0 = assessed and not damaged. 255 = unknown: outside the UNOSAT
+assessment area, outside the AOI, or no valid observation in the scene. Unassessed ground is
+never called undamaged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import math
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.features import geometry_mask
+
+from pipeline.aoi import AOI, load_aoi, reproject_geometry
+from pipeline.atomic import write_text_atomic
+from pipeline.errors import PipelineError
+from pipeline.grid import Grid, grid_of
+from pipeline.rasters import write_cog
+from pipeline.reference import unosat_area
+from pipeline.unosat import CLASS_NAMES, DEFAULT_DAMAGE_CLASSES, read_sites
+
+log = logging.getLogger(__name__)
+
+DAMAGE, NO_DAMAGE, UNKNOWN = 1, 0, 255
+DEFAULT_RADIUS_M = 10.0
+
+
+def after_date_of(scene: Path) -> dt.date:
+    """The after scene's acquisition date from its tags (the latest, for a mosaic)."""
+    with rasterio.open(scene) as src:
+        value = src.tags().get("ACQUISITION_DATE")
+    if not value:
+        raise PipelineError(f"{scene}: no ACQUISITION_DATE tag; pass --after-date YYYY-MM-DD")
+    return max(dt.date.fromisoformat(v.strip()[:10]) for v in value.split(","))
+
+
+def assessed_area(aoi: AOI):
+    """The AOI polygon intersected with its UNOSAT assessment area (EPSG:4326)."""
+    area = aoi.assessment_area if aoi.assessment_area is not None else unosat_area(aoi.unosat_aoi)
+    return aoi.geometry.intersection(area)
+
+
+def burn_points(labels: np.ndarray, xs: np.ndarray, ys: np.ndarray, grid: Grid,
+                radius_m: float) -> None:
+    """Set ``DAMAGE`` at pixels whose centre is within ``radius_m`` of a point, and at the
+    pixel containing it, where the label is known."""
+    res = grid.resolution
+    k = int(math.ceil(radius_m / res)) + 1
+    offs = np.arange(-k, k + 1)
+    col_f = (xs - grid.transform.c) / res
+    row_f = (grid.transform.f - ys) / res
+    col0, row0 = np.floor(col_f).astype(int), np.floor(row_f).astype(int)
+    rr = row0[:, None, None] + offs[None, :, None]
+    cc = col0[:, None, None] + offs[None, None, :]
+    rr, cc = np.broadcast_arrays(rr, cc)
+    cx = grid.transform.c + (cc + 0.5) * res
+    cy = grid.transform.f - (rr + 0.5) * res
+    dist = np.hypot(cx - xs[:, None, None], cy - ys[:, None, None])
+    hit = (dist <= radius_m + 1e-9) | ((rr == row0[:, None, None]) & (cc == col0[:, None, None]))
+    hit &= (rr >= 0) & (rr < grid.height) & (cc >= 0) & (cc < grid.width)
+    r, c = rr[hit], cc[hit]
+    known = labels[r, c] != UNKNOWN
+    labels[r[known], c[known]] = DAMAGE
+
+
+def make_labels(aoi: AOI, grid_path: str | Path, unosat_path: str | Path, out: str | Path,
+                classes: Sequence[int] = DEFAULT_DAMAGE_CLASSES,
+                radius_m: float = DEFAULT_RADIUS_M,
+                after_date: dt.date | None = None) -> dict[str, Any]:
+    """Rasterise the UNOSAT file onto the grid of ``grid_path``; return the summary."""
+    grid_path, unosat_path, out = Path(grid_path), Path(unosat_path), Path(out)
+    if radius_m < 0:
+        raise PipelineError(f"--radius-m must be >= 0, got {radius_m}")
+    grid = grid_of(grid_path)
+    after = after_date or after_date_of(grid_path)
+    sites = read_sites(unosat_path, aoi.labels.fields, classes)
+    frame = sites.frame.to_crs(grid.crs)
+    xs, ys = frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy()
+    left, bottom, right, top = grid.bounds
+    on_grid = (xs >= left) & (xs < right) & (ys > bottom) & (ys <= top)
+    if not on_grid.any():
+        raise PipelineError(f"{unosat_path}: none of its {len(frame)} sites falls on the grid "
+                            f"of {grid_path} ({grid.describe()}); wrong file for AOI {aoi.slug}?")
+    aoi_grid_geom = reproject_geometry(aoi.geometry, "EPSG:4326", grid.crs)
+    in_aoi = frame.geometry.within(aoi_grid_geom).to_numpy() & on_grid
+
+    known_geom = reproject_geometry(assessed_area(aoi), "EPSG:4326", grid.crs)
+    labels = np.full(grid.shape, UNKNOWN, dtype=np.uint8)
+    if not known_geom.is_empty:
+        inside = geometry_mask([known_geom], out_shape=grid.shape, transform=grid.transform,
+                               invert=True)
+        labels[inside] = NO_DAMAGE
+    with rasterio.open(grid_path) as src:
+        for _, window in src.block_windows(1):
+            valid = src.dataset_mask(window=window) > 0
+            r0, c0 = int(window.row_off), int(window.col_off)
+            block = labels[r0:r0 + int(window.height), c0:c0 + int(window.width)]
+            block[~valid] = UNKNOWN
+
+    first = frame["first_date"].to_numpy(dtype="datetime64[D]")
+    damaged = ~np.isnat(first)
+    positive = damaged & (first <= np.datetime64(after)) & in_aoi
+    late = damaged & (first > np.datetime64(after)) & in_aoi
+    burn_points(labels, xs[positive], ys[positive], grid, radius_m)
+
+    per_class = Counter()
+    for fc, lc in zip(frame["first_class"], frame["last_class"], strict=True):
+        code = fc if not np.isnan(fc) else lc
+        per_class[CLASS_NAMES.get(int(code), str(int(code))) if not np.isnan(code)
+                  else "not assessed"] += 1
+    summary = {
+        "aoi": aoi.slug, "unosat_file": str(unosat_path), "layer": sites.layer,
+        "date_columns": sites.date_columns, "class_columns": sites.class_columns,
+        "grid": str(grid_path), "after_date": after.isoformat(),
+        "damage_classes": list(map(int, classes)), "radius_m": radius_m,
+        "sites_read": int(len(frame)), "sites_per_class": dict(sorted(per_class.items())),
+        "positives_used": int(positive.sum()), "excluded_by_date": int(late.sum()),
+        "damaged_undated": int((frame["damaged_undated"].to_numpy() & in_aoi).sum()),
+        "outside_aoi": int((~in_aoi).sum()),
+        "damage_pixels": int((labels == DAMAGE).sum()),
+        "no_damage_pixels": int((labels == NO_DAMAGE).sum()),
+        "unknown_pixels": int((labels == UNKNOWN).sum()),
+    }
+    tags = {"AOI": aoi.slug, "AFTER_DATE": after.isoformat(),
+            "DAMAGE_CLASSES": ",".join(map(str, classes)), "RADIUS_M": str(radius_m),
+            "VALUES": "1 damage, 0 assessed and not damaged, 255 unknown",
+            "UNOSAT_FILE": unosat_path.name}
+    write_cog(out, labels, grid, nodata=UNKNOWN, descriptions=["damage_label"], tags=tags,
+              resampling="NEAREST")
+    write_text_atomic(out.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
+    log.info("%s: %d of %d sites positive (%d first damaged after %s, %d outside the AOI); "
+             "%d damage pixels -> %s", aoi.slug, summary["positives_used"], len(frame),
+             summary["excluded_by_date"], after, summary["outside_aoi"],
+             summary["damage_pixels"], out)
+    return summary
+
+
+def parse_classes_arg(text: str) -> list[int]:
+    try:
+        classes = [int(c) for c in text.split(",") if c.strip()]
+    except ValueError as exc:
+        raise PipelineError(f"--classes must be comma-separated codes, got {text!r}") from exc
+    unknown = set(classes) - set(CLASS_NAMES)
+    if not classes or unknown:
+        raise PipelineError(f"--classes {text!r}: unknown codes {sorted(unknown)}; UNOSAT "
+                            f"codes are {sorted(CLASS_NAMES)}")
+    return classes
+
+
+def _run(args: argparse.Namespace) -> int:
+    aoi = load_aoi(args.aoi_file)
+    make_labels(aoi, args.grid, args.unosat or aoi.labels.path, args.out,
+                classes=parse_classes_arg(args.classes), radius_m=args.radius_m,
+                after_date=dt.date.fromisoformat(args.after_date) if args.after_date else None)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "labels", help="rasterise UNOSAT damage sites onto a scene's grid",
+        description="Write a uint8 label GeoTIFF on exactly the grid of --grid: 1 damage, 0 "
+                    "assessed and not damaged, 255 unknown (outside the UNOSAT assessment "
+                    "area or the AOI, or no valid observation). A site is positive when its "
+                    "first assessment in a damage class is dated on or before the after "
+                    "scene's date. A JSON summary is written beside the raster.")
+    p.add_argument("aoi_file", help="AOI GeoJSON file")
+    p.add_argument("--grid", required=True,
+                   help="scene GeoTIFF whose grid, nodata and ACQUISITION_DATE tag are used "
+                        "(the after scene)")
+    p.add_argument("--unosat",
+                   help="UNOSAT damage-site file: zipped shapefile, shapefile, GeoPackage, "
+                        "GeoJSON or file geodatabase (default: the AOI file's labels.path)")
+    p.add_argument("--out", required=True, help="output label GeoTIFF")
+    p.add_argument("--classes", default="1,2,3",
+                   help="UNOSAT classes counted as damage (default: %(default)s; 1 destroyed, "
+                        "2 severe, 3 moderate, 4 possible, 11 possible from adjacent impact)")
+    p.add_argument("--radius-m", type=float, default=DEFAULT_RADIUS_M,
+                   help="burn pixels whose centre lies within this distance of a site "
+                        "(default: %(default)s m, one pixel)")
+    p.add_argument("--after-date", help="override the after date (YYYY-MM-DD) instead of "
+                                        "reading the scene's tag")
+    p.set_defaults(func=_run)
