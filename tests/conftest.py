@@ -50,3 +50,40 @@ def session_tmp(tmp_path_factory) -> Path:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+DEMO_AOIS = ("bucha", "irpin", "hostomel")
+
+
+@pytest.fixture(scope="session")
+def aoi_rasters(tmp_path_factory):
+    """Scenes and labels for three neighbouring AOIs, made by the pipeline's own steps."""
+    from pipeline.aoi import load_aoi
+    from pipeline.labels import make_labels
+    from pipeline.scenes import acquire_scene
+    from pipeline.synthetic import generate_synthetic
+
+    base = tmp_path_factory.mktemp("aoi_rasters")
+    out = {}
+    for i, slug in enumerate(DEMO_AOIS):
+        aoi = load_aoi(ROOT / "aois" / f"{slug}.geojson")
+        d = base / slug
+        syn = generate_synthetic(aoi, d / "synthetic", seed=i, max_size_km=2.0)
+        for epoch in ("before", "after"):
+            acquire_scene(aoi, epoch, d / f"{epoch}.tif", "synthetic", max_size_km=2.0, seed=i)
+        make_labels(aoi, d / "after.tif", syn.unosat_zip, d / "labels.tif")
+        out[slug] = {"before": d / "before.tif", "after": d / "after.tif",
+                     "labels": d / "labels.tif", "dir": d}
+    return out
+
+
+@pytest.fixture(scope="session")
+def patch_files(aoi_rasters):
+    from pipeline.patches import cut_patches
+
+    files = []
+    for slug, r in aoi_rasters.items():
+        path = r["dir"] / "patches.npz"
+        cut_patches(slug, r["before"], r["after"], r["labels"], path, progress=False)
+        files.append(path)
+    return files

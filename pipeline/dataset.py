@@ -1,0 +1,270 @@
+"""The balanced, leakage-free dataset NPZ in the original study's layout.
+
+Splits first and spatially, then balances; never augments (augmentation belongs to training).
+
+- ``blocks``: square ground blocks (default 640 m, counted in pixels from each AOI grid's
+  origin) go whole to train, val or test. A patch belongs to the block holding its footprint;
+  a patch whose footprint straddles a block edge (possible only with overlapping patches) is
+  dropped, so patches of different splits never share ground. Blocks are assigned per AOI,
+  greedily by the split's deficit of damaged patches, so every AOI contributes to every split
+  where it has enough blocks.
+- ``aoi``: the named AOIs (``--test-aois``) are the test set; validation comes from blocks of
+  the remaining AOIs (or ``--val-aois``).
+
+Each split is then balanced by sampling no-damage patches (``--negatives-per-positive``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.atomic import write_text_atomic
+from pipeline.errors import PipelineError
+from pipeline.npz import save_npz
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+PATCH_KEYS = ("before", "after", "label", "row", "col", "lon", "lat", "transform", "aoi",
+              "summary")
+
+
+@dataclass
+class PatchSet:
+    """The patches of one AOI, as written by :mod:`pipeline.patches`."""
+
+    aoi: str
+    before: np.ndarray
+    after: np.ndarray
+    label: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+    resolution: float
+    summary: dict[str, Any]
+
+    @property
+    def size(self) -> int:
+        return int(self.before.shape[-1])
+
+
+def load_patches(path: str | Path) -> PatchSet:
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            missing = [k for k in PATCH_KEYS if k not in d.files]
+            if missing:
+                raise PipelineError(f"{path}: not a patch file from 'pipeline patches' "
+                                    f"(missing {missing})")
+            return PatchSet(aoi=str(d["aoi"]), before=d["before"], after=d["after"],
+                            label=d["label"], row=d["row"], col=d["col"], lon=d["lon"],
+                            lat=d["lat"], resolution=float(abs(d["transform"][0])),
+                            summary=json.loads(str(d["summary"])))
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"{path}: cannot read patch file ({exc})") from exc
+
+
+def block_ids(ps: PatchSet, block_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """(block id per patch, whether its footprint lies inside that one block)."""
+    block_px = max(1, int(round(block_m / ps.resolution)))
+    br, bc = ps.row // block_px, ps.col // block_px
+    inside = ((ps.row + ps.size - 1) // block_px == br) & ((ps.col + ps.size - 1) // block_px
+                                                          == bc)
+    return br.astype(np.int64) * 1_000_003 + bc, inside
+
+
+def _assign_blocks(blocks: np.ndarray, positives: np.ndarray, fractions: dict[str, float],
+                   rng: np.random.Generator) -> dict[int, str]:
+    """Blocks of one AOI to splits, in random order: one block to each split first, then each
+    block to the split furthest below its share (of damaged patches for blocks with damage, of
+    all patches for the others)."""
+    uniq, inv = np.unique(blocks, return_inverse=True)
+    pos = np.bincount(inv, weights=positives, minlength=len(uniq))
+    tot = np.bincount(inv, minlength=len(uniq)).astype(float)
+    order = rng.permutation(len(uniq))
+    order = order[np.argsort(~(pos[order] > 0), kind="stable")]  # blocks with damage first
+    got_pos = dict.fromkeys(fractions, 0.0)
+    got_tot = dict.fromkeys(fractions, 0.0)
+    active = [s for s in ("test", "val", "train") if fractions[s] > 0]
+    assigned: dict[int, str] = {}
+    for i, b in enumerate(order):
+        if i < len(active):
+            split = active[i]
+        elif pos[b] > 0:
+            split = max(active, key=lambda s: fractions[s] - got_pos[s] / pos.sum())
+        else:
+            split = max(active, key=lambda s: fractions[s] - got_tot[s] / tot.sum())
+        assigned[int(uniq[b])] = split
+        got_pos[split] += pos[b]
+        got_tot[split] += tot[b]
+    return assigned
+
+
+def build_dataset(patch_files: list[str | Path], out: str | Path, split: str = "blocks",
+                  block_m: float = 640.0, test_aois: list[str] | None = None,
+                  val_aois: list[str] | None = None, val_fraction: float = 0.2,
+                  test_fraction: float = 0.2, negatives_per_positive: float = 1.0,
+                  seed: int = 42) -> dict[str, Any]:
+    """Split, balance and write the dataset NPZ with its summary (JSON and Markdown)."""
+    if not patch_files:
+        raise PipelineError("no patch files given")
+    if split not in ("blocks", "aoi"):
+        raise PipelineError(f"--split must be 'blocks' or 'aoi', got {split!r}")
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and
+            val_fraction + test_fraction < 1):
+        raise PipelineError("--val-fraction and --test-fraction must be in [0, 1) and sum to "
+                            "less than 1")
+    if negatives_per_positive <= 0:
+        raise PipelineError("--negatives-per-positive must be positive")
+    sets = [load_patches(p) for p in sorted(map(str, patch_files))]
+    sizes = {ps.size for ps in sets if len(ps.label)} or {s.size for s in sets}
+    if len(sizes) > 1:
+        detail = ", ".join(f"{ps.aoi}: {ps.size}" for ps in sets)
+        raise PipelineError(f"patch files mix patch sizes ({detail}); cut all with one --size")
+    names = [ps.aoi for ps in sets]
+    if len(set(names)) != len(names):
+        raise PipelineError(f"an AOI appears in more than one patch file: {names}")
+    if not any(int(ps.label.sum()) for ps in sets):
+        raise PipelineError(f"no damaged patch in any input ({', '.join(names)}); check the "
+                            "labels (UNOSAT file, dates, classes)")
+    test_aois, val_aois = list(test_aois or []), list(val_aois or [])
+    unknown = set(test_aois + val_aois) - set(names)
+    if unknown:
+        raise PipelineError(f"--test-aois/--val-aois name AOIs without patches: "
+                            f"{sorted(unknown)}; have {names}")
+    if split == "aoi" and not test_aois:
+        raise PipelineError("--split aoi needs --test-aois")
+
+    parts: dict[str, dict[str, list[np.ndarray]]] = {s: defaultdict(list) for s in SPLITS}
+    table: dict[str, dict[str, Any]] = {}
+    for ps in sets:
+        rng = np.random.default_rng([seed, zlib.crc32(ps.aoi.encode())])
+        blocks, inside = block_ids(ps, block_m)
+        split_of = np.empty(len(ps.label), dtype=object)
+        if split == "aoi" and ps.aoi in test_aois:
+            split_of[:] = "test"
+            inside[:] = True
+        elif split == "aoi" and ps.aoi in val_aois:
+            split_of[:] = "val"
+            inside[:] = True
+        else:
+            fr = {"test": test_fraction if split == "blocks" else 0.0,
+                  "val": 0.0 if split == "aoi" and val_aois else val_fraction}
+            fr["train"] = 1.0 - fr["test"] - fr["val"]
+            assignment = _assign_blocks(blocks[inside], ps.label[inside].astype(float), fr, rng)
+            split_of[inside] = [assignment[int(b)] for b in blocks[inside]]
+        row = {"dropped_nodata": ps.summary.get("dropped_nodata", 0),
+               "dropped_unknown": ps.summary.get("dropped_unknown", 0),
+               "dropped_block_edge": int((~inside).sum())}
+        for s in SPLITS:
+            idx = np.nonzero(inside & (split_of == s))[0]
+            pos, neg = idx[ps.label[idx] == 1], idx[ps.label[idx] == 0]
+            n_neg = min(len(neg), int(round(negatives_per_positive * len(pos))))
+            chosen = np.sort(np.concatenate([pos, rng.choice(neg, n_neg, replace=False)]))
+            row[s] = {"blocks": int(len(np.unique(blocks[idx]))), "available": int(len(idx)),
+                      "available_damaged": int(len(pos)), "patches": int(len(chosen)),
+                      "damaged": int(len(pos)), "no_damage": int(n_neg)}
+            for key, arr in (("Xb", ps.before), ("Xa", ps.after), ("row", ps.row),
+                             ("col", ps.col), ("lon", ps.lon), ("lat", ps.lat),
+                             ("block", blocks)):
+                parts[s][key].append(arr[chosen])
+            parts[s]["y"].append(ps.label[chosen].astype(np.int64))
+            parts[s]["aoi"].append(np.full(len(chosen), ps.aoi))
+        table[ps.aoi] = row
+
+    arrays: dict[str, np.ndarray] = {}
+    size = next(iter(sizes))
+    for s in SPLITS:
+        for key in ("Xb", "Xa", "y", "aoi", "row", "col", "lon", "lat", "block"):
+            chunks = parts[s][key]
+            arr = np.concatenate(chunks) if chunks else np.zeros(0)
+            if key in ("Xb", "Xa"):
+                arr = arr.astype(np.uint16).reshape(-1, 4, size, size)
+            arrays[f"{key}_{s}"] = arr
+        if not arrays[f"y_{s}"].sum() and (s != "val" or val_fraction > 0 or val_aois):
+            log.warning("split %s has no damaged patch; use larger AOIs, smaller blocks or "
+                        "other fractions", s)
+    config = {"split": split, "block_m": block_m, "test_aois": test_aois, "val_aois": val_aois,
+              "val_fraction": val_fraction, "test_fraction": test_fraction,
+              "negatives_per_positive": negatives_per_positive, "seed": seed,
+              "patch_size": size, "inputs": names}
+    arrays["bands"] = np.array(["B02", "B03", "B04", "B08"])
+    arrays["config"] = np.array(json.dumps(config, sort_keys=True))
+    out = Path(out)
+    save_npz(out, arrays)
+    summary = {"config": config, "aois": table,
+               "totals": {s: {"patches": int(len(arrays[f"y_{s}"])),
+                              "damaged": int(arrays[f"y_{s}"].sum())} for s in SPLITS}}
+    stem = out.with_name(out.stem + "_summary")
+    write_text_atomic(stem.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(stem.with_suffix(".md"), summary_markdown(summary))
+    log.info("dataset %s: %s", out, ", ".join(
+        f"{s} {v['patches']} ({v['damaged']} damaged)" for s, v in summary["totals"].items()))
+    return summary
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    lines = ["# Dataset summary", "", f"Split: `{json.dumps(summary['config'])}`", "",
+             "| AOI | split | blocks | available | patches | damaged | no damage | "
+             "dropped nodata | dropped unknown | dropped block edge |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for aoi, row in summary["aois"].items():
+        for s in SPLITS:
+            r = row[s]
+            lines.append(f"| {aoi} | {s} | {r['blocks']} | {r['available']} | {r['patches']} | "
+                         f"{r['damaged']} | {r['no_damage']} | {row['dropped_nodata']} | "
+                         f"{row['dropped_unknown']} | {row['dropped_block_edge']} |")
+    lines += ["", "| split | patches | damaged |", "| --- | ---: | ---: |"]
+    lines += [f"| {s} | {v['patches']} | {v['damaged']} |"
+              for s, v in summary["totals"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _run(args: argparse.Namespace) -> int:
+    build_dataset(args.patch_files, args.out, split=args.split, block_m=args.block_m,
+                  test_aois=args.test_aois, val_aois=args.val_aois,
+                  val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                  negatives_per_positive=args.negatives_per_positive, seed=args.seed)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "dataset", help="split spatially, balance and write the dataset NPZ",
+        description="Combine patch files into the study's NPZ layout (Xb_train, Xa_train, "
+                    "y_train, ... val, test) with per-split metadata, splitting by whole "
+                    "ground blocks or whole AOIs before balancing, so no ground is shared "
+                    "between splits. No augmentation. A summary per AOI and split is written "
+                    "as <out>_summary.json and .md.")
+    p.add_argument("patch_files", nargs="+", help="patch NPZ files from 'pipeline patches'")
+    p.add_argument("--out", default="data/processed/FinalBalanced_splits.npz",
+                   help="output NPZ (default: %(default)s)")
+    p.add_argument("--split", choices=("blocks", "aoi"), default="blocks",
+                   help="blocks: whole ground blocks per split; aoi: hold out whole AOIs "
+                        "(default: %(default)s)")
+    p.add_argument("--block-m", type=float, default=640.0,
+                   help="block side in metres for --split blocks (default: %(default)s)")
+    p.add_argument("--test-aois", nargs="*", default=[], help="AOIs held out as test "
+                                                               "(--split aoi)")
+    p.add_argument("--val-aois", nargs="*", default=[],
+                   help="AOIs held out as validation (--split aoi; default: blocks of the "
+                        "training AOIs)")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of damaged patches for validation (default: %(default)s)")
+    p.add_argument("--test-fraction", type=float, default=0.2,
+                   help="share of damaged patches for test with --split blocks "
+                        "(default: %(default)s)")
+    p.add_argument("--negatives-per-positive", type=float, default=1.0,
+                   help="no-damage patches sampled per damaged patch in each split "
+                        "(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
+    p.set_defaults(func=_run)

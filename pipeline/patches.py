@@ -1,0 +1,196 @@
+"""Aligned patch pairs on a regular grid, cut window by window.
+
+Before, after and label rasters of one AOI share one grid. Patches of ``size`` px are taken every
+``stride`` px; a patch is dropped when any pixel has no observation in either epoch or any label
+is unknown (255), and is labelled damaged when at least ``min_damage_pixels`` damage pixels fall
+in it. The rasters are read in horizontal strips sized to a memory budget and kept patches are
+spooled to disk, so scenes larger than memory are cut with bounded memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from numpy.lib.stride_tricks import sliding_window_view
+from pyproj import Transformer
+from rasterio.windows import Window
+from tqdm import tqdm
+
+from pipeline.aoi import load_aoi
+from pipeline.atomic import write_text_atomic
+from pipeline.errors import PipelineError
+from pipeline.grid import require_same_grid
+from pipeline.npz import SpooledArray, save_npz
+from pipeline.rasters import BANDS
+
+log = logging.getLogger(__name__)
+UNKNOWN = 255
+DEFAULT_MEMORY_MB = 256.0
+
+
+@dataclass
+class PatchCounts:
+    """What happened to every candidate window."""
+
+    candidates: int = 0
+    damaged: int = 0
+    no_damage: int = 0
+    dropped_nodata: int = 0
+    dropped_unknown: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"candidates": self.candidates, "kept": self.damaged + self.no_damage,
+                "damaged": self.damaged, "no_damage": self.no_damage,
+                "dropped_nodata": self.dropped_nodata, "dropped_unknown": self.dropped_unknown,
+                **self.extra}
+
+
+def _strip_rows(width: int, size: int, stride: int, memory_mb: float) -> int:
+    """Patch rows per strip so that one strip of all three rasters fits the budget."""
+    bytes_per_row = width * (2 * len(BANDS) * 2 + 1) * 3  # arrays plus working copies
+    rows = int(memory_mb * 2**20 // (bytes_per_row * max(stride, 1)))
+    return max(1, rows - math.ceil(size / stride))
+
+
+def cut_patches(aoi_slug: str, before: str | Path, after: str | Path, labels: str | Path,
+                out: str | Path, size: int = 16, stride: int = 16, min_damage_pixels: int = 1,
+                memory_mb: float = DEFAULT_MEMORY_MB, progress: bool = True) -> PatchCounts:
+    """Cut aligned patch pairs and write them with their positions to ``out`` (NPZ)."""
+    if size < 1 or stride < 1 or min_damage_pixels < 1:
+        raise PipelineError("--size, --stride and --min-damage-pixels must be positive")
+    grid = require_same_grid({"before": before, "after": after, "labels": labels})
+    if size > grid.height or size > grid.width:
+        raise PipelineError(f"patch size {size} px is larger than the scene {before} "
+                            f"({grid.width} x {grid.height} px)")
+    n_rows = (grid.height - size) // stride + 1
+    n_cols = (grid.width - size) // stride + 1
+    per_strip = _strip_rows(grid.width, size, stride, memory_mb)
+    counts = PatchCounts(candidates=n_rows * n_cols)
+    out = Path(out)
+    kept_rows: list[np.ndarray] = []
+    kept_cols: list[np.ndarray] = []
+    kept_dmg: list[np.ndarray] = []
+    # GDAL's block cache defaults to 5 % of RAM; keep it inside the budget too
+    cache_mb = max(8, int(memory_mb // 4))
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None,
+                                     prefix=".patches-") as spool, \
+            rasterio.Env(GDAL_CACHEMAX=cache_mb), \
+            rasterio.open(before) as sb, rasterio.open(after) as sa, rasterio.open(labels) as sl:
+        fb = open(Path(spool) / "before.bin", "wb")  # noqa: SIM115 - closed below
+        fa = open(Path(spool) / "after.bin", "wb")  # noqa: SIM115
+        try:
+            bar = tqdm(total=n_rows, desc=f"{aoi_slug} patches", unit="row",
+                       disable=not progress)
+            for first in range(0, n_rows, per_strip):
+                last = min(n_rows, first + per_strip)
+                r0 = first * stride
+                height = (last - 1) * stride + size - r0
+                win = Window(0, r0, grid.width, height)
+                b = sb.read(window=win)
+                a = sa.read(window=win)
+                lab = sl.read(1, window=win)
+                kept = _cut_strip(b, a, lab, size, stride, min_damage_pixels, counts)
+                rows, cols, dmg, pb, pa = kept
+                kept_rows.append(rows + r0)
+                kept_cols.append(cols)
+                kept_dmg.append(dmg)
+                pb.tofile(fb)
+                pa.tofile(fa)
+                bar.update(last - first)
+            bar.close()
+        finally:
+            fb.close()
+            fa.close()
+        rows = np.concatenate(kept_rows).astype(np.int32)
+        cols = np.concatenate(kept_cols).astype(np.int32)
+        damage = np.concatenate(kept_dmg).astype(np.int32)
+        n = len(rows)
+        shape = (n, len(BANDS), size, size)
+        mb = SpooledArray(Path(spool) / "before.bin", np.dtype(np.uint16), shape)
+        ma = SpooledArray(Path(spool) / "after.bin", np.dtype(np.uint16), shape)
+        t = grid.transform
+        x = t.c + (cols + size / 2) * t.a
+        y = t.f + (rows + size / 2) * t.e
+        lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(x, y)
+        label = (damage >= min_damage_pixels).astype(np.uint8)
+        summary = {"aoi": aoi_slug, "size": size, "stride": stride,
+                   "min_damage_pixels": min_damage_pixels, **counts.as_dict()}
+        save_npz(out, {
+            "before": mb, "after": ma, "label": label, "damage_pixels": damage,
+            "row": rows, "col": cols, "x": x, "y": y, "lon": np.asarray(lon),
+            "lat": np.asarray(lat), "crs": np.array(grid.crs.to_wkt()),
+            "transform": np.array(list(t)[:6]), "aoi": np.array(aoi_slug),
+            "bands": np.array(BANDS), "summary": np.array(json.dumps(summary)),
+        })
+    write_text_atomic(out.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
+    log.info("%s: %d candidate patches: %d damaged, %d no damage, dropped %d for nodata and %d "
+             "for unknown labels -> %s", aoi_slug, counts.candidates, counts.damaged,
+             counts.no_damage, counts.dropped_nodata, counts.dropped_unknown, out)
+    return counts
+
+
+def _cut_strip(b: np.ndarray, a: np.ndarray, lab: np.ndarray, size: int, stride: int,
+               min_damage: int, counts: PatchCounts):
+    """Patches of one strip: (rows, cols, damage pixels, before, after) of the kept ones."""
+    nodata_px = (b == 0).any(axis=0) | (a == 0).any(axis=0)
+    views = {name: sliding_window_view(arr, (size, size))[::stride, ::stride]
+             for name, arr in (("nodata", nodata_px), ("unknown", lab == UNKNOWN),
+                               ("damage", lab == 1))}
+    nodata = views["nodata"].any(axis=(-2, -1))
+    unknown = views["unknown"].any(axis=(-2, -1)) & ~nodata
+    damage = views["damage"].sum(axis=(-2, -1))
+    keep = ~nodata & ~unknown
+    counts.dropped_nodata += int(nodata.sum())
+    counts.dropped_unknown += int(unknown.sum())
+    is_damaged = keep & (damage >= min_damage)
+    counts.damaged += int(is_damaged.sum())
+    counts.no_damage += int((keep & ~is_damaged).sum())
+    pr, pc = np.nonzero(keep)
+    rows, cols = pr * stride, pc * stride
+    bv = sliding_window_view(b, (size, size), axis=(1, 2))[:, ::stride, ::stride]
+    av = sliding_window_view(a, (size, size), axis=(1, 2))[:, ::stride, ::stride]
+    pb = np.ascontiguousarray(np.moveaxis(bv[:, pr, pc], 0, 1))
+    pa = np.ascontiguousarray(np.moveaxis(av[:, pr, pc], 0, 1))
+    return rows, cols, damage[pr, pc], pb, pa
+
+
+def _run(args: argparse.Namespace) -> int:
+    slug = load_aoi(args.aoi_file).slug
+    cut_patches(slug, args.before, args.after, args.labels, args.out, size=args.size,
+                stride=args.stride, min_damage_pixels=args.min_damage_pixels,
+                memory_mb=args.memory_mb, progress=not args.quiet)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "patches", help="cut aligned before/after/label patch pairs of one AOI",
+        description="Cut patch pairs on a regular grid from before, after and label rasters of "
+                    "one AOI (same grid). Drops patches with nodata in either epoch or unknown "
+                    "labels; writes before/after (N, 4, S, S) uint16, label, damage_pixels, "
+                    "row/col, x/y, lon/lat, crs, transform and aoi to an NPZ, and counts per "
+                    "class and drop reason to a JSON beside it.")
+    p.add_argument("aoi_file", help="AOI GeoJSON file (names the patches)")
+    p.add_argument("--before", required=True, help="before scene GeoTIFF")
+    p.add_argument("--after", required=True, help="after scene GeoTIFF")
+    p.add_argument("--labels", required=True, help="label GeoTIFF (1 damage, 0 no, 255 unknown)")
+    p.add_argument("--out", required=True, help="output NPZ")
+    p.add_argument("--size", type=int, default=16, help="patch side in px (default: %(default)s)")
+    p.add_argument("--stride", type=int, default=16,
+                   help="step between patches in px; equal to --size for non-overlapping "
+                        "patches (default: %(default)s)")
+    p.add_argument("--min-damage-pixels", type=int, default=1,
+                   help="damage pixels needed to label a patch damaged (default: %(default)s)")
+    p.add_argument("--memory-mb", type=float, default=DEFAULT_MEMORY_MB,
+                   help="memory budget for reading the rasters, in MiB (default: %(default)s)")
+    p.set_defaults(func=_run)

@@ -1,0 +1,140 @@
+"""The balanced, leakage-free dataset (issue 6)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.cli import main
+from pipeline.dataset import build_dataset
+from pipeline.errors import PipelineError
+from pipeline.patches import cut_patches
+
+STUDY_KEYS = ["Xb_train", "Xa_train", "y_train", "Xb_val", "Xa_val", "y_val", "Xb_test",
+              "Xa_test", "y_test"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, patch_files):
+    out = tmp_path_factory.mktemp("ds") / "FinalBalanced_splits.npz"
+    summary = build_dataset(patch_files, out, block_m=320)
+    return out, summary
+
+
+def test_documented_keys_and_shapes(dataset):
+    out, _ = dataset
+    d = np.load(out)
+    for key in STUDY_KEYS:
+        assert key in d.files
+    for s in ("train", "val", "test"):
+        n = len(d[f"y_{s}"])
+        assert n > 0
+        assert d[f"Xb_{s}"].shape == d[f"Xa_{s}"].shape == (n, 4, 16, 16)
+        assert d[f"Xb_{s}"].dtype == np.uint16 and d[f"y_{s}"].dtype == np.int64
+        for meta in ("aoi", "row", "col", "lon", "lat"):
+            assert d[f"{meta}_{s}"].shape == (n,)
+        assert set(np.unique(d[f"y_{s}"])) == {0, 1}
+    assert list(d["bands"]) == ["B02", "B03", "B04", "B08"]
+
+
+def test_splits_are_spatially_disjoint(dataset):
+    d = np.load(dataset[0])
+    boxes = {}
+    for s in ("train", "val", "test"):
+        keys = list(zip(d[f"aoi_{s}"], d[f"row_{s}"], d[f"col_{s}"], strict=True))
+        assert len(set(keys)) == len(keys)  # unique within a split
+        boxes[s] = list(zip(d[f"aoi_{s}"], d[f"row_{s}"], d[f"col_{s}"], d[f"block_{s}"],
+                            strict=True))
+    for s1, s2 in itertools.combinations(boxes, 2):
+        blocks1 = {(a, b) for a, _, _, b in boxes[s1]}
+        blocks2 = {(a, b) for a, _, _, b in boxes[s2]}
+        assert not blocks1 & blocks2, (s1, s2)
+        for (a1, r1, c1, _), (a2, r2, c2, _) in itertools.product(boxes[s1], boxes[s2]):
+            if a1 == a2:
+                assert abs(int(r1) - int(r2)) >= 16 or abs(int(c1) - int(c2)) >= 16
+
+
+def test_every_aoi_in_every_split(dataset):
+    d = np.load(dataset[0])
+    for s in ("train", "val", "test"):
+        assert set(d[f"aoi_{s}"]) == {"bucha", "irpin", "hostomel"}
+
+
+@pytest.mark.parametrize("ratio", [1.0, 2.0])
+def test_balanced_as_asked(tmp_path, patch_files, ratio):
+    summary = build_dataset(patch_files, tmp_path / "d.npz", block_m=320,
+                            negatives_per_positive=ratio)
+    for row in summary["aois"].values():
+        for s in ("train", "val", "test"):
+            r = row[s]
+            available_neg = r["available"] - r["available_damaged"]
+            assert r["no_damage"] == min(available_neg, round(ratio * r["damaged"]))
+    d = np.load(tmp_path / "d.npz")
+    assert d["y_train"].sum() > 0
+
+
+def test_leave_aoi_out(tmp_path, patch_files):
+    build_dataset(patch_files, tmp_path / "d.npz", split="aoi", test_aois=["irpin"],
+                  block_m=320)
+    d = np.load(tmp_path / "d.npz")
+    assert set(d["aoi_test"]) == {"irpin"}
+    assert "irpin" not in set(d["aoi_train"]) | set(d["aoi_val"])
+    assert len(d["y_val"]) > 0
+
+
+def test_overlapping_patches_never_cross_splits(tmp_path, aoi_rasters):
+    files = []
+    for slug, r in aoi_rasters.items():
+        p = tmp_path / f"{slug}.npz"
+        cut_patches(slug, r["before"], r["after"], r["labels"], p, stride=8, progress=False)
+        files.append(p)
+    summary = build_dataset(files, tmp_path / "d.npz", block_m=320)
+    assert any(row["dropped_block_edge"] > 0 for row in summary["aois"].values())
+    d = np.load(tmp_path / "d.npz")
+    for s1, s2 in itertools.combinations(("train", "val", "test"), 2):
+        for a in ("bucha", "irpin", "hostomel"):
+            m1, m2 = d[f"aoi_{s1}"] == a, d[f"aoi_{s2}"] == a
+            r1, c1 = d[f"row_{s1}"][m1][:, None], d[f"col_{s1}"][m1][:, None]
+            r2, c2 = d[f"row_{s2}"][m2][None, :], d[f"col_{s2}"][m2][None, :]
+            overlap = (np.abs(r1 - r2) < 16) & (np.abs(c1 - c2) < 16)
+            assert not overlap.any()
+
+
+def test_deterministic_bytes_and_summary(tmp_path, patch_files):
+    build_dataset(patch_files, tmp_path / "a.npz", seed=7, block_m=320)
+    build_dataset(list(reversed(patch_files)), tmp_path / "b.npz", seed=7, block_m=320)
+    build_dataset(patch_files, tmp_path / "c.npz", seed=8, block_m=320)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    assert (tmp_path / "a.npz").read_bytes() != (tmp_path / "c.npz").read_bytes()
+    md = (tmp_path / "a_summary.md").read_text()
+    assert "| bucha | train |" in md and "dropped nodata" in md
+    assert json.loads((tmp_path / "a_summary.json").read_text())["config"]["seed"] == 7
+
+
+def test_bad_inputs(tmp_path, aoi_rasters, patch_files):
+    r = aoi_rasters["bucha"]
+    p8 = tmp_path / "p8.npz"
+    cut_patches("bucha2", r["before"], r["after"], r["labels"], p8, size=8, progress=False)
+    with pytest.raises(PipelineError, match="mix patch sizes"):
+        build_dataset([patch_files[1], p8], tmp_path / "d.npz")
+    empty = tmp_path / "neg.npz"
+    d = dict(np.load(patch_files[0]))
+    keep = d["label"] == 0
+    for k in ("before", "after", "label", "damage_pixels", "row", "col", "x", "y", "lon", "lat"):
+        d[k] = d[k][keep]
+    np.savez(empty, **d)
+    with pytest.raises(PipelineError, match="no damaged patch"):
+        build_dataset([empty], tmp_path / "d.npz")
+    with pytest.raises(PipelineError, match="needs --test-aois"):
+        build_dataset(patch_files, tmp_path / "d.npz", split="aoi")
+    assert not (tmp_path / "d.npz").exists()
+
+
+def test_cli(tmp_path, patch_files):
+    out = tmp_path / "processed" / "FinalBalanced_splits.npz"
+    assert main(["-q", "dataset", *map(str, patch_files), "--out", str(out), "--block-m", "320",
+                 "--seed", "3"]) == 0
+    assert out.exists() and (tmp_path / "processed" / "FinalBalanced_splits_summary.md").exists()
