@@ -1,0 +1,204 @@
+"""Loading the dataset NPZ into normalised in-memory tensors, and train-time augmentation.
+
+Two layouts are read: the study's splits (``Xb_train``, ``Xa_train``, ``y_train``, ... val,
+test), as ``pipeline dataset`` writes them, and a flat ``x_before``, ``x_after``, ``y`` with an
+optional ``split`` array. Values are L2A digital numbers; they are scaled by 1/10000 and
+standardised per band with statistics of the training split only (both epochs), so nothing of
+validation or test leaks into the inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from damagenet.errors import DamagenetError
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+SCALE = 1.0 / 10000.0
+N_BANDS = 4
+
+
+@dataclass
+class Split:
+    """One split as raw arrays (digital numbers) plus metadata."""
+
+    before: np.ndarray   # (N, 4, S, S)
+    after: np.ndarray
+    y: np.ndarray        # (N,) int64
+    aoi: np.ndarray | None = None
+
+
+@dataclass
+class Normalisation:
+    """Per-band standardisation of reflectance (DN / 10000)."""
+
+    mean: list[float]
+    std: list[float]
+    scale: float = SCALE
+
+    @classmethod
+    def fit(cls, split: Split) -> Normalisation:
+        both = np.concatenate([split.before, split.after]).astype(np.float64) * SCALE
+        mean = both.mean(axis=(0, 2, 3))
+        std = both.std(axis=(0, 2, 3))
+        return cls(mean=mean.tolist(), std=np.maximum(std, 1e-6).tolist())
+
+    def apply(self, x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(x.astype(np.float32)) * self.scale
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        return (t - mean) / std
+
+
+def _split_from_flat(d, path: Path) -> dict[str, Split]:
+    missing = [k for k in ("x_before", "x_after", "y") if k not in d.files]
+    if missing:
+        raise DamagenetError(f"{path}: flat layout misses {missing}")
+    xb, xa, y = d["x_before"], d["x_after"], d["y"]
+    aoi = d["aoi"] if "aoi" in d.files else None
+    if "split" not in d.files:
+        log.warning("%s has no 'split' array: splitting at random 70/15/15, which lets "
+                    "neighbouring patches leak between splits (as in the original study); "
+                    "prefer 'pipeline dataset'", path)
+        order = np.random.default_rng(0).permutation(len(y))
+        split = np.empty(len(y), dtype=object)
+        a, b = int(0.7 * len(y)), int(0.85 * len(y))
+        split[order[:a]], split[order[a:b]], split[order[b:]] = "train", "val", "test"
+    else:
+        raw = d["split"]
+        split = np.array([SPLITS[int(s)] if str(s).isdigit() else str(s) for s in raw])
+    out = {}
+    for s in SPLITS:
+        m = split == s
+        if m.any():
+            out[s] = Split(xb[m], xa[m], y[m].astype(np.int64),
+                           aoi[m] if aoi is not None else None)
+    return out
+
+
+def load_splits(path: str | Path) -> dict[str, Split]:
+    """Read either layout and validate it; the error names the file and the problem."""
+    path = Path(path)
+    try:
+        d = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DamagenetError(f"{path}: cannot read as NPZ ({exc})") from exc
+    with d:
+        if any(k.startswith("Xb_") for k in d.files):
+            splits = {}
+            for s in SPLITS:
+                keys = [f"Xb_{s}", f"Xa_{s}", f"y_{s}"]
+                present = [k in d.files for k in keys]
+                if not any(present):
+                    continue
+                if not all(present):
+                    lacking = [k for k, p in zip(keys, present, strict=True) if not p]
+                    raise DamagenetError(f"{path}: split {s!r} misses {lacking}")
+                splits[s] = Split(d[f"Xb_{s}"], d[f"Xa_{s}"], d[f"y_{s}"].astype(np.int64),
+                                  d[f"aoi_{s}"] if f"aoi_{s}" in d.files else None)
+        elif "x_before" in d.files or "x_after" in d.files:
+            splits = _split_from_flat(d, path)
+        else:
+            raise DamagenetError(f"{path}: neither the study's layout (Xb_train, Xa_train, "
+                                 f"y_train, ...) nor the flat one (x_before, x_after, y); keys "
+                                 f"found: {d.files}")
+    for s, sp in splits.items():
+        _validate(path, s, sp)
+    sizes = {sp.before.shape[-1] for sp in splits.values() if len(sp.y)}
+    if len(sizes) > 1:
+        raise DamagenetError(f"{path}: splits have different patch sizes {sorted(sizes)}")
+    return splits
+
+
+def _validate(path: Path, name: str, sp: Split) -> None:
+    if sp.before.shape != sp.after.shape:
+        raise DamagenetError(f"{path}: {name}: before {sp.before.shape} and after "
+                             f"{sp.after.shape} shapes differ")
+    if sp.before.ndim != 4:
+        raise DamagenetError(f"{path}: {name}: patches must be (N, bands, H, W), got "
+                             f"{sp.before.shape}")
+    if sp.before.shape[1] != N_BANDS:
+        raise DamagenetError(f"{path}: {name}: {sp.before.shape[1]} bands, expected {N_BANDS} "
+                             "(B02, B03, B04, B08)")
+    if sp.before.shape[2] != sp.before.shape[3]:
+        raise DamagenetError(f"{path}: {name}: patches must be square, got "
+                             f"{sp.before.shape[2:]}")
+    if len(sp.y) != len(sp.before) or sp.y.ndim != 1:
+        raise DamagenetError(f"{path}: {name}: {len(sp.y)} labels for {len(sp.before)} pairs")
+    for arr, what in ((sp.before, "before"), (sp.after, "after")):
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            raise DamagenetError(f"{path}: {name}: {what} patches contain NaN or infinite "
+                                 "values")
+    if len(sp.y) and not np.isin(sp.y, (0, 1)).all():
+        raise DamagenetError(f"{path}: {name}: labels must be 0 or 1, found "
+                             f"{np.unique(sp.y)[:5]}")
+
+
+def require_both_classes(path: str | Path, name: str, sp: Split) -> None:
+    classes = set(np.unique(sp.y).tolist())
+    if classes != {0, 1}:
+        raise DamagenetError(f"{path}: split {name!r} has only class {sorted(classes)} "
+                             f"({len(sp.y)} pairs); training and evaluation need both damage "
+                             "and no-damage pairs")
+
+
+@dataclass
+class TensorSplit:
+    """A split as normalised float tensors, held in memory and indexed by batch."""
+
+    before: torch.Tensor
+    after: torch.Tensor
+    y: torch.Tensor
+    aoi: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device) -> TensorSplit:
+        return TensorSplit(self.before.to(device), self.after.to(device), self.y.to(device),
+                           self.aoi)
+
+
+def to_tensors(sp: Split, norm: Normalisation) -> TensorSplit:
+    return TensorSplit(norm.apply(sp.before), norm.apply(sp.after),
+                       torch.from_numpy(sp.y.astype(np.float32)), sp.aoi)
+
+
+def augment(before: torch.Tensor, after: torch.Tensor, generator: torch.Generator
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random symmetry of the square per pair, the same for both epochs.
+
+    The 8 symmetries (4 rotations, each optionally transposed) are applied group-wise, 8
+    tensor operations per batch rather than one per sample.
+    """
+    n = before.shape[0]
+    k = torch.randint(0, 8, (n,), generator=generator).to(before.device)
+    out_b, out_a = before.clone(), after.clone()
+    for sym in range(8):
+        idx = (k == sym).nonzero(as_tuple=True)[0]
+        if idx.numel() == 0:
+            continue
+        out_b[idx] = symmetry(before[idx], sym)
+        out_a[idx] = symmetry(after[idx], sym)
+    return out_b, out_a
+
+
+def symmetry(x: torch.Tensor, sym: int) -> torch.Tensor:
+    """Symmetry ``sym`` (0-7) of the square on the last two axes: rotate, then transpose."""
+    y = torch.rot90(x, sym % 4, dims=(-2, -1))
+    return y.transpose(-2, -1) if sym >= 4 else y
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(2**20), b""):
+            h.update(chunk)
+    return h.hexdigest()

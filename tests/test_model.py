@@ -1,0 +1,215 @@
+"""damagenet: model, data, training, evaluation (issue 7)."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+from model_data import write_study_npz
+
+from damagenet.checkpoint import load_checkpoint, norm_of
+from damagenet.cli import main
+from damagenet.data import Normalisation, augment, load_splits, symmetry, to_tensors
+from damagenet.errors import DamagenetError
+from damagenet.evaluate import evaluate, probabilities
+from damagenet.model import BACKBONES, SiameseResNet, build_model, load_imagenet, rgb_to_bands
+from damagenet.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+    return write_study_npz(tmp_path_factory.mktemp("npz") / "planted.npz")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, npz):
+    out = tmp_path_factory.mktemp("trained")
+    cfg = TrainConfig(epochs=8, patience=8, backbone="resnet18", batch_size=32, progress=False,
+                      seed=1)
+    result = train(npz, out / "results", out / "model.pt", cfg)
+    return out, result
+
+
+def test_small_backbone_learns_planted_change(trained):
+    out, result = trained
+    metrics = json.loads((out / "results" / "metrics.json").read_text())
+    assert metrics["roc_auc"] > 0.9
+    assert result["test"]["roc_auc"] == metrics["roc_auc"]
+    for name in ("confusion_matrix_counts.png", "confusion_matrix_normalized.png",
+                 "roc_curve.png", "pr_curve.png", "train_log.csv"):
+        assert (out / "results" / name).stat().st_size > 0
+    for cls in ("No-Damage", "Damage"):
+        assert set(metrics[cls]) == {"precision", "recall", "f1-score", "support"}
+    assert {"accuracy", "macro_f1", "pr_auc", "at_chosen_threshold", "per_aoi"} <= set(metrics)
+    assert set(metrics["per_aoi"]) == {"bucha", "irpin"}
+    assert metrics["threshold"]["chosen_on"] == "val"
+    log = (out / "results" / "train_log.csv").read_text().splitlines()
+    assert log[0].startswith("epoch,train_loss,train_acc,val_loss,val_acc,val_roc_auc")
+
+
+def test_checkpoint_is_self_contained_and_reproducible(trained, npz):
+    out, _ = trained
+    model, payload = load_checkpoint(out / "model.pt")
+    assert payload["architecture"]["backbone"] == "resnet18"
+    assert payload["bands"] == ["B02", "B03", "B04", "B08"] and payload["patch_size"] == 16
+    assert len(payload["normalisation"]["mean"]) == 4
+    assert 0 < payload["threshold"]["value"] < 1 and payload["threshold"]["rule"] == "recall90"
+    assert len(payload["history"]) >= 1 and len(payload["dataset"]["sha256"]) == 64
+    test = load_splits(npz)["test"]
+    p1 = probabilities(model, test, norm_of(payload), 64, torch.device("cpu"))
+    model2, payload2 = load_checkpoint(out / "model.pt")
+    p2 = probabilities(model2, test, norm_of(payload2), 64, torch.device("cpu"))
+    assert np.array_equal(p1, p2)
+
+
+def test_resnet101_forward_backward_shapes():
+    model = SiameseResNet("resnet101")
+    assert model.features == 2048 and model.head[0].in_features == 8192
+    b, a = torch.randn(4, 4, 16, 16), torch.randn(4, 4, 16, 16)
+    logits = model(b, a)
+    assert logits.shape == (4,)
+    logits.sum().backward()
+    assert model.encoder.conv1.weight.grad.shape == (64, 4, 7, 7)
+    assert model.head[-1].weight.grad is not None
+    assert SiameseResNet("resnet34").head[0].in_features == 4 * 512
+
+
+def test_imagenet_band_mapping_with_fake_weights():
+    rgb = torch.randn(64, 3, 7, 7)
+    mapped = rgb_to_bands(rgb)
+    assert torch.equal(mapped[:, 0], rgb[:, 2])  # B02 (blue) <- B
+    assert torch.equal(mapped[:, 1], rgb[:, 1])  # B03 (green) <- G
+    assert torch.equal(mapped[:, 2], rgb[:, 0])  # B04 (red) <- R
+    assert torch.allclose(mapped[:, 3], rgb.mean(dim=1))  # B08 <- mean of RGB
+    model = SiameseResNet("resnet18")
+    fake = {k: torch.full_like(v, 0.5) for k, v in
+            __import__("torchvision").models.resnet18().state_dict().items()}
+    fake["conv1.weight"] = rgb
+    load_imagenet(model, fake)
+    assert torch.equal(model.encoder.conv1.weight.data, mapped)
+    assert torch.all(model.encoder.layer1[0].conv1.weight == 0.5)
+
+
+def test_imagenet_offline_fails_clearly(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(DamagenetError, match="could not fetch the ImageNet weights") as err:
+        build_model("resnet18", "imagenet")
+    assert "--weights none" in str(err.value) and "hub/checkpoints" in str(err.value)
+
+
+def test_both_layouts_load_to_the_same_tensors(npz, tmp_path):
+    d = np.load(npz)
+    xb = np.concatenate([d["Xb_train"], d["Xb_val"], d["Xb_test"]])
+    xa = np.concatenate([d["Xa_train"], d["Xa_val"], d["Xa_test"]])
+    y = np.concatenate([d["y_train"], d["y_val"], d["y_test"]])
+    split = np.array(["train"] * len(d["y_train"]) + ["val"] * len(d["y_val"])
+                     + ["test"] * len(d["y_test"]))
+    flat = tmp_path / "flat.npz"
+    np.savez(flat, x_before=xb, x_after=xa, y=y, split=split)
+    a, b = load_splits(npz), load_splits(flat)
+    norm = Normalisation.fit(a["train"])
+    assert norm == Normalisation.fit(b["train"])
+    for s in ("train", "val", "test"):
+        ta, tb = to_tensors(a[s], norm), to_tensors(b[s], norm)
+        assert torch.equal(ta.before, tb.before) and torch.equal(ta.after, tb.after)
+        assert torch.equal(ta.y, tb.y)
+
+
+def test_normalisation_uses_training_statistics_only(npz, tmp_path):
+    d = dict(np.load(npz))
+    ref = Normalisation.fit(load_splits(npz)["train"])
+    d["Xb_test"] = (d["Xb_test"] * 3).astype(np.uint16)
+    d["Xa_val"] = np.full_like(d["Xa_val"], 9000)
+    np.savez(tmp_path / "changed.npz", **d)
+    assert Normalisation.fit(load_splits(tmp_path / "changed.npz")["train"]) == ref
+    train = load_splits(npz)["train"]
+    both = np.concatenate([train.before, train.after]).astype(np.float64) / 10000
+    assert np.allclose(ref.mean, both.mean(axis=(0, 2, 3)))
+    t = to_tensors(train, ref)
+    allt = torch.cat([t.before, t.after])
+    assert torch.allclose(allt.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-4)
+
+
+def test_augmentation_same_symmetry_for_both_epochs():
+    x = torch.arange(2 * 4 * 16 * 16, dtype=torch.float32).view(2, 4, 16, 16).repeat(32, 1, 1, 1)
+    b, a = augment(x, x.clone(), torch.Generator().manual_seed(0))
+    assert torch.equal(b, a)
+    images = {tuple(symmetry(x[0], k).flatten().tolist()) for k in range(8)}
+    assert len(images) == 8
+    assert not torch.equal(b, x)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "misses"),
+    ("shape", "shapes differ"),
+    ("bands", "3 bands, expected 4"),
+    ("nan", "NaN"),
+    ("oneclass", "only class"),
+    ("keys", "neither the study's layout"),
+])
+def test_bad_npz(tmp_path, npz, case, message):
+    d = dict(np.load(npz))
+    if case == "missing":
+        del d["Xa_val"]
+    elif case == "shape":
+        d["Xa_train"] = d["Xa_train"][:-1]
+    elif case == "bands":
+        d["Xb_train"], d["Xa_train"] = d["Xb_train"][:, :3], d["Xa_train"][:, :3]
+    elif case == "nan":
+        d["Xb_train"] = d["Xb_train"].astype(np.float32)
+        d["Xb_train"][0, 0, 0, 0] = np.nan
+    elif case == "oneclass":
+        d["y_val"] = np.zeros_like(d["y_val"])
+    else:
+        d = {"before": d["Xb_train"]}
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **d)
+    cfg = TrainConfig(epochs=1, backbone="resnet18", progress=False)
+    with pytest.raises(DamagenetError, match=message):
+        train(bad, tmp_path / "r", tmp_path / "m.pt", cfg)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_checkpoint_of_other_architecture_or_bands(trained, tmp_path, npz):
+    out, _ = trained
+    payload = torch.load(out / "model.pt", weights_only=True)
+    payload["architecture"]["backbone"] = "resnet50"
+    torch.save(payload, tmp_path / "arch.pt")
+    with pytest.raises(DamagenetError, match="do not match the recorded architecture"):
+        load_checkpoint(tmp_path / "arch.pt")
+    payload = torch.load(out / "model.pt", weights_only=True)
+    payload["bands"] = ["B02", "B03", "B04"]
+    torch.save(payload, tmp_path / "bands.pt")
+    with pytest.raises(DamagenetError, match="expects bands"):
+        load_checkpoint(tmp_path / "bands.pt")
+    torch.save({"something": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(DamagenetError, match="not a damagenet checkpoint"):
+        evaluate(npz, tmp_path / "foreign.pt", tmp_path / "e")
+
+
+def test_study_command_form(tmp_path, npz, monkeypatch, capsys):
+    (tmp_path / "data" / "processed").mkdir(parents=True)
+    os.link(npz, tmp_path / "data" / "processed" / "FinalBalanced_splits.npz")
+    monkeypatch.chdir(tmp_path)
+    code = main(["-q", "train", "--npz", "data/processed/FinalBalanced_splits.npz", "--out",
+                 "results", "--ckpt", "models/best_resnet101.pt", "--epochs", "1"])
+    assert code == 0
+    assert (tmp_path / "models" / "best_resnet101.pt").exists()
+    assert (tmp_path / "results" / "metrics.json").exists()
+    _, payload = load_checkpoint(tmp_path / "models" / "best_resnet101.pt")
+    assert payload["architecture"]["backbone"] == "resnet101"
+    assert main(["train", "--npz", "missing.npz", "--out", "r", "--ckpt", "m.pt"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_all_backbones_known():
+    assert set(BACKBONES) == {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
