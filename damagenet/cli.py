@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from damagenet.errors import DamagenetError
 
-COMMAND_MODULES = ("damagenet.train", "damagenet.evaluate")
+COMMAND_MODULES = ("damagenet.train", "damagenet.evaluate", "damagenet.predict")
 
 
 def build_parser() -> argparse.ArgumentParser:
