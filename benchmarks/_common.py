@@ -45,9 +45,11 @@ def big_pair(size: int, folder: Path = OUT) -> dict[str, Path]:
     return paths
 
 
+# VmHWM is this process's own high-water mark; ru_maxrss would carry the parent's across exec
 PEAK = """
-import resource, json
-print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+import json
+hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
+print(json.dumps({"peak_mib": int(hwm.split()[1]) / 1024}))
 """
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pyogrio
 import rasterio
 import scipy.sparse as sp
 import torch
@@ -223,7 +224,8 @@ def _predict(before, after, labels, grid, size, threshold, opts, scorer, paths, 
     counts = {"windows": len(rpos) * len(cpos), "scored": 0, "skipped_nodata": 0,
               "valid_px": 0, "damage_px": 0}
     agree_counts = np.zeros(4, dtype=np.int64)
-    damaged_windows: list[tuple[int, int, float]] = []
+    n_damaged = 0
+    patches_tmp = tmpdir / paths["patches"].name
     patch_prob: list[np.ndarray] = []
     patch_label: list[np.ndarray] = []
     pend_start, pend_sum, pend_cnt = 0, np.zeros((0, width)), np.zeros((0, width))
@@ -251,8 +253,9 @@ def _predict(before, after, labels, grid, size, threshold, opts, scorer, paths, 
                 p = np.asarray(scorer(wb, wa), dtype=np.float64)
                 prob[ri, ci] = p
                 hot = p >= threshold
-                damaged_windows += list(zip(rows[ri[hot]].tolist(), cpos[ci[hot]].tolist(),
-                                            p[hot].tolist(), strict=True))
+                n_damaged += int(hot.sum())
+                _append_patches(patches_tmp, rows[ri[hot]], cpos[ci[hot]], p[hot], grid,
+                                size)
                 if sl is not None:
                     lab = sl.read(1, window=win)
                     unknown = _window_any((lab == 255).astype(np.int32), rows - a, cpos, size)
@@ -295,14 +298,10 @@ def _predict(before, after, labels, grid, size, threshold, opts, scorer, paths, 
     for w in (w_prob, w_class, w_agree):
         if w is not None:
             w.path.unlink(missing_ok=True)
+    if not patches_tmp.exists():  # no damaged window: an empty layer, still valid to open
+        _append_patches(patches_tmp, np.zeros(0, int), np.zeros(0, int), np.zeros(0), grid,
+                        size, allow_empty=True)
     t = grid["transform"]
-    polys = [box(t.c + c * t.a, t.f + (r + size) * t.e, t.c + (c + size) * t.a, t.f + r * t.e)
-             for r, c, _ in damaged_windows]
-    gdf = gpd.GeoDataFrame({"probability": [p for _, _, p in damaged_windows],
-                            "row": [r for r, _, _ in damaged_windows],
-                            "col": [c for _, c, _ in damaged_windows]},
-                           geometry=polys, crs=grid["crs"])
-    gdf.to_file(dest["patches"], layer="damaged_patches", driver="GPKG", engine="pyogrio")
     px_km2 = abs(t.a * t.e) / 1e6 if grid["crs"].is_projected else math.nan
     summary: dict[str, Any] = {
         "before": str(before), "after": str(after), "checkpoint": ckpt,
@@ -312,7 +311,7 @@ def _predict(before, after, labels, grid, size, threshold, opts, scorer, paths, 
         "valid_area_km2": counts["valid_px"] * px_km2,
         "damaged_area_km2": counts["damage_px"] * px_km2,
         "damaged_share_of_valid": counts["damage_px"] / max(counts["valid_px"], 1),
-        "damaged_patches": len(damaged_windows), "seconds": seconds,
+        "damaged_patches": n_damaged, "seconds": seconds,
         "km2_per_second": height * width * px_km2 / max(seconds, 1e-9),
         "outputs": {k: str(p) for k, p in paths.items() if (dest[k]).exists() or
                     k == "summary"},
@@ -341,6 +340,22 @@ def _predict(before, after, labels, grid, size, threshold, opts, scorer, paths, 
              summary["damaged_area_km2"], 100 * summary["damaged_share_of_valid"], threshold,
              paths["prob"])
     return summary
+
+
+def _append_patches(path: Path, rows: np.ndarray, cols: np.ndarray, probs: np.ndarray,
+                    grid: dict, size: int, allow_empty: bool = False) -> None:
+    """Append damaged windows as polygons to the GeoPackage, strip by strip (bounded memory)."""
+    if len(rows) == 0 and not allow_empty:
+        return
+    t = grid["transform"]
+    polys = [box(t.c + c * t.a, t.f + (r + size) * t.e, t.c + (c + size) * t.a, t.f + r * t.e)
+             for r, c in zip(rows.tolist(), cols.tolist(), strict=True)]
+    gdf = gpd.GeoDataFrame({"probability": np.asarray(probs, dtype=np.float64),
+                            "row": np.asarray(rows, dtype=np.int64),
+                            "col": np.asarray(cols, dtype=np.int64)},
+                           geometry=gpd.GeoSeries(polys, crs=grid["crs"]), crs=grid["crs"])
+    pyogrio.write_dataframe(gdf, path, layer="damaged_patches", driver="GPKG",
+                            append=path.exists(), geometry_type="Polygon")
 
 
 def _window_any(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:

@@ -16,7 +16,8 @@ from pipeline.errors import PipelineError
 
 #: Modules providing ``add_parser(subparsers)``; each sets ``func`` on its parser.
 COMMAND_MODULES = ("pipeline.aoi_tools", "pipeline.synthetic", "pipeline.scenes.cli",
-                   "pipeline.labels", "pipeline.patches", "pipeline.dataset")
+                   "pipeline.unosat_fetch", "pipeline.labels", "pipeline.patches",
+                   "pipeline.dataset")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -248,3 +248,23 @@ def test_cli(tmp_path, bucha_aoi_path, synth, capsys):
                  str(synth.unosat_zip), "--out", str(tmp_path / "x.tif"),
                  "--classes", "1,9"]) == 2
     assert "unknown codes [9]" in capsys.readouterr().err
+
+
+def test_unosat_fetch(tmp_path, aoi_copy):
+    import responses
+
+    from pipeline.unosat_fetch import fetch_unosat
+
+    def with_url(doc):
+        doc["features"][0]["properties"]["labels"]["url"] = "https://example.org/cda.zip"
+
+    aoi = load_aoi(aoi_copy("bucha", with_url))
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, "https://example.org/cda.zip", status=503)
+        rsps.add(responses.GET, "https://example.org/cda.zip", body=b"PK-zip-bytes")
+        dest = fetch_unosat(aoi, tmp_path / "u" / "bucha.zip")
+    assert dest.read_bytes() == b"PK-zip-bytes"
+    plain = load_aoi(aoi_copy("irpin"))
+    with pytest.raises(PipelineError, match="no UNOSAT file at .* and no labels.url"):
+        fetch_unosat(plain, tmp_path / "irpin.zip")
+    assert not (tmp_path / "irpin.zip").exists()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 
 from pipeline.aoi import load_aoi
+from pipeline.errors import PipelineError
 from pipeline.scenes import EPOCHS, SOURCES, acquire_scene
 from pipeline.scenes.product import DEFAULT_MASK_CLASSES, DEFAULT_MIN_VALID_FRACTION
 from pipeline.scenes.sentinelhub_source import (
     CDSE_BASE_URL,
     CDSE_TOKEN_URL,
+    CREDENTIALS_HELP,
     SentinelHubOptions,
+    has_credentials,
 )
 
 
@@ -26,7 +29,21 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_credentials(args: argparse.Namespace) -> int:
+    if not has_credentials():
+        raise PipelineError("no Sentinel Hub credentials found (SH_CLIENT_ID and "
+                            f"SH_CLIENT_SECRET are not set). {CREDENTIALS_HELP}")
+    print("Sentinel Hub credentials found")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("credentials", help="check that Sentinel Hub credentials are set",
+                       description="Exit 0 if SHConfig finds Sentinel Hub credentials "
+                                   "(environment or config file), else explain how to get "
+                                   "them and exit 2. Nothing is sent over the network.")
+    c.set_defaults(func=_check_credentials)
+
     p = sub.add_parser(
         "scene", help="acquire a cloud-masked, harmonised 4-band scene for an AOI and epoch",
         description="Write a 4-band uint16 Cloud Optimized GeoTIFF (B02, B03, B04, B08) on the "
