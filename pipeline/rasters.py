@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import rasterio
@@ -36,9 +35,7 @@ def write_cog(path: str | os.PathLike[str], data: np.ndarray, grid: Grid, *,
               nodata: float | int | None, descriptions: Sequence[str],
               tags: Mapping[str, str] | None = None,
               band_tags: Sequence[Mapping[str, str]] | None = None,
-              resampling: str = "AVERAGE",
-              colormap: Mapping[int, tuple[int, int, int, int]] | None = None,
-              category_names: Sequence[str] | None = None) -> None:
+              resampling: str = "AVERAGE") -> None:
     """Write ``data`` (bands, rows, cols) as a COG on ``grid``, atomically."""
     if data.ndim == 2:
         data = data[np.newaxis]
@@ -58,29 +55,9 @@ def write_cog(path: str | os.PathLike[str], data: np.ndarray, grid: Grid, *,
                 dst.update_tags(**{k: str(v) for k, v in tags.items()})
             for i, btags in enumerate(band_tags or [], start=1):
                 dst.update_tags(i, **{k: str(v) for k, v in btags.items()})
-            if colormap is not None:
-                dst.write_colormap(1, dict(colormap))
         with mem.open() as src, atomic_path(path) as tmp:
             predictor = 2 if np.issubdtype(data.dtype, np.integer) else 3
-            rasterio.shutil.copy(src, tmp, driver="COG",
-                                 **cog_options(resampling, predictor if colormap is None
-                                               else None))
-            if category_names is not None:
-                _set_category_names(tmp, category_names)
-
-
-def _set_category_names(path: Path, names: Sequence[str]) -> None:
-    """Store raster attribute categories in the PAM sidecar QGIS reads (``.aux.xml``).
-
-    GeoTIFF has no native place for class names; GDAL keeps them in the aux.xml beside the file.
-    Written next to the temporary file, the sidecar is moved along with it.
-    """
-    with rasterio.open(path) as src:
-        _ = src.count
-    xml = ["<PAMDataset>", '  <PAMRasterBand band="1">', "    <CategoryNames>"]
-    xml += [f"      <Category>{n}</Category>" for n in names]
-    xml += ["    </CategoryNames>", "  </PAMRasterBand>", "</PAMDataset>", ""]
-    Path(str(path) + ".aux.xml").write_text("\n".join(xml), encoding="utf-8")
+            rasterio.shutil.copy(src, tmp, driver="COG", **cog_options(resampling, predictor))
 
 
 def scene_band_tags() -> list[dict[str, str]]:
