@@ -120,9 +120,15 @@ def parse_date(value: Any) -> dt.date:
     """Parse ``YYYY-MM-DD`` strictly; anything else is refused with the value shown."""
     if isinstance(value, dt.date):
         return value
-    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+    # GIS tools may save a date field as YYYY/MM/DD or as a midnight datetime
+    m = re.fullmatch(r"(\d{4})[-/](\d{2})[-/](\d{2})(?:[T ]00:00(?::00(?:\.0+)?)?Z?)?",
+                     value.strip()) if isinstance(value, str) else None
+    if m is None:
         raise ValueError(f"unknown date format {value!r} (expected YYYY-MM-DD)")
-    return dt.date.fromisoformat(value.strip())
+    try:
+        return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError as exc:
+        raise ValueError(f"invalid date {value!r} ({exc})") from exc
 
 
 def parse_window(value: Any) -> DateWindow:
@@ -137,7 +143,7 @@ def parse_window(value: Any) -> DateWindow:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"unreadable date window {value!r}") from exc
-        elif "/" in text:
+        elif re.fullmatch(r"[^/]{8,}/[^/]{8,}", text):  # ISO 8601 interval START/END
             value = text.split("/", 1)
         elif re.fullmatch(r"\d{4}-\d{2}", text):
             year, month = map(int, text.split("-"))

@@ -133,3 +133,24 @@ def test_aoi_new_passes_check(tmp_path, capsys):
     assert json.loads(path.read_text())["features"][0]["properties"]["slug"] == "borodianka"
     with pytest.raises(PipelineError, match="already exists"):
         new_aoi("Borodianka", (29.9, 50.62, 29.98, 50.67), "2021-10-02", "2022-04-10", tmp_path)
+
+
+def test_gdal_reads_and_rewrites_aoi_files(root, tmp_path):
+    """GDAL (QGIS's reader) sees typed fields; a file rewritten through it still validates."""
+    import pyogrio.raw
+
+    meta, _, geom, fields = pyogrio.raw.read(root / "aois" / "kharkiv.geojson")
+    types = dict(zip(meta["fields"], meta["ogr_types"], strict=True))
+    assert types["before"] == "OFTStringList"  # a window: a list QGIS shows and edits
+    assert list(fields[list(meta["fields"]).index("before")][0]) == ["2021-11-01", "2021-11-30"]
+    meta, _, geom, fields = pyogrio.raw.read(root / "aois" / "bucha.geojson")
+    assert meta["crs"] == "EPSG:4326"
+    assert dict(zip(meta["fields"], meta["ogr_types"], strict=True))["before"] == "OFTDate"
+    out = tmp_path / "bucha.geojson"
+    pyogrio.raw.write(out, geom, fields, fields=meta["fields"], crs=meta["crs"],
+                      geometry_type=meta["geometry_type"], driver="GeoJSON", encoding="UTF-8")
+    original, saved = load_aoi(root / "aois" / "bucha.geojson"), load_aoi(out)
+    assert (original.before, original.after, original.labels.path) == \
+        (saved.before, saved.after, saved.labels.path)
+    assert original.geometry.equals_exact(saved.geometry, 1e-9)
+    assert parse_window("2021/10/22") == parse_window("2021-10-22T00:00:00") == original.before

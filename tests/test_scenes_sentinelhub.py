@@ -166,6 +166,7 @@ def test_window_picks_least_cloudy(tmp_path, root):
         "2021-11-20T00:00:00Z"
     with rasterio.open(tmp_path / "b.tif") as src:
         assert src.tags()["ACQUISITION_DATE"] == "2021-11-20"
+        assert src.tags()["ACQUISITION_ID"] == "S2A_MSIL2A_20211120T090000"
 
 
 def test_window_tie_after_takes_earliest(tmp_path, root):

@@ -91,6 +91,9 @@ def finalise_scene(raw: RawScene, aoi: AOI, grid: Grid, out: str | Path, epoch: 
             "VALID_FRACTION": f"{valid_fraction:.4f}", "HARMONISED": "pre-2022 DN scale",
             "BOA_ADD_OFFSET_APPLIED": ",".join(str(o) for o in raw.offsets),
             "MASKED_SCL_CLASSES": ",".join(str(c) for c in mask_classes)}
+    if "acquisition" in raw.metadata:  # the Catalog's choice within a date window
+        tags["ACQUISITION_ID"] = raw.metadata["acquisition"]["id"]
+        tags["ACQUISITION_CLOUD_COVER"] = str(raw.metadata["acquisition"]["cloud_cover"])
     summary = {"aoi": aoi.slug, "epoch": epoch, "source": raw.source, "dates": raw.dates,
                "cloud_fraction": round(cloud_fraction, 4),
                "valid_fraction": round(valid_fraction, 4),
