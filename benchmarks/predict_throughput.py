@@ -25,9 +25,9 @@ from _common import OUT, baseline_rss, big_pair, run_child  # noqa: E402
 
 from damagenet.checkpoint import load_checkpoint, norm_of, save_checkpoint  # noqa: E402
 from damagenet.data import Normalisation  # noqa: E402
+from damagenet.inference import resolve_device  # noqa: E402
 from damagenet.model import SiameseResNet  # noqa: E402
 from damagenet.predict import ModelScorer, PredictOptions, predict_map  # noqa: E402
-from damagenet.train import resolve_device  # noqa: E402
 
 CHILD = """
 import json

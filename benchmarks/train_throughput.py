@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from damagenet.data import Normalisation, Split, to_tensors
+from damagenet.inference import resolve_device
 from damagenet.model import build_model
-from damagenet.train import Stepper, TrainConfig, make_optimizer, resolve_device, train_epoch
+from damagenet.train import Stepper, TrainConfig, make_optimizer, train_epoch
 
 
 def sync(device: torch.device) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from damagenet.checkpoint import load_checkpoint, norm_of
 from damagenet.data import load_splits, require_both_classes, to_tensors
 from damagenet.errors import DamagenetError
+from damagenet.inference import predict_logits, resolve_device, sigmoid
 from damagenet.metrics import THRESHOLD_RULES, choose_threshold, ranking_metrics, report
 from damagenet.plots import confusion_plot, pr_plot, roc_plot
 
@@ -26,18 +27,14 @@ log = logging.getLogger(__name__)
 
 
 def probabilities(model, split, norm, batch_size: int, device) -> np.ndarray:
-    from damagenet.train import predict_logits
-
-    logits = predict_logits(model.to(device), to_tensors(split, norm), batch_size, device)
-    return 1 / (1 + np.exp(-logits.astype(np.float64)))
+    """Damage probability of every pair of a raw split."""
+    return sigmoid(predict_logits(model.to(device), to_tensors(split, norm), batch_size, device))
 
 
 def evaluate(npz: str | Path, ckpt: str | Path, out_dir: str | Path,
              threshold_rule: str | None = None, device: str = "auto",
              batch_size: int = 512) -> dict[str, Any]:
     """Evaluate the checkpoint on the NPZ's test split; write metrics and plots to ``out_dir``."""
-    from damagenet.train import resolve_device
-
     dev = resolve_device(device)
     model, payload = load_checkpoint(ckpt, map_location=dev)
     norm = norm_of(payload)

@@ -16,6 +16,7 @@ agreement raster and patch-level metrics.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -42,6 +43,7 @@ from tqdm import tqdm
 from damagenet.checkpoint import load_checkpoint, norm_of
 from damagenet.data import symmetry
 from damagenet.errors import DamagenetError
+from damagenet.inference import resolve_device
 from damagenet.maps import RowWriter
 from damagenet.metrics import ranking_metrics, report
 from damagenet.styles import (
@@ -172,8 +174,6 @@ def predict_map(before: str | Path, after: str | Path, ckpt: str | Path, out: st
                 options: PredictOptions | None = None, labels: str | Path | None = None,
                 scorer: Scorer | None = None) -> dict[str, Any]:
     """Write the damage maps for one scene pair; return the summary."""
-    from damagenet.train import resolve_device
-
     opts = options or PredictOptions()
     before, after, out = Path(before), Path(after), Path(out)
     labels = Path(labels) if labels else None
@@ -231,7 +231,7 @@ def _predict(before, after, labels, grid, size, threshold, opts, scorer, paths, 
     pend_start, pend_sum, pend_cnt = 0, np.zeros((0, width)), np.zeros((0, width))
     t0 = time.perf_counter()
     with rasterio.open(before) as sb, rasterio.open(after) as sa, \
-            (rasterio.open(labels) if labels else _null()) as sl, \
+            (rasterio.open(labels) if labels else contextlib.nullcontext()) as sl, \
             rasterio.Env(GDAL_CACHEMAX=max(8, int(opts.memory_mb // 4))):
         bar = tqdm(total=len(rpos), desc="windows", unit="row", disable=not opts.progress)
         for i0 in range(0, len(rpos), per_strip):
@@ -399,14 +399,6 @@ def _flush(row0, sums, cnts, threshold, w_prob, w_class, w_agree, sl, counts, ag
             agree[known & m] = code
             agree_counts[code] += int((known & m).sum())
         w_agree.write(row0, agree)
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -35,6 +35,7 @@ from damagenet.data import (
     to_tensors,
 )
 from damagenet.errors import DamagenetError
+from damagenet.inference import predict_logits, resolve_device, sigmoid
 from damagenet.metrics import THRESHOLD_RULES, choose_threshold, ranking_metrics
 from damagenet.model import BACKBONES, SiameseResNet, build_model
 
@@ -60,16 +61,6 @@ class TrainConfig:
     augment: bool = True
     eval_batch_size: int = 512
     progress: bool = True
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DamagenetError("--device cuda requested but no CUDA GPU is available")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise DamagenetError(f"--device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
 
 
 def make_optimizer(model: SiameseResNet, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -135,25 +126,11 @@ def train_epoch(stepper: Stepper, data: TensorSplit, batch_size: int, generator:
     return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1)
 
 
-@torch.no_grad()
-def predict_logits(model: SiameseResNet, data: TensorSplit, batch_size: int,
-                   device: torch.device) -> np.ndarray:
-    model.eval()
-    out = []
-    for start in range(0, len(data), batch_size):
-        xb = data.before[start:start + batch_size].to(device, non_blocking=True)
-        xa = data.after[start:start + batch_size].to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, dtype=torch.float16,
-                            enabled=device.type == "cuda"):
-            out.append(model(xb, xa).float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
-
-
 def _val_metrics(logits: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
     t_logits = torch.from_numpy(logits)
     t_y = torch.from_numpy(y.astype(np.float32))
     loss = float(nn.functional.binary_cross_entropy_with_logits(t_logits, t_y))
-    prob = 1 / (1 + np.exp(-logits))
+    prob = sigmoid(logits)
     return {"val_loss": loss, "val_acc": float(((prob >= 0.5) == y).mean()),
             "val_roc_auc": ranking_metrics(y, prob)["roc_auc"]}
 
@@ -228,7 +205,7 @@ def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
                     break
     assert best_state is not None
     model.load_state_dict(best_state)
-    val_prob = 1 / (1 + np.exp(-predict_logits(model, val_t, cfg.eval_batch_size, device)))
+    val_prob = sigmoid(predict_logits(model, val_t, cfg.eval_batch_size, device))
     threshold = {"value": choose_threshold(splits["val"].y, val_prob, cfg.threshold_rule),
                  "rule": cfg.threshold_rule, "chosen_on": "val"}
     save_checkpoint(ckpt, model, patch_size=patch_size, norm=norm, threshold=threshold,

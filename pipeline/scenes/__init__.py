@@ -27,6 +27,7 @@ from pipeline.scenes.product import (
     finalise_scene,
 )
 from pipeline.scenes.sentinelhub_source import SentinelHubOptions, download_scene
+from pipeline.synthetic import generate_synthetic
 
 log = logging.getLogger(__name__)
 SOURCES = ("sentinelhub", "local", "synthetic")
@@ -67,8 +68,6 @@ def _raw_scene(aoi, epoch, grid, source, input_path, max_size_km, seed, scl_path
             return read_safe(input_path, grid, aoi.slug)
         return read_geotiff(input_path, grid, aoi.slug, scl_path=scl_path, boa_offset=boa_offset)
     if source == "synthetic":
-        from pipeline.synthetic import generate_synthetic
-
         with tempfile.TemporaryDirectory(prefix="synthetic-") as tmp:
             scenes = generate_synthetic(aoi, tmp, seed=seed, max_size_km=max_size_km)
             path = scenes.before if epoch == "before" else scenes.after

@@ -29,7 +29,6 @@ from sentinelhub import (
     SentinelHubRequest,
     SHConfig,
 )
-from sentinelhub.exceptions import DownloadFailedException
 from tqdm import tqdm
 
 from pipeline.aoi import AOI, DateWindow
@@ -143,9 +142,7 @@ def choose_acquisition(aoi: AOI, epoch: str, window: DateWindow, grid: Grid, con
                                     fields={"include": ["id", "properties.datetime",
                                                         "properties.eo:cloud_cover"],
                                             "exclude": []}))
-    except (DownloadFailedException, Exception) as exc:
-        if isinstance(exc, PipelineError):
-            raise
+    except Exception as exc:  # DownloadFailedException, HTTPError, OAuth errors
         raise _explain(exc, aoi, "searching the catalog") from exc
     if not items:
         raise PipelineError(f"{aoi.slug} ({epoch}): no Sentinel-2 L2A acquisition between "
