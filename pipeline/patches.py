@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +46,11 @@ class PatchCounts:
     no_damage: int = 0
     dropped_nodata: int = 0
     dropped_unknown: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"candidates": self.candidates, "kept": self.damaged + self.no_damage,
                 "damaged": self.damaged, "no_damage": self.no_damage,
-                "dropped_nodata": self.dropped_nodata, "dropped_unknown": self.dropped_unknown,
-                **self.extra}
+                "dropped_nodata": self.dropped_nodata, "dropped_unknown": self.dropped_unknown}
 
 
 def _strip_rows(width: int, size: int, stride: int, memory_mb: float) -> int:
