@@ -215,3 +215,15 @@ def test_cli_exit_code_and_no_output(tmp_path, bucha_aoi_path, capsys):
                  "--source", "local", "--input", str(tmp_path / "missing.tif")])
     assert code == 2 and not out.exists()
     assert "not found" in capsys.readouterr().err
+
+
+def test_synthetic_source_reads_a_written_folder(tmp_path, aoi, raw):
+    """Reusing a `pipeline synthetic` folder gives the same product as generating afresh."""
+    a, b = tmp_path / "generated.tif", tmp_path / "reused.tif"
+    acquire_scene(aoi, "after", a, "synthetic", max_size_km=KM, seed=5)
+    acquire_scene(aoi, "after", b, "synthetic", raw.after.parent, max_size_km=KM)
+    assert (_read(a) == _read(b)).all()
+    with pytest.raises(PipelineError, match="no synthetic before scene"):
+        acquire_scene(aoi, "before", tmp_path / "x.tif", "synthetic", tmp_path / "empty",
+                      max_size_km=KM)
+    assert not (tmp_path / "x.tif").exists()

@@ -68,6 +68,14 @@ def _raw_scene(aoi, epoch, grid, source, input_path, max_size_km, seed, scl_path
             return read_safe(input_path, grid, aoi.slug)
         return read_geotiff(input_path, grid, aoi.slug, scl_path=scl_path, boa_offset=boa_offset)
     if source == "synthetic":
+        if input_path is not None:  # a folder already written by `pipeline synthetic`
+            path = Path(input_path) / f"{epoch}.tif"
+            if not path.exists():
+                raise PipelineError(f"{path}: no synthetic {epoch} scene for AOI {aoi.slug} "
+                                    f"(write it with: pipeline synthetic --out {input_path})")
+            raw = read_geotiff(path, grid, aoi.slug, source="synthetic")
+            raw.metadata = {"synthetic": True, "input": str(input_path)}
+            return raw
         with tempfile.TemporaryDirectory(prefix="synthetic-") as tmp:
             scenes = generate_synthetic(aoi, tmp, seed=seed, max_size_km=max_size_km)
             path = scenes.before if epoch == "before" else scenes.after

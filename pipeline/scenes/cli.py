@@ -56,7 +56,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", choices=SOURCES, default="sentinelhub",
                    help="where the data come from (default: %(default)s)")
     p.add_argument("--input", help="local source: a GeoTIFF (any CRS/resolution; bands named "
-                                   "B02,B03,B04,B08 or in that order) or an L2A SAFE folder/zip")
+                                   "B02,B03,B04,B08 or in that order) or an L2A SAFE folder/zip; "
+                                   "synthetic source: a folder written by 'pipeline synthetic' "
+                                   "(default: generate one)")
     p.add_argument("--scl", help="local GeoTIFF source: scene classification raster for masking "
                                  "(default: <input>_scl.tif if present)")
     p.add_argument("--boa-offset", type=int,

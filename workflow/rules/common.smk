@@ -22,7 +22,9 @@ if not AOIS:
 DATASET = f"{DATA}/processed/FinalBalanced_splits.npz"
 CHECKPOINT = f"{MODELS}/best_{config['train']['backbone']}.pt"
 SCENES = config["scenes"]
-MAX_SIZE = f"--max-size-km {SCENES['max_size_km']}" if SCENES.get("max_size_km") else ""
+# One grid cap for every rule; synthetic towns are capped at 5 km unless configured.
+MAX_SIZE_KM = SCENES.get("max_size_km") or (5.0 if SCENES["source"] == "synthetic" else None)
+MAX_SIZE = f"--max-size-km {MAX_SIZE_KM}" if MAX_SIZE_KM else ""
 
 wildcard_constraints:
     aoi="[a-z0-9][a-z0-9_-]*",

@@ -2,6 +2,8 @@
 
 
 def local_input(wildcards):
+    if SCENES["source"] == "synthetic":  # the synthetic rule's folder, generated once per AOI
+        return f"{DATA}/synthetic/{wildcards.aoi}/{wildcards.epoch}.tif"
     if SCENES["source"] != "local":
         return []
     try:
@@ -25,7 +27,9 @@ rule scene:
     params:
         source=SCENES["source"],
         max_size=MAX_SIZE,
-        local=lambda wc, input: f"--input {input.local}" if input.local else "",
+        local=lambda wc, input: (f"--input {Path(input.local).parent}"
+                                 if SCENES["source"] == "synthetic" else
+                                 f"--input {input.local}" if input.local else ""),
         mosaic="--mosaic" if SCENES.get("mosaic") else "",
         base_url=SCENES.get("base_url", "https://sh.dataspace.copernicus.eu"),
         min_valid=SCENES.get("min_valid_fraction", 0.3),
@@ -43,11 +47,13 @@ rule scene:
 
 
 rule synthetic:
-    # Only used when labels.unosat points at data/synthetic (the demo): the synthetic town's
-    # UNOSAT-style damage sites. The scenes come from `scene --source synthetic`, same seed.
+    # With scenes.source synthetic (the demo): the synthetic town, generated once per AOI; the
+    # scene rule harmonises and masks its scenes, the labels rule reads its UNOSAT-style sites.
     input:
         aoi=aoi_file,
     output:
+        before=f"{DATA}/synthetic/{{aoi}}/before.tif",
+        after=f"{DATA}/synthetic/{{aoi}}/after.tif",
         unosat=f"{DATA}/synthetic/{{aoi}}/unosat.zip",
         gpkg=f"{DATA}/synthetic/{{aoi}}/unosat.gpkg",
     log:
@@ -56,7 +62,7 @@ rule synthetic:
         f"{LOGS}/benchmarks/synthetic/{{aoi}}.tsv"
     params:
         out=f"{DATA}/synthetic/{{aoi}}",
-        max_size=SCENES.get("max_size_km") or 5.0,
+        max_size=MAX_SIZE,
         seed=config["seed"],
     threads: 1
     resources:
@@ -64,4 +70,4 @@ rule synthetic:
         runtime=10,
     shell:
         "{PYTHON} -m pipeline -q synthetic {input.aoi} --out {params.out}"
-        " --seed {params.seed} --max-size-km {params.max_size} > {log} 2>&1"
+        " --seed {params.seed} {params.max_size} > {log} 2>&1"
