@@ -7,15 +7,16 @@ plain types and tensors only, so loading uses ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from contract.atomic import atomic_path
+from contract.bands import BANDS
 from damagenet.data import Normalisation
 from damagenet.errors import DamagenetError
-from damagenet.model import BANDS, SiameseResNet
+from damagenet.model import SiameseResNet
 
 FORMAT = "damagenet-checkpoint/1"
 
@@ -25,17 +26,14 @@ def save_checkpoint(path: str | Path, model: SiameseResNet, *, patch_size: int,
                     history: list[dict[str, Any]], dataset: dict[str, Any],
                     extra: dict[str, Any] | None = None) -> None:
     """Write atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "state_dict": state, "architecture": model.architecture(),
                "bands": list(BANDS), "patch_size": int(patch_size),
                "normalisation": {"mean": norm.mean, "std": norm.std, "scale": norm.scale},
                "threshold": threshold, "history": history, "dataset": dataset,
                "torch": str(torch.__version__), **(extra or {})}
-    tmp = path.with_name(f".{path.name}.part")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"

@@ -1,18 +1,17 @@
 """``damagenet`` command line: train, evaluate and predict.
 
 Thin wrappers around plain functions; a :class:`~damagenet.errors.DamagenetError` becomes a
-one-line message and exit status 2.
+one-line message and its exit status (:mod:`contract.cli`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
-from damagenet.errors import DamagenetError
+from contract.cli import run_command, setup_logging
 
 COMMAND_MODULES = ("damagenet.train", "damagenet.evaluate", "damagenet.predict")
 
@@ -32,15 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", force=True)
-    try:
-        result = args.func(args)
-    except DamagenetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return int(result or 0)
+    setup_logging(args.verbose, args.quiet)
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contract.bands import BANDS, QUANTIFICATION
+from contract.npz_keys import FLAT_KEYS, SPLITS, split_key
 from damagenet.errors import DamagenetError
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "val", "test")
-SCALE = 1.0 / 10000.0
-N_BANDS = 4
+SCALE = 1.0 / QUANTIFICATION
+N_BANDS = len(BANDS)
 
 
 @dataclass
@@ -58,10 +59,10 @@ class Normalisation:
 
 
 def _split_from_flat(d, path: Path) -> dict[str, Split]:
-    missing = [k for k in ("x_before", "x_after", "y") if k not in d.files]
+    missing = [k for k in FLAT_KEYS if k not in d.files]
     if missing:
         raise DamagenetError(f"{path}: flat layout misses {missing}")
-    xb, xa, y = d["x_before"], d["x_after"], d["y"]
+    xb, xa, y = (d[k] for k in FLAT_KEYS)
     aoi = d["aoi"] if "aoi" in d.files else None
     if "split" not in d.files:
         log.warning("%s has no 'split' array: splitting at random 70/15/15, which lets "
@@ -94,15 +95,16 @@ def load_splits(path: str | Path) -> dict[str, Split]:
         if any(k.startswith("Xb_") for k in d.files):
             splits = {}
             for s in SPLITS:
-                keys = [f"Xb_{s}", f"Xa_{s}", f"y_{s}"]
+                keys = [split_key(k, s) for k in ("Xb", "Xa", "y")]
                 present = [k in d.files for k in keys]
                 if not any(present):
                     continue
                 if not all(present):
                     lacking = [k for k, p in zip(keys, present, strict=True) if not p]
                     raise DamagenetError(f"{path}: split {s!r} misses {lacking}")
-                splits[s] = Split(d[f"Xb_{s}"], d[f"Xa_{s}"], d[f"y_{s}"].astype(np.int64),
-                                  d[f"aoi_{s}"] if f"aoi_{s}" in d.files else None)
+                aoi_key = split_key("aoi", s)
+                splits[s] = Split(*(d[k] for k in keys[:2]), d[keys[2]].astype(np.int64),
+                                  d[aoi_key] if aoi_key in d.files else None)
         elif "x_before" in d.files or "x_after" in d.files:
             splits = _split_from_flat(d, path)
         else:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from contract.atomic import write_text_atomic
 from damagenet.checkpoint import load_checkpoint, norm_of
 from damagenet.data import load_splits, require_both_classes, to_tensors
 from damagenet.errors import DamagenetError
@@ -91,7 +92,7 @@ def evaluate(npz: str | Path, ckpt: str | Path, out_dir: str | Path,
                    f"test, threshold {threshold['value']:.2f} ({threshold['rule']})")
     roc_plot(y, prob, metrics["roc_auc"], out / "roc_curve.png")
     pr_plot(y, prob, metrics["pr_auc"], threshold["value"], out / "pr_curve.png")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     log.info("test (%d pairs): accuracy %.3f, macro F1 %.3f, ROC-AUC %s at 0.5; damage recall "
              "%.3f at threshold %.3f -> %s", len(y), metrics["accuracy"], metrics["macro_f1"],
              f"{metrics['roc_auc']:.3f}" if metrics["roc_auc"] is not None else "n/a",

@@ -15,6 +15,8 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
+from contract.cog import cog_options
+
 
 class RowWriter:
     """A single-band temporary GeoTIFF filled in row blocks."""
@@ -41,12 +43,8 @@ class RowWriter:
                ) -> None:
         """Copy into a COG with overviews (and PAM category names QGIS can show)."""
         self.close()
-        opts = {"COMPRESS": "DEFLATE", "BLOCKSIZE": "256", "OVERVIEW_RESAMPLING": resampling,
-                "BIGTIFF": "IF_SAFER"}
         with rasterio.open(self.path) as src:
-            if src.dtypes[0].startswith("float"):
-                opts["PREDICTOR"] = "3"
-            rasterio.shutil.copy(src, dest, driver="COG", **opts)
+            rasterio.shutil.copy(src, dest, driver="COG", **cog_options(resampling, src.dtypes[0]))
         if category_names is not None:
             cats = "\n".join(f"      <Category>{n}</Category>" for n in category_names)
             Path(str(dest) + ".aux.xml").write_text(

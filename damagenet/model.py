@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torchvision import models
 
+from contract.bands import BANDS
 from damagenet.errors import DamagenetError
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,6 @@ BACKBONES = {
     "resnet101": (models.resnet101, models.ResNet101_Weights.IMAGENET1K_V2, 2048),
     "resnet152": (models.resnet152, models.ResNet152_Weights.IMAGENET1K_V2, 2048),
 }
-BANDS = ("B02", "B03", "B04", "B08")
 
 
 def rgb_to_bands(rgb_weight: torch.Tensor) -> torch.Tensor:

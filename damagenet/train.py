@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from contract.atomic import write_text_atomic
 from damagenet.checkpoint import save_checkpoint
 from damagenet.data import (
     Normalisation,
@@ -220,7 +221,8 @@ def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
 
         result["test"] = evaluate(npz, ckpt, out_dir, device=cfg.device,
                                   batch_size=cfg.eval_batch_size)
-    (out_dir / "train_summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_text_atomic(out_dir / "train_summary.json",
+                      json.dumps(result, indent=2, default=str) + "\n")
     return result
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from shapely.geometry import box
 
+from contract.atomic import write_text_atomic
 from pipeline.aoi import (
     aoi_feature,
     discover_aoi_files,
@@ -16,7 +17,6 @@ from pipeline.aoi import (
     parse_window,
     validate_aoi_file,
 )
-from pipeline.atomic import write_text_atomic
 from pipeline.errors import PipelineError
 from pipeline.reference import find_unosat_area
 

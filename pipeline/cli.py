@@ -1,18 +1,18 @@
 """``pipeline`` command line: one subcommand per workflow step.
 
 Each subcommand is a thin wrapper: it parses options, calls the step's plain function and turns
-a :class:`~pipeline.errors.PipelineError` into a clear message and exit status 2.
+a :class:`~pipeline.errors.PipelineError` into a clear message and its exit status
+(:mod:`contract.cli`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
-from pipeline.errors import PipelineError
+from contract.cli import run_command, setup_logging
 
 #: Modules providing ``add_parser(subparsers)``; each sets ``func`` on its parser.
 COMMAND_MODULES = ("pipeline.aoi_tools", "pipeline.synthetic", "pipeline.scenes.cli",
@@ -34,23 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", force=True)
-    for noisy in ("pyogrio", "rasterio", "sentinelhub", "urllib3", "fiona"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, args.quiet)
-    try:
-        result = args.func(args)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return int(result or 0)
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -27,14 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import write_text_atomic
+from contract.atomic import write_text_atomic
+from contract.bands import BANDS
+from contract.npz_keys import DATASET_EXTRA, PATCH_KEYS, SPLITS, split_key
 from pipeline.errors import PipelineError
 from pipeline.npz import save_npz
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "val", "test")
-PATCH_KEYS = ("before", "after", "label", "row", "col", "lon", "lat", "transform", "aoi",
-              "summary")
 
 
 @dataclass
@@ -184,20 +183,20 @@ def build_dataset(patch_files: list[str | Path], out: str | Path, split: str = "
     arrays: dict[str, np.ndarray] = {}
     size = next(iter(sizes))
     for s in SPLITS:
-        for key in ("Xb", "Xa", "y", "aoi", "row", "col", "lon", "lat", "block"):
+        for key in ("Xb", "Xa", "y", *DATASET_EXTRA):
             chunks = parts[s][key]
             arr = np.concatenate(chunks) if chunks else np.zeros(0)
             if key in ("Xb", "Xa"):
-                arr = arr.astype(np.uint16).reshape(-1, 4, size, size)
-            arrays[f"{key}_{s}"] = arr
-        if not arrays[f"y_{s}"].sum() and (s != "val" or val_fraction > 0 or val_aois):
+                arr = arr.astype(np.uint16).reshape(-1, len(BANDS), size, size)
+            arrays[split_key(key, s)] = arr
+        if not arrays[split_key("y", s)].sum() and (s != "val" or val_fraction > 0 or val_aois):
             log.warning("split %s has no damaged patch; use larger AOIs, smaller blocks or "
                         "other fractions", s)
     config = {"split": split, "block_m": block_m, "test_aois": test_aois, "val_aois": val_aois,
               "val_fraction": val_fraction, "test_fraction": test_fraction,
               "negatives_per_positive": negatives_per_positive, "seed": seed,
               "patch_size": size, "inputs": names}
-    arrays["bands"] = np.array(["B02", "B03", "B04", "B08"])
+    arrays["bands"] = np.array(BANDS)
     arrays["config"] = np.array(json.dumps(config, sort_keys=True))
     out = Path(out)
     save_npz(out, arrays)

@@ -23,8 +23,9 @@ import numpy as np
 import rasterio
 from rasterio.features import geometry_mask
 
+from contract.atomic import write_text_atomic
+from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN, VALUES_TEXT
 from pipeline.aoi import AOI, load_aoi, reproject_geometry
-from pipeline.atomic import write_text_atomic
 from pipeline.errors import PipelineError
 from pipeline.grid import Grid, grid_of
 from pipeline.rasters import write_cog
@@ -33,7 +34,6 @@ from pipeline.unosat import CLASS_NAMES, DEFAULT_DAMAGE_CLASSES, read_sites
 
 log = logging.getLogger(__name__)
 
-DAMAGE, NO_DAMAGE, UNKNOWN = 1, 0, 255
 DEFAULT_RADIUS_M = 10.0
 
 
@@ -135,7 +135,7 @@ def make_labels(aoi: AOI, grid_path: str | Path, unosat_path: str | Path, out: s
     }
     tags = {"AOI": aoi.slug, "AFTER_DATE": after.isoformat(),
             "DAMAGE_CLASSES": ",".join(map(str, classes)), "RADIUS_M": str(radius_m),
-            "VALUES": "1 damage, 0 assessed and not damaged, 255 unknown",
+            "VALUES": VALUES_TEXT,
             "UNOSAT_FILE": unosat_path.name}
     write_cog(out, labels, grid, nodata=UNKNOWN, descriptions=["damage_label"], tags=tags,
               resampling="NEAREST")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import atomic_path
+from contract.atomic import atomic_path
 
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 CHUNK = 16 * 2**20

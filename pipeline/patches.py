@@ -25,15 +25,15 @@ from pyproj import Transformer
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from contract.atomic import write_text_atomic
+from contract.bands import BANDS
+from contract.labels import UNKNOWN
 from pipeline.aoi import load_aoi
-from pipeline.atomic import write_text_atomic
 from pipeline.errors import PipelineError
 from pipeline.grid import require_same_grid
 from pipeline.npz import SpooledArray, save_npz
-from pipeline.rasters import BANDS
 
 log = logging.getLogger(__name__)
-UNKNOWN = 255
 DEFAULT_MEMORY_MB = 256.0
 
 

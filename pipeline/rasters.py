@@ -14,21 +14,9 @@ import rasterio
 import rasterio.shutil
 from rasterio.io import MemoryFile
 
-from pipeline.atomic import atomic_path
+from contract.atomic import atomic_path
+from contract.cog import cog_options
 from pipeline.grid import Grid
-
-#: Band order of every array in the project (blue, green, red, near infrared).
-BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08")
-BAND_LABELS = {"B02": "blue 490 nm", "B03": "green 560 nm", "B04": "red 665 nm",
-               "B08": "near infrared 842 nm"}
-
-
-def cog_options(resampling: str, predictor: int | None = None) -> dict[str, str]:
-    opts = {"COMPRESS": "DEFLATE", "BLOCKSIZE": "256", "OVERVIEW_RESAMPLING": resampling,
-            "BIGTIFF": "IF_SAFER"}
-    if predictor:
-        opts["PREDICTOR"] = str(predictor)
-    return opts
 
 
 def write_cog(path: str | os.PathLike[str], data: np.ndarray, grid: Grid, *,
@@ -56,9 +44,4 @@ def write_cog(path: str | os.PathLike[str], data: np.ndarray, grid: Grid, *,
             for i, btags in enumerate(band_tags or [], start=1):
                 dst.update_tags(i, **{k: str(v) for k, v in btags.items()})
         with mem.open() as src, atomic_path(path) as tmp:
-            predictor = 2 if np.issubdtype(data.dtype, np.integer) else 3
-            rasterio.shutil.copy(src, tmp, driver="COG", **cog_options(resampling, predictor))
-
-
-def scene_band_tags() -> list[dict[str, str]]:
-    return [{"BAND": b, "NAME": BAND_LABELS[b]} for b in BANDS]
+            rasterio.shutil.copy(src, tmp, driver="COG", **cog_options(resampling, data.dtype.name))

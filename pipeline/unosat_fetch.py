@@ -15,8 +15,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from contract.atomic import atomic_path
 from pipeline.aoi import AOI, load_aoi
-from pipeline.atomic import atomic_path
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)

@@ -26,9 +26,9 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform_bounds
 
+from contract.bands import BANDS
 from pipeline.errors import PipelineError
 from pipeline.grid import Grid
-from pipeline.rasters import BANDS
 from pipeline.scenes.product import RawScene
 
 log = logging.getLogger(__name__)

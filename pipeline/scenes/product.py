@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 from rasterio.features import geometry_mask
 
+from contract.atomic import write_text_atomic
+from contract.bands import BANDS, band_tags
 from pipeline.aoi import AOI
-from pipeline.atomic import write_text_atomic
 from pipeline.errors import PipelineError
 from pipeline.grid import Grid
-from pipeline.rasters import BANDS, scene_band_tags, write_cog
+from pipeline.rasters import write_cog
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def finalise_scene(raw: RawScene, aoi: AOI, grid: Grid, out: str | Path, epoch: 
                         "width": grid.width, "height": grid.height}, **raw.metadata}
     out = Path(out)
     write_cog(out, dn, grid, nodata=0, descriptions=BANDS, tags=tags,
-              band_tags=scene_band_tags())
+              band_tags=band_tags())
     write_text_atomic(sidecar_path(out), json.dumps(summary, indent=2, sort_keys=True) + "\n")
     log.info("%s %s: wrote %s (%s, %s; valid %.1f%%, cloud %.1f%%)", aoi.slug, epoch, out,
              raw.source, ",".join(raw.dates), 100 * valid_fraction, 100 * cloud_fraction)

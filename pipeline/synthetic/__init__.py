@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 from rasterio.features import geometry_mask
 
+from contract.bands import BANDS, band_tags
 from pipeline.aoi import AOI, DateWindow, load_aoi
 from pipeline.grid import Grid, aoi_grid
-from pipeline.rasters import BANDS, scene_band_tags, write_cog
+from pipeline.rasters import write_cog
 from pipeline.synthetic.damage import apply_damage, plan_damage
 from pipeline.synthetic.landscape import FOREST, VEGETATION, make_landscape, smooth_noise
 from pipeline.synthetic.nuisances import (
@@ -132,8 +133,9 @@ def generate_synthetic(aoi: AOI, out_dir: str | Path, seed: int = 0,
         tags = {"ACQUISITION_DATE": date.isoformat(), "SOURCE": "synthetic", "SYNTHETIC": "yes",
                 "AOI": aoi.slug, "SEED": str(seed), "PROCESSING_BASELINE": baseline,
                 "BOA_QUANTIFICATION_VALUE": "10000"}
-        band_tags = [dict(t, BOA_ADD_OFFSET=str(boa)) for t in scene_band_tags()]
-        write_cog(path, dn, grid, nodata=0, descriptions=BANDS, tags=tags, band_tags=band_tags)
+        tags_per_band = [dict(t, BOA_ADD_OFFSET=str(boa)) for t in band_tags()]
+        write_cog(path, dn, grid, nodata=0, descriptions=BANDS, tags=tags,
+                  band_tags=tags_per_band)
         scl_path = path.with_name(path.stem + "_scl.tif")
         scl_grid = Grid(grid.crs, grid.transform @ grid.transform.scale(2),
                         (w + 1) // 2, (h + 1) // 2)

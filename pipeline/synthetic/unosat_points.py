@@ -22,7 +22,7 @@ import pyogrio
 from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
 
-from pipeline.atomic import atomic_path
+from contract.atomic import atomic_path
 from pipeline.synthetic.damage import DamagePlan
 
 STATUS_NEW, STATUS_SAME, STATUS_NONE = "New Damage", "Already Damaged", "No Visible Damage"

@@ -1,0 +1,17 @@
+"""Band order, value scale and nodata of every scene, patch and model input in the project."""
+
+from __future__ import annotations
+
+#: Band order of every array (blue, green, red, near infrared). Not RGB order.
+BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08")
+BAND_LABELS: dict[str, str] = {"B02": "blue 490 nm", "B03": "green 560 nm",
+                               "B04": "red 665 nm", "B08": "near infrared 842 nm"}
+#: L2A digital numbers are surface reflectance x 10000 (pre-2022 scale, no BOA offset).
+QUANTIFICATION = 10000
+#: Value of a scene pixel without a valid observation in any band.
+SCENE_NODATA = 0
+
+
+def band_tags() -> list[dict[str, str]]:
+    """Per-band GeoTIFF tags (band id and name) that GIS tools and readers use."""
+    return [{"BAND": b, "NAME": BAND_LABELS[b]} for b in BANDS]

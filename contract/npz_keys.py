@@ -1,0 +1,20 @@
+"""Keys of the two NPZ files that cross from ``pipeline`` to ``damagenet``.
+
+A patch file (one AOI) holds :data:`PATCH_KEYS`; the dataset holds, per split ``s``,
+``Xb_s``, ``Xa_s`` and ``y_s`` (the study's layout) plus the :data:`DATASET_EXTRA` arrays.
+The study's flat layout (:data:`FLAT_KEYS`) is read too.
+"""
+
+from __future__ import annotations
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+PATCH_KEYS: tuple[str, ...] = ("before", "after", "label", "row", "col", "lon", "lat",
+                               "transform", "aoi", "summary")
+#: Per-split arrays besides Xb/Xa/y: position and provenance of every pair.
+DATASET_EXTRA: tuple[str, ...] = ("aoi", "row", "col", "lon", "lat", "block")
+FLAT_KEYS: tuple[str, ...] = ("x_before", "x_after", "y")
+
+
+def split_key(kind: str, split: str) -> str:
+    """``split_key("Xb", "train") == "Xb_train"``; kind is Xb, Xa, y or a DATASET_EXTRA name."""
+    return f"{kind}_{split}"
