@@ -10,14 +10,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.transform import array_bounds
 
-from pipeline.aoi import AOI
-from pipeline.errors import PipelineError
+from pipeline.errors import GridMismatchError, InputFileError, PipelineUsageError
+
+if TYPE_CHECKING:  # the grid is a leaf: AOIs depend on it, not the other way round
+    from pipeline.aoi import AOI
 
 RESOLUTION_M = 10.0
 
@@ -72,7 +75,7 @@ def aoi_grid(aoi: AOI, max_size_km: float | None = None,
     left, bottom, right, top = geom.bounds
     if max_size_km is not None:
         if max_size_km <= 0:
-            raise PipelineError(f"max size must be positive, got {max_size_km} km")
+            raise PipelineUsageError(f"max size must be positive, got {max_size_km} km")
         half = max_size_km * 500.0
         centre = geom.centroid if geom.contains(geom.centroid) else geom.representative_point()
         cx = round(centre.x / resolution) * resolution
@@ -94,10 +97,10 @@ def grid_of(path: str | Path) -> Grid:
     try:
         with rasterio.open(path) as src:
             if src.crs is None:
-                raise PipelineError(f"{path}: raster has no CRS")
+                raise InputFileError(f"{path}: raster has no CRS")
             return Grid(src.crs, src.transform, src.width, src.height)
     except rasterio.errors.RasterioIOError as exc:
-        raise PipelineError(f"{path}: cannot open raster ({exc})") from exc
+        raise InputFileError(f"{path}: cannot open raster ({exc})") from exc
 
 
 def require_same_grid(paths: dict[str, str | Path]) -> Grid:
@@ -108,7 +111,7 @@ def require_same_grid(paths: dict[str, str | Path]) -> Grid:
     for name in names[1:]:
         g = grids[name]
         if not ref.same_as(g):
-            raise PipelineError(
+            raise GridMismatchError(
                 f"{paths[name]} ({name}) is not on the grid of {paths[names[0]]} "
                 f"({names[0]}): {g.describe()} vs {ref.describe()}")
     return ref

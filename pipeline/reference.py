@@ -14,7 +14,7 @@ from importlib import resources
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
-from pipeline.errors import PipelineError
+from pipeline.errors import InputFileError
 
 
 @cache
@@ -29,7 +29,7 @@ def unosat_area(code: str) -> BaseGeometry:
     """The assessment polygon of one UNOSAT area code such as ``UKR2``."""
     areas = unosat_areas()
     if code not in areas:
-        raise PipelineError(f"unknown UNOSAT area {code!r}; known: {', '.join(sorted(areas))}")
+        raise InputFileError(f"unknown UNOSAT area {code!r}; known: {', '.join(sorted(areas))}")
     return areas[code]
 
 

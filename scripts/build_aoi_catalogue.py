@@ -18,7 +18,9 @@ from pathlib import Path
 from shapely.geometry import MultiPoint, Point
 from shapely.ops import voronoi_diagram
 
-from pipeline.aoi import aoi_feature, dump_aoi_json, parse_window, reproject_geometry, utm_epsg_for
+from pipeline.aoi_fields import parse_window
+from pipeline.aoi_writer import aoi_feature, dump_aoi_json
+from pipeline.geo import reproject_geometry, utm_epsg_for
 from pipeline.reference import unosat_area
 
 

@@ -9,10 +9,11 @@ import json
 import pytest
 from shapely.geometry import Point
 
-from pipeline.aoi import discover_aoi_files, load_aoi, parse_window, validate_aoi_file
-from pipeline.aoi_tools import new_aoi
+from pipeline.aoi import discover_aoi_files, load_aoi, validate_aoi_file
+from pipeline.aoi_fields import parse_window
+from pipeline.aoi_tools import bbox_geometry, default_after, new_aoi
 from pipeline.cli import main
-from pipeline.errors import PipelineError
+from pipeline.errors import InputFileError, PipelineError
 from pipeline.reference import unosat_area
 
 
@@ -132,7 +133,8 @@ def test_aoi_new_passes_check(tmp_path, capsys):
     assert aoi.unosat_aoi == "UKR8"
     assert json.loads(path.read_text())["features"][0]["properties"]["slug"] == "borodianka"
     with pytest.raises(PipelineError, match="already exists"):
-        new_aoi("Borodianka", (29.9, 50.62, 29.98, 50.67), "2021-10-02", "2022-04-10", tmp_path)
+        new_aoi("Borodianka", bbox_geometry((29.9, 50.62, 29.98, 50.67)), "2021-10-02",
+                "2022-04-10", tmp_path)
 
 
 def test_gdal_reads_and_rewrites_aoi_files(root, tmp_path):
@@ -154,3 +156,97 @@ def test_gdal_reads_and_rewrites_aoi_files(root, tmp_path):
         (saved.before, saved.after, saved.labels.path)
     assert original.geometry.equals_exact(saved.geometry, 1e-9)
     assert parse_window("2021/10/22") == parse_window("2021-10-22T00:00:00") == original.before
+
+
+def test_labels_as_plain_path_string(aoi_copy):
+    """A bare path is accepted and means the same as {"path": ...}, for the check and loaders."""
+    path = aoi_copy("bucha", _set("labels", "data/unosat/bucha.zip"))
+    aoi = load_aoi(path)
+    assert aoi.labels is not None and aoi.labels.path == "data/unosat/bucha.zip"
+    assert aoi.labels.url is None and aoi.labels.fields == {}
+
+
+@pytest.mark.parametrize("labels, message", [
+    ({"path": "data/unosat/c$(touch PWNED).zip"}, "characters a shell interprets"),
+    ({"path": "data/`id`.zip"}, "characters a shell interprets"),
+    ({"path": "../outside/bucha.zip"}, "leaves the project folder"),
+    ({"path": "data/unosat/bucha.zip", "url": "http://example.org/x.zip"}, "https://"),
+])
+def test_unsafe_label_paths_refused(aoi_copy, labels, message):
+    path = aoi_copy("bucha", _set("labels", labels))
+    aoi, errors, _ = validate_aoi_file(path)
+    assert aoi is None
+    assert any(f"{path}: labels: " in e and message in e for e in errors), errors
+    with pytest.raises(InputFileError, match="labels"):
+        load_aoi(path)
+
+
+def _swap_lon_lat(doc):
+    geom = doc["features"][0]["geometry"]
+    geom["coordinates"] = [[[y, x] for x, y in ring] for ring in geom["coordinates"]]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_set("unosat_aoi", "UKR99"), "unknown UNOSAT area 'UKR99'"),
+    (_swap_lon_lat, "does not intersect UNOSAT area UKR2"),
+    (_geometry({"type": "Polygon", "coordinates": [[[-47.9, -15.8], [-47.8, -15.8],
+                                                    [-47.8, -15.7], [-47.9, -15.7],
+                                                    [-47.9, -15.8]]]}),
+     "does not intersect UNOSAT area UKR2"),
+])
+def test_unosat_area_checked(aoi_copy, capsys, edit, message):
+    path = aoi_copy("bucha", edit)
+    aoi, errors, _ = validate_aoi_file(path)
+    assert aoi is None and any(f"{path}: unosat_aoi: " in e and message in e for e in errors)
+    assert main(["aoi", "check", str(path)]) == 1
+    assert message in capsys.readouterr().out
+
+
+def test_map_only_aoi_from_polygon_file(tmp_path, capsys):
+    """A polygon in a projected CRS outside every UNOSAT area becomes a map-only AOI."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    # Chasiv Yar-like box in UTM 37N, outside the 18 UNOSAT extents
+    poly = gpd.GeoDataFrame({"name": ["town"]}, geometry=[box(390000, 5380000, 394000, 5384000)],
+                            crs="EPSG:32637")
+    src = tmp_path / "town.gpkg"
+    poly.to_file(src, driver="GPKG")
+    code = main(["aoi", "new", "Nova Town", "--polygon", str(src), "--aoi-dir", str(tmp_path)])
+    assert code == 0
+    aoi = load_aoi(tmp_path / "nova-town.geojson")
+    assert aoi.labels is None and not aoi.has_labels and aoi.unosat_aoi == "none"
+    assert aoi.utm_epsg == 32637 and 15.5 < aoi.area_km2() < 16.5
+    assert str(aoi.after) == default_after() and aoi.before.end.year == 2021
+    assert "map-only" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "nova-town.geojson").read_text())
+    assert "labels" not in doc["features"][0]["properties"]
+
+
+def test_no_labels_flag_and_bbox_forms(tmp_path):
+    assert main(["aoi", "new", "Borodianka", "--bbox", "29.90,50.62,29.98,50.67",
+                 "--no-labels", "--after", "2022-04-10", "--aoi-dir", str(tmp_path)]) == 0
+    aoi = load_aoi(tmp_path / "borodianka.geojson")
+    assert aoi.unosat_aoi == "UKR8" and aoi.labels is None and str(aoi.after) == "2022-04-10"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--bbox", "30", "50", "29", "51"], "W < E"),
+    (["--bbox", "30,50,31"], "4 numbers"),
+    (["--bbox", "a", "b", "c", "d"], "not numbers"),
+    (["--bbox", "30", "50", "30.1", "50.1", "--before", "2021-13-45"], "invalid date"),
+])
+def test_aoi_new_bad_options(tmp_path, capsys, argv, message):
+    assert main(["aoi", "new", "X", *argv, "--aoi-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_utm_zone_from_pyproj_matches_zone_arithmetic():
+    from pipeline.geo import utm_epsg_for
+
+    for lon, lat in [(30.21, 50.54), (36.23, 49.99), (23.9, 49.8), (39.9, 48.5), (-47.9, -15.8),
+                     (11.99, 45.0), (12.01, 45.0)]:
+        zone = int((lon + 180) // 6) + 1
+        assert utm_epsg_for(Point(lon, lat)) == (32600 if lat >= 0 else 32700) + zone

@@ -261,9 +261,9 @@ def test_unosat_fetch(tmp_path, aoi_copy):
     aoi = load_aoi(aoi_copy("bucha", with_url))
     with responses.RequestsMock() as rsps:
         rsps.add(responses.GET, "https://example.org/cda.zip", status=503)
-        rsps.add(responses.GET, "https://example.org/cda.zip", body=b"PK-zip-bytes")
+        rsps.add(responses.GET, "https://example.org/cda.zip", body=b"PK\x03\x04zip-bytes")
         dest = fetch_unosat(aoi, tmp_path / "u" / "bucha.zip")
-    assert dest.read_bytes() == b"PK-zip-bytes"
+    assert dest.read_bytes() == b"PK\x03\x04zip-bytes"
     plain = load_aoi(aoi_copy("irpin"))
     with pytest.raises(PipelineError, match="no UNOSAT file at .* and no labels.url"):
         fetch_unosat(plain, tmp_path / "irpin.zip")

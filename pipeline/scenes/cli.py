@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pipeline.aoi import load_aoi
-from pipeline.errors import PipelineError
+from pipeline.errors import CredentialsError
 from pipeline.scenes import EPOCHS, SOURCES, acquire_scene
 from pipeline.scenes.product import DEFAULT_MASK_CLASSES, DEFAULT_MIN_VALID_FRACTION
 from pipeline.scenes.sentinelhub_source import (
@@ -17,13 +17,26 @@ from pipeline.scenes.sentinelhub_source import (
 )
 
 
+def class_list(text: str) -> list[int]:
+    """``3,8,9`` -> [3, 8, 9]: SCL classes 0-11, refused by argparse (exit 2) otherwise."""
+    try:
+        classes = [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated SCL class numbers "
+                                         f"0-11, got {text!r}") from None
+    bad = [c for c in classes if not 0 <= c <= 11]
+    if bad:
+        raise argparse.ArgumentTypeError(f"SCL classes are 0-11, got {bad}")
+    return classes
+
+
 def _run(args: argparse.Namespace) -> int:
     aoi = load_aoi(args.aoi_file)
     options = SentinelHubOptions(base_url=args.sh_base_url, token_url=args.sh_token_url,
                                  mosaic=args.mosaic, max_attempts=args.max_attempts)
     acquire_scene(aoi, args.epoch, args.out, args.source, args.input,
                   max_size_km=args.max_size_km, min_valid_fraction=args.min_valid_fraction,
-                  mask_classes=[int(c) for c in args.mask_classes.split(",") if c],
+                  mask_classes=args.mask_classes,
                   seed=args.seed, scl_path=args.scl, boa_offset=args.boa_offset,
                   sentinelhub=options)
     return 0
@@ -31,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check_credentials(args: argparse.Namespace) -> int:
     if not has_credentials():
-        raise PipelineError("no Sentinel Hub credentials found (SH_CLIENT_ID and "
+        raise CredentialsError("no Sentinel Hub credentials found (SH_CLIENT_ID and "
                             f"SH_CLIENT_SECRET are not set). {CREDENTIALS_HELP}")
     print("Sentinel Hub credentials found")
     return 0
@@ -69,7 +82,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-valid-fraction", type=float, default=DEFAULT_MIN_VALID_FRACTION,
                    help="fail when less of the AOI than this has a valid observation "
                         "(default: %(default)s)")
-    p.add_argument("--mask-classes", default=",".join(map(str, DEFAULT_MASK_CLASSES)),
+    p.add_argument("--mask-classes", type=class_list,
+                   default=",".join(map(str, DEFAULT_MASK_CLASSES)),
                    help="SCL classes treated as no observation (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="synthetic source: random seed")
     p.add_argument("--mosaic", action="store_true",

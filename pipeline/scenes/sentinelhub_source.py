@@ -32,7 +32,7 @@ from sentinelhub import (
 from tqdm import tqdm
 
 from pipeline.aoi import AOI, DateWindow
-from pipeline.errors import PipelineError
+from pipeline.errors import CredentialsError, InputFileError, PipelineError, ServiceError
 from pipeline.grid import Grid
 from pipeline.scenes.product import RawScene
 
@@ -83,8 +83,8 @@ def make_config(options: SentinelHubOptions) -> SHConfig:
     config.max_download_attempts = options.max_attempts
     config.download_sleep_time = options.retry_sleep_s
     if not (config.sh_client_id and config.sh_client_secret):
-        raise PipelineError("no Sentinel Hub credentials found (SH_CLIENT_ID and "
-                            f"SH_CLIENT_SECRET are not set). {CREDENTIALS_HELP}")
+        raise CredentialsError("no Sentinel Hub credentials found (SH_CLIENT_ID and "
+                               f"SH_CLIENT_SECRET are not set). {CREDENTIALS_HELP}")
     return config
 
 
@@ -122,10 +122,10 @@ def _http_status(exc: BaseException) -> int | None:
 def _explain(exc: Exception, aoi: AOI, what: str) -> PipelineError:
     status = _http_status(exc)
     if status in (401, 403) or "invalid_client" in str(exc) or "Unauthorized" in str(exc):
-        return PipelineError(f"{aoi.slug}: Sentinel Hub refused the credentials "
-                             f"(HTTP {status or 401}) while {what}. {CREDENTIALS_HELP}")
-    return PipelineError(f"{aoi.slug}: Sentinel Hub request failed while {what}: "
-                         f"{str(exc).splitlines()[0]}")
+        return CredentialsError(f"{aoi.slug}: Sentinel Hub refused the credentials "
+                                f"(HTTP {status or 401}) while {what}. {CREDENTIALS_HELP}")
+    return ServiceError(f"{aoi.slug}: Sentinel Hub request failed while {what}: "
+                        f"{str(exc).splitlines()[0]}")
 
 
 def choose_acquisition(aoi: AOI, epoch: str, window: DateWindow, grid: Grid, config: SHConfig,
@@ -145,7 +145,7 @@ def choose_acquisition(aoi: AOI, epoch: str, window: DateWindow, grid: Grid, con
     except Exception as exc:  # DownloadFailedException, HTTPError, OAuth errors
         raise _explain(exc, aoi, "searching the catalog") from exc
     if not items:
-        raise PipelineError(f"{aoi.slug} ({epoch}): no Sentinel-2 L2A acquisition between "
+        raise InputFileError(f"{aoi.slug} ({epoch}): no Sentinel-2 L2A acquisition between "
                             f"{window.start} and {window.end} over the AOI; widen the window in "
                             f"{aoi.source_file}")
     sign = -1 if epoch == "before" else 1
@@ -225,13 +225,13 @@ def download_scene(aoi: AOI, epoch: str, grid: Grid, options: SentinelHubOptions
         if arr.ndim == 2:
             arr = arr[..., None]
         if arr.shape[:2] != (h, w) or arr.shape[2] != 6:
-            raise PipelineError(f"{aoi.slug}: Sentinel Hub returned an array of shape "
+            raise ServiceError(f"{aoi.slug}: Sentinel Hub returned an array of shape "
                                 f"{arr.shape}, expected ({h}, {w}, 6)")
         out[:, row:row + h, col:col + w] = np.moveaxis(arr, -1, 0)
     meta["request_parts"] = len(parts)
     no_data = out[5] == 0
     if no_data.all():
-        raise PipelineError(f"{aoi.slug} ({epoch}): Sentinel Hub has no Sentinel-2 L2A "
+        raise InputFileError(f"{aoi.slug} ({epoch}): Sentinel Hub has no Sentinel-2 L2A "
                             f"observation over the AOI in {time_range[0]}..{time_range[1]}; "
                             f"check the date in {aoi.source_file}")
     return RawScene(dn=out[:4], scl=out[4].astype(np.uint8), offsets=[0, 0, 0, 0], dates=dates,
