@@ -1,19 +1,73 @@
 """The error boundary every command line of the project shares.
 
-A :class:`~contract.errors.UserError` becomes one line on standard error and the error's exit
-status, so a user sees which file or option is wrong and what to do instead of a traceback.
+A failure becomes one line on standard error naming the file or option and the problem, and an
+exit status: 2 when the command line itself is wrong, 1 when the data, the disk or a service
+failed, 130/143 when interrupted by SIGINT/SIGTERM. ``-v`` adds the traceback. SIGTERM is turned
+into an exception, so every ``finally`` (temporary files, temporary folders) runs before exit
+and nothing partial is left behind, as after Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
+import re
+import signal
 import sys
-from collections.abc import Callable
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from contract.errors import UserError
 
-NOISY_LOGGERS = ("pyogrio", "rasterio", "sentinelhub", "urllib3", "fiona", "matplotlib", "PIL")
+NOISY_LOGGERS = ("pyogrio", "rasterio", "sentinelhub", "urllib3", "fiona", "matplotlib", "PIL",
+                 "requests_oauthlib", "oauthlib", "botocore", "distributed")
+#: Plain sentences for the operating-system failures users meet.
+OS_ERRORS = {
+    errno.ENOSPC: "no space left on the device; free some space or write elsewhere",
+    errno.EDQUOT: "disk quota exceeded; free some space or write elsewhere",
+    errno.EROFS: "the file system is read-only; choose a writable output folder",
+    errno.EACCES: "permission denied; choose a folder you can write to, or fix permissions",
+    errno.EPERM: "operation not permitted; check the file's permissions",
+    errno.ENOENT: "no such file or folder",
+    errno.EISDIR: "is a folder, a file was expected",
+    errno.ENOTDIR: "a path component is not a folder",
+}
+
+
+#: Environment variables whose values must never reach a log.
+SECRET_ENV = ("SH_CLIENT_SECRET", "SH_CLIENT_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+              "PC_SDK_SUBSCRIPTION_KEY")
+SECRET_PATTERNS = re.compile(
+    r"\b(client_secret|access_token|refresh_token|password|sig|token)(['\"]?\s*[=:]\s*['\"]?)"
+    r"[^&'\"\s,}]+|(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+
+
+class RedactSecrets(logging.Filter):
+    """Scrub credentials from every record, whatever library logs them and at any level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = redact(text)
+        if clean != text:
+            record.msg, record.args = clean, None
+        return True
+
+
+def redact(text: str) -> str:
+    for name in SECRET_ENV:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return SECRET_PATTERNS.sub(lambda m: (m.group(1) + m.group(2) + "***") if m.group(1)
+                               else m.group(3) + "***", text)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so cleanup code runs."""
 
 
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
@@ -21,15 +75,68 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", force=True)
-    for noisy in NOISY_LOGGERS:
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactSecrets())
+    for noisy in NOISY_LOGGERS:  # their DEBUG output can carry request bodies and tokens
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``<file>: <plain sentence>`` for an operating-system failure."""
+    where = exc.filename or ""
+    what = OS_ERRORS.get(exc.errno or -1)
+    if what is None:
+        what = str(exc.strerror or exc)
+    return f"{where}: {what}" if where else what
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Libraries that report a full disk as RuntimeError (torch's zip writer, GDAL)."""
+    text = str(exc)
+    return "No space left" in text or "file write failed" in text
+
+
+@contextmanager
+def sigterm_as_exception() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated` (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_command(func: Callable[[argparse.Namespace], int | None],
                 args: argparse.Namespace) -> int:
-    """Run a subcommand; a user error becomes ``error: <message>`` and its exit status."""
+    """Run a subcommand inside the boundary; return its exit status."""
+    verbose = bool(getattr(args, "verbose", False))
     try:
-        return int(func(args) or 0)
+        with sigterm_as_exception():
+            return int(func(args) or 0)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(str(exc), exc.exit_code, verbose)
+    except KeyboardInterrupt:
+        return _fail("interrupted (SIGINT); no output was written", 130, verbose)
+    except Terminated:
+        return _fail("terminated (SIGTERM); no output was written", 143, verbose)
+    except OSError as exc:
+        return _fail(describe_os_error(exc), 1, verbose)
+    except RuntimeError as exc:
+        if not _disk_full(exc):
+            raise
+        return _fail("no space left on the device while writing; free some space or write "
+                     "elsewhere", 1, verbose)
+
+
+def _fail(message: str, code: int, verbose: bool) -> int:
+    if verbose:
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
+    return code

@@ -11,6 +11,6 @@ from __future__ import annotations
 class UserError(Exception):
     """A refusal with a message meant for the user; the command line prints it in one line."""
 
-    #: Exit status of the command line.
-    exit_code = 2
+    #: Exit status of the command line: 1 for failed data or services; usage errors use 2.
+    exit_code = 1
 

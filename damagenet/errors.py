@@ -10,7 +10,9 @@ class DamagenetError(UserError):
 
 
 class DamagenetUsageError(DamagenetError, ValueError):
-    """An option value that is malformed or out of range."""
+    """An option value that is malformed or out of range, or a named input that is missing."""
+
+    exit_code = 2
 
 
 class InputFileError(DamagenetError, ValueError):

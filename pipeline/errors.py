@@ -14,7 +14,9 @@ class PipelineError(UserError):
 
 
 class PipelineUsageError(PipelineError, ValueError):
-    """An option value that is malformed or out of range."""
+    """An option value that is malformed or out of range, or a named input that is missing."""
+
+    exit_code = 2
 
 
 class InputFileError(PipelineError, ValueError):
