@@ -26,7 +26,7 @@ from rasterio.features import geometry_mask
 from contract.atomic import write_text_atomic
 from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN, VALUES_TEXT
 from pipeline.aoi import AOI, load_aoi, reproject_geometry
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, PipelineUsageError
 from pipeline.grid import Grid, grid_of
 from pipeline.rasters import write_cog
 from pipeline.reference import unosat_area
@@ -151,11 +151,11 @@ def parse_classes_arg(text: str) -> list[int]:
     try:
         classes = [int(c) for c in text.split(",") if c.strip()]
     except ValueError as exc:
-        raise PipelineError(f"--classes must be comma-separated codes, got {text!r}") from exc
+        raise PipelineUsageError(f"--classes must be comma-separated codes, got {text!r}") from exc
     unknown = set(classes) - set(CLASS_NAMES)
     if not classes or unknown:
-        raise PipelineError(f"--classes {text!r}: unknown codes {sorted(unknown)}; UNOSAT "
-                            f"codes are {sorted(CLASS_NAMES)}")
+        raise PipelineUsageError(f"--classes {text!r}: unknown codes {sorted(unknown)}; UNOSAT "
+                                 f"codes are {sorted(CLASS_NAMES)}")
     return classes
 
 

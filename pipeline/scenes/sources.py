@@ -46,7 +46,7 @@ def read_local(req: SceneRequest) -> RawScene:
         raise PipelineUsageError(f"{req.aoi.slug}: --source local needs --input (a GeoTIFF or "
                                  "an L2A SAFE folder or zip)")
     if not req.input_path.exists():
-        raise InputFileError(f"{req.input_path}: input for AOI {req.aoi.slug} not found")
+        raise PipelineUsageError(f"{req.input_path}: --input for AOI {req.aoi.slug} not found")
     if is_safe(req.input_path):
         return read_safe(req.input_path, req.grid, req.aoi.slug)
     return read_geotiff(req.input_path, req.grid, req.aoi.slug, scl_path=req.scl_path,
