@@ -1,0 +1,62 @@
+"""Argparse value types shared by both command lines: a bad value exits 2 with one line.
+
+argparse turns an ``ArgumentTypeError`` raised here into ``<prog>: error: argument --x: ...``
+and exit status 2, so malformed or out-of-range options never reach the code as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+from collections.abc import Callable
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An integer ``>= low`` (e.g. a batch size of at least 2 for BatchNorm in training)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
+
+
+positive_int = int_at_least(1)
+
+
+def float_in(low: float, high: float, *, low_open: bool = False) -> Callable[[str], float]:
+    """A float in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (low < value <= high if low_open else low <= value <= high):
+            bracket = "(" if low_open else "["
+            raise argparse.ArgumentTypeError(f"must be in {bracket}{low:g}, {high:g}], got "
+                                             f"{value:g}")
+        return value
+    return parse
+
+
+probability = float_in(0.0, 1.0)
+positive_float = float_in(0.0, float("inf"), low_open=True)
+
+
+def iso_date(text: str) -> dt.date:
+    """``YYYY-MM-DD`` only: ``05/05/2022`` is ambiguous (May 5 or 5 May?) and is refused."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}")
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid date {text!r} ({exc})") from None
+
+
+def threshold_or_auto(text: str) -> float | str:
+    """``auto`` (the checkpoint's own threshold) or a probability."""
+    return "auto" if text == "auto" else probability(text)
