@@ -4,7 +4,8 @@ Three sources deliver digital numbers on the AOI grid (:class:`~pipeline.scenes.
 and one finaliser writes the product, so every source's output passes the same checks:
 
 - ``sentinelhub`` (default): the Process and Catalog APIs of the Copernicus Data Space Ecosystem;
-- ``local``: a GeoTIFF or an L2A SAFE product the user downloaded;
+- ``local``: a GeoTIFF, a folder or zip of band files, or an L2A SAFE product the user
+  downloaded (:mod:`~pipeline.scenes.local`);
 - ``synthetic``: the synthetic generator, passed through the same harmonisation and masking.
 """
 
@@ -17,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.aoi import AOI
-from pipeline.errors import PipelineError
+from pipeline.errors import InputFileError, PipelineError
 from pipeline.grid import aoi_grid
-from pipeline.scenes.local import is_safe, read_geotiff, read_safe
+from pipeline.scenes.local import LocalOptions, read_geotiff, read_local
 from pipeline.scenes.product import (
     DEFAULT_MASK_CLASSES,
     DEFAULT_MIN_VALID_FRACTION,
@@ -38,9 +39,11 @@ def acquire_scene(aoi: AOI, epoch: str, out: str | Path, source: str = "sentinel
                   input_path: str | Path | None = None, *, max_size_km: float | None = None,
                   min_valid_fraction: float = DEFAULT_MIN_VALID_FRACTION,
                   mask_classes: Sequence[int] = DEFAULT_MASK_CLASSES, seed: int = 0,
-                  scl_path: str | Path | None = None, boa_offset: int | None = None,
+                  local: LocalOptions | None = None,
                   sentinelhub: SentinelHubOptions | None = None) -> dict[str, Any]:
     """Produce ``out`` for one AOI and epoch; return the acquisition summary.
+
+    ``local`` carries what the user says about a local input (date, band order, scale, SCL).
 
     ``max_size_km`` caps the AOI grid (the same cap must be used for both epochs; the grid is a
     pure function of AOI and cap, so both land on exactly the same grid).
@@ -48,25 +51,21 @@ def acquire_scene(aoi: AOI, epoch: str, out: str | Path, source: str = "sentinel
     if epoch not in EPOCHS:
         raise PipelineError(f"epoch must be one of {EPOCHS}, got {epoch!r}")
     grid = aoi_grid(aoi, max_size_km)
-    raw = _raw_scene(aoi, epoch, grid, source, input_path, max_size_km, seed, scl_path,
-                     boa_offset, sentinelhub)
+    raw = _raw_scene(aoi, epoch, grid, source, input_path, max_size_km, seed, local,
+                     sentinelhub)
     return finalise_scene(raw, aoi, grid, out, epoch, mask_classes=mask_classes,
                           min_valid_fraction=min_valid_fraction)
 
 
-def _raw_scene(aoi, epoch, grid, source, input_path, max_size_km, seed, scl_path, boa_offset,
+def _raw_scene(aoi, epoch, grid, source, input_path, max_size_km, seed, local,
                sentinelhub) -> RawScene:
     if source == "sentinelhub":
         return download_scene(aoi, epoch, grid, sentinelhub or SentinelHubOptions())
     if source == "local":
         if input_path is None:
-            raise PipelineError(f"{aoi.slug}: --source local needs --input (a GeoTIFF or an "
-                                "L2A SAFE folder or zip)")
-        if not Path(input_path).exists():
-            raise PipelineError(f"{input_path}: input for AOI {aoi.slug} not found")
-        if is_safe(input_path):
-            return read_safe(input_path, grid, aoi.slug)
-        return read_geotiff(input_path, grid, aoi.slug, scl_path=scl_path, boa_offset=boa_offset)
+            raise InputFileError(f"{aoi.slug}: --source local needs --input (a GeoTIFF, a "
+                                 "folder or zip of band files, or an L2A SAFE folder or zip)")
+        return read_local(input_path, grid, aoi.slug, local)
     if source == "synthetic":
         if input_path is not None:  # a folder already written by `pipeline synthetic`
             path = Path(input_path) / f"{epoch}.tif"
