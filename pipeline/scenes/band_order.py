@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -97,7 +98,7 @@ def band_order(source: str, descriptions: tuple[str | None, ...],
             f"{source}: cannot find bands B02, B03, B04, B08: {count} unnamed band(s); give "
             "the file's order with --bands (e.g. B04,B03,B02,B08)")
     scl = ("SCL",) if count == 5 else ()
-    if STUDY_STACK.search(source):
+    if STUDY_STACK.search(Path(source).name):
         return _order(STUDY_ORDER + scl, "file name *RGBNIR* (the study's stacks are B04, "
                       "B03, B02, B08)", assumed=True)
     return _order(BANDS + scl, "assumed: unnamed bands in the documented order B02, B03, "

@@ -166,16 +166,17 @@ def likely_cause(medians: list[float]) -> str:
         return all(lo <= v <= hi for v, (lo, hi) in zip(values, PLAUSIBLE_MEDIANS.values(),
                                                          strict=True))
 
+    if fits([m - 1000 for m in medians]):
+        return "the +1000 BOA offset is still in: pass --scale dn-offset"
     if fits([m * 10000 / 65535 for m in medians]):
         return ("a Copernicus Browser UINT16 export (65535 x reflectance) read as digital "
                 "numbers, 6.55x too bright: pass --scale browser-uint16")
-    if fits([m - 1000 for m in medians]):
-        return "the +1000 BOA offset is still in: pass --scale dn-offset"
     if max(medians) <= 300:
         return ("reflectance (0..1) or 8-bit values read as digital numbers, the x10000 scale "
                 "missing: pass --scale reflectance (float 0..1) or --scale browser-uint8")
     if fits([m / 10 for m in medians]):
-        return "values 10x too large: check the scale the file was exported with (--scale)"
+        return ("values about 10x too large: check the scale the file was exported with "
+                "(--scale)")
     return ("not surface reflectance: a visualised (true-colour) image, wrong bands, or a "
             "scene mostly of cloud or snow without an SCL mask")
 
