@@ -69,6 +69,9 @@ class LabelSource:
     #: Overrides for column names: keys ``site_id``, ``date``, ``class``, ``status``, ``layer``;
     #: a value may be a list of names, one per assessment date.
     fields: dict[str, Any] = field(default_factory=dict)
+    #: Class codes or texts of the file mapped to UNOSAT codes (or None: not assessed), e.g.
+    #: ``{"7": 1}``; validated by :func:`pipeline.unosat_values.class_map_from`.
+    class_map: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -178,8 +181,12 @@ def _parse_labels(value: Any) -> LabelSource:
     unknown = set(fields) - {"site_id", "date", "class", "status", "layer"}
     if unknown:
         raise ValueError(f"labels.fields has unknown keys {sorted(unknown)}")
+    class_map = value.get("class_map") or {}
+    if not isinstance(class_map, dict):
+        raise ValueError("labels.class_map must be an object mapping codes or texts found in "
+                         "the file to UNOSAT codes, e.g. {\"7\": 1}")
     return LabelSource(path=value["path"], url=value.get("url"), product=value.get("product"),
-                       fields=dict(fields))
+                       fields=dict(fields), class_map={str(k): v for k, v in class_map.items()})
 
 
 def _read_feature(path: Path) -> dict[str, Any]:
