@@ -197,9 +197,21 @@ def site_ids(gdf: gpd.GeoDataFrame, overrides: dict[str, Any]) -> pd.Series:
     return gdf[name].astype("string").fillna("").astype(str)
 
 
-def _is_long(ids: pd.Series, date_cols: list[str]) -> bool:
-    """One row per site and assessment: a single date column and repeated site ids."""
-    return len(date_cols) == 1 and ids.duplicated().any()
+def _is_long(gdf: gpd.GeoDataFrame, ids: pd.Series, date_cols: list[str]) -> bool:
+    """One row per site and assessment: one date column, site ids repeated at one point.
+
+    Repeated ids at *different* points are a wide file with duplicate ids, not a long one.
+    """
+    if len(date_cols) != 1:
+        return False
+    ids = ids.reset_index(drop=True)
+    repeated = (ids.duplicated(keep=False) & (ids != "")).to_numpy()
+    if not repeated.any():
+        return False
+    xy = pd.DataFrame({"id": ids[repeated].to_numpy(),
+                       "x": gdf.geometry.x.to_numpy()[repeated].round(7),
+                       "y": gdf.geometry.y.to_numpy()[repeated].round(7)})
+    return bool((xy.groupby("id")[["x", "y"]].nunique() == 1).all().all())
 
 
 def _wide_from_long(gdf: gpd.GeoDataFrame, ids: pd.Series, dates: np.ndarray,
@@ -237,7 +249,7 @@ def read_sites(path: str | Path, fields: dict[str, Any] | None = None,
     ids = site_ids(gdf, fields)
     geometry = gdf.geometry.reset_index(drop=True)
     layout = "wide"
-    if _is_long(ids, date_cols):
+    if _is_long(gdf, ids, date_cols):
         geometry, ids, dates, classes = _wide_from_long(gdf, ids, dates, classes)
         layout = "long"
     frame = gpd.GeoDataFrame({"site_id": ids.to_numpy(), **first_instance(dates, classes,

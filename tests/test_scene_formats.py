@@ -178,6 +178,24 @@ def test_study_rgbnir_stack_order(tmp_path, aoi, truth):
     assert np.abs(data - dn).max() <= 1
 
 
+def test_zipped_stack_with_scl_file(tmp_path, aoi, truth):
+    """A zip of one stack and its SCL raster: the stack is read, the SCL masks clouds."""
+    dn, profile = truth
+    stack = _write(tmp_path / "Town_RGBNIR_clip.tif", dn[[2, 1, 0, 3]].astype(np.uint16),
+                   profile["crs"], profile["transform"])
+    scl = np.full((1, *dn.shape[1:]), 4, dtype=np.uint8)
+    scl[0, :30, :30] = 9  # a cloud in the top-left corner
+    scl_path = _write(tmp_path / "Town_SCL.tif", scl, profile["crs"], profile["transform"])
+    archive = tmp_path / "town.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(stack, stack.name)
+        zf.write(scl_path, scl_path.name)
+    data, summary = _product(aoi, tmp_path, archive, date="2022-05-05", scale="dn")
+    assert (data[:, :30, :30] == 0).all() and (data[:, 40:, 40:] > 0).all()
+    assert np.abs(data[:, 40:, 40:] - dn[:, 40:, 40:]).max() <= 1
+    assert summary["scl_input"].endswith("Town_SCL.tif")
+
+
 def _stac_item(offset_applied, baseline="04.00", c1=False):
     bands = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08"}
     assets = {key: {"href": f"https://example.org/{b}.tif", "raster:bands": [

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +98,12 @@ def read_local(path: str | Path, grid: Grid, aoi_slug: str,
     download = open_download(path)
     if is_safe(download):
         return read_safe(download, grid, aoi_slug, options)
-    if len(download.rasters) == 1 and band_of(next(iter(download.rasters))) is None:
-        return read_geotiff(next(iter(download.rasters.values())), grid, aoi_slug, options)
+    unnamed = [n for n in download.rasters if band_of(n) is None]
+    scl = [n for n in download.rasters if band_of(n) == "SCL"]
+    if len(unnamed) == 1 and len(unnamed) + len(scl) == len(download.rasters):
+        if scl and options.scl_path is None:  # a stack and its SCL, zipped or in a folder
+            options = replace(options, scl_path=download.rasters[scl[0]])
+        return read_geotiff(download.rasters[unnamed[0]], grid, aoi_slug, options)
     return read_band_files(download, grid, aoi_slug, options)
 
 
@@ -170,22 +174,23 @@ def _check_date(date: str, source: str) -> None:
 def read_geotiff(path: str | Path, grid: Grid, aoi_slug: str,
                  options: LocalOptions | None = None, source: str = "local") -> RawScene:
     """A multi-band GeoTIFF (any CRS and resolution) onto the AOI grid."""
-    path, options = Path(path), options or LocalOptions()
+    gdal_path, options = str(path), options or LocalOptions()
+    path = Path(gdal_path)  # for its name only: a /vsizip/ path must reach GDAL unchanged
     scl_path = options.scl_path
     if scl_path is None and path.with_name(path.stem + "_scl.tif").exists():
         scl_path = path.with_name(path.stem + "_scl.tif")
     try:
-        with rasterio.open(path) as src:
-            check_covers(str(path), src, grid, aoi_slug)
-            order = band_order(str(path), src.descriptions, options.bands)
+        with rasterio.open(gdal_path) as src:
+            check_covers(gdal_path, src, grid, aoi_slug)
+            order = band_order(gdal_path, src.descriptions, options.bands)
             indexes = list(order.indexes)
             data, transform = read_window(src, grid, indexes)
             values = as_float(data, src.nodata)
-            check_order(str(path), order, values)
+            check_order(gdal_path, order, values)
             tags = src.tags()
-            date = acquisition_date(str(path), options.date, tags, [path.name], {})
+            date = acquisition_date(gdal_path, options.date, tags, [path.name], {})
             evidence = ScaleEvidence(
-                source=str(path), dtype=src.dtypes[indexes[0] - 1], values=_sample(values),
+                source=gdal_path, dtype=src.dtypes[indexes[0] - 1], values=_sample(values),
                 browser_name=is_browser_name(path.name),
                 tag_offsets=_tag_offsets([src.tags(i) for i in indexes], tags),
                 gdal_scale_offset=_gdal_scale_offset(src, indexes),
@@ -197,13 +202,14 @@ def read_geotiff(path: str | Path, grid: Grid, aoi_slug: str,
                 scl = classes_onto_grid(sdata[0], stransform, src.crs, grid)
             layers = [Layer(values[i], transform, src.crs, evidence.dtype) for i in range(4)]
     except rasterio.errors.RasterioIOError as exc:
-        raise InputFileError(f"{path}: cannot read the scene for AOI {aoi_slug} ({exc})") from exc
+        raise InputFileError(f"{gdal_path}: cannot read the scene for AOI {aoi_slug} "
+                             f"({exc})") from exc
     scale = _decide_scale(options, evidence)
     if scl_path is not None:
         scl = read_scl(str(scl_path), grid)
-    log.info("%s: bands %s (%s)", path, ",".join(order.names), order.evidence)
+    log.info("%s: bands %s (%s)", gdal_path, ",".join(order.names), order.evidence)
     return _to_raw(layers, scale, grid, scl, date, source,
-                   {"input": str(path), "scl_input": str(scl_path) if scl_path else None,
+                   {"input": gdal_path, "scl_input": str(scl_path) if scl_path else None,
                     "band_order": order.record()})
 
 
