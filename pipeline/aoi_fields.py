@@ -55,6 +55,9 @@ class LabelSource:
     #: Overrides for column names: keys ``site_id``, ``date``, ``class``, ``status``, ``layer``;
     #: a value may be a list of names, one per assessment date.
     fields: dict[str, Any] = field(default_factory=dict)
+    #: Class codes or texts of the file mapped to UNOSAT codes (or None: not assessed), e.g.
+    #: ``{"7": 1}``; validated by :func:`pipeline.unosat_values.class_map_from`.
+    class_map: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_date(value: Any) -> dt.date:
@@ -122,11 +125,15 @@ def parse_labels(value: Any) -> LabelSource:
     unknown = set(fields) - LABEL_FIELD_ROLES
     if unknown:
         raise ValueError(f"labels.fields has unknown keys {sorted(unknown)}")
+    class_map = value.get("class_map") or {}
+    if not isinstance(class_map, dict):
+        raise ValueError("labels.class_map must be an object mapping codes or texts found in "
+                         "the file to UNOSAT codes, e.g. {\"7\": 1}")
     url = value.get("url")
     if url is not None and not str(url).startswith("https://"):
         raise ValueError(f"labels.url must be an https:// address, got {url!r}")
     return LabelSource(path=value["path"], url=url, product=value.get("product"),
-                       fields=dict(fields))
+                       fields=dict(fields), class_map={str(k): v for k, v in class_map.items()})
 
 
 def check_label_path(path: str) -> None:

@@ -5,6 +5,12 @@ scene's acquisition date burns the pixels whose centres lie within ``radius_m`` 
 the pixel holding it). 0 = assessed and not damaged. 255 = unknown: outside the UNOSAT
 assessment area, outside the AOI, or no valid observation in the scene. Unassessed ground is
 never called undamaged.
+
+UNOSAT's "No Visible Damage" sites (class 6) are hard negatives for later steps: every site
+assessed NVD and not damaged (in any damage class) on or before the after date, on the grid and
+in the AOI, is written to ``<out stem>_nvd.gpkg`` (layer ``nvd_sites``, points in the grid CRS
+with ``site_id``, ``last_nvd_date``, ``damaged_later``, ``row``, ``col`` and the ``label`` of
+that pixel), always written, empty when there are none.
 """
 
 from __future__ import annotations
@@ -19,22 +25,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
+import pyogrio
 import rasterio
 from rasterio.features import geometry_mask
 
-from contract.atomic import write_text_atomic
+from contract.atomic import atomic_path, write_text_atomic
 from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN, VALUES_TEXT
 from pipeline.aoi import AOI, load_aoi, reproject_geometry
-from pipeline.errors import PipelineError, PipelineUsageError
+from pipeline.errors import InputFileError, PipelineUsageError
 from pipeline.grid import Grid, grid_of
 from pipeline.rasters import write_cog
 from pipeline.reference import unosat_area
-from pipeline.unosat import CLASS_NAMES, DEFAULT_DAMAGE_CLASSES, read_sites
+from pipeline.unosat import DEFAULT_DAMAGE_CLASSES, read_sites
+from pipeline.unosat_values import CLASS_NAMES, ClassMap, class_map_from, parse_class_map
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RADIUS_M = 10.0
+NVD_LAYER = "nvd_sites"
 
 
 def after_date_of(scene: Path) -> dt.date:
@@ -42,7 +52,7 @@ def after_date_of(scene: Path) -> dt.date:
     with rasterio.open(scene) as src:
         value = src.tags().get("ACQUISITION_DATE")
     if not value:
-        raise PipelineError(f"{scene}: no ACQUISITION_DATE tag; pass --after-date YYYY-MM-DD")
+        raise InputFileError(f"{scene}: no ACQUISITION_DATE tag; pass --after-date YYYY-MM-DD")
     return max(dt.date.fromisoformat(v.strip()[:10]) for v in value.split(","))
 
 
@@ -78,20 +88,31 @@ def burn_points(labels: np.ndarray, xs: np.ndarray, ys: np.ndarray, grid: Grid,
 def make_labels(aoi: AOI, grid_path: str | Path, unosat_path: str | Path, out: str | Path,
                 classes: Sequence[int] = DEFAULT_DAMAGE_CLASSES,
                 radius_m: float = DEFAULT_RADIUS_M,
-                after_date: dt.date | None = None) -> dict[str, Any]:
-    """Rasterise the UNOSAT file onto the grid of ``grid_path``; return the summary."""
+                after_date: dt.date | None = None,
+                class_map: ClassMap | None = None) -> dict[str, Any]:
+    """Rasterise the UNOSAT file onto the grid of ``grid_path``; return the summary.
+
+    ``class_map`` (from ``--class-map``) extends and overrides the AOI file's
+    ``labels.class_map``.
+    """
     grid_path, unosat_path, out = Path(grid_path), Path(unosat_path), Path(out)
+    if aoi.labels is None:
+        raise InputFileError(f"{aoi.source_file or aoi.slug}: AOI {aoi.slug} is map-only (no "
+                             "labels property): it has no UNOSAT labels to rasterise; add "
+                             "labels.path to the AOI file, or use it only for damage maps")
     if radius_m < 0:
-        raise PipelineError(f"--radius-m must be >= 0, got {radius_m}")
+        raise PipelineUsageError(f"--radius-m must be >= 0, got {radius_m}")
     grid = grid_of(grid_path)
     after = after_date or after_date_of(grid_path)
-    sites = read_sites(unosat_path, aoi.labels.fields, classes)
+    mapping = {**class_map_from(aoi.labels.class_map,
+                                f"{aoi.source_file or aoi.slug}: labels"), **(class_map or {})}
+    sites = read_sites(unosat_path, aoi.labels.fields, classes, mapping)
     frame = sites.frame.to_crs(grid.crs)
     xs, ys = frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy()
     left, bottom, right, top = grid.bounds
     on_grid = (xs >= left) & (xs < right) & (ys > bottom) & (ys <= top)
     if not on_grid.any():
-        raise PipelineError(f"{unosat_path}: none of its {len(frame)} sites falls on the grid "
+        raise InputFileError(f"{unosat_path}: none of its {len(frame)} sites falls on the grid "
                             f"of {grid_path} ({grid.describe()}); wrong file for AOI {aoi.slug}?")
     aoi_grid_geom = reproject_geometry(aoi.geometry, "EPSG:4326", grid.crs)
     in_aoi = frame.geometry.within(aoi_grid_geom).to_numpy() & on_grid
@@ -137,14 +158,64 @@ def make_labels(aoi: AOI, grid_path: str | Path, unosat_path: str | Path, out: s
             "DAMAGE_CLASSES": ",".join(map(str, classes)), "RADIUS_M": str(radius_m),
             "VALUES": VALUES_TEXT,
             "UNOSAT_FILE": unosat_path.name}
-    write_cog(out, labels, grid, nodata=UNKNOWN, descriptions=["damage_label"], tags=tags,
-              resampling="NEAREST")
-    write_text_atomic(out.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
+    nvd = nvd_sites(frame, in_aoi, after, labels, grid)
+    summary.update({"class_map": mapping, "nvd_sites": int(len(nvd)),
+                    "nvd_file": nvd_path(out).name})
+    write_nvd(nvd, nvd_path(out))
+    try:
+        write_cog(out, labels, grid, nodata=UNKNOWN, descriptions=["damage_label"], tags=tags,
+                  resampling="NEAREST")
+        write_text_atomic(out.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
+    except BaseException:
+        nvd_path(out).unlink(missing_ok=True)
+        raise
     log.info("%s: %d of %d sites positive (%d first damaged after %s, %d outside the AOI); "
              "%d damage pixels -> %s", aoi.slug, summary["positives_used"], len(frame),
              summary["excluded_by_date"], after, summary["outside_aoi"],
              summary["damage_pixels"], out)
     return summary
+
+
+def nvd_path(out: str | Path) -> Path:
+    """``labels.tif`` -> ``labels_nvd.gpkg``: the "No Visible Damage" sites beside a label file."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_nvd.gpkg")
+
+
+def nvd_sites(frame: gpd.GeoDataFrame, in_aoi: np.ndarray, after: dt.date,
+              labels: np.ndarray, grid: Grid) -> gpd.GeoDataFrame:
+    """Sites assessed NVD and not damaged by the after date, on the grid and in the AOI."""
+    after64 = np.datetime64(after)
+    first_any = frame["first_any_damage"].to_numpy(dtype="datetime64[D]")
+    damaged_by_after = ~np.isnat(first_any) & (first_any <= after64)
+    keep = ~np.isnat(frame["last_nvd_date"].to_numpy(dtype="datetime64[D]")) \
+        & ~damaged_by_after & in_aoi
+    sites = frame[keep]
+    xs, ys = sites.geometry.x.to_numpy(), sites.geometry.y.to_numpy()
+    rows = np.floor((grid.transform.f - ys) / grid.resolution).astype(np.int32)
+    cols = np.floor((xs - grid.transform.c) / grid.resolution).astype(np.int32)
+    later = first_any[keep]
+    return gpd.GeoDataFrame({
+        "site_id": sites["site_id"].astype(str).to_numpy(),
+        "last_nvd_date": [str(d) for d in sites["last_nvd_date"].to_numpy(
+            dtype="datetime64[D]")],
+        "damaged_later": (~np.isnat(later)).astype(np.int32),
+        "row": rows, "col": cols, "label": labels[rows, cols].astype(np.int32)},
+        geometry=sites.geometry.to_numpy(), crs=grid.crs)
+
+
+def write_nvd(nvd: gpd.GeoDataFrame, path: Path) -> None:
+    """Write the NVD sites atomically (an empty layer when there are none)."""
+    with atomic_path(path) as tmp:
+        pyogrio.write_dataframe(nvd, tmp, layer=NVD_LAYER, driver="GPKG",
+                                geometry_type="Point")
+
+
+def _class_map_arg(text: str) -> ClassMap:
+    try:
+        return parse_class_map(text)
+    except PipelineUsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def parse_classes_arg(text: str) -> list[int]:
@@ -161,9 +232,11 @@ def parse_classes_arg(text: str) -> list[int]:
 
 def _run(args: argparse.Namespace) -> int:
     aoi = load_aoi(args.aoi_file)
-    make_labels(aoi, args.grid, args.unosat or aoi.labels.path, args.out,
+    unosat = args.unosat or (aoi.labels.path if aoi.labels else "")
+    make_labels(aoi, args.grid, unosat, args.out,
                 classes=parse_classes_arg(args.classes), radius_m=args.radius_m,
-                after_date=dt.date.fromisoformat(args.after_date) if args.after_date else None)
+                after_date=dt.date.fromisoformat(args.after_date) if args.after_date else None,
+                class_map=args.class_map)
     return 0
 
 
@@ -174,7 +247,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "assessed and not damaged, 255 unknown (outside the UNOSAT assessment "
                     "area or the AOI, or no valid observation). A site is positive when its "
                     "first assessment in a damage class is dated on or before the after "
-                    "scene's date. A JSON summary is written beside the raster.")
+                    "scene's date. A JSON summary is written beside the raster, and the "
+                    "'No Visible Damage' sites (hard negatives) to <out stem>_nvd.gpkg.")
     p.add_argument("aoi_file", help="AOI GeoJSON file")
     p.add_argument("--grid", required=True,
                    help="scene GeoTIFF whose grid, nodata and ACQUISITION_DATE tag are used "
@@ -189,6 +263,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--radius-m", type=float, default=DEFAULT_RADIUS_M,
                    help="burn pixels whose centre lies within this distance of a site "
                         "(default: %(default)s m, one pixel)")
+    p.add_argument("--class-map", type=_class_map_arg,
+                   help="map class codes or texts of the file that are not UNOSAT's to UNOSAT "
+                        "codes (or none = not assessed), e.g. '7=1,Heavily damaged=2,5=none'; "
+                        "extends the AOI file's labels.class_map")
     p.add_argument("--after-date", help="override the after date (YYYY-MM-DD) instead of "
                                         "reading the scene's tag")
     p.set_defaults(func=_run)

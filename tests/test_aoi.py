@@ -250,3 +250,12 @@ def test_utm_zone_from_pyproj_matches_zone_arithmetic():
                      (11.99, 45.0), (12.01, 45.0)]:
         zone = int((lon + 180) // 6) + 1
         assert utm_epsg_for(Point(lon, lat)) == (32600 if lat >= 0 else 32700) + zone
+
+
+def test_map_only_aoi_has_no_labels_step(tmp_path, capsys):
+    assert main(["aoi", "new", "Nowhere", "--bbox", "30.0", "50.0", "30.05", "50.03",
+                 "--no-labels", "--after", "2022-04-10", "--aoi-dir", str(tmp_path)]) == 0
+    code = main(["labels", str(tmp_path / "nowhere.geojson"), "--grid", "x.tif",
+                 "--out", str(tmp_path / "l.tif")])
+    assert code == 1 and "map-only" in capsys.readouterr().err
+    assert not (tmp_path / "l.tif").exists()

@@ -13,6 +13,7 @@ from pipeline.cli import main
 from pipeline.errors import PipelineError
 from pipeline.grid import aoi_grid
 from pipeline.scenes import acquire_scene
+from pipeline.scenes.local import LocalOptions
 from pipeline.synthetic import Nuisances, generate_synthetic
 
 KM = 1.5
@@ -168,8 +169,8 @@ def test_band_order_by_description(tmp_path, aoi, raw):
         dst.descriptions = ("B08", "B04", "B03", "B02")
         dst.update_tags(ACQUISITION_DATE="2021-10-22")
     out = tmp_path / "before.tif"
-    acquire_scene(aoi, "before", out, "local", path, max_size_km=KM, boa_offset=0,
-                  scl_path=raw.before_scl)
+    acquire_scene(aoi, "before", out, "local", path, max_size_km=KM,
+                  local=LocalOptions(boa_offset=0, scl_path=raw.before_scl))
     got = _read(out)
     ok = got[0] > 0
     assert (got[:, ok] == data.astype(np.int64)[:, ok]).all()
@@ -193,7 +194,9 @@ def test_local_bad_input(tmp_path, aoi, raw, case, message):
             t = rasterio.transform.from_origin(t.c + 100_000, t.f, 10, 10)
         with rasterio.open(path, "w", driver="GTiff", width=grid.width, height=grid.height,
                            count=count, dtype="uint16", crs=grid.crs, transform=t) as dst:
-            dst.write(np.full((count, *grid.shape), 1500, dtype=np.uint16))
+            # plausible land: blue < green < red < NIR
+            levels = np.array([600, 800, 1000, 2500][:count], dtype=np.uint16)
+            dst.write(np.broadcast_to(levels[:, None, None], (count, *grid.shape)))
             dst.update_tags(ACQUISITION_DATE="2021-10-22")
         if case == "clouded":
             scl = tmp_path / "input_scl.tif"
@@ -206,7 +209,9 @@ def test_local_bad_input(tmp_path, aoi, raw, case, message):
         acquire_scene(aoi, "before", out, "local", path, max_size_km=KM)
     assert "bucha" in str(err.value) or str(path) in str(err.value)
     assert not out.exists() and not out.with_suffix(".json").exists()
-    assert not list(out.parent.glob(".*")) if out.parent.exists() else True
+    leftovers = list(out.parent.glob("*")) + list(out.parent.glob(".*")) \
+        if out.parent.exists() else []
+    assert leftovers == []
 
 
 def test_cli_exit_code_and_no_output(tmp_path, bucha_aoi_path, capsys):

@@ -47,13 +47,14 @@ def _token(rsps, status=200):
 
 
 def _tiff(body: dict, scl: int = 4) -> bytes:
-    """A real GeoTIFF answer: B02 encodes the pixel's x, B03 its y (10 m units)."""
+    """A real GeoTIFF answer: B02 encodes the pixel's x, B03 its y (10 m units), within the
+    plausible L2A ranges the product gate checks."""
     bbox = body["input"]["bounds"]["bbox"]
     w, h = body["output"]["width"], body["output"]["height"]
     xs = bbox[0] + 5 + 10 * np.arange(w)
     ys = bbox[3] - 5 - 10 * np.arange(h)
-    b02 = np.tile(((xs // 10) % 60000 + 1).astype(np.uint16), (h, 1))
-    b03 = np.tile(((ys // 10) % 60000 + 1).astype(np.uint16)[:, None], (1, w))
+    b02 = np.tile(((xs // 10) % 2500 + 100).astype(np.uint16), (h, 1))
+    b03 = np.tile(((ys // 10) % 2500 + 100).astype(np.uint16)[:, None], (1, w))
     data = np.stack([b02, b03, np.full((h, w), 900), np.full((h, w), 2500),
                      np.full((h, w), scl), np.ones((h, w))]).astype(np.uint16)
     with MemoryFile() as mem:
@@ -111,7 +112,7 @@ def test_single_date_request_body_and_product(tmp_path, aoi):
     assert 'units: "DN"' in body["evalscript"] and "UINT16" in body["evalscript"]
     # georeferencing: B02 holds each pixel's x / 10, B03 its y / 10
     xs = grid.transform.c + 5 + 10 * np.arange(grid.width)
-    assert (data[0, 0] == (xs // 10) % 60000 + 1).all()
+    assert (data[0, 0] == (xs // 10) % 2500 + 100).all()
     assert summary["source"] == "sentinelhub" and summary["dates"] == ["2022-05-05"]
     assert json.loads(out.with_suffix(".json").read_text())["harmonize_values"] is True
     with rasterio.open(out) as src:
@@ -135,8 +136,8 @@ def test_large_area_split_and_mosaicked(tmp_path, aoi, monkeypatch):
     data = assert_scene_product(out, grid)
     xs = grid.transform.c + 5 + 10 * np.arange(grid.width)
     ys = grid.transform.f - 5 - 10 * np.arange(grid.height)
-    assert (data[0] == ((xs // 10) % 60000 + 1)[None, :]).all()  # seamless in x
-    assert (data[1] == ((ys // 10) % 60000 + 1)[:, None]).all()  # seamless in y
+    assert (data[0] == ((xs // 10) % 2500 + 100)[None, :]).all()  # seamless in x
+    assert (data[1] == ((ys // 10) % 2500 + 100)[:, None]).all()  # seamless in y
 
 
 def test_tiles_cover_a_big_aoi_exactly(root):

@@ -9,6 +9,7 @@ from typing import Any
 from pipeline.aoi import AOI
 from pipeline.errors import PipelineUsageError
 from pipeline.grid import aoi_grid
+from pipeline.scenes.local import LocalOptions
 from pipeline.scenes.product import DEFAULT_MASK_CLASSES, DEFAULT_MIN_VALID_FRACTION, finalise_scene
 from pipeline.scenes.sentinelhub_source import SentinelHubOptions
 from pipeline.scenes.sources import READERS, SOURCES, SceneRequest
@@ -20,9 +21,11 @@ def acquire_scene(aoi: AOI, epoch: str, out: str | Path, source: str = "sentinel
                   input_path: str | Path | None = None, *, max_size_km: float | None = None,
                   min_valid_fraction: float = DEFAULT_MIN_VALID_FRACTION,
                   mask_classes: Sequence[int] = DEFAULT_MASK_CLASSES, seed: int = 0,
-                  scl_path: str | Path | None = None, boa_offset: int | None = None,
+                  local: LocalOptions | None = None,
                   sentinelhub: SentinelHubOptions | None = None) -> dict[str, Any]:
     """Produce ``out`` for one AOI and epoch; return the acquisition summary.
+
+    ``local`` carries what the user says about a local input (date, band order, scale, SCL).
 
     ``max_size_km`` caps the AOI grid (the same cap must be used for both epochs; the grid is a
     pure function of AOI and cap, so both land on exactly the same grid).
@@ -35,9 +38,8 @@ def acquire_scene(aoi: AOI, epoch: str, out: str | Path, source: str = "sentinel
     grid = aoi_grid(aoi, max_size_km)
     request = SceneRequest(aoi=aoi, epoch=epoch, grid=grid,
                            input_path=Path(input_path) if input_path is not None else None,
-                           max_size_km=max_size_km, seed=seed,
-                           scl_path=Path(scl_path) if scl_path is not None else None,
-                           boa_offset=boa_offset, sentinelhub=sentinelhub)
+                           max_size_km=max_size_km, seed=seed, local=local,
+                           sentinelhub=sentinelhub)
     raw = READERS[source](request)
     return finalise_scene(raw, aoi, grid, out, epoch, mask_classes=mask_classes,
                           min_valid_fraction=min_valid_fraction)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 
 from pipeline.aoi import load_aoi
-from pipeline.errors import CredentialsError
+from pipeline.errors import CredentialsError, PipelineUsageError
 from pipeline.scenes import EPOCHS, SOURCES, acquire_scene
+from pipeline.scenes.band_order import parse_bands
+from pipeline.scenes.harmonise import SCALE_HELP, SCALES
+from pipeline.scenes.local import LocalOptions
 from pipeline.scenes.product import DEFAULT_MASK_CLASSES, DEFAULT_MIN_VALID_FRACTION
 from pipeline.scenes.sentinelhub_source import (
     CDSE_BASE_URL,
@@ -36,10 +40,28 @@ def _run(args: argparse.Namespace) -> int:
                                  mosaic=args.mosaic, max_attempts=args.max_attempts)
     acquire_scene(aoi, args.epoch, args.out, args.source, args.input,
                   max_size_km=args.max_size_km, min_valid_fraction=args.min_valid_fraction,
-                  mask_classes=args.mask_classes,
-                  seed=args.seed, scl_path=args.scl, boa_offset=args.boa_offset,
+                  mask_classes=args.mask_classes, seed=args.seed, local=_local_options(args),
                   sentinelhub=options)
     return 0
+
+
+def _date_arg(text: str) -> str:
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from exc
+
+
+def _bands_arg(text: str) -> tuple[str, ...]:
+    try:
+        return parse_bands(text)
+    except PipelineUsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _local_options(args: argparse.Namespace) -> LocalOptions:
+    return LocalOptions(date=args.date, bands=args.bands, scale=args.scale, scl_path=args.scl,
+                        boa_offset=args.boa_offset)
 
 
 def _check_credentials(args: argparse.Namespace) -> int:
@@ -68,15 +90,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output GeoTIFF path")
     p.add_argument("--source", choices=SOURCES, default="sentinelhub",
                    help="where the data come from (default: %(default)s)")
-    p.add_argument("--input", help="local source: a GeoTIFF (any CRS/resolution; bands named "
-                                   "B02,B03,B04,B08 or in that order) or an L2A SAFE folder/zip; "
+    p.add_argument("--input", help="local source: a multi-band GeoTIFF (any CRS/resolution), a "
+                                   "folder or zip of one file per band (Copernicus Browser, "
+                                   "Earth Search/STAC, GEE), or an L2A SAFE folder/zip; "
                                    "synthetic source: a folder written by 'pipeline synthetic' "
                                    "(default: generate one)")
+    p.add_argument("--date", type=_date_arg,
+                   help="local source: acquisition date YYYY-MM-DD when the files' tags, STAC "
+                        "item or names do not give it (overrides them)")
+    p.add_argument("--bands", type=_bands_arg,
+                   help="local GeoTIFF: the file's bands in order when they are not named, e.g. "
+                        "B04,B03,B02,B08 (the study's *_RGBNIR_clip.tif stacks); add SCL for a "
+                        "classification band (default: band descriptions, else B02,B03,B04,B08)")
+    p.add_argument("--scale", choices=SCALES,
+                   help=f"local source: value scale of the input, when it cannot be detected "
+                        f"from data type and metadata: {SCALE_HELP}")
     p.add_argument("--scl", help="local GeoTIFF source: scene classification raster for masking "
-                                 "(default: <input>_scl.tif if present)")
+                                 "(default: an SCL band or file, or <input>_scl.tif if present)")
     p.add_argument("--boa-offset", type=int,
-                   help="local GeoTIFF source: BOA_ADD_OFFSET of the input (e.g. -1000) when "
-                        "its tags do not record it")
+                   help="local source: BOA_ADD_OFFSET still in the digital numbers (e.g. -1000) "
+                        "when the tags do not record it (same as --scale dn-offset for -1000)")
     p.add_argument("--max-size-km", type=float,
                    help="cap the AOI grid to a square of this side (default: whole AOI)")
     p.add_argument("--min-valid-fraction", type=float, default=DEFAULT_MIN_VALID_FRACTION,

@@ -1,245 +1,282 @@
-"""Scenes the user downloaded: a GeoTIFF in any CRS and resolution, or a Sentinel-2 L2A SAFE.
+"""Scenes the user downloaded, read right or refused.
 
-GeoTIFF bands are found by description (``B02``/``B2``/``blue``...) or, without descriptions, in
-the documented order B02, B03, B04, B08 (an optional fifth band described ``SCL``). A scene
-classification can also come from ``--scl`` or a ``<name>_scl.tif`` beside the scene. The offset
-comes from band tags ``BOA_ADD_OFFSET`` (as this project and GDAL's SENTINEL2 driver record it),
-from ``--boa-offset``, or, for a SAFE, from the product's own ``MTD_MSIL2A.xml``.
+``--input`` may be:
 
-SAFE products (folder or .zip) are read through their band files: ``R10m/*_B0{2,3,4,8}_10m.jp2``
-and ``R20m/*_SCL_20m.jp2`` of the granule, reprojected with bilinear (reflectance) and nearest
-(SCL) resampling onto the AOI grid.
+- a multi-band GeoTIFF in any CRS and resolution (bands found as :mod:`.band_order` says; an
+  optional SCL band, ``--scl`` or a ``<name>_scl.tif`` beside it masks clouds);
+- a folder or zip of one file per band (Copernicus Browser, Earth Search/STAC, GEE exports;
+  :mod:`.band_files`), each band reprojected onto the AOI grid on its own, so mixed CRSs and
+  resolutions within one download are fine;
+- a Sentinel-2 L2A SAFE product, folder or zip (:mod:`.safe`).
+
+The value scale is decided by :mod:`.harmonise` and the acquisition date comes from ``--date``,
+the file's tags, a STAC item beside the files, the file names, or a SAFE's metadata. Both are
+stated in the log and in the product's JSON record.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
-import xml.etree.ElementTree as ET
-import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
-from rasterio.warp import reproject, transform_bounds
 
 from contract.bands import BANDS
-from pipeline.errors import PipelineError
+from pipeline.errors import InputFileError
 from pipeline.grid import Grid
+from pipeline.scenes.band_files import (
+    Download,
+    assign_bands,
+    band_of,
+    baseline_from_names,
+    date_from_names,
+    is_browser_name,
+    open_download,
+    stac_item,
+)
+from pipeline.scenes.band_order import band_order, check_order
+from pipeline.scenes.harmonise import (
+    Scale,
+    ScaleEvidence,
+    detect_scale,
+    forced_scale,
+    offset_scale,
+    to_dn,
+)
+from pipeline.scenes.onto_grid import (
+    as_float,
+    check_covers,
+    classes_onto_grid,
+    float_onto_grid,
+    read_scl,
+    read_window,
+    to_uint16,
+)
 from pipeline.scenes.product import RawScene
+from pipeline.scenes.safe import is_safe, open_safe
 
 log = logging.getLogger(__name__)
 
-BAND_ALIASES = {
-    "B02": {"b02", "b2", "blue", "band2"},
-    "B03": {"b03", "b3", "green", "band3"},
-    "B04": {"b04", "b4", "red", "band4"},
-    "B08": {"b08", "b8", "nir", "near infrared", "band8"},
-}
-#: ESA's physical band ids in MTD_MSIL2A.xml (B01=0, B02=1, ..., B08=7).
-SAFE_BAND_IDS = {"B02": 1, "B03": 2, "B04": 3, "B08": 7}
-OFFSET_EPOCH = dt.date(2022, 1, 25)
+DATE_TAGS = ("ACQUISITION_DATE", "DATATAKE_1_DATATAKE_SENSING_START", "PRODUCT_START_TIME",
+             "SENSING_TIME", "DATE_ACQUIRED")
+SAMPLE_SIZE = 200_000
 
 
-def _normalise(desc: str | None) -> str:
-    return re.sub(r"\s+", " ", (desc or "").strip().lower())
+@dataclass(frozen=True)
+class LocalOptions:
+    """What the user says about a local input (each overrides what the files say)."""
 
-
-def band_indexes(path: str | Path, descriptions: tuple[str | None, ...]) -> tuple[list[int],
-                                                                                     int | None]:
-    """1-based indexes of B02, B03, B04, B08 (and SCL, if present) in a GeoTIFF."""
-    names = [_normalise(d).split(" ")[0] if d else "" for d in descriptions]
-    full = [_normalise(d) for d in descriptions]
-    found: list[int] = []
-    for band in BANDS:
-        aliases = BAND_ALIASES[band]
-        idx = next((i + 1 for i, (n, f) in enumerate(zip(names, full, strict=True))
-                    if n in aliases or f in aliases), None)
-        if idx is None:
-            break
-        found.append(idx)
-    scl = next((i + 1 for i, n in enumerate(names) if n == "scl"), None)
-    if len(found) == 4:
-        return found, scl
-    if len(descriptions) in (4, 5) and not any(names[:4]):
-        return [1, 2, 3, 4], (5 if len(descriptions) == 5 else None)
-    raise PipelineError(
-        f"{path}: cannot find bands B02, B03, B04, B08: {len(descriptions)} band(s) described "
-        f"{list(descriptions)}; name the bands (B02, B03, B04, B08) or give exactly 4 bands "
-        "in that order")
-
-
-def _reproject(src_array: np.ndarray, src_transform, src_crs, grid: Grid, resampling: Resampling,
-               nodata: int) -> np.ndarray:
-    out = np.zeros((src_array.shape[0], *grid.shape), dtype=src_array.dtype)
-    reproject(src_array, out, src_transform=src_transform, src_crs=src_crs, src_nodata=nodata,
-              dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=nodata,
-              resampling=resampling)
-    return out
-
-
-def _check_covers(path: str, src, grid: Grid, aoi_slug: str) -> None:
-    left, bottom, right, top = transform_bounds(src.crs, grid.crs, *src.bounds, densify_pts=21)
-    g_left, g_bottom, g_right, g_top = grid.bounds
-    if right <= g_left or left >= g_right or top <= g_bottom or bottom >= g_top:
-        raise PipelineError(f"{path} does not cover AOI {aoi_slug}: its footprint "
-                            f"({left:.0f}, {bottom:.0f}, {right:.0f}, {top:.0f}) misses the AOI "
-                            f"grid {grid.bounds} in {grid.crs}")
-
-
-def _read_window_for(src, grid: Grid, indexes: list[int]):
-    """Read only the part of a (possibly huge) source raster that the AOI grid needs."""
-    left, bottom, right, top = transform_bounds(grid.crs, src.crs, *grid.bounds, densify_pts=21)
-    pad = 2 * max(abs(src.transform.a), abs(src.transform.e))
-    window = src.window(left - pad, bottom - pad, right + pad, top + pad)
-    window = window.round_offsets().round_lengths().intersection(
-        rasterio.windows.Window(0, 0, src.width, src.height))
-    data = src.read(indexes, window=window)
-    return data, src.window_transform(window)
-
-
-def _offsets_from_tags(src, indexes: list[int]) -> list[int] | None:
-    offsets = []
-    for i in indexes:
-        value = src.tags(i).get("BOA_ADD_OFFSET")
-        if value is None:
-            return None
-        offsets.append(int(float(value)))
-    return offsets
-
-
-def read_geotiff(path: str | Path, grid: Grid, aoi_slug: str, scl_path: str | Path | None = None,
-                 boa_offset: int | None = None, date: str | None = None,
-                 source: str = "local") -> RawScene:
-    """A 4-band GeoTIFF (any CRS and resolution) onto the AOI grid."""
-    path = Path(path)
-    if scl_path is None and path.with_name(path.stem + "_scl.tif").exists():
-        scl_path = path.with_name(path.stem + "_scl.tif")
-    try:
-        with rasterio.open(path) as src:
-            if src.crs is None:
-                raise PipelineError(f"{path}: raster has no CRS")
-            indexes, scl_index = band_indexes(path, src.descriptions)
-            _check_covers(str(path), src, grid, aoi_slug)
-            data, transform = _read_window_for(src, grid, indexes)
-            nodata = int(src.nodata) if src.nodata is not None else 0
-            if nodata != 0:
-                data = np.where(data == nodata, 0, data)
-            dn = _reproject(data.astype(np.uint16), transform, src.crs, grid, Resampling.bilinear,
-                            0)
-            offsets = _offsets_from_tags(src, indexes)
-            tags = src.tags()
-            scl = None
-            if scl_index is not None:
-                sdata, stransform = _read_window_for(src, grid, [scl_index])
-                scl = _reproject(sdata.astype(np.uint8), stransform, src.crs, grid,
-                                 Resampling.nearest, 0)[0]
-    except rasterio.errors.RasterioIOError as exc:
-        raise PipelineError(f"{path}: cannot read the scene for AOI {aoi_slug} ({exc})") from exc
-    if scl_path is not None:
-        scl = read_scl(scl_path, grid)
-    date = date or tags.get("ACQUISITION_DATE") or tags.get("DATATAKE_1_DATATAKE_SENSING_START",
-                                                            "")[:10]
-    if not date:
-        raise PipelineError(f"{path}: no acquisition date in its tags (ACQUISITION_DATE); give "
-                            "it with --date YYYY-MM-DD")
-    if boa_offset is not None:
-        offsets = [boa_offset] * 4
-    elif offsets is None:
-        offsets = [0] * 4
-        if dt.date.fromisoformat(date[:10]) >= OFFSET_EPOCH:
-            log.warning("%s: acquired %s but carries no BOA_ADD_OFFSET tags; assuming the "
-                        "values are already harmonised (set --boa-offset -1000 if not)", path,
-                        date)
-    return RawScene(dn=dn, scl=scl, offsets=offsets, dates=[date[:10]], source=source,
-                    metadata={"input": str(path), "scl_input": str(scl_path) if scl_path
-                              else None})
-
-
-def read_scl(path: str | Path, grid: Grid) -> np.ndarray:
-    """A scene classification raster onto the AOI grid with nearest-neighbour resampling."""
-    try:
-        with rasterio.open(path) as src:
-            data, transform = _read_window_for(src, grid, [1])
-            return _reproject(data.astype(np.uint8), transform, src.crs, grid,
-                              Resampling.nearest, 0)[0]
-    except rasterio.errors.RasterioIOError as exc:
-        raise PipelineError(f"{path}: cannot read the SCL raster ({exc})") from exc
+    date: str | None = None
+    bands: tuple[str, ...] | None = None
+    scale: str | None = None
+    scl_path: str | Path | None = None
+    boa_offset: int | None = None
 
 
 @dataclass
-class SafeProduct:
-    """The parts of an L2A SAFE product this project needs."""
+class Layer:
+    """One band's values read around the AOI, before resampling."""
 
-    bands: dict[str, str]     # band -> GDAL path of its 10 m file
-    scl: str                  # GDAL path of the 20 m SCL file
-    offsets: list[int]        # BOA_ADD_OFFSET of B02, B03, B04, B08
-    date: str
-    name: str
+    values: np.ndarray          # (h, w) float32, NaN = no data
+    transform: Any
+    crs: Any
+    dtype: str
 
 
-def open_safe(path: str | Path) -> SafeProduct:
-    """Locate band files and metadata in a SAFE folder or zip."""
-    path = Path(path)
-    if path.suffix.lower() == ".zip":
-        try:
-            with zipfile.ZipFile(path) as zf:
-                members = zf.namelist()
-                mtd_name = next((m for m in members if m.endswith("MTD_MSIL2A.xml")), None)
-                mtd = zf.read(mtd_name) if mtd_name else None
-        except zipfile.BadZipFile as exc:
-            raise PipelineError(f"{path}: not a readable zip file ({exc})") from exc
-        prefix = f"/vsizip/{path.resolve()}/"
-    else:
-        members = [str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()]
-        mtd_path = next((path / m for m in members if m.endswith("MTD_MSIL2A.xml")), None)
-        mtd = mtd_path.read_bytes() if mtd_path else None
-        prefix = f"{path.resolve()}/"
-    if mtd is None:
-        raise PipelineError(f"{path}: no MTD_MSIL2A.xml; not a Sentinel-2 L2A SAFE product")
+def read_local(path: str | Path, grid: Grid, aoi_slug: str,
+               options: LocalOptions | None = None) -> RawScene:
+    """Any supported local input onto the AOI grid, as digital numbers with their offsets."""
+    path, options = Path(path), options or LocalOptions()
+    if not path.exists():
+        raise InputFileError(f"{path}: input for AOI {aoi_slug} not found")
+    if not (path.is_dir() or path.suffix.lower() == ".zip"):
+        return read_geotiff(path, grid, aoi_slug, options)
+    download = open_download(path)
+    if is_safe(download):
+        return read_safe(download, grid, aoi_slug, options)
+    unnamed = [n for n in download.rasters if band_of(n) is None]
+    scl = [n for n in download.rasters if band_of(n) == "SCL"]
+    if len(unnamed) == 1 and len(unnamed) + len(scl) == len(download.rasters):
+        if scl and options.scl_path is None:  # a stack and its SCL, zipped or in a folder
+            options = replace(options, scl_path=download.rasters[scl[0]])
+        return read_geotiff(download.rasters[unnamed[0]], grid, aoi_slug, options)
+    return read_band_files(download, grid, aoi_slug, options)
 
-    def find(pattern: str) -> str:
-        hits = sorted(m for m in members if re.search(pattern, m))
-        if not hits:
-            raise PipelineError(f"{path}: SAFE product has no file matching {pattern}")
-        return prefix + hits[0]
 
-    bands = {b: find(rf"R10m/[^/]*_{b}_10m\.(jp2|tif)$") for b in BANDS}
-    scl = find(r"R20m/[^/]*_SCL_20m\.(jp2|tif)$")
+def _sample(values: np.ndarray) -> np.ndarray:
+    flat = values[np.isfinite(values)]
+    return flat[:: max(1, flat.size // SAMPLE_SIZE)]
+
+
+def _tag_offsets(tag_sets: list[dict[str, str]], dataset_tags: dict[str, str]
+                 ) -> list[int] | None:
+    values = [t.get("BOA_ADD_OFFSET", dataset_tags.get("BOA_ADD_OFFSET")) for t in tag_sets]
+    if any(v is None for v in values):
+        return None
+    return [int(float(v)) for v in values]
+
+
+def _gdal_scale_offset(src, indexes: list[int]) -> tuple[float, float] | None:
+    pairs = {(src.scales[i - 1], src.offsets[i - 1]) for i in indexes}
+    if len(pairs) != 1:
+        return None
+    pair = pairs.pop()
+    return None if pair == (1.0, 0.0) else pair
+
+
+def acquisition_date(source: str, given: str | None, tags: dict[str, str],
+                     names: list[str], stac: dict[str, object]) -> str:
+    """``--date``, else a date tag, the STAC item, or the file names; else refuse."""
+    if given:
+        return given
+    for key in DATE_TAGS:
+        if tags.get(key):
+            return str(tags[key]).strip()[:10].replace(":", "-")
+    if isinstance(stac.get("datetime"), str):
+        return str(stac["datetime"])[:10]
+    from_names = date_from_names(names, source)
+    if from_names:
+        return from_names
+    raise InputFileError(
+        f"{source}: no acquisition date found (no ACQUISITION_DATE tag, no STAC item, no date "
+        "in the file names); give it with --date YYYY-MM-DD (workflow: "
+        "scenes.local.<aoi>.<epoch>.date)")
+
+
+def _decide_scale(options: LocalOptions, evidence: ScaleEvidence) -> Scale:
+    scale = forced_scale(options.scale or "", options.boa_offset) or detect_scale(evidence)
+    log.info("%s: value scale %s (%s) -> digital numbers x %.6g, BOA offset %s", evidence.source,
+             scale.name, scale.reason, scale.factor, list(scale.offsets))
+    return scale
+
+
+def _to_raw(layers: list[Layer], scale: Scale, grid: Grid, scl: np.ndarray | None, date: str,
+            source: str, metadata: dict[str, Any]) -> RawScene:
+    _check_date(date, metadata["input"])
+    dn = np.stack([float_onto_grid(to_dn(layer.values, scale)[None], layer.transform, layer.crs,
+                                   grid)[0] for layer in layers])
+    return RawScene(dn=to_uint16(dn), scl=scl, offsets=list(scale.offsets), dates=[date[:10]],
+                    source=source, metadata={**metadata, "scale": scale.record()})
+
+
+def _check_date(date: str, source: str) -> None:
     try:
-        root = ET.fromstring(mtd)
-    except ET.ParseError as exc:
-        raise PipelineError(f"{path}: MTD_MSIL2A.xml is not valid XML ({exc})") from exc
-    by_id = {el.get("band_id"): int(float(el.text or 0)) for el in root.iter("BOA_ADD_OFFSET")}
-    offsets = [by_id.get(str(SAFE_BAND_IDS[b]), 0) for b in BANDS]
-    start = next((el.text for el in root.iter("PRODUCT_START_TIME")), None)
-    if not start:
-        raise PipelineError(f"{path}: MTD_MSIL2A.xml has no PRODUCT_START_TIME")
-    return SafeProduct(bands=bands, scl=scl, offsets=offsets, date=start[:10], name=path.name)
+        dt.date.fromisoformat(date[:10])
+    except ValueError as exc:
+        raise InputFileError(f"{source}: acquisition date {date!r} is not YYYY-MM-DD; give it "
+                             "with --date YYYY-MM-DD") from exc
 
 
-def read_safe(path: str | Path, grid: Grid, aoi_slug: str) -> RawScene:
-    """An L2A SAFE product onto the AOI grid, with its own offsets and SCL."""
-    product = open_safe(path)
-    layers = []
+def read_geotiff(path: str | Path, grid: Grid, aoi_slug: str,
+                 options: LocalOptions | None = None, source: str = "local") -> RawScene:
+    """A multi-band GeoTIFF (any CRS and resolution) onto the AOI grid."""
+    gdal_path, options = str(path), options or LocalOptions()
+    path = Path(gdal_path)  # for its name only: a /vsizip/ path must reach GDAL unchanged
+    scl_path = options.scl_path
+    if scl_path is None and path.with_name(path.stem + "_scl.tif").exists():
+        scl_path = path.with_name(path.stem + "_scl.tif")
     try:
-        for band in BANDS:
-            with rasterio.open(product.bands[band]) as src:
-                _check_covers(str(path), src, grid, aoi_slug)
-                data, transform = _read_window_for(src, grid, [1])
-                layers.append(_reproject(data.astype(np.uint16), transform, src.crs, grid,
-                                         Resampling.bilinear, 0)[0])
-        scl = read_scl(product.scl, grid)
+        with rasterio.open(gdal_path) as src:
+            check_covers(gdal_path, src, grid, aoi_slug)
+            order = band_order(gdal_path, src.descriptions, options.bands)
+            indexes = list(order.indexes)
+            data, transform = read_window(src, grid, indexes)
+            values = as_float(data, src.nodata)
+            check_order(gdal_path, order, values)
+            tags = src.tags()
+            date = acquisition_date(gdal_path, options.date, tags, [path.name], {})
+            evidence = ScaleEvidence(
+                source=gdal_path, dtype=src.dtypes[indexes[0] - 1], values=_sample(values),
+                browser_name=is_browser_name(path.name),
+                tag_offsets=_tag_offsets([src.tags(i) for i in indexes], tags),
+                gdal_scale_offset=_gdal_scale_offset(src, indexes),
+                baseline=tags.get("PROCESSING_BASELINE") or baseline_from_names([path.name]),
+                date=date)
+            scl = None
+            if order.scl is not None and scl_path is None:
+                sdata, stransform = read_window(src, grid, [order.scl])
+                scl = classes_onto_grid(sdata[0], stransform, src.crs, grid)
+            layers = [Layer(values[i], transform, src.crs, evidence.dtype) for i in range(4)]
     except rasterio.errors.RasterioIOError as exc:
-        raise PipelineError(f"{path}: cannot read a band file of the SAFE product ({exc})"
-                            ) from exc
-    return RawScene(dn=np.stack(layers), scl=scl, offsets=product.offsets, dates=[product.date],
-                    source="local-safe", metadata={"input": str(path), "product": product.name})
+        raise InputFileError(f"{gdal_path}: cannot read the scene for AOI {aoi_slug} "
+                             f"({exc})") from exc
+    scale = _decide_scale(options, evidence)
+    if scl_path is not None:
+        scl = read_scl(str(scl_path), grid)
+    log.info("%s: bands %s (%s)", gdal_path, ",".join(order.names), order.evidence)
+    return _to_raw(layers, scale, grid, scl, date, source,
+                   {"input": gdal_path, "scl_input": str(scl_path) if scl_path else None,
+                    "band_order": order.record()})
 
 
-def is_safe(path: str | Path) -> bool:
-    p = Path(path)
-    return p.is_dir() or p.suffix.lower() == ".zip" or p.name.upper().endswith(".SAFE")
+def _read_layers(files: dict[str, str], grid: Grid, aoi_slug: str
+                 ) -> tuple[list[Layer], list[dict[str, str]], list[tuple[float, float]]]:
+    """Each band file's values around the AOI, its tags and its GDAL scale/offset."""
+    layers, tags, scales = [], [], []
+    for band in BANDS:
+        path = files[band]
+        try:
+            with rasterio.open(path) as src:
+                check_covers(path, src, grid, aoi_slug)
+                data, transform = read_window(src, grid, [1])
+                layers.append(Layer(as_float(data[0], src.nodata), transform, src.crs,
+                                    src.dtypes[0]))
+                tags.append({**src.tags(), **src.tags(1)})
+                scales.append((src.scales[0], src.offsets[0]))
+        except rasterio.errors.RasterioIOError as exc:
+            raise InputFileError(f"{path}: cannot read band file {band} ({exc})") from exc
+    dtypes = {layer.dtype for layer in layers}
+    if len(dtypes) > 1:
+        raise InputFileError(
+            f"{files['B02']}: the band files have different data types "
+            f"{dict(zip(BANDS, (layer.dtype for layer in layers), strict=True))}, so no one "
+            "value scale fits them; download all bands in one format")
+    return layers, tags, scales
+
+
+def read_band_files(download: Download, grid: Grid, aoi_slug: str,
+                    options: LocalOptions) -> RawScene:
+    """A folder or zip of one file per band, each band reprojected onto the grid on its own."""
+    files, scl_file = assign_bands(download)
+    layers, tags, scales = _read_layers(files, grid, aoi_slug)
+    stac = stac_item(download)
+    names = [download.source.name, *download.rasters]
+    source = str(download.source)
+    date = acquisition_date(source, options.date, tags[0], names, stac)
+    gdal_pairs = set(scales)
+    evidence = ScaleEvidence(
+        source=source, dtype=layers[0].dtype,
+        values=_sample(np.concatenate([_sample(layer.values) for layer in layers])),
+        browser_name=all(is_browser_name(f) for f in files.values()),
+        tag_offsets=_tag_offsets(tags, {}),
+        gdal_scale_offset=gdal_pairs.pop() if len(gdal_pairs) == 1
+        and (1.0, 0.0) not in gdal_pairs else None,
+        stac=stac, baseline=tags[0].get("PROCESSING_BASELINE") or baseline_from_names(names),
+        date=date)
+    scale = _decide_scale(options, evidence)
+    scl = read_scl(str(options.scl_path or scl_file), grid) \
+        if (options.scl_path or scl_file) else None
+    log.info("%s: band files %s", source, files)
+    return _to_raw(layers, scale, grid, scl, date, "local",
+                   {"input": source, "band_files": files, "scl_input": scl_file,
+                    **({"stac_item": stac.get("item")} if stac else {})})
+
+
+def read_safe(download: Download, grid: Grid, aoi_slug: str, options: LocalOptions) -> RawScene:
+    """An L2A SAFE product onto the AOI grid, with its own offsets, date and SCL."""
+    product = open_safe(download)
+    layers, _, _ = _read_layers(product.bands, grid, aoi_slug)
+    scale = forced_scale(options.scale or "", options.boa_offset) or offset_scale(
+        product.offsets, f"{download.source.name} MTD_MSIL2A.xml BOA_ADD_OFFSET")
+    log.info("%s: value scale %s (%s)", download.source, scale.name, scale.reason)
+    if options.date and options.date[:10] != product.date:
+        log.warning("%s: --date %s differs from the product's sensing date %s; using --date",
+                    download.source, options.date, product.date)
+    scl = read_scl(product.scl, grid)
+    return _to_raw(layers, scale, grid, scl, options.date or product.date, "local-safe",
+                   {"input": str(download.source), "product": download.source.name,
+                    "processing_baseline": product.baseline})

@@ -20,7 +20,7 @@ from rasterio.features import geometry_mask
 from contract.atomic import write_text_atomic
 from contract.bands import BANDS, band_tags
 from pipeline.aoi import AOI
-from pipeline.errors import PipelineError
+from pipeline.errors import InputFileError, PipelineError
 from pipeline.grid import Grid
 from pipeline.rasters import write_cog
 
@@ -31,6 +31,13 @@ log = logging.getLogger(__name__)
 DEFAULT_MASK_CLASSES: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
 CLOUD_CLASSES = (3, 8, 9, 10)
 DEFAULT_MIN_VALID_FRACTION = 0.3
+#: SCL classes of land (vegetation, not vegetated) over which the plausibility gate measures.
+LAND_CLASSES = (4, 5)
+#: Plausible medians over valid land pixels of a harmonised scene, per band (see
+#: :func:`check_plausible` for why these ranges).
+PLAUSIBLE_MEDIANS: dict[str, tuple[int, int]] = {
+    "B02": (100, 3000), "B03": (150, 3500), "B04": (100, 4000), "B08": (300, 6000)}
+MIN_LAND_PIXELS = 100
 
 
 @dataclass
@@ -87,11 +94,15 @@ def finalise_scene(raw: RawScene, aoi: AOI, grid: Grid, out: str | Path, epoch: 
             f"{aoi.slug} ({epoch}): only {valid_fraction:.1%} of the AOI has a valid "
             f"observation (cloud {cloud_fraction:.1%}) on {', '.join(raw.dates)}, below the "
             f"minimum {min_valid_fraction:.0%}; choose another date or lower the minimum")
+    check_plausible(dn, ~invalid & in_aoi, raw.scl, f"{aoi.slug} ({epoch}) from "
+                    f"{raw.metadata.get('input', raw.source)}")
     tags = {"ACQUISITION_DATE": ",".join(raw.dates), "SOURCE": raw.source, "EPOCH": epoch,
             "AOI": aoi.slug, "CLOUD_FRACTION": f"{cloud_fraction:.4f}",
             "VALID_FRACTION": f"{valid_fraction:.4f}", "HARMONISED": "pre-2022 DN scale",
             "BOA_ADD_OFFSET_APPLIED": ",".join(str(o) for o in raw.offsets),
             "MASKED_SCL_CLASSES": ",".join(str(c) for c in mask_classes)}
+    if "scale" in raw.metadata:  # how a local input's values were brought to DN
+        tags["INPUT_SCALE"] = str(raw.metadata["scale"]["input"])
     if "acquisition" in raw.metadata:  # the Catalog's choice within a date window
         tags["ACQUISITION_ID"] = raw.metadata["acquisition"]["id"]
         tags["ACQUISITION_CLOUD_COVER"] = str(raw.metadata["acquisition"]["cloud_cover"])
@@ -108,6 +119,66 @@ def finalise_scene(raw: RawScene, aoi: AOI, grid: Grid, out: str | Path, epoch: 
     log.info("%s %s: wrote %s (%s, %s; valid %.1f%%, cloud %.1f%%)", aoi.slug, epoch, out,
              raw.source, ",".join(raw.dates), 100 * valid_fraction, 100 * cloud_fraction)
     return summary
+
+
+def land_medians(dn: np.ndarray, valid: np.ndarray, scl: np.ndarray | None
+                 ) -> tuple[list[float], int]:
+    """Per-band medians over valid land pixels (SCL 4/5, else where NIR exceeds green)."""
+    land = valid & (np.isin(scl, LAND_CLASSES) if scl is not None else dn[3] > dn[1])
+    if int(land.sum()) < MIN_LAND_PIXELS:
+        land = valid
+    return [float(np.median(band[land])) for band in dn], int(land.sum())
+
+
+def check_plausible(dn: np.ndarray, valid: np.ndarray, scl: np.ndarray | None,
+                    what: str) -> None:
+    """Refuse a harmonised scene whose land medians are not L2A surface reflectance DN.
+
+    Why these ranges (reflectance x 10000): over cloud-free land, median L2A surface
+    reflectance of a town or its fields lies around 0.03-0.10 in blue, 0.05-0.12 in green and
+    red and 0.15-0.35 in NIR (vegetation, bare soil, roofs and roads; Sentinel-2 MSI L2A
+    validation reports and this project's real patches). The ranges are wide, a factor ~3 below
+    the darkest (dense forest, 0.01-0.02 in the visible) and above the brightest land (bright
+    soil and concrete, 0.25-0.30), so every real scene passes, while the scale errors of real
+    downloads fall far outside: reflectance 0..1 or 8-bit values read as DN give medians near
+    0..255 (x40-x10000 too dark), a Copernicus Browser UINT16 export read as DN is 6.55x too
+    bright (NIR ~16000). The +1000 offset still in moves the visible medians to ~1300-2000,
+    inside the ranges, which is why the offset is decided from metadata before this gate.
+    """
+    if not valid.any():
+        return
+    medians, n = land_medians(dn, valid, scl)
+    bad = [b for b, m in zip(BANDS, medians, strict=True)
+           if not PLAUSIBLE_MEDIANS[b][0] <= m <= PLAUSIBLE_MEDIANS[b][1]]
+    if not bad:
+        return
+    measured = ", ".join(f"{b}={m:.0f}" for b, m in zip(BANDS, medians, strict=True))
+    ranges = ", ".join(f"{b} {lo}..{hi}" for b, (lo, hi) in PLAUSIBLE_MEDIANS.items())
+    raise InputFileError(
+        f"{what}: implausible values after harmonisation: medians over {n} valid land pixels "
+        f"{measured}, outside the L2A surface-reflectance DN ranges ({ranges}) for "
+        f"{', '.join(bad)}; likely cause: {likely_cause(medians)}. Nothing written")
+
+
+def likely_cause(medians: list[float]) -> str:
+    """The scale error that would bring the medians into the plausible ranges."""
+    def fits(values: list[float]) -> bool:
+        return all(lo <= v <= hi for v, (lo, hi) in zip(values, PLAUSIBLE_MEDIANS.values(),
+                                                         strict=True))
+
+    if fits([m - 1000 for m in medians]):
+        return "the +1000 BOA offset is still in: pass --scale dn-offset"
+    if fits([m * 10000 / 65535 for m in medians]):
+        return ("a Copernicus Browser UINT16 export (65535 x reflectance) read as digital "
+                "numbers, 6.55x too bright: pass --scale browser-uint16")
+    if max(medians) <= 300:
+        return ("reflectance (0..1) or 8-bit values read as digital numbers, the x10000 scale "
+                "missing: pass --scale reflectance (float 0..1) or --scale browser-uint8")
+    if fits([m / 10 for m in medians]):
+        return ("values about 10x too large: check the scale the file was exported with "
+                "(--scale)")
+    return ("not surface reflectance: a visualised (true-colour) image, wrong bands, or a "
+            "scene mostly of cloud or snow without an SCL mask")
 
 
 def sidecar_path(scene: str | Path) -> Path:

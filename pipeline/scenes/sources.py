@@ -15,7 +15,7 @@ from pathlib import Path
 from pipeline.aoi import AOI
 from pipeline.errors import InputFileError, PipelineUsageError
 from pipeline.grid import Grid
-from pipeline.scenes.local import is_safe, read_geotiff, read_safe
+from pipeline.scenes.local import LocalOptions, read_geotiff, read_local
 from pipeline.scenes.product import RawScene
 from pipeline.scenes.sentinelhub_source import SentinelHubOptions, download_scene
 from pipeline.synthetic import generate_synthetic
@@ -31,8 +31,7 @@ class SceneRequest:
     input_path: Path | None = None
     max_size_km: float | None = None
     seed: int = 0
-    scl_path: Path | None = None
-    boa_offset: int | None = None
+    local: LocalOptions | None = None
     sentinelhub: SentinelHubOptions | None = None
 
 
@@ -40,17 +39,14 @@ def read_sentinelhub(req: SceneRequest) -> RawScene:
     return download_scene(req.aoi, req.epoch, req.grid, req.sentinelhub or SentinelHubOptions())
 
 
-def read_local(req: SceneRequest) -> RawScene:
-    """A GeoTIFF or an L2A SAFE folder/zip the user downloaded."""
+def read_user_download(req: SceneRequest) -> RawScene:
+    """A GeoTIFF, a folder or zip of band files, or an L2A SAFE product the user downloaded."""
     if req.input_path is None:
-        raise PipelineUsageError(f"{req.aoi.slug}: --source local needs --input (a GeoTIFF or "
-                                 "an L2A SAFE folder or zip)")
+        raise PipelineUsageError(f"{req.aoi.slug}: --source local needs --input (a GeoTIFF, a "
+                                 "folder or zip of band files, or an L2A SAFE folder or zip)")
     if not req.input_path.exists():
         raise PipelineUsageError(f"{req.input_path}: --input for AOI {req.aoi.slug} not found")
-    if is_safe(req.input_path):
-        return read_safe(req.input_path, req.grid, req.aoi.slug)
-    return read_geotiff(req.input_path, req.grid, req.aoi.slug, scl_path=req.scl_path,
-                        boa_offset=req.boa_offset)
+    return read_local(req.input_path, req.grid, req.aoi.slug, req.local)
 
 
 def read_synthetic(req: SceneRequest) -> RawScene:
@@ -74,7 +70,7 @@ def read_synthetic(req: SceneRequest) -> RawScene:
 
 READERS: dict[str, Callable[[SceneRequest], RawScene]] = {
     "sentinelhub": read_sentinelhub,
-    "local": read_local,
+    "local": read_user_download,
     "synthetic": read_synthetic,
 }
 SOURCES: tuple[str, ...] = tuple(READERS)
