@@ -1,8 +1,10 @@
 """Scene acquisition: one cloud-masked, harmonised 4-band scene per AOI and epoch.
 
-Three sources deliver digital numbers on the AOI grid (:class:`~pipeline.scenes.product.RawScene`)
+Four sources deliver digital numbers on the AOI grid (:class:`~pipeline.scenes.product.RawScene`)
 and one finaliser writes the product, so every source's output passes the same checks:
 
+- ``stac``: Cloud Optimized GeoTIFFs from a public STAC API (Earth Search, Planetary Computer),
+  no account needed;
 - ``sentinelhub`` (default): the Process and Catalog APIs of the Copernicus Data Space Ecosystem;
 - ``local``: a GeoTIFF or an L2A SAFE product the user downloaded;
 - ``synthetic``: the synthetic generator, passed through the same harmonisation and masking.
@@ -27,10 +29,11 @@ from pipeline.scenes.product import (
     finalise_scene,
 )
 from pipeline.scenes.sentinelhub_source import SentinelHubOptions, download_scene
+from pipeline.scenes.stac_source import StacOptions, read_stac_scene
 from pipeline.synthetic import generate_synthetic
 
 log = logging.getLogger(__name__)
-SOURCES = ("sentinelhub", "local", "synthetic")
+SOURCES = ("sentinelhub", "stac", "local", "synthetic")
 EPOCHS = ("before", "after")
 
 
@@ -39,7 +42,8 @@ def acquire_scene(aoi: AOI, epoch: str, out: str | Path, source: str = "sentinel
                   min_valid_fraction: float = DEFAULT_MIN_VALID_FRACTION,
                   mask_classes: Sequence[int] = DEFAULT_MASK_CLASSES, seed: int = 0,
                   scl_path: str | Path | None = None, boa_offset: int | None = None,
-                  sentinelhub: SentinelHubOptions | None = None) -> dict[str, Any]:
+                  sentinelhub: SentinelHubOptions | None = None,
+                  stac: StacOptions | None = None) -> dict[str, Any]:
     """Produce ``out`` for one AOI and epoch; return the acquisition summary.
 
     ``max_size_km`` caps the AOI grid (the same cap must be used for both epochs; the grid is a
@@ -48,8 +52,11 @@ def acquire_scene(aoi: AOI, epoch: str, out: str | Path, source: str = "sentinel
     if epoch not in EPOCHS:
         raise PipelineError(f"epoch must be one of {EPOCHS}, got {epoch!r}")
     grid = aoi_grid(aoi, max_size_km)
-    raw = _raw_scene(aoi, epoch, grid, source, input_path, max_size_km, seed, scl_path,
-                     boa_offset, sentinelhub)
+    if source == "stac":
+        raw = read_stac_scene(aoi, epoch, grid, stac or StacOptions())
+    else:
+        raw = _raw_scene(aoi, epoch, grid, source, input_path, max_size_km, seed, scl_path,
+                         boa_offset, sentinelhub)
     return finalise_scene(raw, aoi, grid, out, epoch, mask_classes=mask_classes,
                           min_valid_fraction=min_valid_fraction)
 

@@ -15,6 +15,7 @@ from pipeline.scenes.sentinelhub_source import (
     SentinelHubOptions,
     has_credentials,
 )
+from pipeline.scenes.stac_source import DEFAULT_COLLECTION, EARTH_SEARCH_URL, StacOptions
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -25,7 +26,9 @@ def _run(args: argparse.Namespace) -> int:
                   max_size_km=args.max_size_km, min_valid_fraction=args.min_valid_fraction,
                   mask_classes=[int(c) for c in args.mask_classes.split(",") if c],
                   seed=args.seed, scl_path=args.scl, boa_offset=args.boa_offset,
-                  sentinelhub=options)
+                  sentinelhub=options,
+                  stac=StacOptions(url=args.stac_url, collection=args.collection,
+                                   max_attempts=args.max_attempts))
     return 0
 
 
@@ -76,10 +79,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="sentinelhub: least-cloud mosaic over a date window instead of the "
                         "single least-cloudy acquisition")
     p.add_argument("--max-attempts", type=int, default=5,
-                   help="sentinelhub: attempts for server errors, with backoff (default: "
-                        "%(default)s)")
+                   help="sentinelhub and stac: attempts for server errors, with backoff "
+                        "(default: %(default)s)")
     p.add_argument("--sh-base-url", default=CDSE_BASE_URL,
                    help="sentinelhub: service URL (default: %(default)s)")
     p.add_argument("--sh-token-url", default=CDSE_TOKEN_URL,
                    help="sentinelhub: OAuth token URL (default: CDSE identity service)")
+    p.add_argument("--stac-url", default=EARTH_SEARCH_URL,
+                   help="stac: STAC API to search, no account needed (default: Earth Search, "
+                        "%(default)s; Planetary Computer's "
+                        "https://planetarycomputer.microsoft.com/api/stac/v1 is signed "
+                        "automatically)")
+    p.add_argument("--collection", default=DEFAULT_COLLECTION,
+                   help="stac: Sentinel-2 L2A collection of that API (default: %(default)s; "
+                        "also sentinel-2-l2a on Earth Search and Planetary Computer)")
     p.set_defaults(func=_run)
