@@ -73,7 +73,7 @@ class StacOptions:
     collection: str = DEFAULT_COLLECTION
     signing: str = "auto"         # auto: sign asset URLs when the API is Planetary Computer's
     max_attempts: int = 5         # per request, API and COG reads alike
-    backoff_s: float = 1.0        # first retry delay; doubles after each failure
+    backoff_s: float = 1.0        # backoff factor: retries at once, then after 2, 4, 8 s
     timeout_s: float = 60.0       # connect and read timeout of each request
     shortlist: int = 3            # dates (by eo:cloud_cover) whose SCL over the AOI is checked
     chunk_px: int = 2048          # dask chunk side on the AOI grid
