@@ -300,6 +300,9 @@ def test_service_failures_name_the_host_and_leave_no_file(tmp_path, server, site
     server.reset([broken])
     with pytest.raises(ServiceError, match="127.0.0.1"):
         acquire_scene(site["aoi"], "after", tmp_path / "a.tif", "stac", stac=_options(server))
+    broken["assets"]["nir"]["href"] = f"http://127.0.0.1:{port}/files/B08.tif"
+    with pytest.raises(ServiceError, match=f"cannot reach 127.0.0.1:{port}"):
+        acquire_scene(site["aoi"], "after", tmp_path / "a.tif", "stac", stac=_options(server))
     assert list(tmp_path.iterdir()) == []  # no product, no partial file
 
 

@@ -274,7 +274,9 @@ class Loader:
             try:
                 (values,) = dask.compute(out.data)
             except (RasterioError, OSError, RuntimeError) as exc:
-                raise _read_error(exc, self.options) from exc
+                hosts = sorted({urlsplit(it.assets[infos[it.id].keys[b]].href).netloc
+                                for it in items for b in bands})
+                raise _read_error(exc, hosts) from exc
         return np.asarray(values, dtype=np.uint16)
 
 
@@ -288,9 +290,14 @@ def _shift(arr: xr.DataArray, delta: Sequence[int]) -> xr.DataArray:
     return xr.where(arr > 0, moved, 0).astype(np.uint16).transpose("band", "y", "x")
 
 
-def _read_error(exc: BaseException, options: StacOptions) -> ServiceError:
+def _read_error(exc: BaseException, hosts: Sequence[str]) -> ServiceError:
+    """Name the host GDAL failed on (from its message, else the hosts of the assets read)."""
     text = str(exc)
-    host = _host_of(text) or options.host
+    curl = re.search(r"connect to (\S+) port (\d+)|resolve host:? '?([^\s']+)", text)
+    if curl:
+        host = curl.group(3) or f"{curl.group(1)}:{curl.group(2)}"
+    else:
+        host = _host_of(text) or " or ".join(hosts)
     if re.search(r"resolve host|connect to|Connection refused|timed out", text, re.I):
         return ServiceError(f"cannot reach {host} while reading Sentinel-2 assets: "
                             f"{text.splitlines()[0][:200]}")
