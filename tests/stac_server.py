@@ -4,7 +4,7 @@ It answers what pystac-client and GDAL ask of Earth Search or Planetary Computer
 page, ``/conformance``, ``/collections/<id>``, ``/search`` (GET and POST, filtered by collection,
 datetime and ``intersects``/``bbox``), Planetary Computer's ``/api/sas/v1/token/<collection>``
 and the COG files themselves with HTTP range requests. It counts the bytes it serves per file,
-and can be told to fail the next requests to a path with given status codes.
+and can be told to fail the next requests to a path with given status codes, or to stall.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import re
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -146,6 +147,7 @@ class StacServer:
         self.collections = list(collections)
         self.items: list[dict[str, Any]] = []
         self.faults: dict[str, list[int]] = defaultdict(list)
+        self.stalls: dict[str, float] = {}  # path prefix -> seconds to wait before answering
         self.bytes_served: Counter[str] = Counter()
         self.requests: list[str] = []
         self.require_token = False
@@ -170,6 +172,7 @@ class StacServer:
     def reset(self, items: Sequence[dict[str, Any]] = ()) -> None:
         self.items = list(items)
         self.faults.clear()
+        self.stalls.clear()
         self.bytes_served.clear()
         self.requests.clear()
         self.require_token = False
@@ -236,6 +239,9 @@ class StacServer:
                 self.wfile.write(data)
 
             def _fault(self, path: str) -> bool:
+                for prefix, seconds in server.stalls.items():
+                    if path.startswith(prefix):
+                        time.sleep(seconds)
                 for prefix, statuses in server.faults.items():
                     if path.startswith(prefix) and statuses:
                         status = statuses.pop(0)

@@ -295,6 +295,11 @@ def test_service_failures_name_the_host_and_leave_no_file(tmp_path, server, site
     server.faults["/api/stac/v1/search"] = [502] * 3
     with pytest.raises(ServiceError, match="answered HTTP 502"):
         acquire_scene(site["aoi"], "after", tmp_path / "a.tif", "stac", stac=_options(server))
+    server.faults.clear()
+    server.stalls["/api/stac/v1/search"] = 1.0
+    with pytest.raises(ServiceError, match="did not answer in time"):
+        acquire_scene(site["aoi"], "after", tmp_path / "a.tif", "stac",
+                      stac=_options(server, timeout_s=0.2, max_attempts=2))
     broken = _item(server, site, "X", "2022-05-05T09:00:00Z")
     broken["assets"]["nir"]["href"] = server.file_url("missing.tif")
     server.reset([broken])

@@ -78,6 +78,10 @@ class StacOptions:
     shortlist: int = 3            # dates (by eo:cloud_cover) whose SCL over the AOI is checked
     chunk_px: int = 2048          # dask chunk side on the AOI grid
 
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise PipelineUsageError(f"max attempts must be at least 1, got {self.max_attempts}")
+
     @property
     def host(self) -> str:
         return urlsplit(self.url).netloc
@@ -114,7 +118,7 @@ def _service_error(exc: BaseException, host: str, what: str) -> ServiceError:
     """One line naming the host and what failed, from a requests/urllib3/pystac-client error."""
     cur: BaseException | None = exc
     while cur is not None:
-        if isinstance(cur, requests.Timeout):
+        if isinstance(cur, requests.Timeout) or "timed out" in str(cur).lower():
             return ServiceError(f"{host} did not answer in time while {what}; try again later")
         if isinstance(cur, requests.ConnectionError):
             return ServiceError(f"cannot reach {host} while {what} (network down, wrong "
@@ -163,9 +167,9 @@ class PlanetaryComputerSigner:
 
 def open_catalog(options: StacOptions) -> Client:
     """The STAC API client, after checking that the collection exists there."""
-    io = StacApiIO(max_retries=options.retry(), timeout=options.timeout_s)
-    try:
-        client = Client.open(options.url, stac_io=io)
+    io = StacApiIO(max_retries=options.retry())
+    try:  # Client.open resets the StacApiIO's timeout to its own argument
+        client = Client.open(options.url, stac_io=io, timeout=options.timeout_s)
     except (APIError, pystac.STACError, requests.RequestException) as exc:
         raise _service_error(exc, options.host, f"opening the STAC API {options.url}") from exc
     try:
