@@ -337,7 +337,7 @@ def choose_date(groups: dict[dt.date, list[pystac.Item]], epoch: str, aoi: AOI,
     best = min(ranked[:max(1, len(scores))], key=lambda d: (scores.get(d, 0), ranked.index(d)))
     chosen = groups[best]
     info = {"id": ",".join(it.id for it in chosen),
-            "datetime": min(it.datetime for it in chosen).isoformat(),  # type: ignore[type-var]
+            "datetime": min(it.datetime for it in chosen).isoformat(),
             "cloud_cover": round(_cloud_cover(chosen), 2), "candidates": len(ranked)}
     if best in scores:
         info["aoi_unusable_fraction"] = round(scores[best] / max(1, int(in_aoi.sum())), 4)
