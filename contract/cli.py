@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from contract.errors import UserError
 
 NOISY_LOGGERS = ("pyogrio", "rasterio", "sentinelhub", "urllib3", "fiona", "matplotlib", "PIL",
-                 "requests_oauthlib", "oauthlib", "botocore", "distributed")
+                 "requests_oauthlib", "oauthlib", "botocore", "distributed", "odc")
 #: Plain sentences for the operating-system failures users meet.
 OS_ERRORS = {
     errno.ENOSPC: "no space left on the device; free some space or write elsewhere",

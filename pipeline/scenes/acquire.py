@@ -13,6 +13,7 @@ from pipeline.scenes.local import LocalOptions
 from pipeline.scenes.product import DEFAULT_MASK_CLASSES, DEFAULT_MIN_VALID_FRACTION, finalise_scene
 from pipeline.scenes.sentinelhub_source import SentinelHubOptions
 from pipeline.scenes.sources import READERS, SOURCES, SceneRequest
+from pipeline.scenes.stac_source import StacOptions
 
 EPOCHS = ("before", "after")
 
@@ -22,7 +23,8 @@ def acquire_scene(aoi: AOI, epoch: str, out: str | Path, source: str = "sentinel
                   min_valid_fraction: float = DEFAULT_MIN_VALID_FRACTION,
                   mask_classes: Sequence[int] = DEFAULT_MASK_CLASSES, seed: int = 0,
                   local: LocalOptions | None = None,
-                  sentinelhub: SentinelHubOptions | None = None) -> dict[str, Any]:
+                  sentinelhub: SentinelHubOptions | None = None,
+                  stac: StacOptions | None = None) -> dict[str, Any]:
     """Produce ``out`` for one AOI and epoch; return the acquisition summary.
 
     ``local`` carries what the user says about a local input (date, band order, scale, SCL).
@@ -39,7 +41,7 @@ def acquire_scene(aoi: AOI, epoch: str, out: str | Path, source: str = "sentinel
     request = SceneRequest(aoi=aoi, epoch=epoch, grid=grid,
                            input_path=Path(input_path) if input_path is not None else None,
                            max_size_km=max_size_km, seed=seed, local=local,
-                           sentinelhub=sentinelhub)
+                           sentinelhub=sentinelhub, stac=stac)
     raw = READERS[source](request)
     return finalise_scene(raw, aoi, grid, out, epoch, mask_classes=mask_classes,
                           min_valid_fraction=min_valid_fraction)

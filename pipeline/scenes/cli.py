@@ -19,6 +19,7 @@ from pipeline.scenes.sentinelhub_source import (
     SentinelHubOptions,
     has_credentials,
 )
+from pipeline.scenes.stac_source import DEFAULT_COLLECTION, EARTH_SEARCH_URL, StacOptions
 
 
 def class_list(text: str) -> list[int]:
@@ -41,7 +42,9 @@ def _run(args: argparse.Namespace) -> int:
     acquire_scene(aoi, args.epoch, args.out, args.source, args.input,
                   max_size_km=args.max_size_km, min_valid_fraction=args.min_valid_fraction,
                   mask_classes=args.mask_classes, seed=args.seed, local=_local_options(args),
-                  sentinelhub=options)
+                  sentinelhub=options,
+                  stac=StacOptions(url=args.stac_url, collection=args.collection,
+                                   max_attempts=args.max_attempts))
     return 0
 
 
@@ -88,7 +91,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("aoi_file", help="AOI GeoJSON file")
     p.add_argument("--epoch", choices=EPOCHS, required=True, help="before or after scene")
     p.add_argument("--out", required=True, help="output GeoTIFF path")
-    p.add_argument("--source", choices=SOURCES, default="sentinelhub",
+    p.add_argument("--source", choices=SOURCES, default="stac",
                    help="where the data come from (default: %(default)s)")
     p.add_argument("--input", help="local source: a multi-band GeoTIFF (any CRS/resolution), a "
                                    "folder or zip of one file per band (Copernicus Browser, "
@@ -123,10 +126,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="sentinelhub: least-cloud mosaic over a date window instead of the "
                         "single least-cloudy acquisition")
     p.add_argument("--max-attempts", type=int, default=5,
-                   help="sentinelhub: attempts for server errors, with backoff (default: "
-                        "%(default)s)")
+                   help="sentinelhub and stac: attempts for server errors, with backoff "
+                        "(default: %(default)s)")
     p.add_argument("--sh-base-url", default=CDSE_BASE_URL,
                    help="sentinelhub: service URL (default: %(default)s)")
     p.add_argument("--sh-token-url", default=CDSE_TOKEN_URL,
                    help="sentinelhub: OAuth token URL (default: CDSE identity service)")
+    p.add_argument("--stac-url", default=EARTH_SEARCH_URL,
+                   help="stac: STAC API to search, no account needed (default: Earth Search, "
+                        "%(default)s; Planetary Computer's "
+                        "https://planetarycomputer.microsoft.com/api/stac/v1 is signed "
+                        "automatically)")
+    p.add_argument("--collection", default=DEFAULT_COLLECTION,
+                   help="stac: Sentinel-2 L2A collection of that API (default: %(default)s; "
+                        "also sentinel-2-l2a on Earth Search and Planetary Computer)")
     p.set_defaults(func=_run)

@@ -18,6 +18,7 @@ from pipeline.grid import Grid
 from pipeline.scenes.local import LocalOptions, read_geotiff, read_local
 from pipeline.scenes.product import RawScene
 from pipeline.scenes.sentinelhub_source import SentinelHubOptions, download_scene
+from pipeline.scenes.stac_source import StacOptions, read_stac_scene
 from pipeline.synthetic import generate_synthetic
 
 
@@ -33,10 +34,15 @@ class SceneRequest:
     seed: int = 0
     local: LocalOptions | None = None
     sentinelhub: SentinelHubOptions | None = None
+    stac: StacOptions | None = None
 
 
 def read_sentinelhub(req: SceneRequest) -> RawScene:
     return download_scene(req.aoi, req.epoch, req.grid, req.sentinelhub or SentinelHubOptions())
+
+
+def read_stac(req: SceneRequest) -> RawScene:
+    return read_stac_scene(req.aoi, req.epoch, req.grid, req.stac or StacOptions())
 
 
 def read_user_download(req: SceneRequest) -> RawScene:
@@ -69,6 +75,7 @@ def read_synthetic(req: SceneRequest) -> RawScene:
 
 
 READERS: dict[str, Callable[[SceneRequest], RawScene]] = {
+    "stac": read_stac,
     "sentinelhub": read_sentinelhub,
     "local": read_user_download,
     "synthetic": read_synthetic,
