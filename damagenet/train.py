@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from contract.atomic import write_text_atomic
+from contract.atomic import atomic_path, write_text_atomic
 from damagenet.checkpoint import checkpoint_hash, save_checkpoint
 from damagenet.data import (
     Normalisation,
@@ -188,7 +188,8 @@ def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
     provisional = provisional_path(ckpt)
     fields = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_roc_auc",
               "seconds"]
-    with open(out_dir / "train_log.csv", "w", newline="") as fh:
+    # the log appears under its name only when training finished (issue 21: no partial outputs)
+    with atomic_path(out_dir / "train_log.csv") as log_tmp, open(log_tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         for epoch in range(1, cfg.epochs + 1):

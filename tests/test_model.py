@@ -311,6 +311,7 @@ def test_interrupted_training_leaves_only_a_provisional_checkpoint(npz, tmp_path
     with pytest.raises(KeyboardInterrupt):
         train(npz, tmp_path / "r", tmp_path / "m.pt", cfg)
     assert not (tmp_path / "m.pt").exists()
+    assert list((tmp_path / "r").iterdir()) == []  # no train_log.csv, no temporary file
     provisional = tmp_path / "m.provisional.pt"
     with pytest.raises(CheckpointError, match="--allow-provisional"):
         load_checkpoint(provisional)
