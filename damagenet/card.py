@@ -5,7 +5,7 @@ as trustworthy as what the reader knows about the model. The card gathers, in pl
 architecture, the bands and their order, the patch size, the normalisation, the decision
 threshold and how it was chosen, where and when the model was trained, its test metrics with
 the protocol that produced them, the dataset hash and the software versions. It holds no
-timestamp, so the same training gives a byte-identical checkpoint.
+timestamp, so importing the same weights twice gives byte-identical checkpoints.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ model card (:mod:`damagenet.card`). Saved with plain types and tensors only, so 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,8 +84,10 @@ def save_checkpoint(path: str | Path, model: SiameseResNet, *, patch_size: int,
         payload["training_ground"] = training_ground
     card = card or {}
     payload["card"] = build_card(payload, card.get("training"), card.get("test"))
+    buffer = io.BytesIO()  # torch names the archive after the file: a buffer keeps the name
+    torch.save(payload, buffer)  # fixed, so the same model gives the same bytes (and hash)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buffer.getvalue())
     return payload
 
 

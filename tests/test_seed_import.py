@@ -9,13 +9,15 @@ sigmoid) is the reference the imported checkpoint must reproduce.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 from torchvision import models
 
-from damagenet.checkpoint import input_of, load_checkpoint
+from damagenet.checkpoint import checkpoint_hash, input_of, load_checkpoint
 from damagenet.cli import main
 from damagenet.data import Split
 from damagenet.errors import CheckpointError, DamagenetUsageError, InputFileError
@@ -236,6 +238,11 @@ def test_command_line_refusals_exit_2(tmp_path, small_study, capsys):
     assert "not a readable PyTorch state dict" in capsys.readouterr().err
     assert main(["import-seed", "--weights", str(weights), "--stats", str(stats), "--out",
                  str(out), "--patch-size", "16"]) == 0
+    assert main(["import-seed", "--weights", str(weights), "--stats", str(stats), "--out",
+                 str(tmp_path / "twin.pt"), "--patch-size", "16"]) == 0
+    assert (tmp_path / "twin.pt").read_bytes() == out.read_bytes()  # deterministic bytes
+    assert checkpoint_hash(tmp_path / "twin.pt") == \
+        hashlib.sha256(out.read_bytes()).hexdigest()[:16]
     assert main(["import-seed", "--weights", str(out), "--stats", str(stats), "--out",
                  str(tmp_path / "again.pt")]) == 2
     assert "already a damagenet checkpoint" in capsys.readouterr().err
