@@ -15,6 +15,7 @@ import csv
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,52 @@ def provisional_path(ckpt: Path) -> Path:
     return ckpt.with_name(f"{ckpt.stem}.provisional{ckpt.suffix}")
 
 
+def _fit(model: SiameseResNet, stepper: Stepper, train_t: TensorSplit, val_t: TensorSplit,
+         val_y: np.ndarray, cfg: TrainConfig, generator: torch.Generator, out_dir: Path,
+         save_provisional: Callable[[int, list[dict[str, Any]]], Any]
+         ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], int, float]:
+    """The epochs: train, validate, keep the best state, stop early; write train_log.csv.
+
+    Returns (history, best state, best epoch, best validation loss).
+    """
+    history: list[dict[str, Any]] = []
+    best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
+    device = stepper.device
+    fields = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_roc_auc",
+              "seconds"]
+    # the log appears under its name only when training finished (issue 21: no partial outputs)
+    with atomic_path(out_dir / "train_log.csv") as log_tmp, open(log_tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            tr_loss, tr_acc = train_epoch(stepper, train_t, cfg.batch_size, generator,
+                                          cfg.augment, f"epoch {epoch}/{cfg.epochs}",
+                                          cfg.progress)
+            val = _val_metrics(predict_logits(model, val_t, cfg.eval_batch_size, device), val_y)
+            row = {"epoch": epoch, "train_loss": tr_loss, "train_acc": tr_acc, **val,
+                   "seconds": time.perf_counter() - t0}
+            history.append(row)
+            writer.writerow(row)
+            fh.flush()
+            improved = val["val_loss"] < best_loss
+            log.info("epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f ROC-AUC %s "
+                     "| %.1f s%s", epoch, tr_loss, tr_acc, val["val_loss"], val["val_acc"],
+                     f"{val['val_roc_auc']:.3f}" if val["val_roc_auc"] is not None else "n/a",
+                     row["seconds"], " *" if improved else "")
+            if improved:
+                best_loss, best_epoch, stale = val["val_loss"], epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+                save_provisional(epoch, history)
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    log.info("early stop: no val-loss improvement for %d epochs", stale)
+                    break
+    assert best_state is not None  # epochs >= 1 and the first epoch always improves on inf
+    return history, best_state, best_epoch, best_loss
+
+
 def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
           cfg: TrainConfig | None = None, run_evaluation: bool = True) -> dict[str, Any]:
     """Train on the NPZ's train split, early-stop on val, keep the best checkpoint."""
@@ -183,46 +230,12 @@ def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
              cfg.backbone, cfg.weights, npz, len(train_t), len(val_t), patch_size, device)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    history: list[dict[str, Any]] = []
-    best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
-    provisional = provisional_path(ckpt)
-    fields = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_roc_auc",
-              "seconds"]
-    # the log appears under its name only when training finished (issue 21: no partial outputs)
-    with atomic_path(out_dir / "train_log.csv") as log_tmp, open(log_tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        for epoch in range(1, cfg.epochs + 1):
-            t0 = time.perf_counter()
-            tr_loss, tr_acc = train_epoch(stepper, train_t, cfg.batch_size, generator,
-                                          cfg.augment, f"epoch {epoch}/{cfg.epochs}",
-                                          cfg.progress)
-            val = _val_metrics(predict_logits(model, val_t, cfg.eval_batch_size, device),
-                               splits["val"].y)
-            row = {"epoch": epoch, "train_loss": tr_loss, "train_acc": tr_acc, **val,
-                   "seconds": time.perf_counter() - t0}
-            history.append(row)
-            writer.writerow(row)
-            fh.flush()
-            improved = val["val_loss"] < best_loss
-            log.info("epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f ROC-AUC %s "
-                     "| %.1f s%s", epoch, tr_loss, tr_acc, val["val_loss"], val["val_acc"],
-                     f"{val['val_roc_auc']:.3f}" if val["val_roc_auc"] is not None else "n/a",
-                     row["seconds"], " *" if improved else "")
-            if improved:
-                best_loss, best_epoch, stale = val["val_loss"], epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-                save_checkpoint(provisional, model, threshold={"value": 0.5,
-                                                               "rule": "provisional"},
-                                history=history, complete=False,
-                                extra={"config": asdict(cfg), "best_epoch": best_epoch},
-                                **saving)
-            else:
-                stale += 1
-                if stale >= cfg.patience:
-                    log.info("early stop: no val-loss improvement for %d epochs", stale)
-                    break
-    assert best_state is not None  # epochs >= 1 and the first epoch always improves on inf
+    history, best_state, best_epoch, best_loss = _fit(
+        model, stepper, train_t, val_t, splits["val"].y, cfg, generator, out_dir,
+        lambda epoch, hist: save_checkpoint(
+            provisional_path(ckpt), model, threshold={"value": 0.5, "rule": "provisional"},
+            history=hist, complete=False,
+            extra={"config": asdict(cfg), "best_epoch": epoch}, **saving))
     model.load_state_dict(best_state)
     val_prob = sigmoid(predict_logits(model, val_t, cfg.eval_batch_size, device))
     threshold = {"value": choose_threshold(splits["val"].y, val_prob, cfg.threshold_rule),
@@ -245,7 +258,7 @@ def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
     save_checkpoint(ckpt, model, threshold=threshold, history=history, complete=True,
                     card=card, extra={"config": asdict(cfg), "best_epoch": best_epoch},
                     **saving)
-    provisional.unlink(missing_ok=True)
+    provisional_path(ckpt).unlink(missing_ok=True)
     log.info("best epoch %d (val loss %.4f); threshold %.3f (%s); checkpoint %s", best_epoch,
              best_loss, threshold["value"], cfg.threshold_rule, ckpt)
     if evaluation:
