@@ -10,9 +10,11 @@ validation or test leaks into the inputs.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -34,6 +36,8 @@ class Split:
     after: np.ndarray
     y: np.ndarray        # (N,) int64
     aoi: np.ndarray | None = None
+    row: np.ndarray | None = None   # (N,) top-left pixel of each patch in its AOI's grid
+    col: np.ndarray | None = None
 
 
 @dataclass
@@ -63,7 +67,7 @@ def _split_from_flat(d, path: Path) -> dict[str, Split]:
     if missing:
         raise DamagenetError(f"{path}: flat layout misses {missing}")
     xb, xa, y = (d[k] for k in FLAT_KEYS)
-    aoi = d["aoi"] if "aoi" in d.files else None
+    aoi, row, col = (d[k] if k in d.files else None for k in ("aoi", "row", "col"))
     if "split" not in d.files:
         log.warning("%s has no 'split' array: splitting at random 70/15/15, which lets "
                     "neighbouring patches leak between splits (as in the original study); "
@@ -80,7 +84,7 @@ def _split_from_flat(d, path: Path) -> dict[str, Split]:
         m = split == s
         if m.any():
             out[s] = Split(xb[m], xa[m], y[m].astype(np.int64),
-                           aoi[m] if aoi is not None else None)
+                           *(a[m] if a is not None else None for a in (aoi, row, col)))
     return out
 
 
@@ -102,9 +106,9 @@ def load_splits(path: str | Path) -> dict[str, Split]:
                 if not all(present):
                     lacking = [k for k, p in zip(keys, present, strict=True) if not p]
                     raise DamagenetError(f"{path}: split {s!r} misses {lacking}")
-                aoi_key = split_key("aoi", s)
+                extra = [split_key(k, s) for k in ("aoi", "row", "col")]
                 splits[s] = Split(*(d[k] for k in keys[:2]), d[keys[2]].astype(np.int64),
-                                  d[aoi_key] if aoi_key in d.files else None)
+                                  *(d[k] if k in d.files else None for k in extra))
         elif "x_before" in d.files or "x_after" in d.files:
             splits = _split_from_flat(d, path)
         else:
@@ -117,6 +121,15 @@ def load_splits(path: str | Path) -> dict[str, Split]:
     if len(sizes) > 1:
         raise DamagenetError(f"{path}: splits have different patch sizes {sorted(sizes)}")
     return splits
+
+
+def dataset_config(path: str | Path) -> dict | None:
+    """The configuration ``pipeline dataset`` records in the NPZ (split method, AOIs), if any."""
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            return json.loads(str(d["config"])) if "config" in d.files else None
+    except (OSError, ValueError):
+        return None
 
 
 def _validate(path: Path, name: str, sp: Split) -> None:
@@ -138,6 +151,10 @@ def _validate(path: Path, name: str, sp: Split) -> None:
         if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
             raise DamagenetError(f"{path}: {name}: {what} patches contain NaN or infinite "
                                  "values")
+    for arr, what in ((sp.aoi, "aoi"), (sp.row, "row"), (sp.col, "col")):
+        if arr is not None and arr.shape != sp.y.shape:
+            raise DamagenetError(f"{path}: {name}: {what} array of shape {arr.shape} for "
+                                 f"{len(sp.y)} pairs")
     if len(sp.y) and not np.isin(sp.y, (0, 1)).all():
         raise DamagenetError(f"{path}: {name}: labels must be 0 or 1, found "
                              f"{np.unique(sp.y)[:5]}")
@@ -149,6 +166,26 @@ def require_both_classes(path: str | Path, name: str, sp: Split) -> None:
         raise DamagenetError(f"{path}: split {name!r} has only class {sorted(classes)} "
                              f"({len(sp.y)} pairs); training and evaluation need both damage "
                              "and no-damage pairs")
+
+
+def training_ground(splits: dict[str, Split], patch_size: int) -> dict | None:
+    """Per AOI and split, the (row, col) of every patch in the AOI's grid; None if unknown.
+
+    Maps drawn over an AOI the model was trained on use it to tell ground the model saw in
+    training from ground it never saw (``training_ground`` of the checkpoint).
+    """
+    if not splits or any(sp.aoi is None or sp.row is None or sp.col is None
+                         for sp in splits.values()):
+        return None
+    aois: dict[str, dict[str, torch.Tensor]] = {}
+    for slug in sorted({str(a) for sp in splits.values() for a in sp.aoi.tolist()}):
+        aois[slug] = {}
+        for name in SPLITS:
+            sp = splits.get(name)
+            m = (sp.aoi == slug) if sp is not None else np.zeros(0, dtype=bool)
+            rc = np.stack([sp.row[m], sp.col[m]], axis=1) if m.any() else np.zeros((0, 2))
+            aois[slug][name] = torch.from_numpy(np.ascontiguousarray(rc, dtype=np.int32))
+    return {"patch_size": int(patch_size), "aois": aois}
 
 
 @dataclass
@@ -168,7 +205,13 @@ class TensorSplit:
                            self.aoi)
 
 
-def to_tensors(sp: Split, norm: Normalisation) -> TensorSplit:
+class Preprocess(Protocol):
+    """Raw digital numbers to network input: a :class:`Normalisation`, or one with reordering."""
+
+    def apply(self, x: np.ndarray) -> torch.Tensor: ...
+
+
+def to_tensors(sp: Split, norm: Preprocess) -> TensorSplit:
     return TensorSplit(norm.apply(sp.before), norm.apply(sp.after),
                        torch.from_numpy(sp.y.astype(np.float32)), sp.aoi)
 

@@ -1,9 +1,11 @@
 """``damagenet evaluate``: honest test metrics and the study's artefacts.
 
 On the test split (spatially disjoint from training when built by ``pipeline dataset``):
-``confusion_matrix_counts.png``, ``confusion_matrix_normalized.png`` and ``metrics.json`` as in
-the study (classification report at threshold 0.5), plus ROC-AUC, PR-AUC, ROC and PR plots,
-metrics at the threshold chosen on *validation*, and per-AOI metrics when the NPZ names AOIs.
+``metrics.json`` leads with the figures at the threshold the maps use (chosen on *validation*)
+and says how it was chosen; the study's classification report at 0.5 sits in its own section
+(``study_report_at_0.5``), so nobody compares a map with the wrong numbers. Also the study's
+``confusion_matrix_counts.png`` and ``confusion_matrix_normalized.png`` (at 0.5), the confusion
+matrix at the map threshold, ROC-AUC, PR-AUC, ROC and PR plots, and per-AOI metrics.
 """
 
 from __future__ import annotations
@@ -17,100 +19,154 @@ from typing import Any
 import numpy as np
 
 from contract.atomic import write_text_atomic
-from damagenet.checkpoint import load_checkpoint, norm_of
-from damagenet.data import load_splits, require_both_classes, to_tensors
+from damagenet.card import THRESHOLD_HOW
+from damagenet.checkpoint import checkpoint_hash, input_of, load_checkpoint
+from damagenet.data import (
+    Preprocess,
+    Split,
+    dataset_config,
+    load_splits,
+    require_both_classes,
+    to_tensors,
+)
 from damagenet.errors import DamagenetError
 from damagenet.inference import predict_logits, resolve_device, sigmoid
 from damagenet.metrics import THRESHOLD_RULES, choose_threshold, ranking_metrics, report
+from damagenet.options import positive_int
 from damagenet.plots import confusion_plot, pr_plot, roc_plot
 
 log = logging.getLogger(__name__)
 
 
-def probabilities(model, split, norm, batch_size: int, device) -> np.ndarray:
-    """Damage probability of every pair of a raw split."""
-    return sigmoid(predict_logits(model.to(device), to_tensors(split, norm), batch_size, device))
+def probabilities(model, split, inp: Preprocess, batch_size: int, device) -> np.ndarray:
+    """Damage probability of every pair of a raw split (bands B02, B03, B04, B08)."""
+    return sigmoid(predict_logits(model.to(device), to_tensors(split, inp), batch_size, device))
+
+
+def protocol_text(npz: str | Path) -> str:
+    """How the test split was held out, from the dataset's recorded configuration."""
+    config = dataset_config(npz) or {}
+    if config.get("split") == "blocks":
+        return (f"test split of whole {float(config.get('block_m', 0)):g} m ground blocks held "
+                "out inside each AOI (pipeline dataset --split blocks); patch level, balanced, "
+                "no augmentation outside training")
+    if config.get("split") == "aoi":
+        return (f"whole AOIs held out as test ({', '.join(config.get('test_aois') or [])}); "
+                "patch level, balanced, no augmentation outside training")
+    return f"test split of {Path(npz).name} (how it was held out is not recorded in the file)"
+
+
+def score_test(model, inp: Preprocess, splits: dict[str, Split], threshold: dict[str, Any],
+               npz: str | Path, batch_size: int, device) -> tuple[dict[str, Any], np.ndarray]:
+    """metrics.json's content and the test probabilities.
+
+    It leads with the figures at the threshold the maps use, then the threshold-free ranking
+    metrics, then the study's report at 0.5 in its own, clearly named section.
+    """
+    test = splits["test"]
+    y = test.y
+    prob = probabilities(model, test, inp, batch_size, device)
+    rule = str(threshold.get("rule"))
+    at_map = report(y, prob, float(threshold["value"]))
+    at_half = report(y, prob, 0.5)
+    metrics: dict[str, Any] = {
+        "threshold": {**threshold, "how": THRESHOLD_HOW.get(rule, rule),
+                      "used_by_maps": "damagenet predict draws the class map at this value "
+                                      "(--threshold auto, the default)"},
+        **{k: v for k, v in at_map.items() if k != "threshold"},
+        **ranking_metrics(y, prob),
+        "test_pairs": int(len(y)),
+        "protocol": protocol_text(npz),
+        "study_report_at_0.5": {
+            "note": "the original study's classification report at a fixed threshold of 0.5; "
+                    "the maps do not use this threshold", **at_half},
+    }
+    if test.aoi is not None:
+        metrics["per_aoi"] = _per_aoi(test.aoi, y, prob, float(threshold["value"]))
+    metrics["dataset"] = str(npz)
+    return metrics, prob
+
+
+def _per_aoi(aoi: np.ndarray, y: np.ndarray, prob: np.ndarray, threshold: float
+             ) -> dict[str, Any]:
+    per_aoi = {}
+    for name in sorted(set(aoi.tolist())):
+        m = aoi == name
+        rep = report(y[m], prob[m], threshold)
+        per_aoi[name] = {"pairs": int(m.sum()), "damaged": int(y[m].sum()),
+                         **ranking_metrics(y[m], prob[m]), "accuracy": rep["accuracy"],
+                         "damage_recall": rep["Damage"]["recall"],
+                         "damage_precision": rep["Damage"]["precision"],
+                         "macro_f1": rep["macro_f1"]}
+    return per_aoi
+
+
+def write_artefacts(metrics: dict[str, Any], y: np.ndarray, prob: np.ndarray,
+                    out_dir: str | Path) -> None:
+    """metrics.json, the study's confusion matrices (at 0.5), the one at the map threshold,
+    ROC and PR curves."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t = metrics["threshold"]
+    cm_half = np.array(metrics["study_report_at_0.5"]["confusion_matrix"])
+    confusion_plot(cm_half, out / "confusion_matrix_counts.png", False, "test, threshold 0.5")
+    confusion_plot(cm_half, out / "confusion_matrix_normalized.png", True, "test, threshold 0.5")
+    confusion_plot(np.array(metrics["confusion_matrix"]), out / "confusion_matrix_threshold.png",
+                   False, f"test, map threshold {t['value']:.2f} ({t['rule']})")
+    roc_plot(y, prob, metrics["roc_auc"], out / "roc_curve.png")
+    pr_plot(y, prob, metrics["pr_auc"], t["value"], out / "pr_curve.png")
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    log.info("test (%d pairs) at the map threshold %.3f (%s): accuracy %.3f, damage recall "
+             "%.3f, precision %.3f; ROC-AUC %s -> %s", metrics["test_pairs"], t["value"],
+             t["rule"], metrics["accuracy"], metrics["Damage"]["recall"],
+             metrics["Damage"]["precision"],
+             f"{metrics['roc_auc']:.3f}" if metrics["roc_auc"] is not None else "n/a",
+             out / "metrics.json")
 
 
 def evaluate(npz: str | Path, ckpt: str | Path, out_dir: str | Path,
              threshold_rule: str | None = None, device: str = "auto",
-             batch_size: int = 512) -> dict[str, Any]:
+             batch_size: int = 512, allow_provisional: bool = False) -> dict[str, Any]:
     """Evaluate the checkpoint on the NPZ's test split; write metrics and plots to ``out_dir``."""
     dev = resolve_device(device)
-    model, payload = load_checkpoint(ckpt, map_location=dev)
-    norm = norm_of(payload)
+    model, payload = load_checkpoint(ckpt, map_location=dev,
+                                     allow_provisional=allow_provisional)
+    inp = input_of(payload)
     splits = load_splits(npz)
     if "test" not in splits:
         raise DamagenetError(f"{npz}: no 'test' split to evaluate")
-    test = splits["test"]
-    require_both_classes(npz, "test", test)
-    if test.before.shape[-1] != payload["patch_size"]:
-        raise DamagenetError(f"{npz}: patches of {test.before.shape[-1]} px, but the "
+    require_both_classes(npz, "test", splits["test"])
+    if splits["test"].before.shape[-1] != payload["patch_size"]:
+        raise DamagenetError(f"{npz}: patches of {splits['test'].before.shape[-1]} px, but the "
                              f"checkpoint {ckpt} was trained on {payload['patch_size']} px")
-    prob = probabilities(model, test, norm, batch_size, dev)
     threshold = dict(payload["threshold"])
     if threshold_rule and threshold_rule != threshold.get("rule"):
-        if threshold_rule not in THRESHOLD_RULES:
-            raise DamagenetError(f"threshold rule must be one of {THRESHOLD_RULES}")
         if "val" not in splits:
             raise DamagenetError(f"{npz}: no 'val' split to choose a {threshold_rule} "
                                  "threshold on")
-        val_prob = probabilities(model, splits["val"], norm, batch_size, dev)
+        val_prob = probabilities(model, splits["val"], inp, batch_size, dev)
         threshold = {"value": choose_threshold(splits["val"].y, val_prob, threshold_rule),
                      "rule": threshold_rule, "chosen_on": "val"}
-    y = test.y
-    at_half = report(y, prob, 0.5)
-    at_chosen = report(y, prob, threshold["value"])
-    metrics: dict[str, Any] = {k: v for k, v in at_half.items() if k != "confusion_matrix"}
-    metrics.update(ranking_metrics(y, prob))
-    metrics["confusion_matrix"] = at_half["confusion_matrix"]
-    metrics["at_threshold_0.5"] = at_half
-    metrics["at_chosen_threshold"] = at_chosen
-    metrics["threshold"] = threshold
-    metrics["test_pairs"] = int(len(y))
-    metrics["checkpoint"] = str(ckpt)
-    metrics["dataset"] = str(npz)
-    if test.aoi is not None:
-        per_aoi = {}
-        for name in sorted(set(test.aoi.tolist())):
-            m = test.aoi == name
-            entry = {"pairs": int(m.sum()), "damaged": int(y[m].sum()),
-                     **ranking_metrics(y[m], prob[m])}
-            rep = report(y[m], prob[m], threshold["value"])
-            entry.update({"accuracy": rep["accuracy"], "damage_recall": rep["Damage"]["recall"],
-                          "damage_precision": rep["Damage"]["precision"],
-                          "macro_f1": rep["macro_f1"]})
-            per_aoi[name] = entry
-        metrics["per_aoi"] = per_aoi
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cm = np.array(at_half["confusion_matrix"])
-    confusion_plot(cm, out / "confusion_matrix_counts.png", False, "test, threshold 0.5")
-    confusion_plot(cm, out / "confusion_matrix_normalized.png", True, "test, threshold 0.5")
-    confusion_plot(np.array(at_chosen["confusion_matrix"]),
-                   out / "confusion_matrix_threshold.png", False,
-                   f"test, threshold {threshold['value']:.2f} ({threshold['rule']})")
-    roc_plot(y, prob, metrics["roc_auc"], out / "roc_curve.png")
-    pr_plot(y, prob, metrics["pr_auc"], threshold["value"], out / "pr_curve.png")
-    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    log.info("test (%d pairs): accuracy %.3f, macro F1 %.3f, ROC-AUC %s at 0.5; damage recall "
-             "%.3f at threshold %.3f -> %s", len(y), metrics["accuracy"], metrics["macro_f1"],
-             f"{metrics['roc_auc']:.3f}" if metrics["roc_auc"] is not None else "n/a",
-             at_chosen["Damage"]["recall"], threshold["value"], out / "metrics.json")
+    metrics, prob = score_test(model, inp, splits, threshold, npz, batch_size, dev)
+    metrics["checkpoint"] = {"path": str(ckpt), "sha256_16": checkpoint_hash(ckpt),
+                             "complete": bool(payload["complete"])}
+    write_artefacts(metrics, splits["test"].y, prob, out_dir)
     return metrics
 
 
 def _run(args: argparse.Namespace) -> int:
-    evaluate(args.npz, args.ckpt, args.out, args.threshold_rule, args.device, args.batch_size)
+    evaluate(args.npz, args.ckpt, args.out, args.threshold_rule, args.device, args.batch_size,
+             args.allow_provisional)
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate", help="evaluate a checkpoint on the test split",
-        description="Write metrics.json (the study's classification report at 0.5, ROC-AUC, "
-                    "PR-AUC, metrics at the validation-chosen threshold, per-AOI metrics), "
-                    "confusion matrices (counts, normalised), ROC and PR curves.")
+        description="Write metrics.json (first the figures at the threshold the maps use, "
+                    "with how it was chosen; ROC-AUC, PR-AUC; the study's classification "
+                    "report at 0.5 in its own section; per-AOI metrics), confusion matrices, "
+                    "ROC and PR curves.")
     p.add_argument("--npz", required=True, help="dataset NPZ with a test split")
     p.add_argument("--ckpt", required=True, help="checkpoint from 'damagenet train'")
     p.add_argument("--out", required=True, help="results folder")
@@ -118,5 +174,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="re-choose the threshold on val with this rule (default: the "
                         "checkpoint's)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (%(default)s)")
-    p.add_argument("--batch-size", type=int, default=512, help="pairs per batch (%(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=512,
+                   help="pairs per batch (%(default)s)")
+    p.add_argument("--allow-provisional", action="store_true",
+                   help="accept a provisional checkpoint saved while training was still running "
+                        "(refused by default)")
     p.set_defaults(func=_run)

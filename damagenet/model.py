@@ -3,13 +3,15 @@
 Each epoch's 4-band patch (B02, B03, B04, B08) goes through the same ResNet (its first
 convolution widened to 4 bands, its classifier removed), giving F-dimensional features (2048 for
 ResNet-50/101/152, 512 for ResNet-18/34). Fusion ``[b, a, |b - a|, b * a]`` feeds the head
-``Linear(4F, 256), BatchNorm1d, GELU, Dropout(0.5), Linear(256, 1)``: one logit per pair.
+``Linear(4F, 256), BatchNorm1d, GELU, Dropout(0.5), Linear(256, 1)`` (the study's README) or
+its published code's deeper 4096-1024-256 head: one logit per pair.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,15 +46,43 @@ def rgb_to_bands(rgb_weight: torch.Tensor) -> torch.Tensor:
     return torch.stack([b, g, r, rgb_weight.mean(dim=1)], dim=1)
 
 
+#: The two heads of the original study, by name: hidden layer widths and their dropouts. Each
+#: hidden layer is ``Linear, BatchNorm1d, GELU, Dropout``; a final ``Linear(last, 1)`` follows.
+HEADS: dict[str, tuple[tuple[int, ...], tuple[float, ...]]] = {
+    "study-readme": ((256,), (0.5,)),
+    "study-code": ((4096, 1024, 256), (0.5, 0.2, 0.2)),
+}
+
+
+def head_name(hidden: Sequence[int]) -> str | None:
+    """The study's name of a head with these hidden widths, or None for another head."""
+    return next((n for n, (h, _) in HEADS.items() if tuple(hidden) == h), None)
+
+
+def build_head(in_features: int, hidden: Sequence[int], dropout: Sequence[float]
+               ) -> nn.Sequential:
+    """The study's head layout; the module indices match its ``self.head`` state-dict keys."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for units, p in zip(hidden, dropout, strict=True):
+        layers += [nn.Linear(width, units), nn.BatchNorm1d(units), nn.GELU(), nn.Dropout(p)]
+        width = units
+    return nn.Sequential(*layers, nn.Linear(width, 1))
+
+
 class SiameseResNet(nn.Module):
-    """Shared-weight ResNet encoder with the study's fusion head."""
+    """Shared-weight ResNet encoder with the study's fusion and one of its heads."""
 
     def __init__(self, backbone: str = "resnet101", in_bands: int = len(BANDS),
-                 hidden: int = 256, dropout: float = 0.5) -> None:
+                 hidden: Sequence[int] = HEADS["study-readme"][0],
+                 dropout: Sequence[float] = HEADS["study-readme"][1]) -> None:
         super().__init__()
         if backbone not in BACKBONES:
             raise DamagenetError(f"unknown backbone {backbone!r}; choose one of "
                                  f"{', '.join(BACKBONES)}")
+        if len(hidden) != len(dropout) or not hidden:
+            raise DamagenetError(f"head needs one dropout per hidden layer, got {list(hidden)} "
+                                 f"and {list(dropout)}")
         build, _, features = BACKBONES[backbone]
         encoder = build(weights=None)
         encoder.conv1 = nn.Conv2d(in_bands, 64, kernel_size=7, stride=2, padding=3, bias=False)
@@ -61,13 +91,29 @@ class SiameseResNet(nn.Module):
         self.backbone = backbone
         self.in_bands = in_bands
         self.features = features
-        self.head = nn.Sequential(nn.Linear(4 * features, hidden), nn.BatchNorm1d(hidden),
-                                  nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+        self.hidden = tuple(int(h) for h in hidden)
+        self.dropout = tuple(float(p) for p in dropout)
+        self.head = build_head(4 * features, self.hidden, self.dropout)
 
-    def architecture(self) -> dict:
+    def architecture(self) -> dict[str, Any]:
+        """Everything needed to rebuild the network: backbone, bands, head layers."""
         return {"backbone": self.backbone, "in_bands": self.in_bands,
-                "features": self.features, "hidden": self.head[0].out_features,
-                "dropout": self.head[3].p}
+                "features": self.features, "fusion": "[b, a, |b - a|, b * a]",
+                "head": [{"linear": h, "batchnorm": True, "activation": "GELU", "dropout": p}
+                         for h, p in zip(self.hidden, self.dropout, strict=True)]
+                + [{"linear": 1}],
+                "head_name": head_name(self.hidden)}
+
+    @classmethod
+    def from_architecture(cls, arch: Mapping[str, Any]) -> SiameseResNet:
+        """The network an :meth:`architecture` dict describes (weights random)."""
+        layers = list(arch["head"])
+        if not layers or layers[-1] != {"linear": 1}:
+            raise DamagenetError(f"head {layers} does not end in one logit")
+        hidden = [int(layer["linear"]) for layer in layers[:-1]]
+        dropout = [float(layer["dropout"]) for layer in layers[:-1]]
+        return cls(arch["backbone"], in_bands=int(arch["in_bands"]), hidden=hidden,
+                   dropout=dropout)
 
     def forward(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
         """Logits (N,) for pairs of (N, bands, S, S) patches.
@@ -119,9 +165,12 @@ def load_imagenet(model: SiameseResNet, state_dict: Mapping[str, torch.Tensor] |
              model.backbone, weights)
 
 
-def build_model(backbone: str = "resnet101", weights: str = "none") -> SiameseResNet:
-    """The network with ``weights`` 'none' (random) or 'imagenet'."""
-    model = SiameseResNet(backbone)
+def build_model(backbone: str = "resnet101", weights: str = "none",
+                head: str = "study-readme") -> SiameseResNet:
+    """The network with ``weights`` 'none' (random) or 'imagenet' and one of the study's heads."""
+    if head not in HEADS:
+        raise DamagenetError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+    model = SiameseResNet(backbone, hidden=HEADS[head][0], dropout=HEADS[head][1])
     if weights == "imagenet":
         load_imagenet(model)
     elif weights != "none":

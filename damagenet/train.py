@@ -15,6 +15,7 @@ import csv
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,21 +25,26 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from contract.atomic import write_text_atomic
-from damagenet.checkpoint import save_checkpoint
+from contract.atomic import atomic_path, write_text_atomic
+from damagenet.checkpoint import checkpoint_hash, save_checkpoint
 from damagenet.data import (
     Normalisation,
+    Split,
     TensorSplit,
     augment,
+    dataset_config,
     file_sha256,
     load_splits,
     require_both_classes,
     to_tensors,
+    training_ground,
 )
-from damagenet.errors import DamagenetError
+from damagenet.errors import DamagenetError, DamagenetUsageError
+from damagenet.evaluate import protocol_text, score_test, write_artefacts
 from damagenet.inference import predict_logits, resolve_device, sigmoid
 from damagenet.metrics import THRESHOLD_RULES, choose_threshold, ranking_metrics
-from damagenet.model import BACKBONES, SiameseResNet, build_model
+from damagenet.model import BACKBONES, HEADS, SiameseResNet, build_model
+from damagenet.options import positive_int
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     clip_norm: float = 1.5
     threshold_rule: str = "recall90"
+    head: str = "study-readme"
     augment: bool = True
     eval_batch_size: int = 512
     progress: bool = True
@@ -136,43 +143,29 @@ def _val_metrics(logits: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
             "val_roc_auc": ranking_metrics(y, prob)["roc_auc"]}
 
 
-def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
-          cfg: TrainConfig | None = None, run_evaluation: bool = True) -> dict[str, Any]:
-    """Train on the NPZ's train split, early-stop on val, keep the best checkpoint."""
-    cfg = cfg or TrainConfig()
-    if cfg.backbone not in BACKBONES:
-        raise DamagenetError(f"unknown backbone {cfg.backbone!r}; choose one of "
-                             f"{', '.join(BACKBONES)}")
-    if cfg.threshold_rule not in THRESHOLD_RULES:
-        raise DamagenetError(f"threshold rule must be one of {THRESHOLD_RULES}")
-    out_dir, ckpt = Path(out_dir), Path(ckpt)
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    device = resolve_device(cfg.device)
-    splits = load_splits(npz)
-    for name in ("train", "val"):
-        if name not in splits:
-            raise DamagenetError(f"{npz}: no {name!r} split")
-        require_both_classes(npz, name, splits[name])
-    norm = Normalisation.fit(splits["train"])
-    patch_size = int(splits["train"].before.shape[-1])
-    train_t = to_tensors(splits["train"], norm).to(device)
-    val_t = to_tensors(splits["val"], norm)
-    model = build_model(cfg.backbone, cfg.weights).to(device)
-    stepper = Stepper(model, make_optimizer(model, cfg), device, cfg.clip_norm)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    dataset = {"path": str(npz), "sha256": file_sha256(npz),
-               "pairs": {k: int(len(v.y)) for k, v in splits.items()}}
-    log.info("training %s (%s weights) on %s: %d train / %d val pairs of %d px, device %s",
-             cfg.backbone, cfg.weights, npz, len(train_t), len(val_t), patch_size, device)
+def provisional_path(ckpt: Path) -> Path:
+    """Where the best model so far lives while training runs (``x.pt`` -> ``x.provisional.pt``).
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    Never the final path, so an interrupted run leaves no final checkpoint behind.
+    """
+    return ckpt.with_name(f"{ckpt.stem}.provisional{ckpt.suffix}")
+
+
+def _fit(model: SiameseResNet, stepper: Stepper, train_t: TensorSplit, val_t: TensorSplit,
+         val_y: np.ndarray, cfg: TrainConfig, generator: torch.Generator, out_dir: Path,
+         save_provisional: Callable[[int, list[dict[str, Any]]], Any]
+         ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], int, float]:
+    """The epochs: train, validate, keep the best state, stop early; write train_log.csv.
+
+    Returns (history, best state, best epoch, best validation loss).
+    """
     history: list[dict[str, Any]] = []
     best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
-    log_path = out_dir / "train_log.csv"
+    device = stepper.device
     fields = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_roc_auc",
               "seconds"]
-    with open(log_path, "w", newline="") as fh:
+    # the log appears under its name only when training finished (issue 21: no partial outputs)
+    with atomic_path(out_dir / "train_log.csv") as log_tmp, open(log_tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         for epoch in range(1, cfg.epochs + 1):
@@ -180,8 +173,7 @@ def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
             tr_loss, tr_acc = train_epoch(stepper, train_t, cfg.batch_size, generator,
                                           cfg.augment, f"epoch {epoch}/{cfg.epochs}",
                                           cfg.progress)
-            val = _val_metrics(predict_logits(model, val_t, cfg.eval_batch_size, device),
-                               splits["val"].y)
+            val = _val_metrics(predict_logits(model, val_t, cfg.eval_batch_size, device), val_y)
             row = {"epoch": epoch, "train_loss": tr_loss, "train_acc": tr_acc, **val,
                    "seconds": time.perf_counter() - t0}
             history.append(row)
@@ -195,35 +187,137 @@ def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
             if improved:
                 best_loss, best_epoch, stale = val["val_loss"], epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
-                save_checkpoint(ckpt, model, patch_size=patch_size, norm=norm,
-                                threshold={"value": 0.5, "rule": "provisional"},
-                                history=history, dataset=dataset,
-                                extra={"config": asdict(cfg), "best_epoch": best_epoch})
+                save_provisional(epoch, history)
             else:
                 stale += 1
                 if stale >= cfg.patience:
                     log.info("early stop: no val-loss improvement for %d epochs", stale)
                     break
-    assert best_state is not None
+    assert best_state is not None  # epochs >= 1 and the first epoch always improves on inf
+    return history, best_state, best_epoch, best_loss
+
+
+def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
+          cfg: TrainConfig | None = None, run_evaluation: bool = True) -> dict[str, Any]:
+    """Train on the NPZ's train split, early-stop on val, keep the best checkpoint."""
+    cfg = cfg or TrainConfig()
+    _check_config(cfg)
+    out_dir, ckpt = Path(out_dir), Path(ckpt)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    splits = load_splits(npz)
+    for name in ("train", "val"):
+        if name not in splits:
+            raise DamagenetError(f"{npz}: no {name!r} split")
+        require_both_classes(npz, name, splits[name])
+    norm = Normalisation.fit(splits["train"])
+    patch_size = int(splits["train"].before.shape[-1])
+    train_t = to_tensors(splits["train"], norm).to(device)
+    val_t = to_tensors(splits["val"], norm)
+    model = build_model(cfg.backbone, cfg.weights, cfg.head).to(device)
+    stepper = Stepper(model, make_optimizer(model, cfg), device, cfg.clip_norm)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    dataset = {"path": str(npz), "sha256": file_sha256(npz),
+               "pairs": {k: int(len(v.y)) for k, v in splits.items()}}
+    ground = training_ground(splits, patch_size)
+    if ground is None:
+        log.warning("%s records no aoi/row/col per split: the checkpoint cannot tell maps "
+                    "which ground it was trained on", npz)
+    saving = {"patch_size": patch_size, "norm": norm, "dataset": dataset,
+              "training_ground": ground}
+    log.info("training %s (%s weights) on %s: %d train / %d val pairs of %d px, device %s",
+             cfg.backbone, cfg.weights, npz, len(train_t), len(val_t), patch_size, device)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    history, best_state, best_epoch, best_loss = _fit(
+        model, stepper, train_t, val_t, splits["val"].y, cfg, generator, out_dir,
+        lambda epoch, hist: save_checkpoint(
+            provisional_path(ckpt), model, threshold={"value": 0.5, "rule": "provisional"},
+            history=hist, complete=False,
+            extra={"config": asdict(cfg), "best_epoch": epoch}, **saving))
     model.load_state_dict(best_state)
     val_prob = sigmoid(predict_logits(model, val_t, cfg.eval_batch_size, device))
     threshold = {"value": choose_threshold(splits["val"].y, val_prob, cfg.threshold_rule),
                  "rule": cfg.threshold_rule, "chosen_on": "val"}
-    save_checkpoint(ckpt, model, patch_size=patch_size, norm=norm, threshold=threshold,
-                    history=history, dataset=dataset,
-                    extra={"config": asdict(cfg), "best_epoch": best_epoch})
+    result: dict[str, Any] = {"best_epoch": best_epoch, "best_val_loss": best_loss,
+                              "epochs_run": len(history),
+                              "best_epoch_is_last": best_epoch == len(history),
+                              "threshold": threshold}
+    if result["best_epoch_is_last"]:
+        result["warning"] = (f"the best epoch was the last one ({best_epoch} of {cfg.epochs} "
+                             "allowed): validation loss was still falling, more epochs may "
+                             "help (--epochs)")
+        log.warning(result["warning"])
+    evaluation = None
+    if run_evaluation and "test" in splits and _evaluable(npz, splits["test"]):
+        evaluation = score_test(model, norm, splits, threshold, npz, cfg.eval_batch_size,
+                                device)
+    card = {"training": _card_training(npz, splits, cfg, result),
+            "test": _card_test(evaluation[0]) if evaluation else None}
+    save_checkpoint(ckpt, model, threshold=threshold, history=history, complete=True,
+                    card=card, extra={"config": asdict(cfg), "best_epoch": best_epoch},
+                    **saving)
+    provisional_path(ckpt).unlink(missing_ok=True)
     log.info("best epoch %d (val loss %.4f); threshold %.3f (%s); checkpoint %s", best_epoch,
              best_loss, threshold["value"], cfg.threshold_rule, ckpt)
-    result: dict[str, Any] = {"best_epoch": best_epoch, "best_val_loss": best_loss,
-                              "threshold": threshold, "epochs_run": len(history)}
-    if run_evaluation and "test" in splits:
-        from damagenet.evaluate import evaluate
-
-        result["test"] = evaluate(npz, ckpt, out_dir, device=cfg.device,
-                                  batch_size=cfg.eval_batch_size)
+    if evaluation:
+        metrics, prob = evaluation
+        metrics["checkpoint"] = {"path": str(ckpt), "sha256_16": checkpoint_hash(ckpt),
+                                 "complete": True}
+        write_artefacts(metrics, splits["test"].y, prob, out_dir)
+        result["test"] = metrics
     write_text_atomic(out_dir / "train_summary.json",
                       json.dumps(result, indent=2, default=str) + "\n")
     return result
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    if cfg.backbone not in BACKBONES:
+        raise DamagenetUsageError(f"unknown backbone {cfg.backbone!r}; choose one of "
+                                  f"{', '.join(BACKBONES)}")
+    if cfg.head not in HEADS:
+        raise DamagenetUsageError(f"unknown head {cfg.head!r}; choose one of {', '.join(HEADS)}")
+    if cfg.threshold_rule not in THRESHOLD_RULES:
+        raise DamagenetUsageError(f"threshold rule must be one of {THRESHOLD_RULES}")
+    if cfg.epochs < 1 or cfg.patience < 1:
+        raise DamagenetUsageError("--epochs and --patience must be at least 1")
+    if cfg.batch_size < 2:
+        raise DamagenetUsageError("--batch-size must be at least 2: BatchNorm needs two pairs")
+
+
+def _evaluable(npz: str | Path, test: Split) -> bool:
+    if len(np.unique(test.y)) == 2:
+        return True
+    log.warning("%s: the test split lacks a class; no test metrics", npz)
+    return False
+
+
+def _card_training(npz: str | Path, splits: dict[str, Split], cfg: TrainConfig,
+                   result: dict[str, Any]) -> dict[str, Any]:
+    """Where, when and how the model learned, for the model card."""
+    config = dataset_config(npz) or {}
+    aois = {name: sorted({str(a) for a in sp.aoi.tolist()}) if sp.aoi is not None
+            else "not recorded" for name, sp in splits.items()}
+    return {"origin": "trained with damagenet train", "aois": aois,
+            "dates": config.get("dates", "not recorded in the dataset"),
+            "split": protocol_text(npz),
+            "pairs": {k: int(len(v.y)) for k, v in splits.items()},
+            "epochs_run": result["epochs_run"], "best_epoch": result["best_epoch"],
+            "best_epoch_is_last": result["best_epoch_is_last"],
+            "recipe": {k: v for k, v in asdict(cfg).items()
+                       if k not in ("device", "progress", "eval_batch_size")}}
+
+
+def _card_test(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The card's test section: headline figures at the map threshold and the protocol."""
+    return {"metrics": {"threshold": metrics["threshold"]["value"],
+                        "accuracy": metrics["accuracy"],
+                        "damage_precision": metrics["Damage"]["precision"],
+                        "damage_recall": metrics["Damage"]["recall"],
+                        "macro_f1": metrics["macro_f1"], "roc_auc": metrics["roc_auc"],
+                        "pr_auc": metrics["pr_auc"], "test_pairs": metrics["test_pairs"]},
+            "protocol": metrics["protocol"]}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -231,10 +325,19 @@ def _run(args: argparse.Namespace) -> int:
                       backbone=args.backbone, weights=args.weights, device=args.device,
                       seed=args.seed, lr_backbone=args.lr_backbone, lr_head=args.lr_head,
                       weight_decay=args.weight_decay, clip_norm=args.clip_norm,
-                      threshold_rule=args.threshold_rule, augment=not args.no_augment,
+                      threshold_rule=args.threshold_rule, head=args.head,
+                      augment=not args.no_augment,
                       progress=not args.quiet)
     train(args.npz, args.out, args.ckpt, cfg, run_evaluation=not args.no_evaluate)
     return 0
+
+
+def batch_size(text: str) -> int:
+    """A batch of at least 2 pairs: BatchNorm in training mode cannot learn from one."""
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError("must be at least 2 (BatchNorm needs two pairs)")
+    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -248,13 +351,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--npz", required=True, help="dataset NPZ (study or flat layout)")
     p.add_argument("--out", required=True, help="results folder (logs, metrics, plots)")
     p.add_argument("--ckpt", required=True, help="checkpoint path, e.g. models/best_resnet101.pt")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs (%(default)s)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size,
-                   help="pairs per batch (%(default)s)")
-    p.add_argument("--patience", type=int, default=d.patience,
+    p.add_argument("--epochs", type=positive_int, default=d.epochs,
+                   help="maximum epochs (%(default)s)")
+    p.add_argument("--batch-size", type=batch_size, default=d.batch_size,
+                   help="pairs per batch, at least 2 for BatchNorm (%(default)s)")
+    p.add_argument("--patience", type=positive_int, default=d.patience,
                    help="epochs without val-loss improvement before stopping (%(default)s)")
     p.add_argument("--backbone", choices=list(BACKBONES), default=d.backbone,
                    help="ResNet depth (%(default)s)")
+    p.add_argument("--head", choices=list(HEADS), default=d.head,
+                   help="the study's README head 4F-256-1 (study-readme) or its published "
+                        "code's 4F-4096-1024-256-1 (study-code) (%(default)s)")
     p.add_argument("--weights", choices=("none", "imagenet"), default=d.weights,
                    help="initialisation: random, or torchvision ImageNet weights mapped onto "
                         "the bands (needs network or a cached copy) (%(default)s)")

@@ -30,5 +30,8 @@ def write_study_npz(path: Path, seed: int = 0, sizes=(192, 64, 96), aois=True) -
         arrays.update({f"Xb_{split}": xb, f"Xa_{split}": xa, f"y_{split}": y})
         if aois:
             arrays[f"aoi_{split}"] = np.where(np.arange(n) < n // 2, "bucha", "irpin")
+            offset = {"train": 0, "val": 1000, "test": 2000}[split]
+            arrays[f"row_{split}"] = offset + 16 * (np.arange(n) // 8)
+            arrays[f"col_{split}"] = 16 * (np.arange(n) % 8)
     np.savez(path, **arrays)
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import urllib.error
@@ -11,10 +12,11 @@ import pytest
 import torch
 from model_data import write_study_npz
 
-from damagenet.checkpoint import load_checkpoint, norm_of
+import damagenet
+from damagenet.checkpoint import checkpoint_hash, input_of, load_checkpoint, norm_of
 from damagenet.cli import main
 from damagenet.data import Normalisation, augment, load_splits, symmetry, to_tensors
-from damagenet.errors import DamagenetError
+from damagenet.errors import CheckpointError, DamagenetError
 from damagenet.evaluate import evaluate, probabilities
 from damagenet.model import BACKBONES, SiameseResNet, build_model, load_imagenet, rgb_to_bands
 from damagenet.train import TrainConfig, train
@@ -34,21 +36,88 @@ def trained(tmp_path_factory, npz):
     return out, result
 
 
-def test_small_backbone_learns_planted_change(trained):
+def test_small_backbone_learns_planted_change(trained, npz):
     out, result = trained
     metrics = json.loads((out / "results" / "metrics.json").read_text())
     assert metrics["roc_auc"] > 0.9
     assert result["test"]["roc_auc"] == metrics["roc_auc"]
     for name in ("confusion_matrix_counts.png", "confusion_matrix_normalized.png",
-                 "roc_curve.png", "pr_curve.png", "train_log.csv"):
+                 "confusion_matrix_threshold.png", "roc_curve.png", "pr_curve.png",
+                 "train_log.csv"):
         assert (out / "results" / name).stat().st_size > 0
-    for cls in ("No-Damage", "Damage"):
-        assert set(metrics[cls]) == {"precision", "recall", "f1-score", "support"}
-    assert {"accuracy", "macro_f1", "pr_auc", "at_chosen_threshold", "per_aoi"} <= set(metrics)
-    assert set(metrics["per_aoi"]) == {"bucha", "irpin"}
-    assert metrics["threshold"]["chosen_on"] == "val"
     log = (out / "results" / "train_log.csv").read_text().splitlines()
     assert log[0].startswith("epoch,train_loss,train_acc,val_loss,val_acc,val_roc_auc")
+    assert len(log) == 1 + result["epochs_run"]
+
+
+def test_metrics_lead_with_the_map_threshold_and_hold_real_values(trained, npz):
+    """The figures in metrics.json are those of the checkpoint's model on the test split."""
+    out, _ = trained
+    metrics = json.loads((out / "results" / "metrics.json").read_text())
+    model, payload = load_checkpoint(out / "model.pt")
+    t = payload["threshold"]["value"]
+    assert list(metrics)[0] == "threshold" and metrics["threshold"]["value"] == t
+    assert metrics["threshold"]["rule"] == "recall90" and metrics["threshold"]["chosen_on"] == "val"
+    assert "validation" in metrics["threshold"]["how"]
+    assert "class map" in metrics["threshold"]["used_by_maps"]
+    test = load_splits(npz)["test"]
+    prob = probabilities(model, test, input_of(payload), 512, torch.device("cpu"))
+    y = test.y
+
+    def counts(threshold):
+        pred = prob >= threshold
+        return [[int((~pred & (y == 0)).sum()), int((pred & (y == 0)).sum())],
+                [int((~pred & (y == 1)).sum()), int((pred & (y == 1)).sum())]]
+
+    (tn, fp), (fn, tp) = cm = counts(t)
+    assert metrics["confusion_matrix"] == cm
+    assert metrics["accuracy"] == pytest.approx((tn + tp) / len(y))
+    assert metrics["Damage"]["recall"] == pytest.approx(tp / (fn + tp))
+    assert metrics["Damage"]["precision"] == pytest.approx(tp / max(tp + fp, 1))
+    assert metrics["No-Damage"]["support"] == 48 and metrics["Damage"]["support"] == 48
+    half = metrics["study_report_at_0.5"]
+    assert half["threshold"] == 0.5 and half["confusion_matrix"] == counts(0.5)
+    assert "0.5" in half["note"] and "do not use" in half["note"]
+    assert metrics["test_pairs"] == 96 and "not recorded" in metrics["protocol"]
+    assert metrics["checkpoint"]["sha256_16"] == checkpoint_hash(out / "model.pt")
+    assert {k: v["pairs"] for k, v in metrics["per_aoi"].items()} == {"bucha": 48, "irpin": 48}
+    bucha = test.aoi == "bucha"
+    assert metrics["per_aoi"]["bucha"]["damaged"] == int(y[bucha].sum()) == 24
+    pred_b = prob[bucha] >= t
+    assert metrics["per_aoi"]["bucha"]["damage_recall"] == pytest.approx(
+        (pred_b & (y[bucha] == 1)).sum() / (y[bucha] == 1).sum())
+
+
+def test_training_records_ground_card_and_completion(trained, npz):
+    out, result = trained
+    _, payload = load_checkpoint(out / "model.pt")
+    assert payload["complete"] is True
+    assert not (out / "model.provisional.pt").exists()
+    ground = payload["training_ground"]
+    assert ground["patch_size"] == 16 and set(ground["aois"]) == {"bucha", "irpin"}
+    d = np.load(npz)
+    for split in ("train", "val", "test"):
+        m = d[f"aoi_{split}"] == "irpin"
+        rc = ground["aois"]["irpin"][split]
+        assert rc.dtype == torch.int32 and rc.shape == (int(m.sum()), 2)
+        assert np.array_equal(rc.numpy(), np.stack([d[f"row_{split}"][m],
+                                                    d[f"col_{split}"][m]], axis=1))
+    card = payload["card"]
+    assert card["input"]["bands"] == ["B02", "B03", "B04", "B08"]
+    assert card["input"]["patch_size"] == 16
+    assert card["input"]["mean"] == payload["input"]["mean"]
+    assert card["threshold"]["value"] == payload["threshold"]["value"]
+    assert card["training"]["aois"] == {"train": ["bucha", "irpin"], "val": ["bucha", "irpin"],
+                                        "test": ["bucha", "irpin"]}
+    assert card["training"]["pairs"] == {"train": 192, "val": 64, "test": 96}
+    assert card["test"]["metrics"]["roc_auc"] == result["test"]["roc_auc"]
+    assert card["dataset"]["sha256"] == hashlib.sha256(npz.read_bytes()).hexdigest()
+    assert card["architecture"]["head"] == "2048-256-1 (BatchNorm1d, GELU, Dropout 0.5)"
+    assert card["software"]["damagenet"] == damagenet.__version__
+    summary = json.loads((out / "results" / "train_summary.json").read_text())
+    assert summary["best_epoch_is_last"] is (summary["best_epoch"] == summary["epochs_run"])
+    if summary["best_epoch_is_last"]:
+        assert "more epochs may help" in summary["warning"]
 
 
 def test_checkpoint_is_self_contained_and_reproducible(trained, npz):
@@ -189,8 +258,18 @@ def test_checkpoint_of_other_architecture_or_bands(trained, tmp_path, npz):
     payload = torch.load(out / "model.pt", weights_only=True)
     payload["bands"] = ["B02", "B03", "B04"]
     torch.save(payload, tmp_path / "bands.pt")
-    with pytest.raises(DamagenetError, match="expects bands"):
+    with pytest.raises(CheckpointError, match="not a permutation"):
         load_checkpoint(tmp_path / "bands.pt")
+    payload["bands"] = ["B08", "B02", "B03", "B04"]  # any order is accepted: predict reorders
+    torch.save(payload, tmp_path / "perm.pt")
+    assert load_checkpoint(tmp_path / "perm.pt")[1]["bands"] == ["B08", "B02", "B03", "B04"]
+    payload["format"] = "damagenet-checkpoint/1"
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="earlier damagenet"):
+        load_checkpoint(tmp_path / "old.pt")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "text.pt")
     torch.save({"something": 1}, tmp_path / "foreign.pt")
     with pytest.raises(DamagenetError, match="not a damagenet checkpoint"):
         evaluate(npz, tmp_path / "foreign.pt", tmp_path / "e")
@@ -213,3 +292,66 @@ def test_study_command_form(tmp_path, npz, monkeypatch, capsys):
 
 def test_all_backbones_known():
     assert set(BACKBONES) == {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
+
+
+def test_interrupted_training_leaves_only_a_provisional_checkpoint(npz, tmp_path, monkeypatch):
+    """Ctrl-C after the first epoch: no final checkpoint; the provisional one is refused."""
+    import damagenet.train as train_module
+
+    real, calls = train_module.train_epoch, []
+
+    def interrupt_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_epoch", interrupt_second)
+    cfg = TrainConfig(epochs=3, backbone="resnet18", batch_size=32, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(npz, tmp_path / "r", tmp_path / "m.pt", cfg)
+    assert not (tmp_path / "m.pt").exists()
+    assert list((tmp_path / "r").iterdir()) == []  # no train_log.csv, no temporary file
+    provisional = tmp_path / "m.provisional.pt"
+    with pytest.raises(CheckpointError, match="--allow-provisional"):
+        load_checkpoint(provisional)
+    _, payload = load_checkpoint(provisional, allow_provisional=True)
+    assert payload["complete"] is False and payload["threshold"]["rule"] == "provisional"
+    assert payload["card"]["complete"] is False
+    args = ["evaluate", "--npz", str(npz), "--ckpt", str(provisional), "--out",
+            str(tmp_path / "e")]
+    assert main(args) == 2 and not (tmp_path / "e" / "metrics.json").exists()
+    assert main(args + ["--allow-provisional"]) == 0
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["checkpoint"]["complete"] is False
+    assert metrics["threshold"]["rule"] == "provisional"
+
+
+def test_info_prints_the_card(trained, capsys):
+    out, _ = trained
+    ckpt = out / "model.pt"
+    assert main(["info", str(ckpt)]) == 0
+    text = capsys.readouterr().out
+    _, payload = load_checkpoint(ckpt)
+    assert f"sha256 16: {hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16]}" in text
+    assert "bands: B02, B03, B04, B08" in text and "patch size: 16" in text
+    assert f"value: {payload['threshold']['value']:.4g}" in text
+    assert "highest threshold whose damage recall on the validation split" in text
+    assert "train: bucha, irpin" in text
+    assert main(["info", "--json", str(ckpt)]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["checkpoint"]["sha256_16"] == checkpoint_hash(ckpt)
+    assert {k: v for k, v in card.items() if k != "checkpoint"} == json.loads(
+        json.dumps(payload["card"]))
+    assert main(["info", str(out / "missing.pt")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value", [("--batch-size", "1"), ("--epochs", "0"),
+                                           ("--patience", "x")])
+def test_train_options_refused_where_parsed(npz, tmp_path, capsys, option, value):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--npz", str(npz), "--out", str(tmp_path / "r"), "--ckpt",
+              str(tmp_path / "m.pt"), option, value])
+    assert exc.value.code == 2 and option in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "m.pt").exists()
