@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,7 +22,7 @@ import torch
 
 from contract.bands import BANDS, QUANTIFICATION
 from contract.npz_keys import FLAT_KEYS, SPLITS, split_key
-from damagenet.errors import DamagenetError
+from damagenet.errors import DamagenetError, DamagenetUsageError, InputFileError
 
 log = logging.getLogger(__name__)
 SCALE = 1.0 / QUANTIFICATION
@@ -91,10 +92,13 @@ def _split_from_flat(d, path: Path) -> dict[str, Split]:
 def load_splits(path: str | Path) -> dict[str, Split]:
     """Read either layout and validate it; the error names the file and the problem."""
     path = Path(path)
+    if not path.exists():
+        raise DamagenetUsageError(f"{path}: cannot read: no such dataset file")
     try:
         d = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DamagenetError(f"{path}: cannot read as NPZ ({exc})") from exc
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputFileError(f"{path}: cannot read as NPZ, the file is truncated or not an "
+                             f"NPZ ({exc})") from exc
     with d:
         if any(k.startswith("Xb_") for k in d.files):
             splits = {}

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from contract.atomic import write_text_atomic
+from contract.options import positive_int
 from damagenet.card import THRESHOLD_HOW
 from damagenet.checkpoint import checkpoint_hash, input_of, load_checkpoint
 from damagenet.data import (
@@ -32,7 +33,6 @@ from damagenet.data import (
 from damagenet.errors import DamagenetError
 from damagenet.inference import predict_logits, resolve_device, sigmoid
 from damagenet.metrics import THRESHOLD_RULES, choose_threshold, ranking_metrics, report
-from damagenet.options import positive_int
 from damagenet.plots import confusion_plot, pr_plot, roc_plot
 
 log = logging.getLogger(__name__)

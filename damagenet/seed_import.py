@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from contract.bands import BANDS, QUANTIFICATION
+from contract.options import positive_int
 from damagenet.checkpoint import check_bands, save_checkpoint
 from damagenet.data import Normalisation
 from damagenet.errors import CheckpointError, DamagenetUsageError, InputFileError
 from damagenet.model import BACKBONES, HEADS, SiameseResNet, head_name
-from damagenet.options import positive_int
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from contract.atomic import atomic_path, write_text_atomic
+from contract.options import positive_int
 from damagenet.checkpoint import checkpoint_hash, save_checkpoint
 from damagenet.data import (
     Normalisation,
@@ -44,7 +45,6 @@ from damagenet.evaluate import protocol_text, score_test, write_artefacts
 from damagenet.inference import predict_logits, resolve_device, sigmoid
 from damagenet.metrics import THRESHOLD_RULES, choose_threshold, ranking_metrics
 from damagenet.model import BACKBONES, HEADS, SiameseResNet, build_model
-from damagenet.options import positive_int
 
 log = logging.getLogger(__name__)
 
