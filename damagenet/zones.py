@@ -39,7 +39,10 @@ def wilson(k: np.ndarray, n: np.ndarray, z: float = Z95) -> tuple[np.ndarray, np
         denom = 1 + z**2 / n
         centre = (p + z**2 / (2 * n)) / denom
         half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    # exact ends for 0 and n (the formula gives them up to rounding)
+    lo = np.where(k == 0, 0.0, np.clip(centre - half, 0, 1))
+    hi = np.where(k == n, 1.0, np.clip(centre + half, 0, 1))
+    return np.where(n > 0, lo, np.nan), np.where(n > 0, hi, np.nan)
 
 
 @dataclass
