@@ -1,4 +1,4 @@
-"""``damagenet aggregate``: zonal values against brute force, edges, nodata, CRS, formats, errors."""
+"""``damagenet aggregate``: zonal values against brute force; edges, nodata, CRS, formats, errors."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def _layouts(tmp_path):
     centre = utm.centroid.to_crs(4326)
     google = pd.DataFrame({"latitude": centre.y, "longitude": centre.x,
                            "area_in_meters": utm.area, "confidence": 0.8,
-                           "geometry": ll.to_wkt(),
+                           "geometry": shapely.to_wkt(ll.values, rounding_precision=-1),
                            "full_plus_code": [f"9G{i}X+XX" for i in range(n)]})
     paths = {"osm.gpkg": ("osm_id", ["building", "name"]),
              "overture.parquet": ("id", ["height"]),
