@@ -2,8 +2,8 @@
 
 Buildings are small next to 10 m pixels (a house covers a few pixels, often partly), so
 centre-of-pixel masks (``rasterstats``' default) drop or over-count whole pixels. Here every
-footprint is intersected with each pixel cell its bounding box touches (vectorised shapely),
-and the intersection areas weight the pixel values: an exact area-weighted mean. Pixel values
+footprint is clipped to each pixel cell its bounding box touches (vectorised numpy), and the
+clipped areas weight the pixel values: an exact area-weighted mean. Pixel values
 are gathered per raster block, reading only the blocks a batch of footprints touches, so memory
 is bounded by the batch, never the map.
 """
@@ -42,12 +42,6 @@ class MapGrid:
         bh, bw = src.block_shapes[0]
         return cls(t.c, t.f, t.a, -t.e, src.width, src.height, bh, bw)
 
-    def cell_boxes(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Polygons of the pixel cells (rows, cols)."""
-        x = self.x0 + cols * self.dx
-        y = self.y0 - rows * self.dy
-        return shapely.box(x, y - self.dy, x + self.dx, y)
-
 
 def check_same_grid(ref: rasterio.DatasetReader, other: rasterio.DatasetReader) -> None:
     for key in ("crs", "transform", "width", "height"):
@@ -83,10 +77,96 @@ def pixel_pairs(grid: MapGrid, geoms: np.ndarray) -> tuple[np.ndarray, ...]:
     whole = single[idx]
     weight[whole] = shapely.area(geoms[idx[whole]])
     part = ~whole
-    weight[part] = shapely.area(shapely.intersection(
-        geoms[idx[part]], grid.cell_boxes(rows[part], cols[part])))
+    weight[part] = cell_overlap(grid, geoms, idx[part], rows[part], cols[part])
     keep = weight > 0
     return idx[keep], rows[keep], cols[keep], weight[keep]
+
+
+def cell_overlap(grid: MapGrid, geoms: np.ndarray, idx: np.ndarray, rows: np.ndarray,
+                 cols: np.ndarray) -> np.ndarray:
+    """Area of footprint ``idx[k]`` inside pixel cell (``rows[k]``, ``cols[k]``), exactly.
+
+    Every ring of the footprint is clipped to the cell (Sutherland-Hodgman, all pairs at once
+    in numpy; exact for any ring since the cell is convex), in coordinates relative to the
+    cell so UTM magnitudes cost no precision. Outer ring areas add, hole areas subtract.
+    GEOS intersections pair by pair cost about ten times more.
+    """
+    if len(idx) == 0:
+        return np.zeros(0)
+    used, inverse = np.unique(idx, return_inverse=True)
+    parts, part_of = shapely.get_parts(geoms[used], return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    outer = np.r_[True, ring_part[1:] != ring_part[:-1]]
+    ring_bld = part_of[ring_part]  # position in ``used``
+    coords, ring_of = shapely.get_coordinates(rings, return_index=True)
+    closing = np.r_[ring_of[1:] != ring_of[:-1], True]  # rings repeat their first vertex
+    coords, ring_of = coords[~closing], ring_of[~closing]
+    n_vert = np.bincount(ring_of, minlength=len(rings))
+    vert0 = np.cumsum(n_vert) - n_vert
+    n_ring = np.bincount(ring_bld, minlength=len(used))
+    ring0 = np.cumsum(n_ring) - n_ring
+    # one (pair, ring) task per ring of each pair's footprint, then its vertices
+    task_pair = np.repeat(np.arange(len(idx)), n_ring[inverse])
+    task_ring = ring0[inverse][task_pair] + _ramp(n_ring[inverse])
+    vert_task = np.repeat(np.arange(len(task_ring)), n_vert[task_ring])
+    xy = coords[vert0[task_ring][vert_task] + _ramp(n_vert[task_ring])]
+    xy[:, 0] -= grid.x0 + cols[task_pair][vert_task] * grid.dx
+    xy[:, 1] -= grid.y0 - (rows[task_pair][vert_task] + 1) * grid.dy
+    for axis, bound, keep_above in ((0, 0.0, True), (0, grid.dx, False), (1, 0.0, True),
+                                    (1, grid.dy, False)):
+        xy, vert_task = _clip(xy, vert_task, axis, bound, keep_above)
+    area = np.abs(_shoelace(xy, vert_task, len(task_ring)))
+    sign = np.where(outer[task_ring], 1.0, -1.0)
+    return np.bincount(task_pair, sign * area, minlength=len(idx))
+
+
+def _ramp(counts: np.ndarray) -> np.ndarray:
+    """0..c-1 for each count c, concatenated."""
+    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _next_in_run(run: np.ndarray) -> np.ndarray:
+    """Index of the next vertex of the same ring, wrapping to the ring's first."""
+    i = np.arange(len(run))
+    first = np.r_[True, run[1:] != run[:-1]]
+    last = np.r_[run[1:] != run[:-1], True]
+    start = np.maximum.accumulate(np.where(first, i, 0))
+    return np.where(last, start, i + 1)
+
+
+def _clip(xy: np.ndarray, run: np.ndarray, axis: int, bound: float, keep_above: bool
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """One Sutherland-Hodgman pass: clip every ring to the half-plane x[axis] >= / <= bound."""
+    if len(xy) == 0:
+        return xy, run
+    nxt = _next_in_run(run)
+    v = xy[:, axis]
+    inside = v >= bound if keep_above else v <= bound
+    in_next = inside[nxt]
+    dv = v[nxt] - v
+    t = np.divide(bound - v, dv, out=np.zeros_like(v), where=dv != 0)
+    cross = xy + t[:, None] * (xy[nxt] - xy)
+    cross[:, axis] = bound
+    # per edge i -> next: both in: next; leaving: crossing; entering: crossing and next
+    count = np.where(inside, 1, np.where(in_next, 2, 0))
+    pos = np.cumsum(count) - count
+    out = np.empty((int(count.sum()), 2))
+    first = np.where(inside & in_next, nxt, -1)
+    emits = count > 0
+    out[pos[emits]] = np.where((first[emits] >= 0)[:, None], xy[np.maximum(first, 0)][emits],
+                               cross[emits])
+    two = count == 2
+    out[pos[two] + 1] = xy[nxt[two]]
+    return out, np.repeat(run, count)
+
+
+def _shoelace(xy: np.ndarray, run: np.ndarray, n: int) -> np.ndarray:
+    """Signed area of each ring (vertices grouped by ``run``, not closed)."""
+    if len(xy) == 0:
+        return np.zeros(n)
+    nxt = _next_in_run(run)
+    cross = xy[:, 0] * xy[nxt, 1] - xy[nxt, 0] * xy[:, 1]
+    return 0.5 * np.bincount(run, cross, minlength=n)
 
 
 def gather(src: rasterio.DatasetReader, grid: MapGrid, rows: np.ndarray, cols: np.ndarray

@@ -1,4 +1,4 @@
-"""``damagenet aggregate``: zonal values against brute force; edges, nodata, CRS, formats, errors."""
+"""``damagenet aggregate``: zonal values vs brute force; edges, nodata, CRS, formats, errors."""
 
 from __future__ import annotations
 
@@ -53,7 +53,9 @@ def footprints() -> list:
            shapely.box(X0 + 5, Y0 - 115, X0 + 25, Y0 - 95),  # entirely on the nodata cloud
            shapely.box(X0 - 80, Y0 + 40, X0 - 60, Y0 + 60),  # outside the map
            shapely.MultiPolygon([shapely.box(X0 + 122, Y0 - 33, X0 + 131, Y0 - 21),
-                                 shapely.box(X0 + 133, Y0 - 33, X0 + 139, Y0 - 28)])]
+                                 shapely.box(X0 + 133, Y0 - 33, X0 + 139, Y0 - 28)]),
+           shapely.box(X0 + 30, Y0 - 100, X0 + 75, Y0 - 60).difference(  # a courtyard
+               shapely.box(X0 + 42, Y0 - 88, X0 + 63, Y0 - 71))]
     return rot
 
 
@@ -111,10 +113,10 @@ def test_edge_nodata_and_outside_are_counted_apart(tmp_path, prob_map):
     assert status[4] == "partial" and b.valid_share[3] == pytest.approx(10 / 21)
     assert status[5] == "nodata" and status[6] == "outside map"
     assert summary["buildings_on_nodata"] == 1 and summary["buildings_outside_map"] == 1
-    assert summary["buildings_assessed"] == 5
+    assert summary["buildings_assessed"] == 6
     # the nodata building sits in a grid cell: counted there, but not as undamaged
-    assert zones.buildings.sum() == 6 and zones.buildings_no_data.sum() == 1
-    assert zones.buildings_assessed.sum() == 5
+    assert zones.buildings.sum() == 7 and zones.buildings_no_data.sum() == 1
+    assert zones.buildings_assessed.sum() == 6
     assert zones.damaged.sum() == summary["buildings_damaged"]
 
 
@@ -181,7 +183,7 @@ def test_every_format_and_layout(tmp_path, prob_map):
 
 def test_outputs_styles_and_truth_metrics(tmp_path, prob_map):
     map_path, values = prob_map
-    truth = np.array([1, 0, 1, 1, 0, 1, 0])
+    truth = np.array([1, 0, 1, 1, 0, 1, 0, 1])
     bld = write_buildings(tmp_path / "b.gpkg", damaged=truth)
     summary, b, _ = run(tmp_path, map_path, bld)
     out = tmp_path / "out"
@@ -194,7 +196,7 @@ def test_outputs_styles_and_truth_metrics(tmp_path, prob_map):
                                   "WHERE useAsDefault"))
     assert set(styles) == {"buildings", "zones"} and "RuleRenderer" in styles["buildings"]
     assert (out / "agg_buildings.qml").read_text() == styles["buildings"]
-    assert len(pd.read_csv(out / "agg_buildings.csv")) == 7
+    assert len(pd.read_csv(out / "agg_buildings.csv")) == 8
     saved = json.loads((out / "agg_summary.json").read_text())
     pred = b.damaged.to_numpy(dtype=float)
     known = ~np.isnan(pred)
@@ -226,7 +228,7 @@ def test_districts_with_wilson_interval(tmp_path, prob_map):
     summary, b, z = run(tmp_path, map_path, write_buildings(tmp_path / "b.gpkg"),
                         zones=tmp_path / "districts.geojson")
     assert list(z.zone_name) == ["West", "East"] and list(z.zone_id) == ["1", "2"]
-    assert z.buildings.sum() == 6  # the building outside the map is in no district
+    assert z.buildings.sum() == 7  # the building outside the map is in no district
     lo, hi = wilson(z.damaged.to_numpy(), z.buildings_assessed.to_numpy())
     np.testing.assert_allclose(z.damaged_share_low, lo)
     np.testing.assert_allclose(z.damaged_share_high, hi)
@@ -252,7 +254,7 @@ def test_uncertainty_spread_interval(tmp_path, prob_map):
     assessed = z.buildings_assessed.sum()
     assert (z.damaged_share_low * z.buildings_assessed).sum() == pytest.approx(low)
     assert (z.damaged_share_high * z.buildings_assessed).sum() == pytest.approx(high)
-    assert assessed == 5 and summary["zones"]["interval"] == "ensemble spread 95%"
+    assert assessed == 6 and summary["zones"]["interval"] == "ensemble spread 95%"
 
 
 def test_threshold_from_summary_or_option(tmp_path):
@@ -315,3 +317,26 @@ def test_cli_exit_codes(tmp_path, prob_map, capsys):
         main(["aggregate", "--map", str(map_path), "--buildings", str(bld), "--out",
               str(out), "--threshold", "1.5"])
     assert exc.value.code == 2
+
+
+def test_cell_overlap_matches_geos_on_random_concave_shapes():
+    from damagenet.zonal import MapGrid, pixel_pairs
+
+    rng = np.random.default_rng(7)
+    grid = MapGrid(X0, Y0, PX, PX, W, H, 16, 16)
+    shapes = []
+    for _ in range(60):  # random stars: concave, many vertices, crossing several cells
+        k = int(rng.integers(5, 12))
+        ang = np.sort(rng.uniform(0, 2 * np.pi, k))
+        rad = rng.uniform(4, 30, k)
+        cx, cy = X0 + rng.uniform(0, W * PX), Y0 - rng.uniform(0, H * PX)
+        shapes.append(shapely.Polygon(np.c_[cx + rad * np.cos(ang), cy + rad * np.sin(ang)]))
+    geoms = np.array([shapely.make_valid(s) for s in shapes], dtype=object)
+    idx, rows, cols, w = pixel_pairs(grid, geoms)
+    cells = shapely.box(X0 + cols * PX, Y0 - (rows + 1) * PX, X0 + (cols + 1) * PX,
+                        Y0 - rows * PX)
+    np.testing.assert_allclose(w, shapely.area(shapely.intersection(geoms[idx], cells)),
+                               rtol=1e-7, atol=1e-6)
+    total = np.bincount(idx, w, minlength=len(geoms))
+    inside = shapely.area(shapely.clip_by_rect(geoms, X0, Y0 - H * PX, X0 + W * PX, Y0))
+    np.testing.assert_allclose(total, inside, rtol=1e-7, atol=1e-6)
