@@ -48,6 +48,7 @@ COVERAGE_METHOD = "exact fractional pixel coverage (area of footprint and pixel 
 GPKG_OPTIONS = {"VERSION": "1.2"}
 #: gpkg_contents timestamps: fixed so the same inputs give the same GeoPackage.
 FIXED_DATE = "2000-01-01T00:00:00Z"
+GDAL_CACHE_MB = 64
 
 
 @dataclass
@@ -275,7 +276,8 @@ def aggregate(map_path: str | Path, buildings: str | Path, out: str | Path,
         raise DamagenetUsageError(f"--out {out}: must end in .gpkg")
     if opts.grid_m <= 0 or opts.batch_size < 1:
         raise DamagenetUsageError("--grid-m must be positive and the batch size at least 1")
-    with _open_raster(map_path, "damage map") as prob:
+    # GDAL's block cache defaults to 5 % of RAM; a small one keeps memory flat over big maps
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), _open_raster(map_path, "damage map") as prob:
         _check_map(map_path, prob)
         if opts.threshold == "auto":
             threshold, origin = map_threshold(map_path, prob)
