@@ -340,3 +340,19 @@ def test_cell_overlap_matches_geos_on_random_concave_shapes():
     total = np.bincount(idx, w, minlength=len(geoms))
     inside = shapely.area(shapely.clip_by_rect(geoms, X0, Y0 - H * PX, X0 + W * PX, Y0))
     np.testing.assert_allclose(total, inside, rtol=1e-7, atol=1e-6)
+
+
+def test_missing_point_and_invalid_geometries(tmp_path, prob_map):
+    map_path, values = prob_map
+    bowtie = shapely.Polygon([(X0 + 20, Y0 - 20), (X0 + 60, Y0 - 60), (X0 + 60, Y0 - 20),
+                              (X0 + 20, Y0 - 60)])  # self-intersecting: made valid
+    gdf = gpd.GeoDataFrame({"osm_id": ["a", "b", "c"]},
+                           geometry=[None, shapely.Point(X0 + 50, Y0 - 50), bowtie],
+                           crs=CRS_UTM)
+    gdf.to_file(tmp_path / "odd.gpkg")
+    summary, b, _ = run(tmp_path, map_path, tmp_path / "odd.gpkg")
+    assert list(b.status[:2]) == ["no polygon", "no polygon"]
+    assert summary["buildings_without_polygon"] == 2 and summary["buildings"] == 3
+    mean, _, _ = brute_force(shapely.make_valid(bowtie), values)
+    assert b.probability_mean[2] == pytest.approx(mean, rel=1e-6)
+    assert b.area_m2[2] == pytest.approx(800.0)
