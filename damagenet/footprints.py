@@ -151,10 +151,14 @@ def _open_ogr(path: Path, what: str) -> VectorSource:
     if not spatial:
         raise InputFileError(f"{path}: no layer with a geometry column; {what} must be "
                              "polygons")
-    layer = what if what in spatial else spatial[0]
-    if len(spatial) > 1 and layer != what:
+    # one layer, or the one named for what we read (Geofabrik: gis_osm_buildings_a_free_1)
+    named = [name for name in spatial if what.rstrip("s") in name.lower()]
+    if len(spatial) == 1 or len(named) == 1:
+        layer = spatial[0] if len(spatial) == 1 else named[0]
+    else:
         raise InputFileError(f"{path}: {len(spatial)} geometry layers ({', '.join(spatial)}) "
-                             f"and none named '{what}'; keep one layer or name it '{what}'")
+                             f"and not one named for {what}; keep one layer or name it "
+                             f"'{what}'")
     info = pyogrio.read_info(path, layer=layer)
     crs = CRS.from_user_input(info["crs"]) if info["crs"] else None
     return VectorSource(path, "ogr", crs, [str(f) for f in info["fields"]], None,

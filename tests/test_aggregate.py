@@ -356,3 +356,20 @@ def test_missing_point_and_invalid_geometries(tmp_path, prob_map):
     mean, _, _ = brute_force(shapely.make_valid(bowtie), values)
     assert b.probability_mean[2] == pytest.approx(mean, rel=1e-6)
     assert b.area_m2[2] == pytest.approx(800.0)
+
+
+def test_layer_named_for_buildings_is_chosen(tmp_path):
+    from damagenet.footprints import open_vector
+
+    path = tmp_path / "extract.gpkg"
+    line = gpd.GeoDataFrame({"osm_id": ["1"]}, geometry=[shapely.LineString([(0, 0), (1, 1)])],
+                            crs=4326)
+    line.to_file(path, layer="gis_osm_roads_free_1")
+    gpd.GeoDataFrame({"osm_id": ["2"]}, geometry=[shapely.box(0, 0, 1, 1)],
+                     crs=4326).to_file(path, layer="gis_osm_buildings_a_free_1")
+    assert open_vector(path).layer == "gis_osm_buildings_a_free_1"
+    line.to_file(path, layer="rivers")
+    line.to_file(tmp_path / "two.gpkg", layer="roads")
+    line.to_file(tmp_path / "two.gpkg", layer="rivers")
+    with pytest.raises(InputFileError, match="2 geometry layers"):
+        open_vector(tmp_path / "two.gpkg")
