@@ -19,6 +19,9 @@ from rasterio.windows import Window
 
 from damagenet.errors import GridMismatchError, InputFileError
 
+#: Footprint vertices clipped at once (each costs a few dozen bytes in temporaries).
+MAX_VERTICES = 2_000_000
+
 
 @dataclass
 class MapGrid:
@@ -76,8 +79,15 @@ def pixel_pairs(grid: MapGrid, geoms: np.ndarray) -> tuple[np.ndarray, ...]:
     weight = np.empty(len(idx))
     whole = single[idx]
     weight[whole] = shapely.area(geoms[idx[whole]])
-    part = ~whole
-    weight[part] = cell_overlap(grid, geoms, idx[part], rows[part], cols[part])
+    part = np.flatnonzero(~whole)
+    # chunks of at most MAX_VERTICES clipped vertices: a huge footprint (an industrial site
+    # with thousands of vertices over thousands of pixels) must not blow the memory up
+    cost = np.cumsum(shapely.get_num_coordinates(geoms)[idx[part]])
+    chunk = cost // MAX_VERTICES
+    edges = np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1], True])
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        sel = part[a:b]
+        weight[sel] = cell_overlap(grid, geoms, idx[sel], rows[sel], cols[sel])
     keep = weight > 0
     return idx[keep], rows[keep], cols[keep], weight[keep]
 

@@ -373,3 +373,15 @@ def test_layer_named_for_buildings_is_chosen(tmp_path):
     line.to_file(tmp_path / "two.gpkg", layer="rivers")
     with pytest.raises(InputFileError, match="2 geometry layers"):
         open_vector(tmp_path / "two.gpkg")
+
+
+def test_huge_footprints_are_clipped_in_chunks(tmp_path, prob_map, monkeypatch):
+    import damagenet.zonal
+
+    map_path, _ = prob_map
+    bld = write_buildings(tmp_path / "b.gpkg")
+    _, whole, _ = run(tmp_path, map_path, bld, "whole")
+    monkeypatch.setattr(damagenet.zonal, "MAX_VERTICES", 7)
+    _, chunked, _ = run(tmp_path, map_path, bld, "chunked")
+    np.testing.assert_allclose(chunked.probability_mean, whole.probability_mean)
+    np.testing.assert_allclose(chunked.valid_share, whole.valid_share)
