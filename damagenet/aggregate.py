@@ -409,7 +409,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Intersect a damage probability map with building footprints: per "
                     "building the area-weighted mean and max probability (exact pixel "
                     "coverage) and a damaged flag; per zone the buildings, damaged buildings, "
-                    "damaged share with a 95%% interval and footprint area. Writes OUT.gpkg "
+                    "damaged share with a 95% interval and footprint area. Writes OUT.gpkg "
                     "(layers buildings, zones, styled for QGIS), OUT_buildings.csv, "
                     "OUT_zones.csv, OUT_buildings.qml, OUT_zones.qml, OUT_summary.json.")
     p.add_argument("--map", required=True,
