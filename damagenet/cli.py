@@ -1,4 +1,4 @@
-"""``damagenet`` command line: train, evaluate, predict, import-seed and info.
+"""``damagenet`` command line: train, evaluate, predict, aggregate, import-seed and info.
 
 Thin wrappers around plain functions; a :class:`~damagenet.errors.DamagenetError` becomes a
 one-line message and its exit status (:mod:`contract.cli`).
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from contract.cli import run_command, setup_logging
 
 COMMAND_MODULES = ("damagenet.train", "damagenet.evaluate", "damagenet.predict",
-                   "damagenet.seed_import", "damagenet.info")
+                   "damagenet.aggregate", "damagenet.seed_import", "damagenet.info")
 
 
 def build_parser() -> argparse.ArgumentParser:
