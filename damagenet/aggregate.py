@@ -96,7 +96,7 @@ def map_threshold(map_path: Path, src: rasterio.DatasetReader) -> tuple[float, s
 
 def _open_raster(path: Path, what: str) -> rasterio.DatasetReader:
     if not path.exists():
-        raise InputFileError(f"{path}: {what} not found")
+        raise DamagenetUsageError(f"{path}: {what} not found")
     try:
         return rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:

@@ -22,7 +22,7 @@ from contract.atomic import atomic_path
 from contract.bands import BANDS
 from damagenet.card import build_card, software
 from damagenet.data import Normalisation, file_sha256
-from damagenet.errors import CheckpointError, DamagenetError
+from damagenet.errors import CheckpointError, DamagenetError, DamagenetUsageError
 from damagenet.model import SiameseResNet
 
 FORMAT = "damagenet-checkpoint/2"
@@ -95,7 +95,7 @@ def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
     """The checkpoint's payload, refusing files that are not checkpoints of this project."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+        raise DamagenetUsageError(f"{path}: checkpoint not found")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # zip, pickle and unpickler errors all mean the same here

@@ -20,7 +20,7 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
-from damagenet.errors import InputFileError
+from damagenet.errors import DamagenetUsageError, InputFileError
 
 #: Id columns of the known layouts, most specific first (ours, OSM, Overture/Microsoft, Google).
 ID_COLUMNS = ("building_id", "osm_id", "osm_way_id", "@id", "id", "full_plus_code")
@@ -112,7 +112,7 @@ def open_vector(path: str | Path, crs: str | None = None, what: str = "buildings
     """
     path = Path(path)
     if not path.exists():
-        raise InputFileError(f"{path}: {what} file not found")
+        raise DamagenetUsageError(f"{path}: {what} file not found")
     suffix = path.suffix.lower()
     if suffix in PARQUET_SUFFIXES:
         src = _open_parquet(path, what)

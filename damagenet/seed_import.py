@@ -63,7 +63,7 @@ def parse_bands(text: str) -> tuple[str, ...]:
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a saved state dict; also unwraps ``{"state_dict": ...}`` and ``module.``."""
     if not path.is_file():
-        raise CheckpointError(f"{path}: weights file not found")
+        raise DamagenetUsageError(f"{path}: weights file not found")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip, pickle and unpickler errors all mean the same here

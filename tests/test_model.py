@@ -320,7 +320,7 @@ def test_interrupted_training_leaves_only_a_provisional_checkpoint(npz, tmp_path
     assert payload["card"]["complete"] is False
     args = ["evaluate", "--npz", str(npz), "--ckpt", str(provisional), "--out",
             str(tmp_path / "e")]
-    assert main(args) == 2 and not (tmp_path / "e" / "metrics.json").exists()
+    assert main(args) == 1 and not (tmp_path / "e" / "metrics.json").exists()
     assert main(args + ["--allow-provisional"]) == 0
     metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert metrics["checkpoint"]["complete"] is False
