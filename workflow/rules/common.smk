@@ -57,17 +57,21 @@ else:
                             "existing model and never trains one)")
     CHECKPOINT = config["checkpoint"]
 
-# Files each damage map writes beside <aoi>_damage_prob.tif (see `damagenet predict --help`);
-# the agreement raster and its style exist only when the map is compared with labels.
+# Files each damage map writes beside <aoi>_damage_prob.tif (see `damagenet predict --help`).
+# In a training run the map is also compared with the labels (agreement raster) and split by the
+# checkpoint's record of its training ground (split raster); a mapping run's checkpoint may be an
+# imported model without that record, so its split raster is not promised.
 MAP_PREFIX = f"{RESULTS}/maps/{{aoi}}_"
-MAP_FILES = {"prob": "damage_prob.tif", "cls": "damage_class.tif", "split": "damage_split.tif",
+MAP_FILES = {"prob": "damage_prob.tif", "cls": "damage_class.tif", "gpkg": "damage_patches.gpkg",
              "prob_style": "damage_prob.qml", "cls_style": "damage_class.qml",
-             "gpkg": "damage_patches.gpkg"}
+             "gpkg_style": "damage_patches.qml"}
 if MODE == "train":
-    MAP_FILES |= {"agreement": "damage_agreement.tif", "agreement_style": "damage_agreement.qml"}
+    MAP_FILES |= {"agreement": "damage_agreement.tif", "agreement_style": "damage_agreement.qml",
+                  "split": "damage_split.tif", "split_style": "damage_split.qml"}
 # Files `damagenet aggregate --out <aoi>.gpkg` writes.
 AGGREGATE_FILES = {"gpkg": ".gpkg", "buildings_csv": "_buildings.csv", "zones_csv": "_zones.csv",
-                   "buildings_style": "_buildings.qml", "zones_style": "_zones.qml"}
+                   "buildings_style": "_buildings.qml", "zones_style": "_zones.qml",
+                   "summary": "_summary.json"}
 
 
 # The targets of the default rule; maps (and aggregates) always, the model and its metrics in a
