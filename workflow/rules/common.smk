@@ -62,12 +62,15 @@ else:
 # checkpoint's record of its training ground (split raster); a mapping run's checkpoint may be an
 # imported model without that record, so its split raster is not promised.
 MAP_PREFIX = f"{RESULTS}/maps/{{aoi}}_"
+# Categorical rasters carry their short colour table in a GDAL .aux.xml sidecar.
 MAP_FILES = {"prob": "damage_prob.tif", "cls": "damage_class.tif", "gpkg": "damage_patches.gpkg",
              "prob_style": "damage_prob.qml", "cls_style": "damage_class.qml",
-             "gpkg_style": "damage_patches.qml"}
+             "cls_aux": "damage_class.tif.aux.xml", "gpkg_style": "damage_patches.qml"}
 if MODE == "train":
     MAP_FILES |= {"agreement": "damage_agreement.tif", "agreement_style": "damage_agreement.qml",
-                  "split": "damage_split.tif", "split_style": "damage_split.qml"}
+                  "agreement_aux": "damage_agreement.tif.aux.xml",
+                  "split": "damage_split.tif", "split_style": "damage_split.qml",
+                  "split_aux": "damage_split.tif.aux.xml"}
 # Files `damagenet aggregate --out <aoi>.gpkg` writes.
 AGGREGATE_FILES = {"gpkg": ".gpkg", "buildings_csv": "_buildings.csv", "zones_csv": "_zones.csv",
                    "buildings_style": "_buildings.qml", "zones_style": "_zones.qml",
