@@ -1,8 +1,10 @@
 # War-damage mapping from Sentinel-2: the workflow.
 #
-#   snakemake --cores 8                                      # real run (Sentinel Hub credentials)
+#   snakemake --cores 8                                      # real run (STAC, no account needed)
 #   snakemake --cores 2 --configfile config/demo.yaml        # offline demo on synthetic scenes
 #   snakemake --cores 8 --config 'aois=[bucha,irpin]'        # a subset of AOIs
+#   snakemake --cores 8 --config mode=map checkpoint=models/x.pt 'aois=[newcity]'   # maps only
+#   snakemake --report report.html                           # one HTML page of the results
 #
 # Every step is a command line of the `pipeline` or `damagenet` package; this file only wires
 # them. Rules live in workflow/rules/.
@@ -18,24 +20,31 @@ configfile: workflow.source_path("config/config.yaml")
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/scenes.smk"
-include: "workflow/rules/labels.smk"
-include: "workflow/rules/dataset.smk"
-include: "workflow/rules/model.smk"
+include: "workflow/rules/maps.smk"
+
+
+# A mapping run (mode: map) has no labels, dataset or training rules at all, so nothing can
+# make it download UNOSAT files or train a model.
+if MODE == "train":
+
+    include: "workflow/rules/labels.smk"
+    include: "workflow/rules/dataset.smk"
+    include: "workflow/rules/model.smk"
 
 
 rule all:
     input:
-        DATASET,
-        CHECKPOINT,
-        f"{RESULTS}/metrics.json",
-        expand(f"{RESULTS}/maps/{{aoi}}_damage_prob.tif", aoi=AOIS),
+        ALL_TARGETS,
     default_target: True
 
 
 onstart:
     # Fail before any download, with instructions, when scenes must come from Sentinel Hub
-    # and no credentials are set.
-    if config["scenes"]["source"] == "sentinelhub" and missing_scenes():
-        shell(f"{PYTHON} -m pipeline credentials")
+    # (the one source that needs an account) and no credentials are set.
+    if SCENES["source"] == "sentinelhub" and missing_scenes():
+        shell("{PYTHON:q} -m pipeline credentials")

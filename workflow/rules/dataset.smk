@@ -1,4 +1,4 @@
-# Patches per AOI and the balanced, spatially split dataset.
+# Patches per AOI and the balanced, spatially split dataset (training runs only).
 
 
 rule patches:
@@ -15,6 +15,7 @@ rule patches:
     benchmark:
         f"{LOGS}/benchmarks/patches/{{aoi}}.tsv"
     params:
+        python=PYTHON,
         size=config["patches"]["size"],
         stride=config["patches"]["stride"],
         min_damage=config["patches"]["min_damage_pixels"],
@@ -23,10 +24,10 @@ rule patches:
         mem_mb=1000,
         runtime=30,
     shell:
-        "{PYTHON} -m pipeline -q patches {input.aoi} --before {input.before}"
-        " --after {input.after} --labels {input.labels} --out {output.npz}"
-        " --size {params.size} --stride {params.stride}"
-        " --min-damage-pixels {params.min_damage} --memory-mb 256 > {log} 2>&1"
+        "{params.python:q} -m pipeline patches {input.aoi:q} --before {input.before:q}"
+        " --after {input.after:q} --labels {input.labels:q} --out {output.npz:q}"
+        " --size {params.size:q} --stride {params.stride:q}"
+        " --min-damage-pixels {params.min_damage:q} --memory-mb 256 > {log:q} 2>&1"
 
 
 rule dataset:
@@ -34,22 +35,28 @@ rule dataset:
         expand(f"{DATA}/patches/{{aoi}}.npz", aoi=AOIS),
     output:
         npz=DATASET,
-        summary=DATASET.replace(".npz", "_summary.md"),
+        summary_md=report(
+            DATASET.replace(".npz", "_summary.md"),
+            caption="../report/dataset.rst",
+            category="1. Dataset",
+        ),
+        summary_json=DATASET.replace(".npz", "_summary.json"),
     log:
         f"{LOGS}/dataset.log",
     benchmark:
         f"{LOGS}/benchmarks/dataset.tsv"
     params:
+        python=PYTHON,
         d=config["dataset"],
-        test_aois=" ".join(config["dataset"].get("test_aois", [])),
+        test_aois=test_aois_option,
         seed=config["seed"],
     threads: 1
     resources:
         mem_mb=16000,
         runtime=30,
     shell:
-        "{PYTHON} -m pipeline -q dataset {input} --out {output.npz} --split {params.d[split]}"
-        " --block-m {params.d[block_m]} --test-aois {params.test_aois}"
-        " --val-fraction {params.d[val_fraction]} --test-fraction {params.d[test_fraction]}"
-        " --negatives-per-positive {params.d[negatives_per_positive]} --seed {params.seed}"
-        " > {log} 2>&1"
+        "{params.python:q} -m pipeline dataset {input:q} --out {output.npz:q}"
+        " --split {params.d[split]:q} --block-m {params.d[block_m]:q}"
+        " --val-fraction {params.d[val_fraction]:q} --test-fraction {params.d[test_fraction]:q}"
+        " --negatives-per-positive {params.d[negatives_per_positive]:q} --seed {params.seed:q}"
+        " {params.test_aois:q} > {log:q} 2>&1"

@@ -1,4 +1,4 @@
-# UNOSAT damage sites to label rasters on each AOI's grid.
+# UNOSAT damage sites to label rasters on each AOI's grid (training runs only).
 
 
 rule unosat:
@@ -11,12 +11,14 @@ rule unosat:
         f"{LOGS}/unosat/{{aoi}}.log",
     benchmark:
         f"{LOGS}/benchmarks/unosat/{{aoi}}.tsv"
+    params:
+        python=PYTHON,
     threads: 1
     resources:
         mem_mb=1000,
         runtime=30,
     shell:
-        "{PYTHON} -m pipeline -q unosat {input.aoi} --out {output} > {log} 2>&1"
+        "{params.python:q} -m pipeline unosat {input.aoi:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule labels:
@@ -32,6 +34,7 @@ rule labels:
     benchmark:
         f"{LOGS}/benchmarks/labels/{{aoi}}.tsv"
     params:
+        python=PYTHON,
         classes=",".join(str(c) for c in config["labels"]["classes"]),
         radius=config["labels"]["radius_m"],
     threads: 1
@@ -39,5 +42,6 @@ rule labels:
         mem_mb=4000,
         runtime=20,
     shell:
-        "{PYTHON} -m pipeline -q labels {input.aoi} --grid {input.grid} --unosat {input.unosat}"
-        " --out {output.tif} --classes {params.classes} --radius-m {params.radius} > {log} 2>&1"
+        "{params.python:q} -m pipeline labels {input.aoi:q} --grid {input.grid:q}"
+        " --unosat {input.unosat:q} --out {output.tif:q} --classes {params.classes:q}"
+        " --radius-m {params.radius:q} > {log:q} 2>&1"

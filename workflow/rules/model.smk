@@ -1,4 +1,4 @@
-# Training, evaluation on the held-out split, and damage maps per AOI.
+# Training and evaluation on the held-out split (training runs only).
 
 
 rule train:
@@ -6,14 +6,20 @@ rule train:
         DATASET,
     output:
         ckpt=CHECKPOINT,
-        log_csv=f"{RESULTS}/train_log.csv",
+        log_csv=report(
+            f"{RESULTS}/train_log.csv",
+            caption="../report/train_log.rst",
+            category="2. Training",
+        ),
+        summary=f"{RESULTS}/train_summary.json",
     log:
         f"{LOGS}/train.log",
     benchmark:
         f"{LOGS}/benchmarks/train.tsv"
     params:
+        python=PYTHON,
         t=config["train"],
-        out=RESULTS,
+        out=lambda wc, output: str(Path(output.log_csv).parent),
         device=config["device"],
         seed=config["seed"],
     threads: config["train"].get("threads", 8)
@@ -22,11 +28,12 @@ rule train:
         runtime=24 * 60,
         gpu=lambda wc: 0 if config["device"] == "cpu" else 1,
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m damagenet -q train --npz {input} --out {params.out}"
-        " --ckpt {output.ckpt} --epochs {params.t[epochs]} --batch-size {params.t[batch_size]}"
-        " --patience {params.t[patience]} --backbone {params.t[backbone]}"
-        " --weights {params.t[weights]} --threshold-rule {params.t[threshold_rule]}"
-        " --device {params.device} --seed {params.seed} --no-evaluate > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.python:q} -m damagenet train --npz {input:q}"
+        " --out {params.out:q} --ckpt {output.ckpt:q} --epochs {params.t[epochs]:q}"
+        " --batch-size {params.t[batch_size]:q} --patience {params.t[patience]:q}"
+        " --backbone {params.t[backbone]:q} --weights {params.t[weights]:q}"
+        " --threshold-rule {params.t[threshold_rule]:q} --device {params.device:q}"
+        " --seed {params.seed:q} --no-evaluate > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -34,51 +41,35 @@ rule evaluate:
         npz=DATASET,
         ckpt=CHECKPOINT,
     output:
-        metrics=f"{RESULTS}/metrics.json",
-        counts=f"{RESULTS}/confusion_matrix_counts.png",
-        normalized=f"{RESULTS}/confusion_matrix_normalized.png",
+        metrics=report(
+            f"{RESULTS}/metrics.json",
+            caption="../report/metrics.rst",
+            category="3. Evaluation",
+        ),
+        plots=report(
+            multiext(
+                f"{RESULTS}/",
+                "confusion_matrix_counts.png",
+                "confusion_matrix_normalized.png",
+                "confusion_matrix_threshold.png",
+                "roc_curve.png",
+                "pr_curve.png",
+            ),
+            caption="../report/evaluation.rst",
+            category="3. Evaluation",
+        ),
     log:
         f"{LOGS}/evaluate.log",
     benchmark:
         f"{LOGS}/benchmarks/evaluate.tsv"
     params:
-        out=RESULTS,
+        python=PYTHON,
+        out=lambda wc, output: str(Path(output.metrics).parent),
         device=config["device"],
     threads: 2
     resources:
         mem_mb=8000,
         runtime=60,
     shell:
-        "{PYTHON} -m damagenet -q evaluate --npz {input.npz} --ckpt {input.ckpt}"
-        " --out {params.out} --device {params.device} > {log} 2>&1"
-
-
-rule damage_map:
-    input:
-        before=f"{DATA}/scenes/{{aoi}}/before.tif",
-        after=f"{DATA}/scenes/{{aoi}}/after.tif",
-        labels=f"{DATA}/labels/{{aoi}}.tif",
-        ckpt=CHECKPOINT,
-    output:
-        prob=f"{RESULTS}/maps/{{aoi}}_damage_prob.tif",
-        cls=f"{RESULTS}/maps/{{aoi}}_damage_class.tif",
-        gpkg=f"{RESULTS}/maps/{{aoi}}_damage_patches.gpkg",
-        summary=f"{RESULTS}/maps/{{aoi}}_damage_summary.json",
-    log:
-        f"{LOGS}/damage_map/{{aoi}}.log",
-    benchmark:
-        f"{LOGS}/benchmarks/damage_map/{{aoi}}.tsv"
-    params:
-        p=config["predict"],
-        tta="--tta" if config["predict"].get("tta") else "",
-        device=config["device"],
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=120,
-    shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m damagenet -q predict --before {input.before}"
-        " --after {input.after} --ckpt {input.ckpt} --out {output.prob}"
-        " --labels {input.labels} --stride {params.p[stride]}"
-        " --batch-size {params.p[batch_size]} {params.tta} --device {params.device}"
-        " > {log} 2>&1"
+        "{params.python:q} -m damagenet evaluate --npz {input.npz:q} --ckpt {input.ckpt:q}"
+        " --out {params.out:q} --device {params.device:q} > {log:q} 2>&1"

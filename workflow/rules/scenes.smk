@@ -1,22 +1,10 @@
 # Scene acquisition: one harmonised, cloud-masked 4-band scene per AOI and epoch.
 
 
-def local_input(wildcards):
-    if SCENES["source"] == "synthetic":  # the synthetic rule's folder, generated once per AOI
-        return f"{DATA}/synthetic/{wildcards.aoi}/{wildcards.epoch}.tif"
-    if SCENES["source"] != "local":
-        return []
-    try:
-        return SCENES["local"][wildcards.aoi][wildcards.epoch]
-    except KeyError:
-        raise ValueError(f"scenes.source is local but scenes.local.{wildcards.aoi}."
-                         f"{wildcards.epoch} is not set in the config")
-
-
 rule scene:
     input:
         aoi=aoi_file,
-        local=local_input,
+        scene=scene_input,
     output:
         tif=f"{DATA}/scenes/{{aoi}}/{{epoch}}.tif",
         record=f"{DATA}/scenes/{{aoi}}/{{epoch}}.json",
@@ -25,14 +13,10 @@ rule scene:
     benchmark:
         f"{LOGS}/benchmarks/scene/{{aoi}}_{{epoch}}.tsv"
     params:
+        python=PYTHON,
         source=SCENES["source"],
-        max_size=MAX_SIZE,
-        local=lambda wc, input: (f"--input {Path(input.local).parent}"
-                                 if SCENES["source"] == "synthetic" else
-                                 f"--input {input.local}" if input.local else ""),
-        mosaic="--mosaic" if SCENES.get("mosaic") else "",
-        base_url=SCENES.get("base_url", "https://sh.dataspace.copernicus.eu"),
-        min_valid=SCENES.get("min_valid_fraction", 0.3),
+        options=scene_options,
+        min_valid=SCENES["min_valid_fraction"],
         seed=config["seed"],
     threads: 1
     resources:
@@ -40,34 +24,42 @@ rule scene:
         runtime=60,
         sentinelhub=lambda wc: 1 if SCENES["source"] == "sentinelhub" else 0,
     shell:
-        "{PYTHON} -m pipeline -q scene {input.aoi} --epoch {wildcards.epoch} --out {output.tif}"
-        " --source {params.source} {params.local} {params.max_size} {params.mosaic}"
-        " --sh-base-url {params.base_url} --min-valid-fraction {params.min_valid}"
-        " --seed {params.seed} > {log} 2>&1"
+        "{params.python:q} -m pipeline scene {input.aoi:q} --epoch {wildcards.epoch:q}"
+        " --out {output.tif:q} --source {params.source:q} {params.options:q}"
+        " --min-valid-fraction {params.min_valid:q} --seed {params.seed:q} > {log:q} 2>&1"
 
 
 rule synthetic:
     # With scenes.source synthetic (the demo): the synthetic town, generated once per AOI; the
-    # scene rule harmonises and masks its scenes, the labels rule reads its UNOSAT-style sites.
+    # scene rule harmonises and masks its scenes, the labels rule reads its UNOSAT-style sites
+    # and the aggregate rule its building footprints.
     input:
         aoi=aoi_file,
     output:
-        before=f"{DATA}/synthetic/{{aoi}}/before.tif",
-        after=f"{DATA}/synthetic/{{aoi}}/after.tif",
-        unosat=f"{DATA}/synthetic/{{aoi}}/unosat.zip",
-        gpkg=f"{DATA}/synthetic/{{aoi}}/unosat.gpkg",
+        multiext(
+            f"{DATA}/synthetic/{{aoi}}/",
+            before="before.tif",
+            after="after.tif",
+            before_scl="before_scl.tif",
+            after_scl="after_scl.tif",
+            truth="truth.tif",
+            unosat="unosat.zip",
+            gpkg="unosat.gpkg",
+            buildings="buildings.gpkg",
+        ),
     log:
         f"{LOGS}/synthetic/{{aoi}}.log",
     benchmark:
         f"{LOGS}/benchmarks/synthetic/{{aoi}}.tsv"
     params:
-        out=f"{DATA}/synthetic/{{aoi}}",
-        max_size=MAX_SIZE,
+        python=PYTHON,
+        out=lambda wc, output: str(Path(output.before).parent),
+        max_size=grid_cap,
         seed=config["seed"],
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{PYTHON} -m pipeline -q synthetic {input.aoi} --out {params.out}"
-        " --seed {params.seed} {params.max_size} > {log} 2>&1"
+        "{params.python:q} -m pipeline synthetic {input.aoi:q} --out {params.out:q}"
+        " --seed {params.seed:q} {params.max_size:q} > {log:q} 2>&1"
