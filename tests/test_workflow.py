@@ -255,6 +255,7 @@ def test_aggregate_rule_follows_the_config(tmp_path):
 DOC_EXAMPLE_PATHS = {
     "data/unosat/x.zip",  # docs/labels.md: a labels.path in an AOI file
     "data/unosat/borodianka.zip",  # docs/adding-an-aoi.md: a new AOI's labels, not in aois/
+    "models/study_resnet101.pt",  # README, docs/model.md: written by damagenet import-seed
 }
 DOC_PATH = re.compile(r"(?<![\w/.-])(?:data|results|models|logs)/(?:[\w.<>*-]|/|\{[\w,]+\})*")
 
