@@ -24,7 +24,7 @@ from distributed import Client
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from contract.bands import BANDS
+from contract.bands import BANDS, SCENE_NODATA
 from contract.windows import Strip, gather_windows, nodata_pixels, plan_strips, window_any
 from damagenet.errors import GridMismatchError, InputFileError
 from damagenet.maps import MapGrid
@@ -53,7 +53,7 @@ class ScenePair:
                 return src.read([i + 1 for i in idx], out_shape=(len(idx), *shape),
                                 resampling=Resampling.average)
         step = max(1, -(-self.grid.height // shape[0]), -(-self.grid.width // shape[1]))
-        return np.asarray(self.arrays[1].data[idx, ::step, ::step].compute())
+        return as_digital_numbers(np.asarray(self.arrays[1].data[idx, ::step, ::step].compute()))
 
 
 def _describe_file(path: Path) -> dict[str, Any]:
@@ -132,13 +132,25 @@ def open_scene_pair(before: Any, after: Any, labels: Path | None, size: int,
 
 
 def _lazy(path: Path) -> Any:
-    return xr.open_dataarray(path, engine="rasterio",
+    return xr.open_dataarray(path, engine="rasterio", mask_and_scale=False,
                              chunks={"band": -1, "y": CHUNK_ROWS, "x": -1})
+
+
+def as_digital_numbers(scene: np.ndarray) -> np.ndarray:
+    """A strip as uint16 DNs with nodata 0, as the model and the nodata test expect.
+
+    xarray opens rasters masked by default: float with NaN where nodata. The DNs are whole
+    numbers, so casting back after setting NaN to the scene nodata loses nothing.
+    """
+    if np.issubdtype(scene.dtype, np.floating):
+        scene = np.where(np.isnan(scene), SCENE_NODATA, scene).astype(np.uint16)
+    return scene
 
 
 def score_strip(before: np.ndarray, after: np.ndarray, rows: np.ndarray, cols: np.ndarray,
                 size: int, scorer: Scorer) -> np.ndarray:
     """Probability of each window of one strip (rows relative to it); NaN where nodata."""
+    before, after = as_digital_numbers(before), as_digital_numbers(after)
     bad = window_any(nodata_pixels(before, after), rows, cols, size)
     prob = np.full(bad.shape, np.nan)
     ri, ci = np.nonzero(~bad)

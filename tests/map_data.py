@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import rasterio
+import torch
 from rasterio.transform import from_origin
+
+from damagenet.checkpoint import save_checkpoint
+from damagenet.data import Normalisation
+from damagenet.model import SiameseResNet
 
 
 def mean_blue(before: np.ndarray, after: np.ndarray) -> np.ndarray:
@@ -34,3 +39,13 @@ def write_pair(folder, height, width, aoi="bigtown"):
                        **common) as dst:
         dst.write(labels, 1)
     return paths
+
+
+def tiny_checkpoint(path):
+    """A ResNet-18 checkpoint with random weights and 16 px patches."""
+    torch.manual_seed(0)
+    save_checkpoint(path, SiameseResNet("resnet18").eval(), patch_size=16,
+                    norm=Normalisation([0.1] * 4, [0.05] * 4),
+                    threshold={"value": 0.5, "rule": "fixed"}, history=[],
+                    dataset={"sha256": "0" * 64})
+    return path
