@@ -3,8 +3,7 @@
 Shared by training (validation), evaluation and maps, so autocast and batching live in one
 place. :func:`optimise_for_inference` turns a trained network into a faster one with the same
 outputs (within float rounding): batch norms folded into the preceding convolutions and linear
-layers, channels-last memory layout, and ``torch.compile`` where it pays (CUDA) and a compiler
-is present.
+layers, and ``torch.compile`` where it pays (CUDA, big maps on a CPU) and a compiler works.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch._inductor.config as inductor_config
 import torch.fx.experimental.optimization as fx_optimization
 from torch import nn
 
@@ -23,6 +23,8 @@ from damagenet.errors import DamagenetError, DamagenetUsageError
 
 log = logging.getLogger(__name__)
 COMPILE_CHOICES = ("auto", "on", "off")
+#: windows (times TTA symmetries) from which ``--compile auto`` compiles on a CPU
+COMPILE_MIN_WINDOWS_CPU = 50_000
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,16 +66,24 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-logits.astype(np.float64)))
 
 
-class ChannelsLast(nn.Module):
-    """Runs a network on channels-last inputs: oneDNN and cuDNN convolutions prefer NHWC."""
+class FixedBatch(nn.Module):
+    """Runs a compiled network on batches of one size: short batches are padded with zeros.
 
-    def __init__(self, net: nn.Module) -> None:
+    A shape-specialised compiled graph would otherwise be recompiled for every strip's last,
+    shorter batch. Each pair's logit depends on that pair only (eval mode).
+    """
+
+    def __init__(self, net: nn.Module, batch_size: int) -> None:
         super().__init__()
-        self.net = net.to(memory_format=torch.channels_last)
+        self.net, self.batch_size = net, batch_size
 
     def forward(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
-        return self.net(before.contiguous(memory_format=torch.channels_last),
-                        after.contiguous(memory_format=torch.channels_last))
+        n = len(before)
+        if n < self.batch_size:
+            pad = (0, 0, 0, 0, 0, 0, 0, self.batch_size - n)
+            before, after = nn.functional.pad(before, pad), nn.functional.pad(after, pad)
+        with inductor_config.patch(freezing=True):  # weights as constants: prepacked kernels
+            return self.net(before, after)[:n]
 
 
 def fold_batch_norms(model: nn.Module) -> nn.Module:
@@ -85,30 +95,41 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
     return fx_optimization.fuse(model.eval(), inplace=False)
 
 
-def optimise_for_inference(model: nn.Module, device: torch.device, compile: str = "auto",
-                           example: tuple[torch.Tensor, torch.Tensor] | None = None
-                           ) -> nn.Module:
-    """The fastest form of ``model`` that gives its outputs; a compiler failure falls back.
+def wants_compile(compile: str, device: torch.device, windows: int) -> bool:
+    """Whether compiling pays: on CUDA, or on a CPU for maps of many windows.
 
-    ``compile``: ``auto`` compiles on CUDA only (on a CPU the compile time, minutes for a
-    ResNet-101, outweighs its gain over folding and layout for a map), ``on`` always, ``off``
-    never. ``example`` (a small batch) is run once so that a missing compiler shows up here,
-    not in the middle of a map.
+    On a shared 2-core CPU compiling a ResNet-18 took 90 s and then scored 2.6x faster than
+    the plain model (docs/performance.md): it pays from some tens of thousands of windows.
     """
     if compile not in COMPILE_CHOICES:
         raise DamagenetUsageError(f"--compile must be one of {', '.join(COMPILE_CHOICES)}, "
                                   f"got {compile!r}")
-    fast: nn.Module = ChannelsLast(fold_batch_norms(model.to(device))).eval()
-    if compile == "on" or (compile == "auto" and device.type == "cuda"):
-        compiled = torch.compile(fast, dynamic=False)
-        try:
-            if example is not None:
-                batched_logits(compiled, *example, len(example[0]), device)
-            return compiled
-        except Exception as exc:  # a missing C++ compiler, Triton, an unsupported op, ...
-            log.warning("torch.compile is not usable here (%s: %s); running uncompiled",
-                        type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
-    return fast
+    if compile == "auto":
+        return device.type == "cuda" or windows >= COMPILE_MIN_WINDOWS_CPU
+    return compile == "on"
+
+
+def optimise_for_inference(model: nn.Module, device: torch.device, compile: bool = False,
+                           example: tuple[torch.Tensor, torch.Tensor] | None = None,
+                           batch_size: int = 256) -> nn.Module:
+    """The fastest form of ``model`` that gives its outputs; a compiler failure falls back.
+
+    Batch norms are folded; with ``compile`` the folded network is compiled by Inductor (with
+    frozen weights) for batches of ``batch_size``, and ``example`` (a small batch) is run at
+    once so that a missing compiler shows up here, not in the middle of a map.
+    """
+    fast = fold_batch_norms(model.to(device)).eval()
+    if not compile:
+        return fast
+    compiled = FixedBatch(torch.compile(fast, dynamic=False), batch_size)
+    try:
+        if example is not None:
+            batched_logits(compiled, *example, batch_size, device)
+        return compiled
+    except Exception as exc:  # a missing C++ compiler, Triton, an unsupported op, ...
+        log.warning("torch.compile is not usable here (%s: %s); running uncompiled",
+                    type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        return fast
 
 
 def band_index(network_bands: Sequence[str]) -> list[int]:

@@ -45,6 +45,7 @@ from damagenet.inference import (
     PairScorer,
     optimise_for_inference,
     resolve_device,
+    wants_compile,
 )
 from damagenet.map_tally import MapRun, map_summary
 from damagenet.maps import MapGrid, MapWriters
@@ -105,10 +106,11 @@ def _threshold(opts: PredictOptions, payload: dict[str, Any]) -> float:
 
 
 def _model_scorer(model: torch.nn.Module, payload: dict[str, Any], device: torch.device,
-                  opts: PredictOptions, size: int) -> PairScorer:
+                  opts: PredictOptions, size: int, windows: int) -> PairScorer:
     bands, norm = model_input(payload)
     example = torch.zeros(2, len(bands), size, size)
-    fast = optimise_for_inference(model, device, opts.compile, (example, example))
+    compile = wants_compile(opts.compile, device, windows * (8 if opts.tta else 1))
+    fast = optimise_for_inference(model, device, compile, (example, example), opts.batch_size)
     return PairScorer(fast, norm, device, opts.batch_size, opts.tta, bands)
 
 
@@ -148,11 +150,11 @@ def predict_map(before: str | Path | Any, after: str | Path | Any, ckpt: str | P
     scenes = open_scene_pair(before, after, labels, size, opts.dask_scheduler is not None)
     threshold = _threshold(opts, payload)
     _writable(out.parent)
-    scorer = scorer or _model_scorer(model, payload, device, opts, size)
-    ground, ground_note = training_ground(payload, scenes.aoi)
     grid = scenes.grid
     rpos = window_positions(grid.height, size, opts.stride, flush=True)
     cpos = window_positions(grid.width, size, opts.stride, flush=True)
+    scorer = scorer or _model_scorer(model, payload, device, opts, size, len(rpos) * len(cpos))
+    ground, ground_note = training_ground(payload, scenes.aoi)
     with MapWriters(out, grid, _tags(scenes, labels, ckpt, size, threshold, opts), threshold,
                     size, agreement=labels is not None, split=ground is not None) as maps, \
             (rasterio.open(labels) if labels else contextlib.nullcontext()) as lab_src, \
@@ -254,8 +256,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                     "agreement raster and patch-level metrics")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (%(default)s)")
     p.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
-                   help="torch.compile the model: auto = on CUDA only, where it pays; falls "
-                        "back to the uncompiled model when no compiler works (%(default)s)")
+                   help="torch.compile the model: auto = on CUDA, and on a CPU for maps of at "
+                        "least 50,000 windows, where compiling pays; falls back to the "
+                        "uncompiled model when no compiler works (%(default)s)")
     p.add_argument("--memory-mb", type=float, default=256.0,
                    help="memory budget for reading scenes, in MiB (%(default)s)")
     p.add_argument("--dask-scheduler", metavar="ADDRESS",

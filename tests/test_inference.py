@@ -9,7 +9,15 @@ from torch import nn
 
 from damagenet.data import Normalisation
 from damagenet.errors import DamagenetError
-from damagenet.inference import PairScorer, band_index, fold_batch_norms, optimise_for_inference
+from damagenet.inference import (
+    COMPILE_MIN_WINDOWS_CPU,
+    FixedBatch,
+    PairScorer,
+    band_index,
+    fold_batch_norms,
+    optimise_for_inference,
+    wants_compile,
+)
 from damagenet.model import SiameseResNet
 
 
@@ -33,7 +41,7 @@ def test_optimised_model_gives_the_plain_probabilities():
     xb, xa = torch.randn(2, 24, 4, 16, 16, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         plain = torch.sigmoid(model(xb, xa))
-    fast = optimise_for_inference(model, torch.device("cpu"), compile="off")
+    fast = optimise_for_inference(model, torch.device("cpu"))
     with torch.inference_mode():
         got = torch.sigmoid(fast(xb, xa))
     assert not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in fast.modules())
@@ -60,9 +68,30 @@ def test_compile_falls_back_when_unusable(monkeypatch, caplog):
     monkeypatch.setattr(torch, "compile", broken)
     model = _random_model()
     example = (torch.zeros(2, 4, 16, 16), torch.zeros(2, 4, 16, 16))
-    fast = optimise_for_inference(model, torch.device("cpu"), compile="on", example=example)
+    fast = optimise_for_inference(model, torch.device("cpu"), compile=True, example=example)
     assert isinstance(fast, nn.Module)
     assert "torch.compile is not usable" in caplog.text
+
+
+def test_compile_only_where_it_pays():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert wants_compile("auto", cuda, 10) and not wants_compile("auto", cpu, 10)
+    assert wants_compile("auto", cpu, COMPILE_MIN_WINDOWS_CPU)
+    assert wants_compile("on", cpu, 1) and not wants_compile("off", cuda, 10**6)
+    with pytest.raises(DamagenetError, match="--compile"):
+        wants_compile("sometimes", cpu, 1)
+
+
+def test_fixed_batch_pads_short_batches():
+    calls = []
+
+    def net(before, after):
+        calls.append(len(before))
+        return before[:, 0, 0, 0] + after[:, 0, 0, 0]
+
+    fixed = FixedBatch(net, 8)
+    out = fixed(torch.ones(3, 4, 2, 2), torch.ones(3, 4, 2, 2))
+    assert calls == [8] and out.tolist() == [2.0, 2.0, 2.0]
 
 
 class Recorder(nn.Module):
