@@ -55,12 +55,20 @@ print(json.dumps({{"seconds": s["seconds"], "scored": s["windows_scored"]}}))
 
 
 def make_checkpoint(backbone: str) -> Path:
-    path = OUT / f"bench_{backbone}.pt"
+    """Random weights with batch-norm statistics far from the identity and a head scaled so
+    that probabilities spread over (0, 1): saturated ones would hide any difference."""
+    path = OUT / f"bench_{backbone}_bn.pt"
     if not path.exists():
         OUT.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
-        save_checkpoint(path, SiameseResNet(backbone).eval(), patch_size=16,
-                        norm=Normalisation([0.15] * 4, [0.08] * 4),
+        model = SiameseResNet(backbone).eval()
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.5, 2.0)
+            model.head[-1].weight.mul_(0.01)
+        save_checkpoint(path, model, patch_size=16, norm=Normalisation([0.15] * 4, [0.08] * 4),
                         threshold={"value": 0.5, "rule": "fixed"}, history=[],
                         dataset={"sha256": "benchmark"})
     return path
@@ -120,6 +128,8 @@ def compare_scorers(model: torch.nn.Module, norm: Normalisation, device: torch.d
             probs[name] = score(*windows)
             best[name] = min(best[name], time.perf_counter() - t)
     ref = probs[next(iter(variants))]
+    print(f"  probabilities of the old scoring: 5th-95th percentile "
+          f"{np.percentile(ref, 5):.3f}-{np.percentile(ref, 95):.3f}")
     return {name: (len(ref) / best[name], float(np.abs(probs[name] - ref).max()))
             for name in variants}
 

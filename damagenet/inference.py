@@ -24,7 +24,7 @@ from damagenet.errors import DamagenetError, DamagenetUsageError
 log = logging.getLogger(__name__)
 COMPILE_CHOICES = ("auto", "on", "off")
 #: windows (times TTA symmetries) from which ``--compile auto`` compiles on a CPU
-COMPILE_MIN_WINDOWS_CPU = 50_000
+COMPILE_MIN_WINDOWS_CPU = 20_000
 
 
 def resolve_device(name: str) -> torch.device:
@@ -98,8 +98,9 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
 def wants_compile(compile: str, device: torch.device, windows: int) -> bool:
     """Whether compiling pays: on CUDA, or on a CPU for maps of many windows.
 
-    On a shared 2-core CPU compiling a ResNet-18 took 90 s and then scored 2.6x faster than
-    the plain model (docs/performance.md): it pays from some tens of thousands of windows.
+    On the shared 2-core CPU of docs/performance.md compiling a ResNet-101 took about a minute
+    and then scored 2.3x faster than the plain model: it pays from some thousands of windows
+    under load, some tens of thousands on an idle machine.
     """
     if compile not in COMPILE_CHOICES:
         raise DamagenetUsageError(f"--compile must be one of {', '.join(COMPILE_CHOICES)}, "
