@@ -99,7 +99,7 @@ def wants_compile(compile: str, device: torch.device, windows: int) -> bool:
     """Whether compiling pays: on CUDA, or on a CPU for maps of many windows.
 
     On the shared 2-core CPU of docs/performance.md compiling a ResNet-101 took about a minute
-    and then scored 2.3x faster than the plain model: it pays from some thousands of windows
+    and then scored 2.3-3.6x faster than the plain model: it pays from some thousands of windows
     under load, some tens of thousands on an idle machine.
     """
     if compile not in COMPILE_CHOICES:
