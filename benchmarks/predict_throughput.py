@@ -1,12 +1,14 @@
 """Damage-map throughput and memory.
 
 Usage: python benchmarks/predict_throughput.py [--size 800] [--backbone resnet101]
-       [--memory-size 10000] [--memory-backbone resnet18] [--device auto]
+       [--memory-size 10000] [--memory-backbone resnet18] [--device auto] [--compile on|off]
 
 Prints, in one run on a synthetic scene pair: km2 per second of ``predict_map`` at stride 16
-and at stride 8, the bare model forward rate on the same number of patches already in memory,
-and the ratio at stride 16; then the peak resident memory of a fresh process predicting a
-``--memory-size`` square pair at stride 16.
+and at stride 8; the scoring rate on the stride-16 map's windows of the model as prediction ran
+it before issue 19 (eager, default memory layout, no_grad) beside the optimised form it runs
+now (inference mode, batch norms folded, and compiled), interleaved,
+with the largest probability difference; and the peak resident memory of a fresh process
+predicting a ``--memory-size`` square pair at stride 16.
 """
 
 from __future__ import annotations
@@ -18,16 +20,30 @@ import time
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OUT, baseline_rss, big_pair, run_child  # noqa: E402
 
+from contract.windows import (  # noqa: E402
+    gather_windows,
+    nodata_pixels,
+    window_any,
+    window_positions,
+)
 from damagenet.checkpoint import load_checkpoint, norm_of, save_checkpoint  # noqa: E402
 from damagenet.data import Normalisation  # noqa: E402
-from damagenet.inference import resolve_device  # noqa: E402
+from damagenet.inference import (  # noqa: E402
+    PairScorer,
+    optimise_for_inference,
+    resolve_device,
+)
 from damagenet.model import SiameseResNet  # noqa: E402
-from damagenet.predict import ModelScorer, PredictOptions, predict_map  # noqa: E402
+from damagenet.predict import PredictOptions, predict_map  # noqa: E402
+
+BATCH = 256
+ROUNDS = 3
 
 CHILD = """
 import json
@@ -39,15 +55,83 @@ print(json.dumps({{"seconds": s["seconds"], "scored": s["windows_scored"]}}))
 
 
 def make_checkpoint(backbone: str) -> Path:
-    path = OUT / f"bench_{backbone}.pt"
+    """Random weights with batch-norm statistics far from the identity and a head scaled so
+    that probabilities spread over (0, 1): saturated ones would hide any difference."""
+    path = OUT / f"bench_{backbone}_bn.pt"
     if not path.exists():
         OUT.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
-        save_checkpoint(path, SiameseResNet(backbone).eval(), patch_size=16,
-                        norm=Normalisation([0.15] * 4, [0.08] * 4),
+        model = SiameseResNet(backbone).eval()
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.5, 2.0)
+            model.head[-1].weight.mul_(0.01)
+        save_checkpoint(path, model, patch_size=16, norm=Normalisation([0.15] * 4, [0.08] * 4),
                         threshold={"value": 0.5, "rule": "fixed"}, history=[],
                         dataset={"sha256": "benchmark"})
     return path
+
+
+def map_windows(pair: dict[str, Path], stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """The valid windows (raw DNs) that ``predict_map`` scores on this pair at ``stride``."""
+    with rasterio.open(pair["before"]) as b, rasterio.open(pair["after"]) as a:
+        before, after = b.read(), a.read()
+    rows = window_positions(before.shape[1], 16, stride, flush=True)
+    cols = window_positions(before.shape[2], 16, stride, flush=True)
+    ri, ci = np.nonzero(~window_any(nodata_pixels(before, after), rows, cols, 16))
+    return (gather_windows(before, rows[ri], cols[ci], 16),
+            gather_windows(after, rows[ri], cols[ci], 16))
+
+
+def eager_default(model: torch.nn.Module, norm: Normalisation, device: torch.device,
+                  before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Scoring as ``damagenet predict`` did before issue 19: eager, default layout, no_grad."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(before), BATCH):
+            b = norm.apply(before[i:i + BATCH]).to(device)
+            a = norm.apply(after[i:i + BATCH]).to(device)
+            with torch.autocast(device_type=device.type, dtype=torch.float16,
+                                enabled=device.type == "cuda"):
+                out.append(torch.sigmoid(model(b, a).float()).cpu().numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
+def compare_scorers(model: torch.nn.Module, norm: Normalisation, device: torch.device,
+                    windows: tuple[np.ndarray, np.ndarray], compile: bool
+                    ) -> dict[str, tuple[float, float]]:
+    """Windows/s and largest probability difference from the old scoring, per variant.
+
+    Variants run interleaved, best of :data:`ROUNDS` each, on the same windows.
+    """
+    model = model.to(device).eval()
+    example = (torch.zeros(2, 4, 16, 16), torch.zeros(2, 4, 16, 16))
+    variants = {"before: eager, default layout, no_grad":
+                lambda b, a: eager_default(model, norm, device, b, a),
+                "now: inference mode, batch norms folded":
+                PairScorer(optimise_for_inference(model, device), norm, device, BATCH)}
+    if compile:
+        t = time.perf_counter()
+        variants["now, compiled (--compile on)"] = PairScorer(
+            optimise_for_inference(model, device, True, example, BATCH), norm, device, BATCH)
+        print(f"  compiling took {time.perf_counter() - t:.0f} s")
+    small = (windows[0][:BATCH], windows[1][:BATCH])
+    for score in variants.values():  # warm-up: allocator, oneDNN primitives
+        score(*small)
+    best = dict.fromkeys(variants, float("inf"))
+    probs = {}
+    for _ in range(ROUNDS):
+        for name, score in variants.items():
+            t = time.perf_counter()
+            probs[name] = score(*windows)
+            best[name] = min(best[name], time.perf_counter() - t)
+    ref = probs[next(iter(variants))]
+    print(f"  probabilities of the old scoring: 5th-95th percentile "
+          f"{np.percentile(ref, 5):.3f}-{np.percentile(ref, 95):.3f}")
+    return {name: (len(ref) / best[name], float(np.abs(probs[name] - ref).max()))
+            for name in variants}
 
 
 def main() -> None:
@@ -61,6 +145,8 @@ def main() -> None:
                         help="backbone for the peak-memory run (resnet101 takes ~15 min on "
                              "a 2-core CPU)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", default="on", choices=("on", "off"),
+                        help="also measure the compiled model (compiling takes minutes)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
@@ -78,29 +164,15 @@ def main() -> None:
         print(f"stride {stride:2d}: {s['windows_scored']} windows in {s['seconds']:.1f} s = "
               f"{km2 / s['seconds']:.3f} km2/s ({s['windows_scored'] / s['seconds']:.0f} "
               "windows/s)")
-    # bare forward on the same number of patches, already normalised in memory
-    n = results[16]["windows_scored"]
+    windows = map_windows(pair, 16)
     model, payload = load_checkpoint(ckpt, map_location=device)
-    scorer = ModelScorer(model, norm_of(payload), device, 256, False)
-    rng = np.random.default_rng(0)
-    xb = rng.integers(1, 4000, (n, 4, 16, 16), dtype=np.uint16)
-    xa = rng.integers(1, 4000, (n, 4, 16, 16), dtype=np.uint16)
-    tb, ta = scorer.norm.apply(xb).to(device), scorer.norm.apply(xa).to(device)
-    with torch.no_grad():
-        scorer.model(tb[:256], ta[:256])
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        for i in range(0, n, 256):
-            with torch.autocast(device_type=device.type, dtype=torch.float16,
-                                enabled=device.type == "cuda"):
-                torch.sigmoid(scorer.model(tb[i:i + 256], ta[i:i + 256]).float())
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        bare = n / (time.perf_counter() - t)
-    real = n / results[16]["seconds"]
-    print(f"bare model forward: {bare:.0f} patches/s on {n} patches in memory")
-    print(f"predict at stride 16 / bare: {real / bare:.1%}")
+    print(f"scoring the {len(windows[0])} windows of the stride-16 map (batch {BATCH}, "
+          f"best of {ROUNDS}, interleaved):")
+    rates = compare_scorers(model, norm_of(payload), device, windows, args.compile != "off")
+    old = next(iter(rates.values()))[0]
+    for name, (rate, diff) in rates.items():
+        print(f"  {name}: {rate:.0f} windows/s = {rate / old:.2f}x; max |probability "
+              f"difference| {diff:.1e}")
     if args.memory_size:
         big = big_pair(args.memory_size)
         mckpt = make_checkpoint(args.memory_backbone)

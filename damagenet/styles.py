@@ -16,6 +16,13 @@ AGREEMENT_COLOURS = {0: (230, 230, 230, 60), 1: (26, 150, 65, 255), 2: (253, 174
                      3: (44, 123, 182, 255), 255: (0, 0, 0, 0)}
 AGREEMENT_LABELS = {0: "true negative", 1: "true positive", 2: "false positive",
                     3: "false negative", 255: "no data or unknown label"}
+SPLIT_COLOURS = {0: (255, 255, 255, 0), 1: (117, 112, 179, 160), 2: (231, 41, 138, 160),
+                 3: (27, 158, 119, 160), 255: (0, 0, 0, 0)}
+SPLIT_LABELS = {0: "never seen in training", 1: "train", 2: "validation", 3: "test",
+                255: "no data"}
+#: outline and fill of damaged windows in the GeoPackage (fill translucent over imagery)
+PATCH_FILL = (215, 25, 28, 90)
+PATCH_OUTLINE = (189, 0, 38, 255)
 #: probability ramp: (value, colour, label)
 RAMP = [(0.0, (255, 255, 204, 0), "0 (intact)"), (0.25, (255, 237, 160, 120), "0.25"),
         (0.5, (254, 178, 76, 200), "0.5"), (0.75, (240, 59, 32, 230), "0.75"),
@@ -79,3 +86,33 @@ def write_qml(raster: Path, text: str) -> Path:
     path = raster.with_suffix(".qml")
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def patches_qml(threshold: float) -> str:
+    """Vector style of the damaged windows: translucent red squares with a dark red outline."""
+    fill, line = (",".join(str(v) for v in c) for c in (PATCH_FILL, PATCH_OUTLINE))
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22.0" styleCategories="Symbology">
+  <renderer-v2 type="singleSymbol" symbollevels="0" enableorderby="0" forceraster="0">
+    <symbols>
+      <symbol type="fill" name="0" alpha="1" clip_to_extent="1" force_rhr="0">
+        <layer class="SimpleFill" enabled="1" pass="0" locked="0">
+          <Option type="Map">
+            <Option name="color" type="QString" value="{fill}"/>
+            <Option name="outline_color" type="QString" value="{line}"/>
+            <Option name="outline_style" type="QString" value="solid"/>
+            <Option name="outline_width" type="QString" value="0.3"/>
+            <Option name="outline_width_unit" type="QString" value="MM"/>
+            <Option name="joinstyle" type="QString" value="miter"/>
+            <Option name="style" type="QString" value="solid"/>
+          </Option>
+        </layer>
+      </symbol>
+    </symbols>
+    <rotation/>
+    <sizescale/>
+  </renderer-v2>
+  <!-- windows with a damage probability at or above {threshold:.3f} -->
+  <layerGeometryType>2</layerGeometryType>
+</qgis>
+"""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +19,22 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from numpy.lib.stride_tricks import sliding_window_view
 from pyproj import Transformer
 from rasterio.windows import Window
 from tqdm import tqdm
 
 from contract.atomic import write_text_atomic
 from contract.bands import BANDS
-from contract.labels import UNKNOWN
+from contract.labels import DAMAGE, UNKNOWN
+from contract.windows import (
+    gather_windows,
+    nodata_pixels,
+    plan_strips,
+    rows_per_strip,
+    window_any,
+    window_positions,
+    window_sum,
+)
 from pipeline.aoi import load_aoi
 from pipeline.errors import PipelineError
 from pipeline.grid import require_same_grid
@@ -53,11 +60,8 @@ class PatchCounts:
                 "dropped_nodata": self.dropped_nodata, "dropped_unknown": self.dropped_unknown}
 
 
-def _strip_rows(width: int, size: int, stride: int, memory_mb: float) -> int:
-    """Patch rows per strip so that one strip of all three rasters fits the budget."""
-    bytes_per_row = width * (2 * len(BANDS) * 2 + 1) * 3  # arrays plus working copies
-    rows = int(memory_mb * 2**20 // (bytes_per_row * max(stride, 1)))
-    return max(1, rows - math.ceil(size / stride))
+#: bytes per pixel of one strip: two uint16 scenes and the labels, plus working copies
+STRIP_BYTES_PER_PX = (2 * len(BANDS) * 2 + 1) * 3
 
 
 def cut_patches(aoi_slug: str, before: str | Path, after: str | Path, labels: str | Path,
@@ -70,10 +74,11 @@ def cut_patches(aoi_slug: str, before: str | Path, after: str | Path, labels: st
     if size > grid.height or size > grid.width:
         raise PipelineError(f"patch size {size} px is larger than the scene {before} "
                             f"({grid.width} x {grid.height} px)")
-    n_rows = (grid.height - size) // stride + 1
-    n_cols = (grid.width - size) // stride + 1
-    per_strip = _strip_rows(grid.width, size, stride, memory_mb)
-    counts = PatchCounts(candidates=n_rows * n_cols)
+    rpos = window_positions(grid.height, size, stride)
+    cpos = window_positions(grid.width, size, stride)
+    per_strip = rows_per_strip(grid.width, size, stride, memory_mb, STRIP_BYTES_PER_PX,
+                               reserve_overlap=True)
+    counts = PatchCounts(candidates=len(rpos) * len(cpos))
     out = Path(out)
     kept_rows: list[np.ndarray] = []
     kept_cols: list[np.ndarray] = []
@@ -87,24 +92,21 @@ def cut_patches(aoi_slug: str, before: str | Path, after: str | Path, labels: st
         fb = open(Path(spool) / "before.bin", "wb")  # noqa: SIM115 - closed below
         fa = open(Path(spool) / "after.bin", "wb")  # noqa: SIM115
         try:
-            bar = tqdm(total=n_rows, desc=f"{aoi_slug} patches", unit="row",
+            bar = tqdm(total=len(rpos), desc=f"{aoi_slug} patches", unit="row",
                        disable=not progress)
-            for first in range(0, n_rows, per_strip):
-                last = min(n_rows, first + per_strip)
-                r0 = first * stride
-                height = (last - 1) * stride + size - r0
-                win = Window(0, r0, grid.width, height)
+            for strip in plan_strips(rpos, size, per_strip):
+                win = Window(0, strip.top, grid.width, strip.height)
                 b = sb.read(window=win)
                 a = sa.read(window=win)
                 lab = sl.read(1, window=win)
-                kept = _cut_strip(b, a, lab, size, stride, min_damage_pixels, counts)
-                rows, cols, dmg, pb, pa = kept
-                kept_rows.append(rows + r0)
+                rows, cols, dmg, pb, pa = _cut_strip(b, a, lab, strip.local_rows, cpos, size,
+                                                     min_damage_pixels, counts)
+                kept_rows.append(rows + strip.top)
                 kept_cols.append(cols)
                 kept_dmg.append(dmg)
                 pb.tofile(fb)
                 pa.tofile(fa)
-                bar.update(last - first)
+                bar.update(strip.last - strip.first)
             bar.close()
         finally:
             fb.close()
@@ -137,16 +139,15 @@ def cut_patches(aoi_slug: str, before: str | Path, after: str | Path, labels: st
     return counts
 
 
-def _cut_strip(b: np.ndarray, a: np.ndarray, lab: np.ndarray, size: int, stride: int,
-               min_damage: int, counts: PatchCounts):
-    """Patches of one strip: (rows, cols, damage pixels, before, after) of the kept ones."""
-    nodata_px = (b == 0).any(axis=0) | (a == 0).any(axis=0)
-    views = {name: sliding_window_view(arr, (size, size))[::stride, ::stride]
-             for name, arr in (("nodata", nodata_px), ("unknown", lab == UNKNOWN),
-                               ("damage", lab == 1))}
-    nodata = views["nodata"].any(axis=(-2, -1))
-    unknown = views["unknown"].any(axis=(-2, -1)) & ~nodata
-    damage = views["damage"].sum(axis=(-2, -1))
+def _cut_strip(b: np.ndarray, a: np.ndarray, lab: np.ndarray, rows: np.ndarray,
+               cols: np.ndarray, size: int, min_damage: int, counts: PatchCounts):
+    """Patches of one strip: (rows, cols, damage pixels, before, after) of the kept ones.
+
+    ``rows`` are window origins relative to the strip, ``cols`` across the whole width.
+    """
+    nodata = window_any(nodata_pixels(b, a), rows, cols, size)
+    unknown = window_any(lab == UNKNOWN, rows, cols, size) & ~nodata
+    damage = window_sum(lab == DAMAGE, rows, cols, size)
     keep = ~nodata & ~unknown
     counts.dropped_nodata += int(nodata.sum())
     counts.dropped_unknown += int(unknown.sum())
@@ -154,12 +155,8 @@ def _cut_strip(b: np.ndarray, a: np.ndarray, lab: np.ndarray, size: int, stride:
     counts.damaged += int(is_damaged.sum())
     counts.no_damage += int((keep & ~is_damaged).sum())
     pr, pc = np.nonzero(keep)
-    rows, cols = pr * stride, pc * stride
-    bv = sliding_window_view(b, (size, size), axis=(1, 2))[:, ::stride, ::stride]
-    av = sliding_window_view(a, (size, size), axis=(1, 2))[:, ::stride, ::stride]
-    pb = np.ascontiguousarray(np.moveaxis(bv[:, pr, pc], 0, 1))
-    pa = np.ascontiguousarray(np.moveaxis(av[:, pr, pc], 0, 1))
-    return rows, cols, damage[pr, pc], pb, pa
+    return rows[pr], cols[pc], damage[pr, pc], gather_windows(b, rows[pr], cols[pc], size), \
+        gather_windows(a, rows[pr], cols[pc], size)
 
 
 def _run(args: argparse.Namespace) -> int:

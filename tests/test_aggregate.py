@@ -275,9 +275,9 @@ def test_bad_inputs_are_typed_errors(tmp_path, prob_map):
     map_path, _ = prob_map
     bld = write_buildings(tmp_path / "b.gpkg")
     opts = AggregateOptions(progress=False)
-    with pytest.raises(InputFileError, match="not found"):
+    with pytest.raises(DamagenetUsageError, match="not found"):  # a named file: exit 2
         aggregate(map_path, tmp_path / "missing.gpkg", tmp_path / "o.gpkg", opts)
-    with pytest.raises(InputFileError, match="not found"):
+    with pytest.raises(DamagenetUsageError, match="not found"):
         aggregate(tmp_path / "missing.tif", bld, tmp_path / "o.gpkg", opts)
     pd.DataFrame({"id": [1], "height": [3.0]}).to_csv(tmp_path / "nogeom.csv", index=False)
     with pytest.raises(InputFileError, match="no WKT geometry"):

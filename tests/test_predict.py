@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import sqlite3
 import xml.etree.ElementTree as ET
 from types import SimpleNamespace
 
 import geopandas as gpd
+import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import rasterio
+from map_data import mean_blue, write_pair
 from shapely.geometry import Point
 
 from damagenet.checkpoint import save_checkpoint
@@ -18,6 +23,8 @@ from damagenet.data import Normalisation
 from damagenet.errors import DamagenetError
 from damagenet.model import SiameseResNet
 from damagenet.predict import PredictOptions, predict_map
+from damagenet.quicklook import TRUE_COLOUR, true_colour
+from damagenet.scene_pair import open_scene_pair
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +36,6 @@ def ckpt(tmp_path_factory):
                     threshold={"value": 0.5, "rule": "fixed"}, history=[],
                     dataset={"sha256": "0" * 64})
     return path
-
-
-def mean_blue(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """Stand-in model with a known output: the window's mean after-minus-before blue, scaled."""
-    d = after[:, 0].astype(np.float64).mean(axis=(1, 2)) - before[:, 0].mean(axis=(1, 2))
-    return np.clip(0.5 + d / 2000, 0, 1)
 
 
 def _read(path):
@@ -103,7 +104,6 @@ def test_outputs_styles_and_vectors(tmp_path, aoi_rasters, ckpt):
     assert csrc.descriptions == ("damage_class",) and psrc.descriptions == ("damage_probability",)
     assert ((prob >= 0.5) == (cls == 1))[prob != -9999].all()
     assert (cls[prob == -9999] == 255).all()
-    assert psrc.overviews == [] or all(f > 1 for f in psrc.overviews)
     aux = (maps / "irpin_damage_class.tif.aux.xml").read_text()
     assert "<Category>damage</Category>" in aux
     for name, band in (("irpin_damage_prob.qml", "damage_probability"),
@@ -114,7 +114,7 @@ def test_outputs_styles_and_vectors(tmp_path, aoi_rasters, ckpt):
         renderer = root.find("./pipe/rasterrenderer")
         assert renderer is not None and renderer.get("band") == "1"
         assert root.find("./customproperties/Option/Option").get("value") == band
-    gdf = gpd.read_file(maps / "irpin_damage_patches.gpkg")
+    gdf = gpd.read_file(maps / "irpin_damage_patches.gpkg", layer="damaged_patches")
     assert gdf.crs == psrc.crs and (gdf["probability"] >= 0.5).all()
     union = gdf.union_all()
     rows, cols = np.nonzero(cls == 1)
@@ -131,7 +131,10 @@ def test_outputs_styles_and_vectors(tmp_path, aoi_rasters, ckpt):
     with rasterio.open(r["labels"]) as lab:
         labels = lab.read(1)
     assert (agree[labels == 255] == 255).all()
-    assert s["patch_metrics"] is None or 0 <= s["patch_metrics"]["damage_recall"] <= 1
+    m = s["patch_metrics"]
+    assert m is not None and 0 < m["damaged"] < m["windows"]
+    assert 0 <= m["damage_recall"] <= 1 and 0 <= m["damage_precision"] <= 1
+    assert s["training_ground"]["status"] == "unknown"  # the checkpoint records none
 
 
 def test_real_model_and_cli(tmp_path, aoi_rasters, ckpt, capsys):
@@ -170,3 +173,77 @@ def test_refuses_bad_inputs(tmp_path, aoi_rasters, ckpt):
         predict_map(r["before"], r["after"], ckpt, out, PredictOptions(progress=False),
                     scorer=broken)
     assert list((tmp_path / "o").iterdir()) == []  # no partial outputs
+
+
+def test_big_map_has_overviews_colours_style_and_tags(tmp_path, ckpt):
+    r = write_pair(tmp_path, 600, 520)
+    out = tmp_path / "maps" / "big_damage_prob.tif"
+    predict_map(r["before"], r["after"], ckpt, out, PredictOptions(stride=16, progress=False),
+                labels=r["labels"], scorer=mean_blue)
+    maps = out.parent
+    for name in ("big_damage_prob.tif", "big_damage_class.tif", "big_damage_agreement.tif"):
+        _, src = _read(maps / name)
+        assert src.overviews == [2, 4]  # 600 px -> 300 -> 150, below one 256 px block
+        assert src.layout == "COG"
+    # colour entries for the classes only, not a 256-entry table
+    _, csrc = _read(maps / "big_damage_class.tif")
+    assert sorted(csrc.colormap) == [0, 1] and csrc.colormap[1][:3] == (215, 25, 28)
+    _, asrc = _read(maps / "big_damage_agreement.tif")
+    assert sorted(asrc.colormap) == [0, 1, 2, 3]
+    # inputs named by path as given and by content hash
+    with rasterio.open(out) as src:
+        tags = src.tags()
+    assert tags["BEFORE"] == str(r["before"]) and tags["LABELS"] == str(r["labels"])
+    assert tags["AFTER_SHA256"] == hashlib.sha256(r["after"].read_bytes()).hexdigest()[:16]
+    assert tags["CHECKPOINT_SHA256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16]
+    assert tags["AOI"] == "bigtown"
+    # GeoPackage 1.2 with its QGIS style stored as the layer's default
+    gpkg = maps / "big_damage_patches.gpkg"
+    with contextlib.closing(sqlite3.connect(gpkg)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 10200
+        name, column, qml, default = db.execute(
+            "SELECT f_table_name, f_geometry_column, styleQML, useAsDefault "
+            "FROM layer_styles").fetchone()
+        geom = db.execute("SELECT column_name FROM gpkg_geometry_columns WHERE "
+                          "table_name = 'damaged_patches'").fetchone()[0]
+    assert (name, column, default) == ("damaged_patches", geom, 1)
+    root = ET.fromstring(qml)
+    assert root.find("./renderer-v2").get("type") == "singleSymbol"
+    assert (maps / "big_damage_patches.qml").read_text() == qml
+
+
+def test_quicklook_shows_probability_over_true_colour_with_labels(tmp_path, ckpt):
+    r = write_pair(tmp_path, 200, 240)
+    out = tmp_path / "a" / "town_damage_prob.tif"
+    summary = predict_map(r["before"], r["after"], ckpt, out,
+                          PredictOptions(stride=8, progress=False), labels=r["labels"],
+                          scorer=mean_blue)
+    png = tmp_path / "a" / "town_quicklook.png"
+    assert summary["outputs"]["quicklook"] == str(png)
+    image = mpimg.imread(png)
+    assert image.ndim == 3 and image.shape[0] >= 200 and image.shape[1] >= 240
+    cyan = (image[..., 0] < 0.2) & (image[..., 1] > 0.8) & (image[..., 2] > 0.8)
+    assert cyan.sum() > 20  # label outlines drawn
+    predict_map(r["before"], r["after"], ckpt, tmp_path / "b" / "town_damage_prob.tif",
+                PredictOptions(stride=8, progress=False), scorer=mean_blue)
+    plain = mpimg.imread(tmp_path / "b" / "town_quicklook.png")
+    assert not ((plain[..., 0] < 0.2) & (plain[..., 1] > 0.8) & (plain[..., 2] > 0.8)).any()
+
+
+def test_true_colour_takes_red_green_blue_from_b04_b03_b02(tmp_path):
+    r = write_pair(tmp_path, 64, 64)
+    with rasterio.open(r["after"], "r+") as dst:
+        dst.write(np.stack([np.full((64, 64), v, dtype=np.uint16) for v in (100, 200, 300, 400)]))
+    scenes = open_scene_pair(r["before"], r["after"], None, 16)
+    rgb = scenes.after_rgb((8, 8), TRUE_COLOUR)
+    assert TRUE_COLOUR == ("B04", "B03", "B02")
+    assert rgb.shape == (3, 8, 8) and rgb[:, 0, 0].tolist() == [300, 200, 100]
+    assert true_colour(rgb).shape == (8, 8, 3)
+
+
+def test_threshold_option_parse_error_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "--before", "b", "--after", "a", "--ckpt", "c", "--out", "o.tif",
+              "--threshold", "1.5"])
+    assert exc.value.code == 2
+    assert "--threshold" in capsys.readouterr().err

@@ -226,7 +226,8 @@ def test_import_refuses_bad_input_and_writes_nothing(tmp_path, small_study, case
     assert not out.exists() and not (tmp_path / "out").exists()
 
 
-def test_command_line_refusals_exit_2(tmp_path, small_study, capsys):
+def test_command_line_refusals(tmp_path, small_study, capsys):
+    """Bad options exit 2; files that are not what they claim to be exit 1."""
     weights, stats = small_study
     out = tmp_path / "m.pt"
     with pytest.raises(SystemExit) as exc:
@@ -234,7 +235,7 @@ def test_command_line_refusals_exit_2(tmp_path, small_study, capsys):
               str(out), "--bands", "B02,B03,B04,B05"])
     assert exc.value.code == 2 and "not a permutation" in capsys.readouterr().err
     assert main(["import-seed", "--weights", str(stats), "--stats", str(stats), "--out",
-                 str(out)]) == 2
+                 str(out)]) == 1
     assert "not a readable PyTorch state dict" in capsys.readouterr().err
     assert main(["import-seed", "--weights", str(weights), "--stats", str(stats), "--out",
                  str(out), "--patch-size", "16"]) == 0
@@ -244,6 +245,6 @@ def test_command_line_refusals_exit_2(tmp_path, small_study, capsys):
     assert checkpoint_hash(tmp_path / "twin.pt") == \
         hashlib.sha256(out.read_bytes()).hexdigest()[:16]
     assert main(["import-seed", "--weights", str(out), "--stats", str(stats), "--out",
-                 str(tmp_path / "again.pt")]) == 2
+                 str(tmp_path / "again.pt")]) == 1
     assert "already a damagenet checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "again.pt").exists()
