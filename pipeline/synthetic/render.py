@@ -243,12 +243,25 @@ def render_town(rng: np.random.Generator, shape: tuple[int, int], centre_rc: tup
             gaps = np.isnan(refl[0])
             refl[:, gaps] = _table(g)[GRASS][:, None]
         epochs.append(_sensor(_block_mean(refl)))
-    cover = _dominant(COVER_OF[surface], (h, w))
+    cover = _dominant(_truth_cover(surface, parcel, spectra[0], plot, plots[0]), (h, w))
     dmg10 = dmg_cls.reshape(h, FACTOR, w, FACTOR).max(axis=(1, 3)).astype(np.uint8)
     before, after = atmosphere(rng, epochs[0], epochs[1])
     return RealisticTown(before=before, after=after, cover=cover, damage_class=dmg10,
                          plan=plan, footprints=polys, anchors=(prow, pcol), eligible=eligible,
                          change=change)
+
+
+def _truth_cover(surface: np.ndarray, parcel: np.ndarray, fields: np.ndarray,
+                 plot: np.ndarray, plots: np.ndarray) -> np.ndarray:
+    """Truth land cover per sub-pixel; fields and plots bare in the before scene are soil."""
+    cover = COVER_OF[surface]
+
+    def bare(spectra: np.ndarray) -> np.ndarray:
+        return (spectra[:, 3] - spectra[:, 2]) / (spectra[:, 3] + spectra[:, 2]) < 0.45
+
+    cover[(surface == FIELD) & bare(fields)[parcel]] = SOIL
+    cover[(surface == PLOT) & bare(plots)[plot % len(plots)]] = SOIL
+    return cover
 
 
 def _table(g: float) -> np.ndarray:
@@ -368,7 +381,8 @@ def _ground(rng: np.random.Generator, town: TownPlan, urban10: np.ndarray,
     surface[verge & (trees > 0.2)] = TREE
     # a river crossing the scene
     angle = rng.uniform(0, np.pi)
-    offset = rng.uniform(0.2, 0.8) * min(fh, fw) * SUB_M
+    y0, x0 = rng.uniform(0.2, 0.8, size=2) * np.array([fh, fw]) * SUB_M  # it passes here
+    offset = y0 * np.cos(angle) - x0 * np.sin(angle)
     along = y * np.cos(angle) - x * np.sin(angle)
     meander = 120 * np.sin(2 * np.pi * (y * np.sin(angle) + x * np.cos(angle)) / 4000)
     surface[np.abs(along - offset + meander) < rng.uniform(30, 70)] = RIVER
