@@ -315,9 +315,10 @@ def build_dataset(patch_files: list[str | Path], out: str | Path, split: str = "
     save_npz(out, arrays)
     summary = {"config": config, "aois": table,
                "totals": {s: _totals(table, s, arrays) for s in SPLITS}}
-    stem = out.with_name(out.stem + "_summary")
-    write_text_atomic(stem.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
-    write_text_atomic(stem.with_suffix(".md"), summary_markdown(summary))
+    # with_name, not with_suffix: a dotted stem ("v1.2.npz") must keep its name
+    write_text_atomic(out.with_name(out.stem + "_summary.json"),
+                      json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out.with_name(out.stem + "_summary.md"), summary_markdown(summary))
     log.info("dataset %s: %s", out, ", ".join(
         f"{s} {v['patches']} ({v['damaged']} damaged)" for s, v in summary["totals"].items()))
     return summary
