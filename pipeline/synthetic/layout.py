@@ -55,9 +55,9 @@ class TownPlan:
     def n(self) -> int:
         return int(self.cx.size)
 
-    def polygons(self, keep: np.ndarray | None = None) -> np.ndarray:
+    def polygons(self) -> np.ndarray:
         """Shapely polygons of the footprints (in the local metre frame)."""
-        idx = np.arange(self.n) if keep is None else np.nonzero(keep)[0]
+        idx = np.arange(self.n)
         du = np.array([-0.5, 0.5, 0.5, -0.5, -0.5])
         dv = np.array([-0.5, -0.5, 0.5, 0.5, -0.5])
         u = du[None, :] * self.length[idx, None]

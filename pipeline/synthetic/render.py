@@ -69,7 +69,6 @@ class RealisticTown:
     damage_class: np.ndarray  # (H, W) uint8 UNOSAT class of visible damage, 0 none
     plan: DamagePlan
     footprints: np.ndarray    # shapely polygons in the local metre frame, building id i + 1
-    anchors: tuple[np.ndarray, np.ndarray]  # (rows, cols) of each building's centre pixel
     eligible: np.ndarray      # building ids inside the AOI
     change: np.ndarray        # (n + 1,) str: non-war change of each building
 
@@ -143,7 +142,7 @@ def _fields(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, g_before: fl
     state_b = rng.choice(4, size=n, p=[0.4, 0.3, 0.2, 0.1])
     state_a = np.where(state_b == 3, 3, rng.choice(3, size=n, p=[0.3, 0.55, 0.15]))
     vigour = rng.uniform(0.3, 1.0, size=(2, n))
-    gain = rng.uniform(0.82, 1.18, size=(2, n)).astype(np.float32)
+    gain = rng.uniform(0.9, 1.1, size=(2, n)).astype(np.float32)
     out = []
     for e, (state, g) in enumerate(((state_b, g_before), (state_a, g_after))):
         green = np.clip(vigour[e] * (0.4 + g), 0, 1)[:, None]
@@ -247,7 +246,7 @@ def render_town(rng: np.random.Generator, shape: tuple[int, int], centre_rc: tup
     dmg10 = dmg_cls.reshape(h, FACTOR, w, FACTOR).max(axis=(1, 3)).astype(np.uint8)
     before, after = atmosphere(rng, epochs[0], epochs[1])
     return RealisticTown(before=before, after=after, cover=cover, damage_class=dmg10,
-                         plan=plan, footprints=polys, anchors=(prow, pcol), eligible=eligible,
+                         plan=plan, footprints=polys, eligible=eligible,
                          change=change)
 
 

@@ -25,6 +25,7 @@ from rasterio.features import geometry_mask, shapes
 from contract.atomic import atomic_path
 from contract.bands import BANDS, band_tags
 from pipeline.aoi import AOI, DateWindow
+from pipeline.errors import PipelineUsageError
 from pipeline.grid import Grid, aoi_grid
 from pipeline.rasters import write_cog
 from pipeline.synthetic.damage import DamagePlan, apply_damage, plan_damage
@@ -104,7 +105,7 @@ def generate_synthetic(aoi: AOI, out_dir: str | Path, seed: int = 0,
                        mode: str = DEFAULT_MODE) -> SyntheticScenes:
     """Write a synthetic scene pair, SCL rasters, UNOSAT files, footprints and a truth raster."""
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise PipelineUsageError(f"synthetic mode must be one of {MODES}, got {mode!r}")
     out = Path(out_dir)
     grid = aoi_grid(aoi, max_size_km)
     rng = _rng(aoi, seed)
