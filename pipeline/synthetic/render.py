@@ -160,17 +160,7 @@ def render_town(rng: np.random.Generator, shape: tuple[int, int], centre_rc: tup
     """Paint both epochs of a town on a grid of ``shape`` 10 m pixels."""
     h, w = shape
     fh, fw = h * FACTOR, w * FACTOR
-    centre = ((centre_rc[1] + 0.5) * 10.0, (centre_rc[0] + 0.5) * 10.0)
-    radius = 0.42 * min(h, w) * 10.0 * rng.uniform(0.8, 1.05)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) * 10.0 + 5.0
-    urban10 = np.hypot(xx - centre[0], yy - centre[1]) + 150 * _smooth(rng, (h, w), 25) < radius
-
-    def urban(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        r = np.clip((np.asarray(y) // 10).astype(int), 0, h - 1)
-        c = np.clip((np.asarray(x) // 10).astype(int), 0, w - 1)
-        return urban10[r, c]
-
-    town = plan_town(rng, centre, radius, urban)
+    town, urban10 = _place_town(rng, shape, centre_rc)
     n = town.n
     fine_t = Affine(SUB_M, 0, 0, 0, SUB_M, 0)  # local metre frame, y downwards
     polys = town.polygons()
@@ -201,15 +191,8 @@ def render_town(rng: np.random.Generator, shape: tuple[int, int], centre_rc: tup
     new_roof = change == "new_roof"
     roof_a[new_roof] = ROOF_SPECTRA[rng.integers(0, len(ROOF_SPECTRA), int(new_roof.sum()))]
 
-    surface_a = surface.copy()
-    height_a = height_b.copy()
-    demolished = (change == "demolished")[bid]
-    surface_a[demolished] = BARE
-    height_a[demolished] = 0
-    new = (change == "new_building")[bid]
-    surface_a[new] = ROOF
-    height_a[new] = 6.0
     roof_a[change == "new_building"] = ROOF_SPECTRA[3] * 0.9
+    surface_a, height_a = _changed_ground(surface, height_b, change, bid)
 
     rubble, dmg_cls = _damage(rng, bid, plan, built)
     height_a = np.where(rubble > 0.5, height_a * (1 - rubble), height_a)
@@ -248,6 +231,36 @@ def render_town(rng: np.random.Generator, shape: tuple[int, int], centre_rc: tup
     return RealisticTown(before=before, after=after, cover=cover, damage_class=dmg10,
                          plan=plan, footprints=polys, eligible=eligible,
                          change=change)
+
+
+def _place_town(rng: np.random.Generator, shape: tuple[int, int],
+                centre_rc: tuple[float, float]) -> tuple[TownPlan, np.ndarray]:
+    """The town's plan inside an irregular urban area (a noisy disc, as a 10 m mask)."""
+    h, w = shape
+    centre = ((centre_rc[1] + 0.5) * 10.0, (centre_rc[0] + 0.5) * 10.0)
+    radius = 0.42 * min(h, w) * 10.0 * rng.uniform(0.8, 1.05)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) * 10.0 + 5.0
+    urban10 = np.hypot(xx - centre[0], yy - centre[1]) + 150 * _smooth(rng, (h, w), 25) < radius
+
+    def urban(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        r = np.clip((np.asarray(y) // 10).astype(int), 0, h - 1)
+        c = np.clip((np.asarray(x) // 10).astype(int), 0, w - 1)
+        return urban10[r, c]
+
+    return plan_town(rng, centre, radius, urban), urban10
+
+
+def _changed_ground(surface: np.ndarray, height: np.ndarray, change: np.ndarray,
+                    bid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Surfaces and heights in the after epoch once the town has changed by itself."""
+    surface_a, height_a = surface.copy(), height.copy()
+    demolished = (change == "demolished")[bid]
+    surface_a[demolished] = BARE
+    height_a[demolished] = 0
+    new = (change == "new_building")[bid]
+    surface_a[new] = ROOF
+    height_a[new] = 6.0
+    return surface_a, height_a
 
 
 def _truth_cover(surface: np.ndarray, parcel: np.ndarray, fields: np.ndarray,
