@@ -32,7 +32,8 @@ rule patches:
 
 rule dataset:
     input:
-        expand(f"{DATA}/patches/{{aoi}}.npz", aoi=AOIS),
+        patches=expand(f"{DATA}/patches/{{aoi}}.npz", aoi=AOIS),
+        nvd=expand(f"{DATA}/labels/{{aoi}}_nvd.gpkg", aoi=AOIS),
     output:
         npz=DATASET,
         summary_md=report(
@@ -55,8 +56,9 @@ rule dataset:
         mem_mb=16000,
         runtime=30,
     shell:
-        "{params.python:q} -m pipeline dataset {input:q} --out {output.npz:q}"
+        "{params.python:q} -m pipeline dataset {input.patches:q} --out {output.npz:q}"
         " --split {params.d[split]:q} --block-m {params.d[block_m]:q}"
         " --val-fraction {params.d[val_fraction]:q} --test-fraction {params.d[test_fraction]:q}"
         " --negatives-per-positive {params.d[negatives_per_positive]:q} --seed {params.seed:q}"
+        " --hard-negative-share {params.d[hard_negative_share]:q} --nvd {input.nvd:q}"
         " {params.test_aois:q} > {log:q} 2>&1"

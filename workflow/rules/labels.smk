@@ -29,6 +29,7 @@ rule labels:
     output:
         tif=f"{DATA}/labels/{{aoi}}.tif",
         summary=f"{DATA}/labels/{{aoi}}.json",
+        nvd=f"{DATA}/labels/{{aoi}}_nvd.gpkg",
     log:
         f"{LOGS}/labels/{{aoi}}.log",
     benchmark:
