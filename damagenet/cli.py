@@ -1,4 +1,4 @@
-"""``damagenet`` command line: train, evaluate and predict.
+"""``damagenet`` command line: train, evaluate, predict and crossval.
 
 Thin wrappers around plain functions; a :class:`~damagenet.errors.DamagenetError` becomes a
 one-line message and its exit status (:mod:`contract.cli`).
@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from contract.cli import run_command, setup_logging
 
-COMMAND_MODULES = ("damagenet.train", "damagenet.evaluate", "damagenet.predict")
+COMMAND_MODULES = ("damagenet.train", "damagenet.evaluate", "damagenet.predict",
+                   "damagenet.crossval")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ import numpy as np
 
 from contract.atomic import write_text_atomic
 from damagenet.checkpoint import load_checkpoint, norm_of
+from damagenet.comparison import compare_models
 from damagenet.data import load_splits, require_both_classes, to_tensors
 from damagenet.errors import DamagenetError
 from damagenet.inference import predict_logits, resolve_device, sigmoid
@@ -84,6 +85,10 @@ def evaluate(npz: str | Path, ckpt: str | Path, out_dir: str | Path,
         metrics["per_aoi"] = per_aoi
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # baselines on the same test pairs, calibration; roc_models.png, reliability.png
+    val_prob = probabilities(model, splits["val"], norm, batch_size, dev) if "val" in splits \
+        else None
+    metrics.update(compare_models(splits, prob, val_prob, threshold, out))
     cm = np.array(at_half["confusion_matrix"])
     confusion_plot(cm, out / "confusion_matrix_counts.png", False, "test, threshold 0.5")
     confusion_plot(cm, out / "confusion_matrix_normalized.png", True, "test, threshold 0.5")
