@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from contract.cli import run_command, setup_logging
 
 #: Modules providing ``add_parser(subparsers)``; each sets ``func`` on its parser.
-COMMAND_MODULES = ("pipeline.aoi_tools", "pipeline.synthetic", "pipeline.scenes.cli",
+COMMAND_MODULES = ("pipeline.aoi_tools", "pipeline.synthetic.cli", "pipeline.scenes.cli",
                    "pipeline.unosat_fetch", "pipeline.labels", "pipeline.patches",
                    "pipeline.dataset")
 

@@ -1,16 +1,17 @@
-"""The balanced, leakage-free dataset (issue 6)."""
+"""The balanced, leakage-free dataset with hard negatives (issues 6, 16)."""
 
 from __future__ import annotations
 
 import itertools
 import json
 
+import geopandas as gpd
 import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.dataset import build_dataset
-from pipeline.errors import PipelineError
+from pipeline.dataset import build_dataset, built_up
+from pipeline.errors import InputFileError, PipelineError
 from pipeline.patches import cut_patches
 
 STUDY_KEYS = ["Xb_train", "Xa_train", "y_train", "Xb_val", "Xa_val", "y_val", "Xb_test",
@@ -138,3 +139,67 @@ def test_cli(tmp_path, patch_files):
     assert main(["-q", "dataset", *map(str, patch_files), "--out", str(out), "--block-m", "320",
                  "--seed", "3"]) == 0
     assert out.exists() and (tmp_path / "processed" / "FinalBalanced_splits_summary.md").exists()
+
+
+def _patch(spectrum, rough=False):
+    """A (4, 16, 16) patch of one spectrum, or a checkerboard of it with tree canopy."""
+    p = np.broadcast_to(np.array(spectrum, dtype=np.uint16)[:, None, None], (4, 16, 16)).copy()
+    if rough:
+        tree = np.array([250, 470, 280, 3300], dtype=np.uint16)[:, None]
+        board = (np.add.outer(np.arange(16), np.arange(16)) // 2) % 2 == 1
+        p[:, board] = tree
+    return p
+
+
+def test_built_up_index_from_the_patch_itself():
+    roof, grass = (1150, 1220, 1260, 1500), (380, 680, 420, 3700)
+    soil, water = (650, 900, 1150, 1800), (520, 540, 340, 190)
+    patches = np.stack([_patch(roof, rough=True), _patch(grass), _patch(soil),
+                        _patch(soil, rough=True), _patch(water), _patch(roof)])
+    assert built_up(patches).tolist() == [True, False, False, False, False, False]
+
+
+def test_hard_negatives_come_from_built_up_ground(tmp_path, patch_files):
+    runs = {share: build_dataset(patch_files, tmp_path / f"{share}.npz", block_m=320,
+                                 hard_negative_share=share) for share in (0.0, 1.0)}
+    for share, summary in runs.items():
+        assert summary["config"]["hard_negative_share"] == share
+    built = {share: sum(t["no_damage_built_up"] for t in s["totals"].values())
+             for share, s in runs.items()}
+    assert built[1.0] > built[0.0]
+    for row in runs[1.0]["aois"].values():  # all built-up ground first, as far as it goes
+        for s in ("train", "val", "test"):
+            r = row[s]
+            assert r["no_damage_built_up"] == min(r["no_damage"],
+                                                  r["available_no_damage_built_up"])
+    d = np.load(tmp_path / "1.0.npz")
+    negatives = d["Xb_train"][d["y_train"] == 0]
+    assert built_up(negatives).sum() == runs[1.0]["totals"]["train"]["no_damage_built_up"]
+    md = (tmp_path / "1.0_summary.md").read_text()
+    assert "no damage built-up" in md and "no damage at NVD sites" in md
+
+
+def test_nvd_sites_are_preferred(tmp_path, patch_files):
+    d = np.load(patch_files[0])
+    negative = np.nonzero(d["label"] == 0)[0][::7][:6]
+    sites = gpd.GeoDataFrame(geometry=gpd.points_from_xy(d["x"][negative], d["y"][negative]),
+                             crs=str(d["crs"])).to_crs("EPSG:4326")
+    nvd = tmp_path / "nvd.geojson"
+    sites.to_file(nvd)
+    summary = build_dataset(patch_files, tmp_path / "d.npz", block_m=320, nvd_files=[nvd])
+    out = np.load(tmp_path / "d.npz")
+    picked = {(str(a), int(r), int(c)) for s in ("train", "val", "test")
+              for a, r, c in zip(out[f"aoi_{s}"], out[f"row_{s}"], out[f"col_{s}"],
+                                 strict=True)}
+    wanted = {(str(d["aoi"]), int(d["row"][i]), int(d["col"][i])) for i in negative}
+    assert wanted <= picked
+    assert sum(t["no_damage_nvd"] for t in summary["totals"].values()) == len(wanted)
+    with pytest.raises(InputFileError, match="not found"):
+        build_dataset(patch_files, tmp_path / "e.npz", nvd_files=[tmp_path / "missing.gpkg"])
+
+
+def test_hard_negative_share_option_checked(tmp_path, patch_files, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["dataset", *map(str, patch_files), "--out", str(tmp_path / "d.npz"),
+              "--hard-negative-share", "1.5"])
+    assert exc.value.code == 2 and "must be in [0, 1]" in capsys.readouterr().err

@@ -31,12 +31,20 @@ class DamagePlan:
 
 
 def plan_damage(rng: np.random.Generator, eligible: np.ndarray, n: int,
-                fraction: float = 0.12) -> DamagePlan:
-    """Choose damaged buildings among the ``eligible`` ids (those inside the AOI)."""
+                fraction: float = 0.12, weight: np.ndarray | None = None) -> DamagePlan:
+    """Choose damaged buildings among the ``eligible`` ids (those inside the AOI).
+
+    ``weight`` (per building id) makes some buildings likelier to be hit: real damage
+    clusters where the fighting was, it is not spread evenly over a town.
+    """
     now = np.zeros(n + 1, dtype=np.int16)
     later = np.zeros(n + 1, dtype=np.int16)
     subtle = np.zeros(n + 1, dtype=bool)
-    ids = rng.permutation(eligible)
+    if weight is None:
+        ids = rng.permutation(eligible)
+    else:  # weighted order without replacement (Efraimidis-Spirakis keys)
+        keys = np.log(rng.random(eligible.size)) / weight[eligible]
+        ids = eligible[np.argsort(-keys, kind="stable")]
     k = int(round(fraction * ids.size))
     damaged, rest = ids[:k], ids[k:]
     now[damaged] = rng.choice([1, 2, 3], size=damaged.size, p=[0.45, 0.3, 0.25])

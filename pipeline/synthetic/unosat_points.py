@@ -37,11 +37,13 @@ def assessment_dates(after: dt.date, rng: np.random.Generator) -> list[dt.date]:
 
 
 def build_sites(rng: np.random.Generator, plan: DamagePlan, xy: np.ndarray, eligible: np.ndarray,
-                dates: list[dt.date], aoi_utm: BaseGeometry, crs: str, code: str
-                ) -> gpd.GeoDataFrame:
+                dates: list[dt.date], aoi_utm: BaseGeometry, crs: str, code: str,
+                nvd_share: float = 0.1) -> gpd.GeoDataFrame:
     """One row per site in the CDA's wide layout, in EPSG:4326.
 
-    ``xy`` holds each building's point in the grid CRS (row = building id).
+    ``xy`` holds each building's point in the grid CRS (row = building id). A share
+    ``nvd_share`` of the intact buildings is assessed "No Visible Damage" (class 6) at every
+    date, as UNOSAT does for buildings it checked: the hard negatives of the dataset step.
     """
     classes: list[list[float]] = []
     points: list[Point] = []
@@ -56,7 +58,7 @@ def build_sites(rng: np.random.Generator, plan: DamagePlan, xy: np.ndarray, elig
             row = [11, 11, 11]
         elif later:
             row = [6 if rng.random() < 0.5 else np.nan, later, later]
-        elif rng.random() < 0.1:
+        elif rng.random() < nvd_share:
             row = [6, 6, 6]
         else:
             continue

@@ -1,0 +1,289 @@
+"""One synthetic town, end to end: ground, epochs, damage, nuisances, files.
+
+Two modes. ``realistic`` (the default) paints the town at 2.5 m with mixed pixels, seasons,
+shadows, misregistration, haze and non-war change (:mod:`pipeline.synthetic.render`), so a
+change detector meets what real pairs throw at it. ``easy`` is the clean 10 m town of
+:mod:`pipeline.synthetic.landscape`: fast, with damage that stands out, for unit tests that need
+unmistakable damage. Both share the nuisances the scene step must handle (clouds, a swath edge,
+the 2022 offset) and the output files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import shapely
+from rasterio.features import geometry_mask, shapes
+
+from contract.atomic import atomic_path
+from contract.bands import BANDS, band_tags
+from pipeline.aoi import AOI, DateWindow
+from pipeline.errors import PipelineUsageError
+from pipeline.grid import Grid, aoi_grid
+from pipeline.rasters import write_cog
+from pipeline.synthetic.damage import DamagePlan, apply_damage, plan_damage
+from pipeline.synthetic.landscape import FOREST, VEGETATION, make_landscape, smooth_noise
+from pipeline.synthetic.nuisances import (
+    BASELINE_OFFSET,
+    add_cloud,
+    add_swath_edge,
+    scl_from_cover,
+    to_scl_20m,
+)
+from pipeline.synthetic.render import footprints_to_crs, render_town
+from pipeline.synthetic.unosat_points import (
+    assessment_dates,
+    build_sites,
+    write_geopackage,
+    write_zipped_shapefile,
+)
+
+log = logging.getLogger(__name__)
+DEFAULT_MAX_SIZE_KM = 5.0
+MODES = ("realistic", "easy")
+DEFAULT_MODE = "realistic"
+#: Share of undamaged buildings that UNOSAT marks "No Visible Damage" (class 6), per mode.
+NVD_SHARE = {"easy": 0.1, "realistic": 0.25}
+
+
+@dataclass(frozen=True)
+class Nuisances:
+    """Which real-world difficulties of acquisition to simulate."""
+
+    cloud: bool = True
+    swath_edge: bool = True
+    offset: bool = True
+
+
+@dataclass(frozen=True)
+class SyntheticScenes:
+    """Paths of everything one call writes."""
+
+    before: Path
+    after: Path
+    before_scl: Path
+    after_scl: Path
+    unosat_zip: Path
+    unosat_gpkg: Path
+    truth: Path
+    buildings: Path
+
+
+@dataclass
+class _Ground:
+    """What either mode hands to the common part: reflectance, truth and buildings."""
+
+    before: np.ndarray        # (4, H, W) float32 DN
+    after: np.ndarray
+    cover: np.ndarray         # (H, W) truth land cover
+    damage_class: np.ndarray  # (H, W) UNOSAT class visible in the after scene
+    plan: DamagePlan
+    eligible: np.ndarray      # building ids inside the AOI
+    site_xy: np.ndarray       # (n + 1, 2) damage-site point of each building, grid CRS
+    footprints: gpd.GeoDataFrame
+
+
+def scene_date(window: DateWindow) -> dt.date:
+    """The simulated acquisition: the given date, or the middle of a window."""
+    return window.start + (window.end - window.start) // 2
+
+
+def _rng(aoi: AOI, seed: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(aoi.slug.encode())])
+
+
+def generate_synthetic(aoi: AOI, out_dir: str | Path, seed: int = 0,
+                       max_size_km: float | None = DEFAULT_MAX_SIZE_KM,
+                       nuisances: Nuisances = Nuisances(),
+                       mode: str = DEFAULT_MODE) -> SyntheticScenes:
+    """Write a synthetic scene pair, SCL rasters, UNOSAT files, footprints and a truth raster."""
+    if mode not in MODES:
+        raise PipelineUsageError(f"synthetic mode must be one of {MODES}, got {mode!r}")
+    out = Path(out_dir)
+    grid = aoi_grid(aoi, max_size_km)
+    rng = _rng(aoi, seed)
+    h, w = grid.shape
+    aoi_utm = aoi.geometry_in(grid.crs)
+    cx, cy = ~grid.transform @ (aoi_utm.centroid.x, aoi_utm.centroid.y)
+    centre = (float(np.clip(cy, 0, h - 1)), float(np.clip(cx, 0, w - 1)))
+    inside = geometry_mask([aoi_utm], out_shape=(h, w), transform=grid.transform, invert=True)
+    dates = (scene_date(aoi.before), scene_date(aoi.after))
+    log.info("%s: synthesising a %s town of %d x %d px on %s (seed %d)", aoi.slug, mode, w, h,
+             grid.crs, seed)
+    if mode == "easy":
+        ground = _easy_ground(rng, grid, centre, inside)
+    else:
+        lat = aoi.geometry.centroid.y
+        ground = _realistic_ground(rng, grid, centre, inside, dates, lat)
+
+    before_dn, after_dn = _to_dn(rng, ground.before), _to_dn(rng, ground.after)
+    scl_b, scl_a = scl_from_cover(ground.cover), scl_from_cover(ground.cover)
+    cloud_epoch = "after" if rng.random() < 0.5 else "before"
+    if nuisances.cloud:
+        target = (after_dn, scl_a) if cloud_epoch == "after" else (before_dn, scl_b)
+        dn = target[0].astype(np.float32)
+        add_cloud(rng, dn, target[1])
+        target[0][:] = np.clip(np.round(dn), 1, 65535 - BASELINE_OFFSET).astype(np.uint16)
+    if nuisances.swath_edge:
+        target = (before_dn, scl_b) if cloud_epoch == "after" else (after_dn, scl_a)
+        add_swath_edge(rng, target[0], target[1])
+    offset = BASELINE_OFFSET if nuisances.offset else 0
+    after_dn = np.where(after_dn > 0, after_dn + offset, 0).astype(np.uint16)
+
+    paths = SyntheticScenes(
+        before=out / "before.tif", after=out / "after.tif", before_scl=out / "before_scl.tif",
+        after_scl=out / "after_scl.tif", unosat_zip=out / "unosat.zip",
+        unosat_gpkg=out / "unosat.gpkg", truth=out / "truth.tif",
+        buildings=out / "buildings.gpkg")
+    _write_scenes(paths, grid, aoi, seed, mode, dates, (before_dn, after_dn), (scl_b, scl_a),
+                  offset)
+    truth = np.stack([ground.cover, ground.damage_class])
+    write_cog(paths.truth, truth.astype(np.uint8), grid, nodata=None,
+              descriptions=["land_cover", "damage_class_visible_after"],
+              tags={"LAND_COVER_CLASSES": "1 water, 2 vegetation, 3 soil, 4 road, "
+                                          "5 building, 6 forest", "SYNTHETIC": "yes",
+                    "MODE": mode},
+              resampling="NEAREST")
+
+    site_dates = assessment_dates(dates[1], rng)
+    sites = build_sites(rng, ground.plan, ground.site_xy, ground.eligible, site_dates, aoi_utm,
+                        grid.crs.to_wkt(), aoi.unosat_aoi, nvd_share=NVD_SHARE[mode])
+    write_geopackage(sites, paths.unosat_gpkg, site_dates[-1])
+    write_zipped_shapefile(sites, paths.unosat_zip, site_dates[-1])
+    write_buildings(ground.footprints, paths.buildings, site_dates[-1])
+    plan = ground.plan
+    log.info("%s: %d buildings, %d damaged visibly, %d sites (%d no visible damage) -> %s",
+             aoi.slug, len(ground.footprints), int(np.isin(plan.now, (1, 2, 3)).sum()),
+             len(sites), int((sites["Main_Damage_Site_Class"] == 6).sum()), out)
+    return paths
+
+
+def _write_scenes(paths: SyntheticScenes, grid: Grid, aoi: AOI, seed: int, mode: str,
+                  dates: tuple[dt.date, dt.date], dns: tuple[np.ndarray, np.ndarray],
+                  scls: tuple[np.ndarray, np.ndarray], offset: int) -> None:
+    """The two scenes with ESA-like tags, and their 20 m SCL rasters."""
+    h, w = grid.shape
+    for path, dn, date, boa, baseline, scl in (
+            (paths.before, dns[0], dates[0], 0, "03.01", scls[0]),
+            (paths.after, dns[1], dates[1], -offset, "04.00" if offset else "03.01", scls[1])):
+        tags = {"ACQUISITION_DATE": date.isoformat(), "SOURCE": "synthetic", "SYNTHETIC": "yes",
+                "AOI": aoi.slug, "SEED": str(seed), "SYNTHETIC_MODE": mode,
+                "PROCESSING_BASELINE": baseline, "BOA_QUANTIFICATION_VALUE": "10000"}
+        tags_per_band = [dict(t, BOA_ADD_OFFSET=str(boa)) for t in band_tags()]
+        write_cog(path, dn, grid, nodata=0, descriptions=BANDS, tags=tags,
+                  band_tags=tags_per_band)
+        scl_path = path.with_name(path.stem + "_scl.tif")
+        scl_grid = Grid(grid.crs, grid.transform @ grid.transform.scale(2),
+                        (w + 1) // 2, (h + 1) // 2)
+        write_cog(scl_path, to_scl_20m(scl), scl_grid, nodata=0,
+                  descriptions=["SCL"], tags={"ACQUISITION_DATE": date.isoformat(),
+                                              "SOURCE": "synthetic", "SYNTHETIC": "yes"},
+                  resampling="NEAREST")
+
+
+def _realistic_ground(rng: np.random.Generator, grid: Grid, centre: tuple[float, float],
+                      inside: np.ndarray, dates: tuple[dt.date, dt.date], lat: float
+                      ) -> _Ground:
+    town = render_town(rng, grid.shape, centre, inside, dates, lat)
+    n = len(town.footprints)
+    polys = footprints_to_crs(town.footprints, grid.transform)
+    xy = np.zeros((n + 1, 2))
+    if n:
+        xy[1:] = shapely.get_coordinates(shapely.point_on_surface(polys))
+    existing = np.nonzero(~np.isin(town.change[1:], ("vacant", "new_building")))[0]
+    ids = existing + 1
+    frame = gpd.GeoDataFrame(
+        {"building_id": ids.astype(np.int64),
+         "damaged": np.isin(town.plan.now[ids], (1, 2, 3)).astype(np.int64),
+         "damage_class": town.plan.now[ids].astype(np.int64),
+         "change": town.change[ids]},
+        geometry=polys[existing], crs=grid.crs)
+    return _Ground(before=town.before, after=town.after, cover=town.cover,
+                   damage_class=town.damage_class, plan=town.plan, eligible=town.eligible,
+                   site_xy=xy, footprints=frame)
+
+
+def _easy_ground(rng: np.random.Generator, grid: Grid, centre: tuple[float, float],
+                 inside: np.ndarray) -> _Ground:
+    """The clean 10 m town: a street grid of whole-pixel roofs, strong damage."""
+    h, w = grid.shape
+    land = make_landscape(rng, h, w, centre)
+    n = int(land.building_id.max())
+    rows, cols = np.nonzero(land.building_id)
+    ids = land.building_id[rows, cols]
+    count = np.bincount(ids, minlength=n + 1).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        crow = np.bincount(ids, weights=rows, minlength=n + 1) / count
+        ccol = np.bincount(ids, weights=cols, minlength=n + 1) / count
+    # The pixel of each building nearest its centroid that belongs to it (odd shapes, rivers).
+    near = np.full(n + 1, -1, dtype=np.int64)
+    dist = (rows - crow[ids]) ** 2 + (cols - ccol[ids]) ** 2
+    order = np.lexsort((dist, ids))
+    first = np.unique(ids[order], return_index=True)[1]
+    near[ids[order][first]] = order[first]
+    prow, pcol = rows[near[1:]], cols[near[1:]]
+    site_inside = np.concatenate([[False], inside[prow, pcol]])
+    eligible = np.nonzero(site_inside)[0]
+    plan = plan_damage(rng, eligible, n)
+    before, after = _easy_epochs(rng, land)
+    strength = apply_damage(rng, after, land.building_id, plan, (prow, pcol))
+    xy = np.zeros((n + 1, 2))
+    xy[1:, 0] = grid.transform.c + (pcol + 0.5) * grid.transform.a
+    xy[1:, 1] = grid.transform.f + (prow + 0.5) * grid.transform.e
+    return _Ground(before=before, after=after, cover=land.cover,
+                   damage_class=np.where(strength > 0, plan.now[land.building_id], 0),
+                   plan=plan, eligible=eligible, site_xy=xy,
+                   footprints=_vectorise(land.building_id, plan, grid))
+
+
+def _vectorise(building_id: np.ndarray, plan: DamagePlan, grid: Grid) -> gpd.GeoDataFrame:
+    """Footprints of the easy town's raster buildings, one (multi)polygon per id."""
+    geoms = [(shapely.geometry.shape(g), int(v)) for g, v in
+             shapes(building_id, mask=building_id > 0, transform=grid.transform)]
+    frame = gpd.GeoDataFrame({"building_id": [v for _, v in geoms]},
+                             geometry=[g for g, _ in geoms], crs=grid.crs)
+    frame = frame.dissolve(by="building_id", as_index=False, sort=True)
+    ids = frame["building_id"].to_numpy()
+    frame["building_id"] = ids.astype(np.int64)
+    frame["damaged"] = np.isin(plan.now[ids], (1, 2, 3)).astype(np.int64)
+    frame["damage_class"] = plan.now[ids].astype(np.int64)
+    frame["change"] = "none"
+    return frame[["building_id", "damaged", "damage_class", "change", "geometry"]]
+
+
+def write_buildings(frame: gpd.GeoDataFrame, path: Path, stamp: dt.date) -> None:
+    """Footprints with their truth (layer ``buildings``), byte-reproducible."""
+    with atomic_path(path) as tmp:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": f"{stamp.isoformat()}T00:00:00Z"})
+        try:
+            pyogrio.write_dataframe(frame, tmp, layer="buildings", driver="GPKG")
+        finally:
+            pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
+
+
+def _easy_epochs(rng: np.random.Generator, land) -> tuple[np.ndarray, np.ndarray]:
+    """Before and after reflectance: illumination and season differ a little between them."""
+    h, w = land.cover.shape
+    gains_b = rng.uniform(0.97, 1.03, size=4).astype(np.float32)[:, None, None]
+    gains_a = rng.uniform(0.95, 1.05, size=4).astype(np.float32)[:, None, None]
+    before = land.reflectance * gains_b
+    after = land.reflectance * gains_a
+    green = np.isin(land.cover, (VEGETATION, FOREST))
+    season = (1.0 + 0.08 * smooth_noise(rng, (h, w), 20.0)).astype(np.float32)
+    after[3] = np.where(green, after[3] * season * rng.uniform(0.88, 1.0), after[3])
+    after[2] = np.where(green, after[2] * (2.0 - season), after[2])
+    return before, after
+
+
+def _to_dn(rng: np.random.Generator, refl: np.ndarray) -> np.ndarray:
+    """Add sensor noise and quantise to uint16 digital numbers (0 is reserved for nodata)."""
+    noisy = refl * (1 + 0.012 * rng.standard_normal(refl.shape, dtype=np.float32)) \
+        + 8 * rng.standard_normal(refl.shape, dtype=np.float32)
+    return np.clip(np.round(noisy), 1, 65535 - BASELINE_OFFSET).astype(np.uint16)
