@@ -43,7 +43,17 @@ from damagenet.evaluate import probabilities
 from damagenet.inference import resolve_device
 from damagenet.metrics import choose_threshold
 from damagenet.model import BACKBONES
-from damagenet.scores import N_BOOT, fmt_ci, score_model, threshold_for_precision
+from damagenet.scores import (
+    N_BOOT,
+    average_precision,
+    bootstrap_ci,
+    f1_at,
+    fmt_ci,
+    precision_at,
+    recall_at,
+    roc_auc,
+    threshold_for_precision,
+)
 from damagenet.train import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -151,13 +161,14 @@ def _score_subset(y: np.ndarray, scores: dict[str, np.ndarray], thr: dict[str, n
     """Scores of every model; per-pair thresholds (each pair's fold's) become a shift to 0."""
     out = {}
     for m in MODELS:
-        ranking = score_model(y, scores[m], 0.0, 0.0, n_boot, seed)
-        f1 = score_model(y, scores[m] - thr[m], 0.0, 0.0, n_boot, seed)
-        rap = score_model(y, scores[m] - pthr[m], 0.0, 0.0, n_boot, seed)
-        out[m] = {"roc_auc": ranking["roc_auc"], "pr_auc": ranking["pr_auc"], "f1": f1["f1"],
-                  "recall_at_precision": rap["recall_at_precision"],
-                  "precision_at_precision_threshold": rap["precision_at_precision_threshold"],
-                  "pairs": ranking["pairs"], "damaged": ranking["damaged"]}
+        s, shifted, pshifted = scores[m], scores[m] - thr[m], scores[m] - pthr[m]
+        out[m] = {"roc_auc": bootstrap_ci(y, s, roc_auc, n_boot, seed),
+                  "pr_auc": bootstrap_ci(y, s, average_precision, n_boot, seed),
+                  "f1": bootstrap_ci(y, shifted, f1_at(0.0), n_boot, seed),
+                  "recall_at_precision": bootstrap_ci(y, pshifted, recall_at(0.0), n_boot, seed),
+                  "precision_at_precision_threshold": bootstrap_ci(
+                      y, pshifted, precision_at(0.0), n_boot, seed),
+                  "pairs": int(len(y)), "damaged": int(np.sum(y == 1))}
     return out
 
 

@@ -71,3 +71,30 @@ def test_score_model_reports_every_figure_with_interval():
         assert set(out[key]) == {"value", "low", "high"}
     assert out["precision_at_precision_threshold"]["value"] >= 0.8
     assert out["pairs"] == 100 and out["damaged"] == 50
+
+
+def test_evaluate_reports_baselines_and_calibration(tmp_path):
+    import json
+
+    import torch
+
+    from damagenet.checkpoint import save_checkpoint
+    from damagenet.data import Normalisation
+    from damagenet.evaluate import evaluate
+    from damagenet.model import SiameseResNet
+    from tests.model_data import write_study_npz
+
+    npz = write_study_npz(tmp_path / "d.npz", sizes=(64, 32, 40))
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.pt", SiameseResNet("resnet18").eval(), patch_size=16,
+                    norm=Normalisation([0.15] * 4, [0.05] * 4),
+                    threshold={"value": 0.5, "rule": "f1"}, history=[], dataset={})
+    metrics = evaluate(npz, tmp_path / "m.pt", tmp_path / "out", device="cpu")
+    assert set(metrics["baselines"]) == {"siamese", "change", "gbt"}
+    assert metrics["baselines"]["change"]["roc_auc"]["value"] > 0.95
+    assert metrics["baselines"]["siamese"]["threshold"] == 0.5  # the checkpoint's own
+    assert 0 <= metrics["calibration"]["raw"]["ece"] <= 1
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["calibration"]["calibration"]["method"] == "temperature"
+    for png in ("roc_models.png", "reliability.png"):
+        assert (tmp_path / "out" / png).stat().st_size > 1000
