@@ -1,4 +1,5 @@
-"""``damagenet`` command line: train, evaluate, predict, aggregate, import-seed and info.
+"""``damagenet`` command line: train, evaluate, crossval, predict, aggregate, import-seed and
+info.
 
 Thin wrappers around plain functions; a :class:`~damagenet.errors.DamagenetError` becomes a
 one-line message and its exit status (:mod:`contract.cli`).
@@ -14,7 +15,8 @@ from collections.abc import Sequence
 from contract.cli import run_command, setup_logging
 
 COMMAND_MODULES = ("damagenet.train", "damagenet.evaluate", "damagenet.predict",
-                   "damagenet.aggregate", "damagenet.seed_import", "damagenet.info")
+                   "damagenet.crossval", "damagenet.aggregate", "damagenet.seed_import",
+                   "damagenet.info")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ from contract.atomic import write_text_atomic
 from contract.options import positive_int
 from damagenet.card import THRESHOLD_HOW
 from damagenet.checkpoint import checkpoint_hash, input_of, load_checkpoint
+from damagenet.comparison import compare_models
 from damagenet.data import (
     Preprocess,
     Split,
@@ -150,6 +151,11 @@ def evaluate(npz: str | Path, ckpt: str | Path, out_dir: str | Path,
     metrics, prob = score_test(model, inp, splits, threshold, npz, batch_size, dev)
     metrics["checkpoint"] = {"path": str(ckpt), "sha256_16": checkpoint_hash(ckpt),
                              "complete": bool(payload["complete"])}
+    # baselines on the same test pairs and calibration: roc_models.png, reliability.png
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    val_prob = (probabilities(model, splits["val"], inp, batch_size, dev) if "val" in splits
+                else None)
+    metrics.update(compare_models(splits, prob, val_prob, threshold, out_dir))
     write_artefacts(metrics, splits["test"].y, prob, out_dir)
     return metrics
 

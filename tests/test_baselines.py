@@ -1,0 +1,100 @@
+"""Baselines and bootstrap scores on arrays where the answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from damagenet.baselines import baseline_scores, change_magnitude, patch_features
+from damagenet.data import Split
+from damagenet.scores import (
+    average_precision,
+    bootstrap_ci,
+    roc_auc,
+    score_model,
+    threshold_for_precision,
+)
+from tests.model_data import planted
+
+
+def test_change_magnitude_is_the_largest_pixel_change():
+    before = np.full((2, 4, 8, 8), 1000, dtype=np.uint16)
+    after = before.copy()
+    after[1, :, 3, 4] += 1000  # +0.1 reflectance on every band of one pixel
+    after[1, 0, 0, 0] += 400   # +0.04 on one band: mean over bands 0.01
+    assert change_magnitude(before, after) == pytest.approx([0.0, 0.1])
+
+
+def test_features_are_finite_and_fixed_width():
+    rng = np.random.default_rng(0)
+    xb, xa, _ = planted(6, rng, size=8)
+    f = patch_features(xb, xa)
+    assert f.shape[0] == 6 and f.shape[1] == patch_features(xb[:1], xa[:1]).shape[1]
+    assert np.isfinite(f).all()
+
+
+def test_both_baselines_separate_planted_change():
+    rng = np.random.default_rng(1)
+    splits = {s: Split(*planted(n, rng)) for s, n in (("train", 120), ("val", 40), ("test", 60))}
+    scores = baseline_scores(splits, seed=0)
+    y = splits["test"].y
+    assert roc_auc_score(y, scores["change"]["test"]) > 0.95
+    assert roc_auc_score(y, scores["gbt"]["test"]) > 0.95
+    assert set(scores["gbt"]) == {"val", "test"}
+
+
+def test_fast_ranking_metrics_match_sklearn_with_ties():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 200)
+    s = np.round(rng.random(200) + 0.4 * y, 1)  # many ties
+    assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
+    assert average_precision(y, s) == pytest.approx(average_precision_score(y, s))
+
+
+def test_bootstrap_interval_contains_the_estimate():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300)
+    s = rng.random(300) + 0.5 * y
+    ci = bootstrap_ci(y, s, roc_auc, n_boot=300, seed=0)
+    assert ci["low"] < ci["value"] < ci["high"]
+    assert ci["high"] - ci["low"] < 0.2
+    assert bootstrap_ci(np.ones(5), np.arange(5.0), roc_auc)["value"] is None
+
+
+def test_score_model_reports_every_figure_with_interval():
+    y = np.array([0] * 50 + [1] * 50)
+    s = np.r_[np.linspace(0, 0.6, 50), np.linspace(0.4, 1, 50)]
+    thr = threshold_for_precision(y, s, 0.8)
+    out = score_model(y, s, 0.5, thr, n_boot=100)
+    for key in ("roc_auc", "pr_auc", "f1", "recall_at_precision"):
+        assert set(out[key]) == {"value", "low", "high"}
+    assert out["precision_at_precision_threshold"]["value"] >= 0.8
+    assert out["pairs"] == 100 and out["damaged"] == 50
+
+
+def test_evaluate_reports_baselines_and_calibration(tmp_path):
+    import json
+
+    import torch
+
+    from damagenet.checkpoint import save_checkpoint
+    from damagenet.data import Normalisation
+    from damagenet.evaluate import evaluate
+    from damagenet.model import SiameseResNet
+    from tests.model_data import write_study_npz
+
+    npz = write_study_npz(tmp_path / "d.npz", sizes=(64, 32, 40))
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.pt", SiameseResNet("resnet18").eval(), patch_size=16,
+                    norm=Normalisation([0.15] * 4, [0.05] * 4),
+                    threshold={"value": 0.5, "rule": "f1"}, history=[], dataset={})
+    metrics = evaluate(npz, tmp_path / "m.pt", tmp_path / "out", device="cpu")
+    assert set(metrics["baselines"]) == {"siamese", "change", "gbt"}
+    assert metrics["baselines"]["change"]["roc_auc"]["value"] > 0.95
+    assert metrics["baselines"]["siamese"]["threshold"] == 0.5  # the checkpoint's own
+    assert 0 <= metrics["calibration"]["raw"]["ece"] <= 1
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["calibration"]["calibration"]["method"] == "temperature"
+    for png in ("roc_models.png", "reliability.png"):
+        assert (tmp_path / "out" / png).stat().st_size > 1000
