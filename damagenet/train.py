@@ -5,15 +5,21 @@ at norm 1.5, BCE with logits, batch 64, up to 40 epochs with early stopping on v
 the best checkpoint is kept. Each split lives in memory as tensors and batches are drawn by
 index; augmentation applies one random symmetry of the square to both epochs of a pair. Mixed
 precision on CUDA.
+
+Speed (issue 19): the network and the data are held channels-last (NHWC), the layout oneDNN and
+cuDNN convolve fastest; Adam runs fused where torch offers it; the best weights are kept in
+memory and the provisional checkpoint is written by a background thread, so saving a 170 MB
+ResNet-101 no longer stalls the epochs (an interrupted run still leaves one: the writer is
+joined before the exception leaves ``train``).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -69,13 +75,99 @@ class TrainConfig:
     augment: bool = True
     eval_batch_size: int = 512
     progress: bool = True
+    channels_last: bool = True
+    threads: int | None = None
 
 
-def make_optimizer(model: SiameseResNet, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.Adam([
-        {"params": model.backbone_parameters(), "lr": cfg.lr_backbone},
-        {"params": model.head_parameters(), "lr": cfg.lr_head},
-    ], weight_decay=cfg.weight_decay)
+def make_optimizer(model: SiameseResNet, cfg: TrainConfig, fused: bool = True
+                   ) -> torch.optim.Optimizer:
+    """The study's Adam; fused (one kernel over all parameters) unless ``fused`` is False.
+
+    The unfused loop walks ResNet-101's 300-odd tensors one by one at every step; the fused
+    update gives the same values to float rounding.
+    """
+    groups = [{"params": model.backbone_parameters(), "lr": cfg.lr_backbone},
+              {"params": model.head_parameters(), "lr": cfg.lr_head}]
+    if fused:
+        try:
+            return torch.optim.Adam(groups, weight_decay=cfg.weight_decay, fused=True)
+        except RuntimeError as exc:  # a device without a fused kernel: the plain loop
+            log.debug("fused Adam unavailable (%s); using the per-tensor loop", exc)
+    return torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+
+
+def memory_format(cfg: TrainConfig) -> torch.memory_format:
+    return torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+
+def to_layout(data: TensorSplit, fmt: torch.memory_format) -> TensorSplit:
+    """The split's patches laid out in ``fmt`` once, up front, instead of per batch."""
+    return TensorSplit(data.before.contiguous(memory_format=fmt),
+                       data.after.contiguous(memory_format=fmt), data.y, data.aoi)
+
+
+class _Snapshot:
+    """A frozen copy of the model's weights that :func:`save_checkpoint` can write.
+
+    Training goes on mutating the live model while a background thread saves; the snapshot
+    is what was best when it was taken.
+    """
+
+    def __init__(self, model: SiameseResNet) -> None:
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.arch = model.architecture()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.state
+
+    def architecture(self) -> dict[str, Any]:
+        return self.arch
+
+
+class BackgroundWriter:
+    """Runs one write at a time off the training thread; only the newest pending one counts.
+
+    If a save is still running when a newer best arrives, the newer one replaces any waiting
+    job (an older provisional checkpoint is never worth writing). ``close`` waits for the last
+    write and re-raises its error, so a provisional checkpoint is on disk when ``train``
+    returns or is interrupted.
+    """
+
+    def __init__(self, write: Callable[[Any], None]) -> None:
+        self._write, self._lock = write, threading.Lock()
+        self._pending: Any = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, job: Any) -> None:
+        self._raise()
+        with self._lock:
+            self._pending = job
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._drain, name="provisional-ckpt")
+                self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                job, self._pending = self._pending, None
+                if job is None:
+                    self._thread = None
+                    return
+            try:
+                self._write(job)
+            except BaseException as exc:  # handed to the training thread by close()
+                self._error = exc
+
+    def close(self) -> None:
+        while (thread := self._thread) is not None:
+            thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 class Stepper:
@@ -153,7 +245,7 @@ def provisional_path(ckpt: Path) -> Path:
 
 def _fit(model: SiameseResNet, stepper: Stepper, train_t: TensorSplit, val_t: TensorSplit,
          val_y: np.ndarray, cfg: TrainConfig, generator: torch.Generator, out_dir: Path,
-         save_provisional: Callable[[int, list[dict[str, Any]]], Any]
+         save_provisional: Callable[[_Snapshot, int, list[dict[str, Any]]], Any]
          ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], int, float]:
     """The epochs: train, validate, keep the best state, stop early; write train_log.csv.
 
@@ -186,8 +278,9 @@ def _fit(model: SiameseResNet, stepper: Stepper, train_t: TensorSplit, val_t: Te
                      row["seconds"], " *" if improved else "")
             if improved:
                 best_loss, best_epoch, stale = val["val_loss"], epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-                save_provisional(epoch, history)
+                snapshot = _Snapshot(model)
+                best_state = snapshot.state
+                save_provisional(snapshot, epoch, list(history))
             else:
                 stale += 1
                 if stale >= cfg.patience:
@@ -203,6 +296,8 @@ def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
     cfg = cfg or TrainConfig()
     _check_config(cfg)
     out_dir, ckpt = Path(out_dir), Path(ckpt)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     device = resolve_device(cfg.device)
@@ -213,10 +308,15 @@ def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
         require_both_classes(npz, name, splits[name])
     norm = Normalisation.fit(splits["train"])
     patch_size = int(splits["train"].before.shape[-1])
-    train_t = to_tensors(splits["train"], norm).to(device)
-    val_t = to_tensors(splits["val"], norm)
-    model = build_model(cfg.backbone, cfg.weights, cfg.head).to(device)
-    stepper = Stepper(model, make_optimizer(model, cfg), device, cfg.clip_norm)
+    fmt = memory_format(cfg)
+    train_t = to_layout(to_tensors(splits["train"], norm), fmt).to(device)
+    val_t = to_layout(to_tensors(splits["val"], norm), fmt)
+    if device.type == "cuda":  # page-locked: the per-batch copies to the GPU run asynchronously
+        val_t = TensorSplit(val_t.before.pin_memory(), val_t.after.pin_memory(), val_t.y,
+                            val_t.aoi)
+    model = build_model(cfg.backbone, cfg.weights, cfg.head).to(device, memory_format=fmt)
+    stepper = Stepper(model, make_optimizer(model, cfg, fused=cfg.channels_last), device,
+                      cfg.clip_norm)
     generator = torch.Generator().manual_seed(cfg.seed)
     dataset = {"path": str(npz), "sha256": file_sha256(npz),
                "pairs": {k: int(len(v.y)) for k, v in splits.items()}}
@@ -230,12 +330,16 @@ def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
              cfg.backbone, cfg.weights, npz, len(train_t), len(val_t), patch_size, device)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    history, best_state, best_epoch, best_loss = _fit(
-        model, stepper, train_t, val_t, splits["val"].y, cfg, generator, out_dir,
-        lambda epoch, hist: save_checkpoint(
-            provisional_path(ckpt), model, threshold={"value": 0.5, "rule": "provisional"},
-            history=hist, complete=False,
-            extra={"config": asdict(cfg), "best_epoch": epoch}, **saving))
+    writer = BackgroundWriter(lambda job: save_checkpoint(
+        provisional_path(ckpt), job[0], threshold={"value": 0.5, "rule": "provisional"},
+        history=job[2], complete=False, extra={"config": asdict(cfg), "best_epoch": job[1]},
+        **saving))
+    try:
+        history, best_state, best_epoch, best_loss = _fit(
+            model, stepper, train_t, val_t, splits["val"].y, cfg, generator, out_dir,
+            lambda snapshot, epoch, hist: writer.submit((snapshot, epoch, hist)))
+    finally:  # interrupted or not, the newest provisional checkpoint reaches the disk
+        writer.close()
     model.load_state_dict(best_state)
     val_prob = sigmoid(predict_logits(model, val_t, cfg.eval_batch_size, device))
     threshold = {"value": choose_threshold(splits["val"].y, val_prob, cfg.threshold_rule),
@@ -306,7 +410,8 @@ def _card_training(npz: str | Path, splits: dict[str, Split], cfg: TrainConfig,
             "epochs_run": result["epochs_run"], "best_epoch": result["best_epoch"],
             "best_epoch_is_last": result["best_epoch_is_last"],
             "recipe": {k: v for k, v in asdict(cfg).items()
-                       if k not in ("device", "progress", "eval_batch_size")}}
+                       if k not in ("device", "progress", "eval_batch_size",
+                                    "channels_last", "threads")}}
 
 
 def _card_test(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -326,7 +431,8 @@ def _run(args: argparse.Namespace) -> int:
                       seed=args.seed, lr_backbone=args.lr_backbone, lr_head=args.lr_head,
                       weight_decay=args.weight_decay, clip_norm=args.clip_norm,
                       threshold_rule=args.threshold_rule, head=args.head,
-                      augment=not args.no_augment,
+                      augment=not args.no_augment, threads=args.threads,
+                      channels_last=args.memory_format == "channels-last",
                       progress=not args.quiet)
     train(args.npz, args.out, args.ckpt, cfg, run_evaluation=not args.no_evaluate)
     return 0
@@ -380,6 +486,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "damage recall >= 0.9; f1 = maximum F1 (%(default)s)")
     p.add_argument("--no-augment", action="store_true",
                    help="no flips/rotations during training")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads for torch (default: torch's choice, one per core)")
+    p.add_argument("--memory-format", choices=("channels-last", "contiguous"),
+                   default="channels-last",
+                   help="layout of images and convolution weights: channels-last (NHWC, "
+                        "faster on oneDNN and cuDNN, with fused Adam) or contiguous (NCHW, "
+                        "the plain path, per-tensor Adam) (%(default)s)")
     p.add_argument("--no-evaluate", action="store_true",
                    help="skip the test-split evaluation at the end")
     p.set_defaults(func=_run)
