@@ -33,6 +33,7 @@ import torch
 
 from contract.atomic import atomic_path, write_text_atomic
 from contract.npz_keys import SPLITS, split_key
+from contract.options import positive_int
 from damagenet.baselines import baseline_scores
 from damagenet.calibration import apply_calibration, fit_temperature
 from damagenet.checkpoint import load_checkpoint, norm_of
@@ -251,16 +252,6 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     d = TrainConfig()
     p = sub.add_parser(
@@ -270,23 +261,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "and both baselines per fold, and write crossval.json, crossval.md, "
                     "predictions.npz, roc_models.png and fold<i>/model.pt (the ensemble).")
     p.add_argument("--npz", required=True, help="dataset NPZ whose pairs carry 'aoi' arrays")
-    p.add_argument("--k", type=_positive_int, required=True,
+    p.add_argument("--k", type=positive_int, required=True,
                    help="number of folds (2 to the number of AOIs)")
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--backbone", choices=list(BACKBONES), default=d.backbone,
                    help="ResNet depth (%(default)s)")
     p.add_argument("--weights", choices=("none", "imagenet"), default=d.weights,
                    help="initialisation (%(default)s)")
-    p.add_argument("--epochs", type=_positive_int, default=d.epochs,
+    p.add_argument("--epochs", type=positive_int, default=d.epochs,
                    help="maximum epochs per fold (%(default)s)")
-    p.add_argument("--patience", type=_positive_int, default=d.patience,
+    p.add_argument("--patience", type=positive_int, default=d.patience,
                    help="early-stopping patience in epochs (%(default)s)")
-    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size,
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
                    help="pairs per batch (%(default)s)")
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda (%(default)s)")
     p.add_argument("--seed", type=int, default=d.seed,
                    help="seed of the fold assignment, training and bootstrap (%(default)s)")
-    p.add_argument("--n-boot", type=_positive_int, default=N_BOOT,
+    p.add_argument("--n-boot", type=positive_int, default=N_BOOT,
                    help="bootstrap resamples per interval (%(default)s)")
     p.add_argument("--keep-data", action="store_true",
                    help="keep each fold's dataset NPZ (deleted after training by default)")

@@ -73,3 +73,42 @@ rule evaluate:
     shell:
         "{params.python:q} -m damagenet evaluate --npz {input.npz:q} --ckpt {input.ckpt:q}"
         " --out {params.out:q} --device {params.device:q} > {log:q} 2>&1"
+
+
+rule crossval:
+    # Not part of the default target: `snakemake --cores 8 crossval`. Leave-AOI-out folds for the
+    # network and both baselines; the fold checkpoints form an ensemble for maps.
+    input:
+        DATASET,
+    output:
+        multiext(
+            f"{RESULTS}/crossval/",
+            json="crossval.json",
+            md="crossval.md",
+            roc="roc_models.png",
+            predictions="predictions.npz",
+        ),
+        folds=expand(f"{RESULTS}/crossval/fold{{i}}/model.pt",
+                     i=range(config["crossval"]["k"])),
+    log:
+        f"{LOGS}/crossval.log",
+    benchmark:
+        f"{LOGS}/benchmarks/crossval.tsv"
+    params:
+        python=PYTHON,
+        c=config["crossval"],
+        t=config["train"],
+        out=lambda wc, output: str(Path(output.json).parent),
+        device=config["device"],
+        seed=config["seed"],
+    threads: config["train"].get("threads", 8)
+    resources:
+        mem_mb=16000,
+        runtime=24 * 60,
+        gpu=lambda wc: 0 if config["device"] == "cpu" else 1,
+    shell:
+        "OMP_NUM_THREADS={threads} {params.python:q} -m damagenet crossval --npz {input:q}"
+        " --k {params.c[k]:q} --out {params.out:q} --backbone {params.c[backbone]:q}"
+        " --epochs {params.c[epochs]:q} --patience {params.t[patience]:q}"
+        " --batch-size {params.t[batch_size]:q} --weights {params.t[weights]:q}"
+        " --device {params.device:q} --seed {params.seed:q} > {log:q} 2>&1"
