@@ -275,8 +275,10 @@ def _doc_path_regex(path):
 
 def test_docs_name_only_paths_the_workflow_writes(tmp_path):
     declared = set()
-    for configfiles in ([ROOT / "config" / "demo.yaml"], []):
-        out = _dry(tmp_path, configfiles=configfiles)
+    runs = [((), [ROOT / "config" / "demo.yaml"]), ((), []),
+            (("crossval",), [ROOT / "config" / "demo.yaml"])]  # a target outside `all`
+    for targets, configfiles in runs:
+        out = _dry(tmp_path, targets=targets, configfiles=configfiles)
         for line in out.splitlines():
             key, _, value = line.strip().partition(": ")
             if key in ("output", "log", "benchmark"):
