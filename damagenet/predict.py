@@ -40,12 +40,14 @@ from rasterio.windows import Window
 from shapely.geometry import box
 from tqdm import tqdm
 
+from contract.options import threshold_or_auto
 from damagenet.checkpoint import load_checkpoint, norm_of
 from damagenet.data import symmetry
 from damagenet.errors import DamagenetError
 from damagenet.inference import resolve_device
 from damagenet.maps import RowWriter
 from damagenet.metrics import ranking_metrics, report
+from damagenet.scene_checks import check_scene_scale
 from damagenet.styles import (
     AGREEMENT_COLOURS,
     AGREEMENT_LABELS,
@@ -136,6 +138,8 @@ def _check_inputs(before: Path, after: Path, labels: Path | None, bands: list[st
         except rasterio.errors.RasterioIOError as exc:
             raise DamagenetError(f"{path}: cannot open raster ({exc})") from exc
     ref = profiles["before"]
+    for path in (before, after):
+        check_scene_scale(path)
     for name, prof in profiles.items():
         if name == "before":
             continue
@@ -431,7 +435,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="windows per model call (%(default)s)")
     p.add_argument("--tta", action="store_true",
                    help="average over the 8 symmetries of the square (8x slower)")
-    p.add_argument("--threshold", default="auto",
+    p.add_argument("--threshold", default="auto", type=threshold_or_auto,
                    help="probability for the class map: 'auto' = the checkpoint's "
                         "validation-chosen threshold, or a number in (0, 1) (%(default)s)")
     p.add_argument("--labels", help="label GeoTIFF (1/0/255) on the same grid for an "
