@@ -90,7 +90,8 @@ CASES = [
          2, ("--mask-classes",)),
     Case("predict-threshold-abc", ["damagenet", "predict", "--before", "{before}", "--after",
                                    "{after}", "--ckpt", "{ckpt}", "--out",
-                                   OUT + "/m_damage_prob.tif", "--threshold", "abc"], 2, ("--threshold", "abc")),
+                                   OUT + "/m_damage_prob.tif", "--threshold", "abc"], 2,
+         ("--threshold", "abc")),
     Case("train-batch-size-0", ["damagenet", "train", "--npz", "{npz}", "--out", OUT, "--ckpt",
                                 OUT + "/m.pt", "--batch-size", "0"], 2, ("--batch-size",)),
     Case("train-epochs-0", ["damagenet", "train", "--npz", "{npz}", "--out", OUT, "--ckpt",
@@ -249,15 +250,15 @@ def inject_write_fault(monkeypatch, out: Path, code: int) -> None:
     real_mkstemp, real_mkdtemp = tempfile.mkstemp, tempfile.mkdtemp
     real_replace, real_open = os.replace, builtins.open
 
-    def mkstemp(*args, dir=None, **kw):
+    def mkstemp(suffix=None, prefix=None, dir=None, text=False):
         if dir is not None and inside(dir) and code != errno.ENOSPC:
             raise fail(dir)
-        return real_mkstemp(*args, dir=dir, **kw)
+        return real_mkstemp(suffix, prefix, dir, text)
 
-    def mkdtemp(*args, dir=None, **kw):
+    def mkdtemp(suffix=None, prefix=None, dir=None):
         if dir is not None and inside(dir) and code != errno.ENOSPC:
             raise fail(dir)
-        return real_mkdtemp(*args, dir=dir, **kw)
+        return real_mkdtemp(suffix, prefix, dir)
 
     def replace(src, dst, **kw):
         if inside(dst):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.features import geometry_mask
 
+from contract.atomic import staged_folder
 from contract.bands import BANDS, band_tags
 from pipeline.aoi import AOI, DateWindow, load_aoi
 from pipeline.grid import Grid, aoi_grid
@@ -188,12 +189,13 @@ def _to_dn(rng: np.random.Generator, refl: np.ndarray) -> np.ndarray:
 
 def _run(args: argparse.Namespace) -> int:
     aoi = load_aoi(args.aoi_file)
-    paths = generate_synthetic(aoi, args.out, seed=args.seed, max_size_km=args.max_size_km,
-                               nuisances=Nuisances(cloud=not args.no_cloud,
-                                                   swath_edge=not args.no_swath_edge,
-                                                   offset=not args.no_offset))
+    with staged_folder(args.out) as tmp:  # the whole set appears at once, or nothing
+        paths = generate_synthetic(aoi, tmp, seed=args.seed, max_size_km=args.max_size_km,
+                                   nuisances=Nuisances(cloud=not args.no_cloud,
+                                                       swath_edge=not args.no_swath_edge,
+                                                       offset=not args.no_offset))
     for p in vars(paths).values():
-        print(p)
+        print(Path(args.out) / Path(p).relative_to(tmp))
     return 0
 
 
