@@ -159,6 +159,11 @@ def make_labels(aoi: AOI, grid_path: str | Path, unosat_path: str | Path, out: s
             "DAMAGE_CLASSES": ",".join(map(str, classes)), "RADIUS_M": str(radius_m),
             "VALUES": VALUES_TEXT,
             "UNOSAT_FILE": unosat_path.name}
+    if summary["positives_used"] == 0 and summary["damaged_undated"] > 0:
+        raise InputFileError(
+            f"{unosat_path}: no damage site to label in {aoi.slug}: "
+            f"{summary['damaged_undated']} damaged sites in the AOI have no date, so none can "
+            "be placed before the after scene; check the date columns of the UNOSAT file")
     nvd = nvd_sites(frame, in_aoi, after, labels, grid)
     summary.update({"class_map": mapping, "nvd_sites": int(len(nvd)),
                     "nvd_file": nvd_path(out).name})
