@@ -112,7 +112,7 @@ def build_dataset(patch_files: list[str | Path], out: str | Path, split: str = "
                   block_m: float = 640.0, test_aois: list[str] | None = None,
                   val_aois: list[str] | None = None, val_fraction: float = 0.2,
                   test_fraction: float = 0.2, negatives_per_positive: float = 1.0,
-                  seed: int = 42) -> dict[str, Any]:
+                  seed: int = 42, allow_empty_split: bool = False) -> dict[str, Any]:
     """Split, balance and write the dataset NPZ with its summary (JSON and Markdown)."""
     if not patch_files:
         raise PipelineError("no patch files given")
@@ -190,8 +190,10 @@ def build_dataset(patch_files: list[str | Path], out: str | Path, split: str = "
                 arr = arr.astype(np.uint16).reshape(-1, len(BANDS), size, size)
             arrays[split_key(key, s)] = arr
         if not arrays[split_key("y", s)].sum() and (s != "val" or val_fraction > 0 or val_aois):
-            log.warning("split %s has no damaged patch; use larger AOIs, smaller blocks or "
-                        "other fractions", s)
+            if not allow_empty_split:  # a split without positives gives no recall to measure
+                raise PipelineError(f"split {s} has no damaged patch; use larger AOIs, smaller "
+                                    "--block-m or other fractions, or pass --allow-empty-split")
+            log.warning("split %s has no damaged patch (--allow-empty-split)", s)
     config = {"split": split, "block_m": block_m, "test_aois": test_aois, "val_aois": val_aois,
               "val_fraction": val_fraction, "test_fraction": test_fraction,
               "negatives_per_positive": negatives_per_positive, "seed": seed,
@@ -232,7 +234,8 @@ def _run(args: argparse.Namespace) -> int:
     build_dataset(args.patch_files, args.out, split=args.split, block_m=args.block_m,
                   test_aois=args.test_aois, val_aois=args.val_aois,
                   val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                  negatives_per_positive=args.negatives_per_positive, seed=args.seed)
+                  negatives_per_positive=args.negatives_per_positive, seed=args.seed,
+                  allow_empty_split=args.allow_empty_split)
     return 0
 
 
@@ -266,4 +269,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="no-damage patches sampled per damaged patch in each split "
                         "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
+    p.add_argument("--allow-empty-split", action="store_true",
+                   help="write the dataset even if a split has no damaged patch (default: refuse)")
     p.set_defaults(func=_run)
