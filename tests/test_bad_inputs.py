@@ -355,3 +355,19 @@ def test_interrupted_mid_run_leaves_nothing(sig, code, word, tmp_path):
     assert "Traceback" not in err
     assert word in err.strip().splitlines()[-1]
     assert leftovers(out) == []
+
+
+def test_zip_member_that_inflates_past_its_declared_size_is_refused(tmp_path, monkeypatch):
+    """A member whose true size exceeds the cap is refused while streaming, not after."""
+    import zipfile
+
+    from pipeline.errors import InputFileError as PipelineInputFileError
+    from pipeline.scenes import band_files
+
+    monkeypatch.setattr(band_files, "MAX_TEXT_BYTES", 1000)
+    path = tmp_path / "S2_MSIL2A.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("MTD_MSIL2A.xml", b"<a>" + b" " * 100_000 + b"</a>")
+    with zipfile.ZipFile(path) as zf, pytest.raises(PipelineInputFileError,
+                                                    match="inflates past"):
+        band_files.read_member(zf, "MTD_MSIL2A.xml", path)
