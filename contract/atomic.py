@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,3 +39,23 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write a small text file (JSON summaries, Markdown tables) atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def staged_folder(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a hidden temporary folder inside ``folder``; move its entries into ``folder`` on
+    success, remove it on any failure, SIGINT or SIGTERM.
+
+    For commands that write a set of files (plots and metrics, scenes and labels): no final
+    file appears until every file of the set is written, so an interrupted or failed run
+    leaves nothing a user or Snakemake could take for a finished output.
+    """
+    dest = Path(folder)
+    dest.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", suffix=".part", dir=dest))
+    try:
+        yield tmp
+        for item in sorted(tmp.iterdir()):
+            os.replace(item, dest / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

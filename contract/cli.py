@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import traceback
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -127,12 +128,38 @@ def run_command(func: Callable[[argparse.Namespace], int | None],
     except Terminated:
         return _fail("terminated (SIGTERM); no output was written", 143, verbose)
     except OSError as exc:
+        if _from_rasterio(exc):  # RasterioIOError is an OSError without errno or filename
+            return _fail(_corrupt_raster(exc), 1, verbose)
         return _fail(describe_os_error(exc), 1, verbose)
-    except RuntimeError as exc:
-        if not _disk_full(exc):
+    except zipfile.BadZipFile as exc:
+        return _fail(f"{_chain(exc)}: an input (.npz, .zip or .pt) is truncated or corrupt; "
+                     "re-create or re-download it", 1, verbose)
+    except Exception as exc:
+        if _from_rasterio(exc):
+            return _fail(_corrupt_raster(exc), 1, verbose)
+        if not isinstance(exc, RuntimeError) or not _disk_full(exc):
             raise
         return _fail("no space left on the device while writing; free some space or write "
                      "elsewhere", 1, verbose)
+
+
+def _from_rasterio(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("rasterio")
+
+
+def _corrupt_raster(exc: BaseException) -> str:
+    return f"{_chain(exc)}: a raster input is truncated or corrupt; re-create or re-download it"
+
+
+def _chain(exc: BaseException) -> str:
+    """The messages of an exception and its causes: GDAL names the file only in the cause."""
+    parts: list[str] = []
+    while exc is not None and len(parts) < 4:
+        text = str(exc).replace("See previous exception for details.", "").strip(" .")
+        if text and text not in parts:
+            parts.append(text)
+        exc = exc.__cause__ or exc.__context__
+    return "; ".join(reversed(parts)).replace("\n", " ")
 
 
 def _fail(message: str, code: int, verbose: bool) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from contract.atomic import write_text_atomic
+from contract.atomic import staged_folder, write_text_atomic
 from contract.options import positive_int
 from damagenet.card import THRESHOLD_HOW
 from damagenet.checkpoint import checkpoint_hash, input_of, load_checkpoint
@@ -106,23 +106,24 @@ def write_artefacts(metrics: dict[str, Any], y: np.ndarray, prob: np.ndarray,
                     out_dir: str | Path) -> None:
     """metrics.json, the study's confusion matrices (at 0.5), the one at the map threshold,
     ROC and PR curves."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    t = metrics["threshold"]
-    cm_half = np.array(metrics["study_report_at_0.5"]["confusion_matrix"])
-    confusion_plot(cm_half, out / "confusion_matrix_counts.png", False, "test, threshold 0.5")
-    confusion_plot(cm_half, out / "confusion_matrix_normalized.png", True, "test, threshold 0.5")
-    confusion_plot(np.array(metrics["confusion_matrix"]), out / "confusion_matrix_threshold.png",
-                   False, f"test, map threshold {t['value']:.2f} ({t['rule']})")
-    roc_plot(y, prob, metrics["roc_auc"], out / "roc_curve.png")
-    pr_plot(y, prob, metrics["pr_auc"], t["value"], out / "pr_curve.png")
-    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    with staged_folder(out_dir) as out:
+        t = metrics["threshold"]
+        cm_half = np.array(metrics["study_report_at_0.5"]["confusion_matrix"])
+        half = "test, threshold 0.5"
+        confusion_plot(cm_half, out / "confusion_matrix_counts.png", False, half)
+        confusion_plot(cm_half, out / "confusion_matrix_normalized.png", True, half)
+        confusion_plot(np.array(metrics["confusion_matrix"]),
+                       out / "confusion_matrix_threshold.png", False,
+                       f"test, map threshold {t['value']:.2f} ({t['rule']})")
+        roc_plot(y, prob, metrics["roc_auc"], out / "roc_curve.png")
+        pr_plot(y, prob, metrics["pr_auc"], t["value"], out / "pr_curve.png")
+        write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     log.info("test (%d pairs) at the map threshold %.3f (%s): accuracy %.3f, damage recall "
              "%.3f, precision %.3f; ROC-AUC %s -> %s", metrics["test_pairs"], t["value"],
              t["rule"], metrics["accuracy"], metrics["Damage"]["recall"],
              metrics["Damage"]["precision"],
              f"{metrics['roc_auc']:.3f}" if metrics["roc_auc"] is not None else "n/a",
-             out / "metrics.json")
+             Path(out_dir) / "metrics.json")
 
 
 def evaluate(npz: str | Path, ckpt: str | Path, out_dir: str | Path,

@@ -51,6 +51,7 @@ from damagenet.inference import (
 from damagenet.map_tally import MapRun, map_summary
 from damagenet.maps import MapGrid, MapWriters
 from damagenet.quicklook import TRUE_COLOUR, quicklook_shape, write_quicklook
+from damagenet.scene_checks import check_scene_scale
 from damagenet.scene_pair import ScenePair, open_scene_pair, strip_probabilities
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,9 @@ def predict_map(before: str | Path | Any, after: str | Path | Any, ckpt: str | P
     if opts.stride < 1:
         raise DamagenetUsageError("--stride must be at least 1")
     device = resolve_device(opts.device)
+    for scene in (before, after):
+        if isinstance(scene, str | Path):  # a dask-backed xarray scene is checked by its maker
+            check_scene_scale(scene)
     model, payload = load_checkpoint(ckpt, map_location=device,
                                      allow_provisional=opts.allow_provisional)
     size = int(payload["patch_size"])

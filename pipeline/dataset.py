@@ -214,7 +214,8 @@ def build_dataset(patch_files: list[str | Path], out: str | Path, split: str = "
                   val_aois: list[str] | None = None, val_fraction: float = 0.2,
                   test_fraction: float = 0.2, negatives_per_positive: float = 1.0,
                   seed: int = 42, hard_negative_share: float = DEFAULT_HARD_NEGATIVE_SHARE,
-                  nvd_files: list[str | Path] | None = None) -> dict[str, Any]:
+                  nvd_files: list[str | Path] | None = None,
+                  allow_empty_split: bool = False) -> dict[str, Any]:
     """Split, balance and write the dataset NPZ with its summary (JSON and Markdown)."""
     if not patch_files:
         raise PipelineError("no patch files given")
@@ -301,8 +302,10 @@ def build_dataset(patch_files: list[str | Path], out: str | Path, split: str = "
                 arr = arr.astype(np.uint16).reshape(-1, len(BANDS), size, size)
             arrays[split_key(key, s)] = arr
         if not arrays[split_key("y", s)].sum() and (s != "val" or val_fraction > 0 or val_aois):
-            log.warning("split %s has no damaged patch; use larger AOIs, smaller blocks or "
-                        "other fractions", s)
+            if not allow_empty_split:  # a split without positives gives no recall to measure
+                raise PipelineError(f"split {s} has no damaged patch; use larger AOIs, smaller "
+                                    "--block-m or other fractions, or pass --allow-empty-split")
+            log.warning("split %s has no damaged patch (--allow-empty-split)", s)
     config = {"split": split, "block_m": block_m, "test_aois": test_aois, "val_aois": val_aois,
               "val_fraction": val_fraction, "test_fraction": test_fraction,
               "negatives_per_positive": negatives_per_positive, "seed": seed,
@@ -364,7 +367,8 @@ def _run(args: argparse.Namespace) -> int:
                   test_aois=args.test_aois, val_aois=args.val_aois,
                   val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                   negatives_per_positive=args.negatives_per_positive, seed=args.seed,
-                  hard_negative_share=args.hard_negative_share, nvd_files=args.nvd)
+                  hard_negative_share=args.hard_negative_share, nvd_files=args.nvd,
+                  allow_empty_split=args.allow_empty_split)
     return 0
 
 
@@ -406,6 +410,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="vector files of UNOSAT 'No Visible Damage' site points (any CRS); "
                         "patches holding them are preferred as hard negatives")
     p.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
+    p.add_argument("--allow-empty-split", action="store_true",
+                   help="write the dataset even if a split has no damaged patch (default: refuse)")
     p.set_defaults(func=_run)
 
 

@@ -33,6 +33,7 @@ from rasterio.features import geometry_mask
 
 from contract.atomic import atomic_path, write_text_atomic
 from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN, VALUES_TEXT
+from contract.options import iso_date
 from pipeline.aoi import AOI, load_aoi, reproject_geometry
 from pipeline.errors import InputFileError, PipelineUsageError
 from pipeline.grid import Grid, grid_of
@@ -158,6 +159,11 @@ def make_labels(aoi: AOI, grid_path: str | Path, unosat_path: str | Path, out: s
             "DAMAGE_CLASSES": ",".join(map(str, classes)), "RADIUS_M": str(radius_m),
             "VALUES": VALUES_TEXT,
             "UNOSAT_FILE": unosat_path.name}
+    if summary["positives_used"] == 0 and summary["damaged_undated"] > 0:
+        raise InputFileError(
+            f"{unosat_path}: no damage site to label in {aoi.slug}: "
+            f"{summary['damaged_undated']} damaged sites in the AOI have no date, so none can "
+            "be placed before the after scene; check the date columns of the UNOSAT file")
     nvd = nvd_sites(frame, in_aoi, after, labels, grid)
     summary.update({"class_map": mapping, "nvd_sites": int(len(nvd)),
                     "nvd_file": nvd_path(out).name})
@@ -235,7 +241,7 @@ def _run(args: argparse.Namespace) -> int:
     unosat = args.unosat or (aoi.labels.path if aoi.labels else "")
     make_labels(aoi, args.grid, unosat, args.out,
                 classes=parse_classes_arg(args.classes), radius_m=args.radius_m,
-                after_date=dt.date.fromisoformat(args.after_date) if args.after_date else None,
+                after_date=args.after_date,
                 class_map=args.class_map)
     return 0
 
@@ -267,6 +273,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="map class codes or texts of the file that are not UNOSAT's to UNOSAT "
                         "codes (or none = not assessed), e.g. '7=1,Heavily damaged=2,5=none'; "
                         "extends the AOI file's labels.class_map")
-    p.add_argument("--after-date", help="override the after date (YYYY-MM-DD) instead of "
-                                        "reading the scene's tag")
+    p.add_argument("--after-date", type=iso_date,
+                   help="override the after date (YYYY-MM-DD) instead of reading the scene's tag")
     p.set_defaults(func=_run)

@@ -97,6 +97,28 @@ class Download:
     texts: dict[str, bytes] = field(default_factory=dict)  # JSON/XML members by name
 
 
+#: The largest metadata member read (SAFE's MTD_MSIL2A.xml is ~60 KiB).
+MAX_TEXT_BYTES = 5_000_000
+
+
+def read_member(zf: zipfile.ZipFile, name: str, path: Path) -> bytes:
+    """Inflate a zip member in chunks, refusing it past :data:`MAX_TEXT_BYTES`.
+
+    The declared size in the zip's directory can lie: a crafted member that inflates from
+    1 MiB to 1 GiB would otherwise be held in memory whole before any check.
+    """
+    chunks, total = [], 0
+    with zf.open(name) as member:
+        while chunk := member.read(1 << 16):
+            total += len(chunk)
+            if total > MAX_TEXT_BYTES:
+                raise InputFileError(f"{path}: member {name} inflates past "
+                                     f"{MAX_TEXT_BYTES // 1_000_000} MB; not a metadata file "
+                                     "of a Sentinel-2 download")
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def open_download(path: Path) -> Download:
     """List a folder's or zip's raster files and small metadata files."""
     if path.is_dir():
@@ -104,13 +126,14 @@ def open_download(path: Path) -> Download:
         rasters = {n: str(p.resolve()) for n, p in files.items()
                    if p.suffix.lower() in RASTER_SUFFIXES}
         texts = {n: p.read_bytes() for n, p in files.items()
-                 if p.suffix.lower() in (".json", ".xml") and p.stat().st_size < 5_000_000}
+                 if p.suffix.lower() in (".json", ".xml") and p.stat().st_size < MAX_TEXT_BYTES}
         return Download(path, rasters, texts)
     try:
         with zipfile.ZipFile(path) as zf:
             names = sorted(n for n in zf.namelist() if not n.endswith("/"))
-            texts = {n: zf.read(n) for n in names if n.lower().endswith((".json", ".xml"))
-                     and zf.getinfo(n).file_size < 5_000_000}
+            texts = {n: read_member(zf, n, path) for n in names
+                     if n.lower().endswith((".json", ".xml"))
+                     and zf.getinfo(n).file_size < MAX_TEXT_BYTES}
     except zipfile.BadZipFile as exc:
         raise InputFileError(f"{path}: not a readable zip file ({exc})") from exc
     rasters = {n: f"/vsizip/{path.resolve()}/{n}" for n in names

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from contract.atomic import staged_folder
 from pipeline.aoi import load_aoi
 from pipeline.synthetic.town import (
     DEFAULT_MAX_SIZE_KM,
@@ -16,13 +18,14 @@ from pipeline.synthetic.town import (
 
 def _run(args: argparse.Namespace) -> int:
     aoi = load_aoi(args.aoi_file)
-    paths = generate_synthetic(aoi, args.out, seed=args.seed, max_size_km=args.max_size_km,
-                               nuisances=Nuisances(cloud=not args.no_cloud,
-                                                   swath_edge=not args.no_swath_edge,
-                                                   offset=not args.no_offset),
-                               mode=args.mode)
+    with staged_folder(args.out) as tmp:  # the whole set appears at once, or nothing
+        paths = generate_synthetic(aoi, tmp, seed=args.seed, max_size_km=args.max_size_km,
+                                   nuisances=Nuisances(cloud=not args.no_cloud,
+                                                       swath_edge=not args.no_swath_edge,
+                                                       offset=not args.no_offset),
+                                   mode=args.mode)
     for p in vars(paths).values():
-        print(p)
+        print(Path(args.out) / Path(p).relative_to(tmp))
     return 0
 
 
