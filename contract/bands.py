@@ -10,6 +10,10 @@ BAND_LABELS: dict[str, str] = {"B02": "blue 490 nm", "B03": "green 560 nm",
 QUANTIFICATION = 10000
 #: Value of a scene pixel without a valid observation in any band.
 SCENE_NODATA = 0
+#: Plausible medians of each band over valid land pixels of a scene on this scale (why these
+#: ranges: pipeline.scenes.product.check_plausible). A scale or offset error lands outside.
+PLAUSIBLE_MEDIANS: dict[str, tuple[int, int]] = {
+    "B02": (100, 3000), "B03": (150, 3500), "B04": (100, 4000), "B08": (300, 6000)}
 
 
 def band_tags() -> list[dict[str, str]]:

@@ -14,3 +14,7 @@ class UserError(Exception):
     #: Exit status of the command line: 1 for failed data or services; usage errors use 2.
     exit_code = 1
 
+
+
+class SceneScaleError(UserError, ValueError):
+    """A scene that is not L2A digital numbers (reflectance x 10000), checked before use."""

@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from contract.options import positive_float, positive_int
+from contract.scene_scale import check_scene_scale
 from contract.windows import (
     OverlapAccumulator,
     Strip,
@@ -51,7 +52,6 @@ from damagenet.inference import (
 from damagenet.map_tally import MapRun, map_summary
 from damagenet.maps import MapGrid, MapWriters
 from damagenet.quicklook import TRUE_COLOUR, quicklook_shape, write_quicklook
-from damagenet.scene_checks import check_scene_scale
 from damagenet.scene_pair import ScenePair, open_scene_pair, strip_probabilities
 
 log = logging.getLogger(__name__)

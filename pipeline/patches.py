@@ -26,6 +26,7 @@ from tqdm import tqdm
 from contract.atomic import write_text_atomic
 from contract.bands import BANDS
 from contract.labels import DAMAGE, UNKNOWN
+from contract.scene_scale import check_scene_scale
 from contract.windows import (
     gather_windows,
     nodata_pixels,
@@ -71,6 +72,8 @@ def cut_patches(aoi_slug: str, before: str | Path, after: str | Path, labels: st
     if size < 1 or stride < 1 or min_damage_pixels < 1:
         raise PipelineError("--size, --stride and --min-damage-pixels must be positive")
     grid = require_same_grid({"before": before, "after": after, "labels": labels})
+    for scene in (before, after):
+        check_scene_scale(scene)
     if size > grid.height or size > grid.width:
         raise PipelineError(f"patch size {size} px is larger than the scene {before} "
                             f"({grid.width} x {grid.height} px)")

@@ -33,11 +33,11 @@ import numpy as np
 import pytest
 import rasterio
 
+from contract.errors import SceneScaleError
+from contract.scene_scale import check_scene_scale
 from damagenet.checkpoint import save_checkpoint
 from damagenet.data import Normalisation
-from damagenet.errors import InputFileError
 from damagenet.model import SiameseResNet
-from damagenet.scene_checks import check_scene_scale
 from tests.model_data import write_study_npz
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,6 +149,9 @@ CASES = [
     Case("predict-float-nan", ["damagenet", "predict", "--before", "{float}", "--after",
                                "{after}", "--ckpt", "{ckpt}", "--out", OUT + "/m_damage_prob.tif"],
          1, ("float.tif", "float32"), float_scene(nan=True)),
+    Case("patches-float-nan", ["pipeline", "patches", "{aoi}", "--before", "{before}",
+                               "--after", "{float}", "--labels", "{labels}", "--out",
+                               OUT + "/p.npz"], 1, ("float.tif", "float32"), float_scene(nan=True)),
 ]
 
 DISK_CASES = [
@@ -322,7 +325,7 @@ def test_scene_scale_accepts_the_products_dn(files):
 def test_scene_scale_refuses_float_reflectance(files, tmp_path, nan):
     made = dict(files)
     float_scene(nan)(tmp_path, made)
-    with pytest.raises(InputFileError, match="float32"):
+    with pytest.raises(SceneScaleError, match="float32"):
         check_scene_scale(made["float"])
 
 
@@ -331,7 +334,7 @@ def test_scene_scale_refuses_8bit_values(files, tmp_path):
         prof, data = src.profile, src.read()
     with rasterio.open(tmp_path / "dark.tif", "w", **prof) as dst:
         dst.write((data // 40).astype(prof["dtype"]))
-    with pytest.raises(InputFileError, match="medians"):
+    with pytest.raises(SceneScaleError, match="medians"):
         check_scene_scale(tmp_path / "dark.tif")
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from rasterio.features import geometry_mask
 
 from contract.atomic import write_text_atomic
-from contract.bands import BANDS, band_tags
+from contract.bands import BANDS, PLAUSIBLE_MEDIANS, band_tags
 from pipeline.aoi import AOI
 from pipeline.errors import InputFileError, PipelineError
 from pipeline.grid import Grid
@@ -33,10 +33,6 @@ CLOUD_CLASSES = (3, 8, 9, 10)
 DEFAULT_MIN_VALID_FRACTION = 0.3
 #: SCL classes of land (vegetation, not vegetated) over which the plausibility gate measures.
 LAND_CLASSES = (4, 5)
-#: Plausible medians over valid land pixels of a harmonised scene, per band (see
-#: :func:`check_plausible` for why these ranges).
-PLAUSIBLE_MEDIANS: dict[str, tuple[int, int]] = {
-    "B02": (100, 3000), "B03": (150, 3500), "B04": (100, 4000), "B08": (300, 6000)}
 MIN_LAND_PIXELS = 100
 
 
