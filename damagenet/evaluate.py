@@ -103,21 +103,30 @@ def _per_aoi(aoi: np.ndarray, y: np.ndarray, prob: np.ndarray, threshold: float
 
 
 def write_artefacts(metrics: dict[str, Any], y: np.ndarray, prob: np.ndarray,
-                    out_dir: str | Path) -> None:
+                    out: Path) -> None:
     """metrics.json, the study's confusion matrices (at 0.5), the one at the map threshold,
-    ROC and PR curves."""
+    ROC and PR curves, into ``out``."""
+    t = metrics["threshold"]
+    cm_half = np.array(metrics["study_report_at_0.5"]["confusion_matrix"])
+    half = "test, threshold 0.5"
+    confusion_plot(cm_half, out / "confusion_matrix_counts.png", False, half)
+    confusion_plot(cm_half, out / "confusion_matrix_normalized.png", True, half)
+    confusion_plot(np.array(metrics["confusion_matrix"]), out / "confusion_matrix_threshold.png",
+                   False, f"test, map threshold {t['value']:.2f} ({t['rule']})")
+    roc_plot(y, prob, metrics["roc_auc"], out / "roc_curve.png")
+    pr_plot(y, prob, metrics["pr_auc"], t["value"], out / "pr_curve.png")
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+
+
+def write_evaluation(metrics: dict[str, Any], splits: dict[str, Split], prob: np.ndarray,
+                     val_prob: np.ndarray | None, threshold: dict[str, Any],
+                     out_dir: str | Path) -> None:
+    """Baselines and calibration beside the network, then every artefact, staged together:
+    a failure or a signal leaves none of them, so no plot outlives its metrics.json."""
     with staged_folder(out_dir) as out:
-        t = metrics["threshold"]
-        cm_half = np.array(metrics["study_report_at_0.5"]["confusion_matrix"])
-        half = "test, threshold 0.5"
-        confusion_plot(cm_half, out / "confusion_matrix_counts.png", False, half)
-        confusion_plot(cm_half, out / "confusion_matrix_normalized.png", True, half)
-        confusion_plot(np.array(metrics["confusion_matrix"]),
-                       out / "confusion_matrix_threshold.png", False,
-                       f"test, map threshold {t['value']:.2f} ({t['rule']})")
-        roc_plot(y, prob, metrics["roc_auc"], out / "roc_curve.png")
-        pr_plot(y, prob, metrics["pr_auc"], t["value"], out / "pr_curve.png")
-        write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        metrics.update(compare_models(splits, prob, val_prob, threshold, out))
+        write_artefacts(metrics, splits["test"].y, prob, out)
+    t = metrics["threshold"]
     log.info("test (%d pairs) at the map threshold %.3f (%s): accuracy %.3f, damage recall "
              "%.3f, precision %.3f; ROC-AUC %s -> %s", metrics["test_pairs"], t["value"],
              t["rule"], metrics["accuracy"], metrics["Damage"]["recall"],
@@ -152,12 +161,9 @@ def evaluate(npz: str | Path, ckpt: str | Path, out_dir: str | Path,
     metrics, prob = score_test(model, inp, splits, threshold, npz, batch_size, dev)
     metrics["checkpoint"] = {"path": str(ckpt), "sha256_16": checkpoint_hash(ckpt),
                              "complete": bool(payload["complete"])}
-    # baselines on the same test pairs and calibration: roc_models.png, reliability.png
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
     val_prob = (probabilities(model, splits["val"], inp, batch_size, dev) if "val" in splits
                 else None)
-    metrics.update(compare_models(splits, prob, val_prob, threshold, out_dir))
-    write_artefacts(metrics, splits["test"].y, prob, out_dir)
+    write_evaluation(metrics, splits, prob, val_prob, threshold, out_dir)
     return metrics
 
 

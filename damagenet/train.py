@@ -47,7 +47,7 @@ from damagenet.data import (
     training_ground,
 )
 from damagenet.errors import DamagenetError, DamagenetUsageError
-from damagenet.evaluate import protocol_text, score_test, write_artefacts
+from damagenet.evaluate import probabilities, protocol_text, score_test, write_evaluation
 from damagenet.inference import predict_logits, resolve_device, sigmoid
 from damagenet.metrics import THRESHOLD_RULES, choose_threshold, ranking_metrics
 from damagenet.model import BACKBONES, HEADS, SiameseResNet, build_model
@@ -369,7 +369,9 @@ def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
         metrics, prob = evaluation
         metrics["checkpoint"] = {"path": str(ckpt), "sha256_16": checkpoint_hash(ckpt),
                                  "complete": True}
-        write_artefacts(metrics, splits["test"].y, prob, out_dir)
+        val_prob = (probabilities(model, splits["val"], norm, cfg.eval_batch_size, device)
+                    if "val" in splits else None)
+        write_evaluation(metrics, splits, prob, val_prob, threshold, out_dir)
         result["test"] = metrics
     write_text_atomic(out_dir / "train_summary.json",
                       json.dumps(result, indent=2, default=str) + "\n")
