@@ -19,6 +19,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/resources.smk"
 include: "workflow/rules/scenes.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/dataset.smk"

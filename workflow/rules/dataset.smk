@@ -20,7 +20,7 @@ rule patches:
         min_damage=config["patches"]["min_damage_pixels"],
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=step_mem_mb("patches"),
         runtime=30,
     shell:
         "{PYTHON} -m pipeline -q patches {input.aoi} --before {input.before}"
@@ -45,7 +45,7 @@ rule dataset:
         seed=config["seed"],
     threads: 1
     resources:
-        mem_mb=16000,
+        mem_mb=step_mem_mb("dataset"),
         runtime=30,
     shell:
         "{PYTHON} -m pipeline -q dataset {input} --out {output.npz} --split {params.d[split]}"

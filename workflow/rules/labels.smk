@@ -13,7 +13,7 @@ rule unosat:
         f"{LOGS}/benchmarks/unosat/{{aoi}}.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=step_mem_mb("unosat"),
         runtime=30,
     shell:
         "{PYTHON} -m pipeline -q unosat {input.aoi} --out {output} > {log} 2>&1"
@@ -36,7 +36,7 @@ rule labels:
         radius=config["labels"]["radius_m"],
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=step_mem_mb("labels"),
         runtime=20,
     shell:
         "{PYTHON} -m pipeline -q labels {input.aoi} --grid {input.grid} --unosat {input.unosat}"

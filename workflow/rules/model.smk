@@ -16,11 +16,11 @@ rule train:
         out=RESULTS,
         device=config["device"],
         seed=config["seed"],
-    threads: config["train"].get("threads", 8)
+    threads: step_threads("train")
     resources:
-        mem_mb=16000,
+        mem_mb=step_mem_mb("train"),
         runtime=24 * 60,
-        gpu=lambda wc: 0 if config["device"] == "cpu" else 1,
+        gpu=gpus,
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON} -m damagenet -q train --npz {input} --out {params.out}"
         " --ckpt {output.ckpt} --epochs {params.t[epochs]} --batch-size {params.t[batch_size]}"
@@ -44,10 +44,11 @@ rule evaluate:
     params:
         out=RESULTS,
         device=config["device"],
-    threads: 2
+    threads: step_threads("evaluate")
     resources:
-        mem_mb=8000,
+        mem_mb=step_mem_mb("evaluate"),
         runtime=60,
+        gpu=gpus,
     shell:
         "{PYTHON} -m damagenet -q evaluate --npz {input.npz} --ckpt {input.ckpt}"
         " --out {params.out} --device {params.device} > {log} 2>&1"
@@ -72,10 +73,11 @@ rule damage_map:
         p=config["predict"],
         tta="--tta" if config["predict"].get("tta") else "",
         device=config["device"],
-    threads: 2
+    threads: step_threads("damage_map")
     resources:
-        mem_mb=4000,
+        mem_mb=step_mem_mb("damage_map"),
         runtime=120,
+        gpu=gpus,
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON} -m damagenet -q predict --before {input.before}"
         " --after {input.after} --ckpt {input.ckpt} --out {output.prob}"
