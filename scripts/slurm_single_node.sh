@@ -56,6 +56,7 @@ write_slurm_conf() {
     local hw
     hw=$(slurmd -C | head -1 | sed "s/^NodeName=[^ ]*/NodeName=$NODE NodeAddr=127.0.0.1/")
     mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
+    rm -f /var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log
     cat > "$SLURM_CONF" <<EOF
 ClusterName=single
 SlurmctldHost=$NODE(127.0.0.1)
