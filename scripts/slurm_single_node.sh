@@ -155,7 +155,8 @@ slurm_s=$(run_demo "$WORK/slurm" "$WORK/slurm.log" --profile profiles/slurm \
           --slurm-status-command squeue --slurm-keep-successful-logs)
 
 submitted=$(grep -c "has been submitted with SLURM jobid" "$WORK/slurm.log")
-gpu_jobs=$(grep -c "sched: Allocate .* Partition=gpu" /var/log/slurm/slurmctld.log || true)
+gpu_jobs=$(grep -cE "(sched: Allocate .* Partition=gpu|_start_job: Started JobId=[0-9]+ in gpu )" \
+           /var/log/slurm/slurmctld.log || true)
 echo
 echo "Slurm $(sinfo -V | cut -d' ' -f2), $(nproc) CPUs, plugin $("$PYTHON" -m pip show \
     snakemake-executor-plugin-slurm 2>/dev/null | sed -n 's/^Version: //p')"
