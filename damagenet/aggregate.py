@@ -35,6 +35,7 @@ import shapely
 from pyproj import CRS
 from tqdm import tqdm
 
+from contract.gpkg import pinned_ogr_time
 from damagenet.errors import DamagenetUsageError, InputFileError
 from damagenet.footprints import VectorSource, open_vector
 from damagenet.vector_styles import buildings_qml, store_styles, zones_qml
@@ -47,7 +48,6 @@ COVERAGE_METHOD = "exact fractional pixel coverage (area of footprint and pixel 
 #: GeoPackage 1.2: the version QGIS 3.22 and GDAL < 3.7 open without a warning.
 GPKG_OPTIONS = {"VERSION": "1.2"}
 #: gpkg_contents timestamps: fixed so the same inputs give the same GeoPackage.
-FIXED_DATE = "2000-01-01T00:00:00Z"
 GDAL_CACHE_MB = 64
 
 
@@ -308,17 +308,16 @@ def _run(map_path, prob, threshold, origin, unc, source, zones, out, opts) -> di
     tmp = {k: tmpdir / p.name for k, p in paths.items()}
     run = Aggregation(map_path, prob, threshold, unc, source, zones, tmp)
     t0 = time.perf_counter()
-    previous = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
-    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": FIXED_DATE})
     try:
-        with tqdm(total=source.count, desc="buildings", unit="bldg",
-                  disable=None if opts.progress else True) as bar:
-            for batch in source.batches(opts.batch_size):
-                run.run_batch(batch.geometry, batch.attributes)
-                bar.update(len(batch.attributes))
-        if run.counts.buildings == 0:
-            raise InputFileError(f"{source.path}: no features")
-        zone_frame = run.finish()
+        with pinned_ogr_time():  # GeoPackage time stamps pinned: reproducible bytes
+            with tqdm(total=source.count, desc="buildings", unit="bldg",
+                      disable=None if opts.progress else True) as bar:
+                for batch in source.batches(opts.batch_size):
+                    run.run_batch(batch.geometry, batch.attributes)
+                    bar.update(len(batch.attributes))
+            if run.counts.buildings == 0:
+                raise InputFileError(f"{source.path}: no features")
+            zone_frame = run.finish()
         seconds = time.perf_counter() - t0
         summary = _summary(map_path, threshold, origin, unc, source, zones, zone_frame, run,
                            seconds, paths)
@@ -326,7 +325,6 @@ def _run(map_path, prob, threshold, origin, unc, source, zones, out, opts) -> di
         for key in sorted(tmp):
             os.replace(tmp[key], out.parent / tmp[key].name)
     finally:
-        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
         shutil.rmtree(tmpdir, ignore_errors=True)
     _log(summary)
     return summary

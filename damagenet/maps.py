@@ -34,6 +34,7 @@ from rasterio.windows import Window
 from shapely.geometry import box
 
 from contract.cog import cog_options
+from contract.gpkg import FIXED_TIME, pinned_ogr_time
 from damagenet.styles import (
     AGREEMENT_COLOURS,
     AGREEMENT_LABELS,
@@ -191,9 +192,10 @@ class MapWriters:
                                 "col": np.asarray(cols, dtype=np.int64)},
                                geometry=gpd.GeoSeries(polys, crs=crs), crs=crs)
         path = self.staged("patches")
-        pyogrio.write_dataframe(gdf, path, layer=PATCH_LAYER, driver="GPKG",
-                                append=path.exists(), geometry_type="Polygon",
-                                dataset_options={"VERSION": GPKG_VERSION})
+        with pinned_ogr_time():
+            pyogrio.write_dataframe(gdf, path, layer=PATCH_LAYER, driver="GPKG",
+                                    append=path.exists(), geometry_type="Polygon",
+                                    dataset_options={"VERSION": GPKG_VERSION})
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         """COGs with overviews, styles, the styled GeoPackage and the summary, all staged."""
@@ -237,5 +239,6 @@ def store_layer_style(gpkg: Path, layer: str, qml: str) -> None:
         "f_geometry_column": [info.get("geometry_name") or "geom"],
         "styleName": [layer], "styleQML": [qml], "styleSLD": [""], "useAsDefault": [True],
         "description": ["damagenet predict"], "owner": [""], "ui": [""],
-        "update_time": [pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)]})
-    pyogrio.write_dataframe(style, gpkg, layer="layer_styles", driver="GPKG", append=False)
+        "update_time": [pd.Timestamp(FIXED_TIME).tz_localize(None)]})
+    with pinned_ogr_time():
+        pyogrio.write_dataframe(style, gpkg, layer="layer_styles", driver="GPKG", append=False)

@@ -30,7 +30,7 @@ def pair(tmp_path_factory):
 
 def _bytes(folder, stem):
     return {suffix: (folder / f"{stem}_damage_{suffix}").read_bytes()
-            for suffix in ("prob.tif", "class.tif", "agreement.tif")}
+            for suffix in ("prob.tif", "class.tif", "agreement.tif", "patches.gpkg")}
 
 
 def test_cluster_map_is_byte_identical(tmp_path, pair, ckpt, cluster):

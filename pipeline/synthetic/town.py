@@ -24,6 +24,7 @@ from rasterio.features import geometry_mask, shapes
 
 from contract.atomic import atomic_path
 from contract.bands import BANDS, band_tags
+from contract.gpkg import pinned_ogr_time
 from pipeline.aoi import AOI, DateWindow
 from pipeline.errors import PipelineUsageError
 from pipeline.grid import Grid, aoi_grid
@@ -260,12 +261,8 @@ def _vectorise(building_id: np.ndarray, plan: DamagePlan, grid: Grid) -> gpd.Geo
 
 def write_buildings(frame: gpd.GeoDataFrame, path: Path, stamp: dt.date) -> None:
     """Footprints with their truth (layer ``buildings``), byte-reproducible."""
-    with atomic_path(path) as tmp:
-        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": f"{stamp.isoformat()}T00:00:00Z"})
-        try:
-            pyogrio.write_dataframe(frame, tmp, layer="buildings", driver="GPKG")
-        finally:
-            pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
+    with atomic_path(path) as tmp, pinned_ogr_time(f"{stamp.isoformat()}T00:00:00Z"):
+        pyogrio.write_dataframe(frame, tmp, layer="buildings", driver="GPKG")
 
 
 def _easy_epochs(rng: np.random.Generator, land) -> tuple[np.ndarray, np.ndarray]:

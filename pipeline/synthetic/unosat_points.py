@@ -23,6 +23,7 @@ from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
 
 from contract.atomic import atomic_path
+from contract.gpkg import pinned_ogr_time
 from pipeline.synthetic.damage import DamagePlan
 
 STATUS_NEW, STATUS_SAME, STATUS_NONE = "New Damage", "Already Damaged", "No Visible Damage"
@@ -103,12 +104,8 @@ def build_sites(rng: np.random.Generator, plan: DamagePlan, xy: np.ndarray, elig
 
 def write_geopackage(gdf: gpd.GeoDataFrame, path: Path, stamp: dt.date) -> None:
     """Full column names; the timestamp GDAL stores is pinned so the bytes are reproducible."""
-    with atomic_path(path) as tmp:
-        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": f"{stamp.isoformat()}T00:00:00Z"})
-        try:
-            pyogrio.write_dataframe(gdf, tmp, layer="Damage_Sites", driver="GPKG")
-        finally:
-            pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
+    with atomic_path(path) as tmp, pinned_ogr_time(f"{stamp.isoformat()}T00:00:00Z"):
+        pyogrio.write_dataframe(gdf, tmp, layer="Damage_Sites", driver="GPKG")
 
 
 def write_zipped_shapefile(gdf: gpd.GeoDataFrame, path: Path, stamp: dt.date) -> None:

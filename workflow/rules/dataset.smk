@@ -21,7 +21,7 @@ rule patches:
         min_damage=config["patches"]["min_damage_pixels"],
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=step_mem_mb("patches"),
         runtime=30,
     shell:
         "{params.python:q} -m pipeline patches {input.aoi:q} --before {input.before:q}"
@@ -53,7 +53,7 @@ rule dataset:
         seed=config["seed"],
     threads: 1
     resources:
-        mem_mb=16000,
+        mem_mb=step_mem_mb("dataset"),
         runtime=30,
     shell:
         "{params.python:q} -m pipeline dataset {input.patches:q} --out {output.npz:q}"

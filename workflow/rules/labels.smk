@@ -15,7 +15,7 @@ rule unosat:
         python=PYTHON,
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=step_mem_mb("unosat"),
         runtime=30,
     shell:
         "{params.python:q} -m pipeline unosat {input.aoi:q} --out {output:q} > {log:q} 2>&1"
@@ -40,7 +40,7 @@ rule labels:
         radius=config["labels"]["radius_m"],
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=step_mem_mb("labels"),
         runtime=20,
     shell:
         "{params.python:q} -m pipeline labels {input.aoi:q} --grid {input.grid:q}"

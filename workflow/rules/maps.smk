@@ -33,10 +33,11 @@ rule damage_map:
         labels=labels_option,
         tta=tta_option,
         device=config["device"],
-    threads: 2
+    threads: step_threads("damage_map")
     resources:
-        mem_mb=4000,
+        mem_mb=step_mem_mb("damage_map"),
         runtime=120,
+        gpu=gpus,
     shell:
         "OMP_NUM_THREADS={threads} {params.python:q} -m damagenet predict"
         " --before {input.before:q} --after {input.after:q} --ckpt {input.ckpt:q}"
@@ -64,7 +65,7 @@ rule aggregate:
         threshold=AGGREGATE["threshold"],
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=step_mem_mb("aggregate"),
         runtime=30,
     shell:
         "{params.python:q} -m damagenet aggregate --map {input.prob:q}"

@@ -22,11 +22,11 @@ rule train:
         out=lambda wc, output: str(Path(output.log_csv).parent),
         device=config["device"],
         seed=config["seed"],
-    threads: config["train"].get("threads", 8)
+    threads: step_threads("train")
     resources:
-        mem_mb=16000,
+        mem_mb=step_mem_mb("train"),
         runtime=24 * 60,
-        gpu=lambda wc: 0 if config["device"] == "cpu" else 1,
+        gpu=gpus,
     shell:
         "OMP_NUM_THREADS={threads} {params.python:q} -m damagenet train --npz {input:q}"
         " --out {params.out:q} --ckpt {output.ckpt:q} --epochs {params.t[epochs]:q}"
@@ -66,12 +66,13 @@ rule evaluate:
         python=PYTHON,
         out=lambda wc, output: str(Path(output.metrics).parent),
         device=config["device"],
-    threads: 2
+    threads: step_threads("evaluate")
     resources:
-        mem_mb=8000,
+        mem_mb=step_mem_mb("evaluate"),
         runtime=60,
+        gpu=gpus,
     shell:
-        "{params.python:q} -m damagenet evaluate --npz {input.npz:q} --ckpt {input.ckpt:q}"
+        "OMP_NUM_THREADS={threads} {params.python:q} -m damagenet evaluate --npz {input.npz:q} --ckpt {input.ckpt:q}"
         " --out {params.out:q} --device {params.device:q} > {log:q} 2>&1"
 
 
@@ -101,11 +102,11 @@ rule crossval:
         out=lambda wc, output: str(Path(output.json).parent),
         device=config["device"],
         seed=config["seed"],
-    threads: config["train"].get("threads", 8)
+    threads: step_threads("train")
     resources:
-        mem_mb=16000,
+        mem_mb=step_mem_mb("crossval"),
         runtime=24 * 60,
-        gpu=lambda wc: 0 if config["device"] == "cpu" else 1,
+        gpu=gpus,
     shell:
         "OMP_NUM_THREADS={threads} {params.python:q} -m damagenet crossval --npz {input:q}"
         " --k {params.c[k]:q} --out {params.out:q} --backbone {params.c[backbone]:q}"

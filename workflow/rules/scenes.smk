@@ -20,7 +20,7 @@ rule scene:
         seed=config["seed"],
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=step_mem_mb("scene"),
         runtime=60,
         sentinelhub=lambda wc: 1 if SCENES["source"] == "sentinelhub" else 0,
     shell:
@@ -58,7 +58,7 @@ rule synthetic:
         seed=config["seed"],
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=step_mem_mb("synthetic"),
         runtime=10,
     shell:
         "{params.python:q} -m pipeline synthetic {input.aoi:q} --out {params.out:q}"
