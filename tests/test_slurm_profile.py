@@ -126,7 +126,7 @@ def demo_config() -> dict:
         "threads": {"evaluate": 3, "damage_map": 5},
         "mem_mb": {"synthetic": 1111, "scene": 1212, "unosat": 1313, "labels": 1414,
                    "patches": 1515, "dataset": 1616, "train": 1717, "evaluate": 1818,
-                   "damage_map": 1919},
+                   "damage_map": 1919, "aggregate": 2020, "crossval": 2121},
     }
     return config
 
