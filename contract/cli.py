@@ -167,3 +167,9 @@ def _fail(message: str, code: int, verbose: bool) -> int:
         traceback.print_exc()
     print(f"error: {message}", file=sys.stderr)
     return code
+
+
+def bar_disabled(progress: bool) -> bool | None:
+    """tqdm's ``disable``: off with ``-q``; otherwise None, which tqdm reads as "draw only on a
+    terminal", so rule logs get each stage's log lines and no progress-bar redraws."""
+    return None if progress else True

@@ -35,6 +35,7 @@ import shapely
 from pyproj import CRS
 from tqdm import tqdm
 
+from contract.cli import bar_disabled
 from contract.gpkg import pinned_ogr_time
 from damagenet.errors import DamagenetUsageError, InputFileError
 from damagenet.footprints import VectorSource, open_vector
@@ -311,7 +312,7 @@ def _run(map_path, prob, threshold, origin, unc, source, zones, out, opts) -> di
     try:
         with pinned_ogr_time():  # GeoPackage time stamps pinned: reproducible bytes
             with tqdm(total=source.count, desc="buildings", unit="bldg",
-                      disable=None if opts.progress else True) as bar:
+                      disable=bar_disabled(opts.progress)) as bar:
                 for batch in source.batches(opts.batch_size):
                     run.run_batch(batch.geometry, batch.attributes)
                     bar.update(len(batch.attributes))

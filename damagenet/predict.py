@@ -30,6 +30,7 @@ import rasterio
 import torch
 from tqdm import tqdm
 
+from contract.cli import bar_disabled
 from contract.options import positive_float, positive_int
 from contract.scene_scale import check_scene_scale
 from contract.windows import (
@@ -191,7 +192,8 @@ def _draw(run: MapRun, maps: MapWriters, strips: Iterator[tuple[Strip, int, np.n
           progress: bool, n_rows: int) -> None:
     """Accumulate each scored strip and write the rows it finishes."""
     acc = OverlapAccumulator(run.scenes.grid.width, run.cols, run.size)
-    with tqdm(total=n_rows, desc="windows", unit="row", disable=not progress) as bar:
+    with tqdm(total=n_rows, desc="windows", unit="row",
+              disable=bar_disabled(progress)) as bar:
         for strip, next_top, prob in strips:
             lab = run.read_labels(strip, next_top)
             run.count_windows(strip, prob, lab, maps)

@@ -32,6 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from contract.atomic import atomic_path, write_text_atomic
+from contract.cli import bar_disabled
 from contract.options import positive_int
 from damagenet.checkpoint import checkpoint_hash, save_checkpoint
 from damagenet.data import (
@@ -209,7 +210,8 @@ def train_epoch(stepper: Stepper, data: TensorSplit, batch_size: int, generator:
     loss_sum = torch.zeros((), device=data.y.device)
     correct = torch.zeros((), device=data.y.device)
     seen = 0
-    bar = tqdm(total=n, desc=desc, unit="pair", leave=False, disable=not progress)
+    bar = tqdm(total=n, desc=desc, unit="pair", leave=False,
+               disable=bar_disabled(progress))
     for start in range(0, n, batch_size):
         idx = perm[start:start + batch_size]
         if len(idx) < 2:  # BatchNorm needs two samples

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from contract.atomic import write_text_atomic
 from contract.bands import BANDS
+from contract.cli import bar_disabled
 from contract.labels import DAMAGE, UNKNOWN
 from contract.scene_scale import check_scene_scale
 from contract.windows import (
@@ -96,7 +97,7 @@ def cut_patches(aoi_slug: str, before: str | Path, after: str | Path, labels: st
         fa = open(Path(spool) / "after.bin", "wb")  # noqa: SIM115
         try:
             bar = tqdm(total=len(rpos), desc=f"{aoi_slug} patches", unit="row",
-                       disable=not progress)
+                       disable=bar_disabled(progress))
             for strip in plan_strips(rpos, size, per_strip):
                 win = Window(0, strip.top, grid.width, strip.height)
                 b = sb.read(window=win)

@@ -214,7 +214,7 @@ def download_scene(aoi: AOI, epoch: str, grid: Grid, options: SentinelHubOptions
              grid.height, len(parts), options.base_url)
     for (row, col, h, w), req in tqdm(list(zip(parts, requests, strict=True)),
                                       desc=f"{aoi.slug} {epoch}", unit="tile",
-                                      disable=len(parts) == 1):
+                                      disable=True if len(parts) == 1 else None):
         try:
             (data,) = client.download(req.download_list, decode_data=True)
         except PipelineError:
