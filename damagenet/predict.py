@@ -9,7 +9,9 @@ the scene size; the files are written by :class:`damagenet.maps.MapWriters` (all
 Outputs (beside ``--out``): the float32 probability COG, the uint8 class COG with colour table
 and category names, a QGIS ``.qml`` per raster, a styled GeoPackage of damaged windows, a JSON
 summary and a quick-look PNG; with ``--labels`` an agreement raster and window-level metrics;
-over an AOI the checkpoint was trained on, a split raster (train / val / test ground).
+over an AOI the checkpoint was trained on, a split raster (train / val / test ground). Several
+checkpoints (``--ckpt`` repeated) are an ensemble: the map is their mean probability and
+``<stem>_uncertainty.tif`` their standard deviation, both averaged over windows alike.
 """
 
 from __future__ import annotations
@@ -300,7 +302,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict", help="write damage maps for a before/after scene pair",
         description="Slide the model over an aligned scene pair and write a float32 "
-                    "probability COG (<aoi>_damage_prob.tif), a uint8 class COG with colour "
+                    "probability COG (<aoi>_damage_prob.tif; with several --ckpt the "
+                    "members' mean, and their spread in <aoi>_damage_uncertainty.tif), a "
+                    "uint8 class COG with colour "
                     "table (<aoi>_damage_class.tif), QGIS styles (.qml), a styled GeoPackage "
                     "of damaged patches, a JSON summary and a quick-look PNG; with --labels "
                     "also an agreement raster and patch-level metrics; over an AOI the model "
