@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from distributed import LocalCluster
 from map_data import write_pair
 
 from damagenet.calibration import apply_calibration
@@ -167,3 +168,19 @@ def test_one_checkpoint_on_the_cli_maps_as_before(tmp_path, pair, ckpts):
     summary = json.loads(out.with_name("cli_damage_summary.json").read_text())
     assert summary["checkpoint"] == str(ckpts["a"]) and "ensemble" not in summary
     assert not out.with_name("cli_damage_uncertainty.tif").exists()
+
+
+def test_ensemble_on_a_dask_cluster_is_byte_identical(tmp_path, pair, ckpts):
+    members = [str(ckpts["a"]), str(ckpts["b"])]
+    args = ["--before", str(pair["before"]), "--after", str(pair["after"]), "--ckpt",
+            members[0], "--ckpt", members[1], "--stride", "8", "--memory-mb", "0.05",
+            "--device", "cpu"]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        for name, extra in (("here", []), ("dask", ["--dask-scheduler",
+                                                    cluster.scheduler_address])):
+            assert main(["-q", "predict", *args, "--out",
+                         str(tmp_path / name / "t_damage_prob.tif"), *extra]) == 0
+    for suffix in ("prob.tif", "class.tif", "uncertainty.tif"):
+        assert (tmp_path / "here" / f"t_damage_{suffix}").read_bytes() == \
+            (tmp_path / "dask" / f"t_damage_{suffix}").read_bytes()
