@@ -10,6 +10,7 @@ writes as ``<stem>_uncertainty.tif``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,21 @@ def ensemble_predict(members: list[Member], before: np.ndarray, after: np.ndarra
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Mean damage probability and its spread (std) over members for a window batch."""
     return mean_and_spread(member_probabilities(members, before, after, batch_size, device))
+
+
+class EnsembleScorer:
+    """Scores window batches with every member's own scorer; returns (N, 2): mean and std.
+
+    Each member keeps its own band order, normalisation and calibration (one
+    :class:`~damagenet.inference.PairScorer` per checkpoint), so the map's window loop, strips
+    and dask path are the single-model ones; ``layers`` tells them to keep both columns.
+    """
+
+    layers = 2
+
+    def __init__(self, members: list[Callable[[np.ndarray, np.ndarray], np.ndarray]]) -> None:
+        self.members = members
+
+    def __call__(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        mean, std = mean_and_spread(np.stack([m(before, after) for m in self.members]))
+        return np.stack([mean, std], axis=-1)

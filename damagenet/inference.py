@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ import torch.fx.experimental.optimization as fx_optimization
 from torch import nn
 
 from contract.bands import BANDS
+from damagenet.calibration import apply_calibration
 from damagenet.data import Normalisation, TensorSplit, symmetry
 from damagenet.errors import DamagenetError, DamagenetUsageError
 
@@ -150,21 +152,26 @@ class PairScorer:
     """Probabilities (float64) for batches of raw DN windows in the scene's band order.
 
     Reorders the bands into the network's order, normalises, scores in batches (optionally
-    averaging the 8 symmetries of the square) and returns one probability per pair.
+    averaging the 8 symmetries of the square) and returns one probability per pair, calibrated
+    when the checkpoint carries a ``calibration`` fit (applied to the final probability, so an
+    uncalibrated checkpoint gives exactly the uncalibrated numbers).
     """
 
     def __init__(self, model: nn.Module, norm: Normalisation, device: torch.device,
                  batch_size: int, tta: bool = False,
-                 network_bands: Sequence[str] = BANDS) -> None:
+                 network_bands: Sequence[str] = BANDS,
+                 calibration: dict[str, Any] | None = None) -> None:
         self.model, self.norm, self.device = model, norm, device
         self.batch_size, self.tta = batch_size, tta
         self.index = band_index(network_bands)
+        self.calibration = calibration
 
     def __call__(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         # normalised float copies are made one batch at a time to keep a strip's memory small
         out = [self._score(before[i:i + self.batch_size], after[i:i + self.batch_size])
                for i in range(0, len(before), self.batch_size)]
-        return np.concatenate(out) if out else np.zeros(0)
+        prob = np.concatenate(out) if out else np.zeros(0)
+        return apply_calibration(prob, self.calibration)
 
     def _score(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         b = self.norm.apply(before[:, self.index])

@@ -94,14 +94,23 @@ class MapRun:
 
     def finished_rows(self, row0: int, sums: np.ndarray, counts: np.ndarray,
                       lab: np.ndarray | None, lab_top: int) -> dict[str, np.ndarray]:
-        """The raster blocks of finished rows, tallied."""
+        """The raster blocks of finished rows, tallied.
+
+        ``sums`` may carry a trailing axis (an ensemble: mean, std): the first layer is the
+        probability, the second the uncertainty, both averaged over the same windows.
+        """
         covered = counts > 0
-        prob = np.where(covered, sums / np.maximum(counts, 1), PROB_NODATA).astype(np.float32)
+        layers = sums if sums.ndim == 3 else sums[..., None]
+        mean = [np.where(covered, layers[..., i] / np.maximum(counts, 1), PROB_NODATA
+                         ).astype(np.float32) for i in range(layers.shape[-1])]
+        prob = mean[0]
         cls = np.where(covered, (prob >= self.threshold).astype(np.uint8),
                        CLASS_NODATA).astype(np.uint8)
         self.tally.valid_px += int(covered.sum())
         self.tally.damage_px += int((cls == 1).sum())
         blocks = {"prob": prob, "class": cls}
+        if len(mean) > 1:
+            blocks["uncertainty"] = mean[1]
         split = self.split_rows(row0, len(sums))
         if split is not None:
             blocks["split"] = np.where(covered, split, CLASS_NODATA).astype(np.uint8)
@@ -170,8 +179,9 @@ def map_summary(run: MapRun, maps: MapWriters, ckpt: Path, tta: bool, seconds: f
     t, grid = run.tally, run.scenes.grid
     tr = grid.transform
     px_km2 = abs(tr.a * tr.e) / 1e6 if grid.crs.is_projected else math.nan
-    outputs = [k for k in maps.paths if k not in ("agreement", "split")] + \
-        [layer.key for layer in maps.layers if layer.key in ("agreement", "split")]
+    optional = ("agreement", "split", "uncertainty")
+    outputs = [k for k in maps.paths if k not in optional] + \
+        [layer.key for layer in maps.layers if layer.key in optional]
     summary: dict[str, Any] = {
         "before": str(run.scenes.before_source), "after": str(run.scenes.after_source),
         "aoi": run.scenes.aoi, "checkpoint": str(ckpt),

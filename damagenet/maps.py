@@ -63,6 +63,7 @@ def output_paths(prob: str | Path) -> dict[str, Path]:
     return {"prob": prob, "class": prob.with_name(f"{stem}_class.tif"),
             "agreement": prob.with_name(f"{stem}_agreement.tif"),
             "split": prob.with_name(f"{stem}_split.tif"),
+            "uncertainty": prob.with_name(f"{stem}_uncertainty.tif"),
             "patches": prob.with_name(f"{stem}_patches.gpkg"),
             "summary": prob.with_name(f"{stem}_summary.json"),
             "quicklook": prob.with_name(f"{base}_quicklook.png")}
@@ -92,6 +93,8 @@ class Layer:
 
 
 PROB = Layer("prob", "damage_probability", "float32", PROB_NODATA)
+#: an ensemble's spread: the members' standard deviation, averaged over windows like PROB
+UNCERTAINTY = Layer("uncertainty", "damage_probability_std", "float32", PROB_NODATA)
 CLASS = Layer("class", "damage_class", "uint8", CLASS_NODATA,
               "0 no damage, 1 damage, 255 no data", CLASS_COLOURS, CLASS_LABELS)
 AGREEMENT = Layer("agreement", "agreement", "uint8", CLASS_NODATA,
@@ -151,12 +154,13 @@ class MapWriters:
     """Every output of one map, staged in a temporary folder and published all at once."""
 
     def __init__(self, prob_path: str | Path, grid: MapGrid, tags: Mapping[str, Any],
-                 threshold: float, patch_size: int, agreement: bool, split: bool) -> None:
+                 threshold: float, patch_size: int, agreement: bool, split: bool,
+                 uncertainty: bool = False) -> None:
         self.paths = output_paths(prob_path)
         self.grid, self.threshold, self.patch_size = grid, threshold, patch_size
         self.tags = {k: str(v) for k, v in tags.items()}
         self.layers = [PROB, CLASS] + ([AGREEMENT] if agreement else []) + \
-            ([SPLIT] if split else [])
+            ([SPLIT] if split else []) + ([UNCERTAINTY] if uncertainty else [])
         self.tmpdir: Path | None = None
         self.writers: dict[str, RowWriter] = {}
 
@@ -174,7 +178,8 @@ class MapWriters:
         return self.tmpdir / self.paths[key].name
 
     def write_rows(self, row0: int, blocks: Mapping[str, np.ndarray]) -> None:
-        """Finished rows of each raster (keys ``prob``, ``class``, ``agreement``, ``split``)."""
+        """Finished rows of each raster (keys ``prob``, ``class``, ``agreement``, ``split``,
+        ``uncertainty``)."""
         for key, block in blocks.items():
             self.writers[key].write(row0, block)
 
@@ -201,9 +206,10 @@ class MapWriters:
         """COGs with overviews, styles, the styled GeoPackage and the summary, all staged."""
         for layer in self.layers:
             dest = self.staged(layer.key)
-            self.writers[layer.key].to_cog(dest, "AVERAGE" if layer is PROB else "NEAREST")
+            continuous = layer in (PROB, UNCERTAINTY)
+            self.writers[layer.key].to_cog(dest, "AVERAGE" if continuous else "NEAREST")
             write_qml(dest, probability_qml(layer.description, self.threshold)
-                      if layer is PROB else
+                      if continuous else
                       paletted_qml(layer.description, layer.colours, layer.labels))
         if not self.staged("patches").exists():  # no damaged window: an empty layer
             self._write_patches(np.zeros(0, int), np.zeros(0, int), np.zeros(0))

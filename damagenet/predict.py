@@ -9,7 +9,9 @@ the scene size; the files are written by :class:`damagenet.maps.MapWriters` (all
 Outputs (beside ``--out``): the float32 probability COG, the uint8 class COG with colour table
 and category names, a QGIS ``.qml`` per raster, a styled GeoPackage of damaged windows, a JSON
 summary and a quick-look PNG; with ``--labels`` an agreement raster and window-level metrics;
-over an AOI the checkpoint was trained on, a split raster (train / val / test ground).
+over an AOI the checkpoint was trained on, a split raster (train / val / test ground). Several
+checkpoints (``--ckpt`` repeated) are an ensemble: the map is their mean probability and
+``<stem>_uncertainty.tif`` their standard deviation, both averaged over windows alike.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,9 +41,10 @@ from contract.windows import (
     rows_per_strip,
     window_positions,
 )
-from damagenet.checkpoint import load_checkpoint
+from damagenet.checkpoint import checkpoint_hash, load_checkpoint
 from damagenet.data import Normalisation, file_sha256
-from damagenet.errors import DamagenetError, DamagenetUsageError
+from damagenet.ensemble import EnsembleScorer
+from damagenet.errors import CheckpointError, DamagenetError, DamagenetUsageError
 from damagenet.ground import training_ground
 from damagenet.inference import (
     COMPILE_CHOICES,
@@ -102,9 +105,10 @@ def _writable(folder: Path) -> None:
         raise DamagenetError(f"output folder {folder} cannot be written ({exc})") from exc
 
 
-def _threshold(opts: PredictOptions, payload: dict[str, Any]) -> float:
-    value = float(payload["threshold"]["value"]) if opts.threshold == "auto" \
-        else float(opts.threshold)
+def _threshold(opts: PredictOptions, payloads: list[dict[str, Any]]) -> float:
+    """``--threshold``, else the checkpoint's (an ensemble: the members' mean)."""
+    value = float(np.mean([p["threshold"]["value"] for p in payloads])) \
+        if opts.threshold == "auto" else float(opts.threshold)
     if not 0 < value < 1:
         raise DamagenetUsageError(f"--threshold must be between 0 and 1, got {value}")
     return value
@@ -116,7 +120,48 @@ def _model_scorer(model: torch.nn.Module, payload: dict[str, Any], device: torch
     example = torch.zeros(2, len(bands), size, size)
     compile = wants_compile(opts.compile, device, windows * (8 if opts.tta else 1))
     fast = optimise_for_inference(model, device, compile, (example, example), opts.batch_size)
-    return PairScorer(fast, norm, device, opts.batch_size, opts.tta, bands)
+    return PairScorer(fast, norm, device, opts.batch_size, opts.tta, bands,
+                      payload.get("calibration"))
+
+
+def _load_members(ckpts: list[Path], device: torch.device, opts: PredictOptions
+                  ) -> tuple[list[tuple[torch.nn.Module, dict[str, Any]]], int]:
+    """Every checkpoint's model and payload, and their common patch size (refused if not)."""
+    members = [load_checkpoint(c, map_location=device, allow_provisional=opts.allow_provisional)
+               for c in ckpts]
+    sizes = [int(payload["patch_size"]) for _, payload in members]
+    if len(set(sizes)) > 1:
+        detail = ", ".join(f"{c}: {s} px" for c, s in zip(ckpts, sizes, strict=True))
+        raise CheckpointError(f"ensemble checkpoints differ in patch size ({detail}); "
+                              "pass checkpoints trained on one patch size")
+    return members, sizes[0]
+
+
+def _ensemble_tags(ckpts: list[Path]) -> dict[str, Any]:
+    """Each member of an ensemble by path and checkpoint hash (none for a single model)."""
+    if len(ckpts) == 1:
+        return {}
+    tags: dict[str, Any] = {"ENSEMBLE_MEMBERS": len(ckpts)}
+    for i, c in enumerate(ckpts, 1):
+        tags[f"MEMBER_{i}"] = str(c)
+        tags[f"MEMBER_{i}_CHECKPOINT_HASH"] = checkpoint_hash(c)
+    return tags
+
+
+def _ensemble_summary(ckpts: list[Path], payloads: list[dict[str, Any]], opts: PredictOptions
+                      ) -> dict[str, Any]:
+    return {"checkpoint": [str(c) for c in ckpts],
+            "checkpoint_sha256": [checkpoint_hash(c) for c in ckpts],
+            "ensemble": {
+                "members": [{"checkpoint": str(c), "checkpoint_sha256": checkpoint_hash(c),
+                             "threshold": float(p["threshold"]["value"]),
+                             "calibration": p.get("calibration")}
+                            for c, p in zip(ckpts, payloads, strict=True)],
+                "probability": "mean of the members' (calibrated) probabilities",
+                "uncertainty": "members' standard deviation (population), averaged over "
+                               "overlapping windows like the probability",
+                "threshold_rule": "members' mean threshold" if opts.threshold == "auto"
+                                  else "--threshold"}}
 
 
 def _tags(scenes: ScenePair, labels: Path | None, ckpt: Path, size: int, threshold: float,
@@ -135,37 +180,42 @@ def _tags(scenes: ScenePair, labels: Path | None, ckpt: Path, size: int, thresho
     return tags
 
 
-def predict_map(before: str | Path | Any, after: str | Path | Any, ckpt: str | Path,
-                out: str | Path, options: PredictOptions | None = None,
-                labels: str | Path | None = None, scorer: Scorer | None = None
-                ) -> dict[str, Any]:
+def predict_map(before: str | Path | Any, after: str | Path | Any,
+                ckpt: str | Path | Sequence[str | Path], out: str | Path,
+                options: PredictOptions | None = None, labels: str | Path | None = None,
+                scorer: Scorer | None = None) -> dict[str, Any]:
     """Write the damage maps for one scene pair; return the summary.
 
     ``before`` and ``after`` are GeoTIFF paths or dask-backed ``xarray.DataArray`` scenes
     (bands B02, B03, B04, B08, as ``rioxarray.open_rasterio(..., chunks=...)`` gives them).
+    ``ckpt`` is one checkpoint or several (an ensemble: mean probability, and its spread in
+    ``<stem>_uncertainty.tif``).
     """
     opts = options or PredictOptions()
-    out, ckpt = Path(out), Path(ckpt)
-    labels = Path(labels) if labels else None
+    ckpts = [Path(c) for c in ([ckpt] if isinstance(ckpt, str | Path) else ckpt)]
+    out, labels = Path(out), Path(labels) if labels else None
     if opts.stride < 1:
         raise DamagenetUsageError("--stride must be at least 1")
     device = resolve_device(opts.device)
     for scene in (before, after):
         if isinstance(scene, str | Path):  # a dask-backed xarray scene is checked by its maker
             check_scene_scale(scene)
-    model, payload = load_checkpoint(ckpt, map_location=device,
-                                     allow_provisional=opts.allow_provisional)
-    size = int(payload["patch_size"])
+    members, size = _load_members(ckpts, device, opts)
+    payloads = [payload for _, payload in members]
     scenes = open_scene_pair(before, after, labels, size, opts.dask_scheduler is not None)
-    threshold = _threshold(opts, payload)
+    threshold = _threshold(opts, payloads)
     _writable(out.parent)
     grid = scenes.grid
     rpos = window_positions(grid.height, size, opts.stride, flush=True)
     cpos = window_positions(grid.width, size, opts.stride, flush=True)
-    scorer = scorer or _model_scorer(model, payload, device, opts, size, len(rpos) * len(cpos))
-    ground, ground_note = training_ground(payload, scenes.aoi)
-    with MapWriters(out, grid, _tags(scenes, labels, ckpt, size, threshold, opts), threshold,
-                    size, agreement=labels is not None, split=ground is not None) as maps, \
+    scorers = [_model_scorer(m, p, device, opts, size, len(rpos) * len(cpos))
+               for m, p in members] if scorer is None else [scorer]
+    scorer = scorers[0] if len(scorers) == 1 else EnsembleScorer(scorers)
+    layers = getattr(scorer, "layers", 1)
+    ground, ground_note = training_ground(payloads[0], scenes.aoi)
+    tags = {**_tags(scenes, labels, ckpts[0], size, threshold, opts), **_ensemble_tags(ckpts)}
+    with MapWriters(out, grid, tags, threshold, size, agreement=labels is not None,
+                    split=ground is not None, uncertainty=layers > 1) as maps, \
             (rasterio.open(labels) if labels else contextlib.nullcontext()) as lab_src, \
             rasterio.Env(GDAL_CACHEMAX=max(8, int(opts.memory_mb // 4))):
         run = MapRun(scenes, size, opts.stride, threshold, cpos, lab_src, ground)
@@ -173,9 +223,11 @@ def predict_map(before: str | Path | Any, after: str | Path | Any, ckpt: str | P
         t0 = time.perf_counter()
         _draw(run, maps, strip_probabilities(scenes, rpos, cpos, size, scorer,
                                              _per_strip(grid, size, opts), opts.dask_scheduler),
-              opts.progress, len(rpos))
+              opts.progress, len(rpos), layers)
         seconds = time.perf_counter() - t0
-        summary = map_summary(run, maps, ckpt, opts.tta, seconds, ground_note)
+        summary = map_summary(run, maps, ckpts[0], opts.tta, seconds, ground_note)
+        if len(ckpts) > 1:
+            summary.update(_ensemble_summary(ckpts, payloads, opts))
         maps.finish(summary)
         rgb = scenes.after_rgb(quicklook_shape(maps.staged("prob")), TRUE_COLOUR)
         write_quicklook(maps.staged("prob"), rgb, maps.staged("quicklook"), threshold, labels,
@@ -189,17 +241,26 @@ def _per_strip(grid: MapGrid, size: int, opts: PredictOptions) -> int:
 
 
 def _draw(run: MapRun, maps: MapWriters, strips: Iterator[tuple[Strip, int, np.ndarray]],
-          progress: bool, n_rows: int) -> None:
-    """Accumulate each scored strip and write the rows it finishes."""
-    acc = OverlapAccumulator(run.scenes.grid.width, run.cols, run.size)
+          progress: bool, n_rows: int, layers: int = 1) -> None:
+    """Accumulate each scored strip and write the rows it finishes.
+
+    An ensemble's strips carry (mean, std) per window; each layer has its own accumulator over
+    the same windows, so the uncertainty is averaged exactly like the probability.
+    """
+    accs = [OverlapAccumulator(run.scenes.grid.width, run.cols, run.size)
+            for _ in range(layers)]
     with tqdm(total=n_rows, desc="windows", unit="row",
               disable=bar_disabled(progress)) as bar:
-        for strip, next_top, prob in strips:
+        for strip, next_top, scores in strips:
+            values = [scores] if layers == 1 else list(np.moveaxis(scores, -1, 0))
             lab = run.read_labels(strip, next_top)
-            run.count_windows(strip, prob, lab, maps)
-            valid = ~np.isnan(prob)
-            row0, sums, counts = acc.add(strip, np.where(valid, prob, 0.0),
-                                         valid.astype(np.float64), next_top)
+            run.count_windows(strip, values[0], lab, maps)
+            valid = ~np.isnan(values[0])
+            added = [acc.add(strip, np.where(valid, v, 0.0), valid.astype(np.float64),
+                             next_top) for acc, v in zip(accs, values, strict=True)]
+            row0, sums, counts = added[0]
+            if layers > 1:
+                sums = np.stack([a[1] for a in added], axis=-1)
             if len(sums):
                 maps.write_rows(row0, run.finished_rows(row0, sums, counts, lab, strip.top))
             bar.update(strip.last - strip.first)
@@ -243,14 +304,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict", help="write damage maps for a before/after scene pair",
         description="Slide the model over an aligned scene pair and write a float32 "
-                    "probability COG (<aoi>_damage_prob.tif), a uint8 class COG with colour "
+                    "probability COG (<aoi>_damage_prob.tif; with several --ckpt the "
+                    "members' mean, and their spread in <aoi>_damage_uncertainty.tif), a "
+                    "uint8 class COG with colour "
                     "table (<aoi>_damage_class.tif), QGIS styles (.qml), a styled GeoPackage "
                     "of damaged patches, a JSON summary and a quick-look PNG; with --labels "
                     "also an agreement raster and patch-level metrics; over an AOI the model "
                     "was trained on, a split raster (<aoi>_damage_split.tif).")
     p.add_argument("--before", required=True, help="before scene GeoTIFF (B02, B03, B04, B08)")
     p.add_argument("--after", required=True, help="after scene GeoTIFF on the same grid")
-    p.add_argument("--ckpt", required=True, help="checkpoint from 'damagenet train'")
+    p.add_argument("--ckpt", required=True, action="append",
+                   help="checkpoint from 'damagenet train' or 'damagenet crossval' (its "
+                        "calibration, if any, is applied); repeat for an ensemble: mean "
+                        "probability, the members' spread in <stem>_uncertainty.tif and "
+                        "the members' mean threshold")
     p.add_argument("--out", required=True,
                    help="probability GeoTIFF path, e.g. results/maps/bucha_damage_prob.tif; "
                         "the other outputs go beside it")

@@ -149,10 +149,14 @@ def as_digital_numbers(scene: np.ndarray) -> np.ndarray:
 
 def score_strip(before: np.ndarray, after: np.ndarray, rows: np.ndarray, cols: np.ndarray,
                 size: int, scorer: Scorer) -> np.ndarray:
-    """Probability of each window of one strip (rows relative to it); NaN where nodata."""
+    """Probability of each window of one strip (rows relative to it); NaN where nodata.
+
+    A scorer with ``layers`` > 1 (an ensemble: mean and spread) fills a trailing axis.
+    """
     before, after = as_digital_numbers(before), as_digital_numbers(after)
     bad = window_any(nodata_pixels(before, after), rows, cols, size)
-    prob = np.full(bad.shape, np.nan)
+    layers = getattr(scorer, "layers", 1)
+    prob = np.full(bad.shape + ((layers,) if layers > 1 else ()), np.nan)
     ri, ci = np.nonzero(~bad)
     if len(ri):
         prob[ri, ci] = scorer(gather_windows(before, rows[ri], cols[ci], size),
