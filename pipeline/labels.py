@@ -63,6 +63,21 @@ def assessed_area(aoi: AOI):
     return aoi.geometry.intersection(area)
 
 
+def check_assessed(aoi: AOI) -> None:
+    """Refuse an AOI where UNOSAT assessed nothing: every label would be unknown, and a raster
+    of nothing but 255 would pass silently into the dataset as an AOI without patches."""
+    where = aoi.source_file or aoi.slug
+    if aoi.assessment_area is None and not aoi.has_unosat_area:
+        raise InputFileError(f"{where}: AOI {aoi.slug} has labels but no assessment area "
+                             f"(unosat_aoi is {aoi.unosat_aoi!r} and no assessment_area): "
+                             "ground outside an assessment is unknown, so no label could be "
+                             "known; set unosat_aoi or assessment_area")
+    if assessed_area(aoi).is_empty:
+        raise InputFileError(f"{where}: AOI {aoi.slug} lies entirely outside its assessment "
+                             "area: every label would be unknown; check the polygon, "
+                             "unosat_aoi or assessment_area")
+
+
 def burn_points(labels: np.ndarray, xs: np.ndarray, ys: np.ndarray, grid: Grid,
                 radius_m: float) -> None:
     """Set ``DAMAGE`` at pixels whose centre is within ``radius_m`` of a point, and at the
@@ -103,6 +118,7 @@ def make_labels(aoi: AOI, grid_path: str | Path, unosat_path: str | Path, out: s
                              "labels.path to the AOI file, or use it only for damage maps")
     if radius_m < 0:
         raise PipelineUsageError(f"--radius-m must be >= 0, got {radius_m}")
+    check_assessed(aoi)
     grid = grid_of(grid_path)
     after = after_date or after_date_of(grid_path)
     mapping = {**class_map_from(aoi.labels.class_map,

@@ -268,3 +268,19 @@ def test_unosat_fetch(tmp_path, aoi_copy):
     with pytest.raises(PipelineError, match="no UNOSAT file at .* and no labels.url"):
         fetch_unosat(plain, tmp_path / "irpin.zip")
     assert not (tmp_path / "irpin.zip").exists()
+
+
+def test_aoi_outside_its_assessment_area_refused(aoi_copy, tmp_path, capsys):
+    """Labels for ground UNOSAT never assessed would all be unknown: refused, nothing written."""
+    far = {"type": "Polygon", "coordinates": [[[36.0, 49.9], [36.1, 49.9], [36.1, 50.0],
+                                               [36.0, 50.0], [36.0, 49.9]]]}
+
+    def elsewhere(doc):
+        doc["features"][0]["properties"]["assessment_area"] = far
+    path = aoi_copy("bucha", elsewhere)
+    out = tmp_path / "l.tif"
+    assert main(["labels", str(path), "--grid", str(tmp_path / "none.tif"), "--unosat",
+                 str(tmp_path / "none.zip"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "entirely outside its assessment area" in err and str(path) in err
+    assert not out.exists()
