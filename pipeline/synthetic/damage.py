@@ -58,6 +58,18 @@ def plan_damage(rng: np.random.Generator, eligible: np.ndarray, n: int,
     return DamagePlan(now=now, later=later, subtle=subtle)
 
 
+def damage_strength(plan: DamagePlan) -> tuple[np.ndarray, np.ndarray]:
+    """Per building: the share of its pixels that change and how strongly (by UNOSAT class;
+    subtle sites at 30 % strength), for the easy and the realistic renderers alike."""
+    share = np.zeros(plan.now.shape, dtype=np.float32)
+    power = np.zeros_like(share)
+    for code, (s, p) in STRENGTH.items():
+        share[plan.now == code] = s
+        power[plan.now == code] = p
+    power[plan.subtle] *= 0.3
+    return share, power
+
+
 def apply_damage(rng: np.random.Generator, after: np.ndarray, building_id: np.ndarray,
                  plan: DamagePlan, anchors: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Write the damage into ``after``; return the (H, W) float32 change strength.
@@ -66,12 +78,7 @@ def apply_damage(rng: np.random.Generator, after: np.ndarray, building_id: np.nd
     id from 1: they always change, so a site sits on visibly damaged ground.
     """
     cls = plan.now[building_id]
-    share = np.zeros(plan.now.shape, dtype=np.float32)
-    power = np.zeros_like(share)
-    for code, (s, p) in STRENGTH.items():
-        share[plan.now == code] = s
-        power[plan.now == code] = p
-    power[plan.subtle] *= 0.3
+    share, power = damage_strength(plan)
     # Which pixels of a footprint change: a rough random pattern thresholded by the share.
     pattern = 0.5 + 0.5 * np.tanh(smooth_noise(rng, building_id.shape, 1.0))
     changed = (cls > 0) & (pattern < share[building_id])

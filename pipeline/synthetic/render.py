@@ -21,7 +21,7 @@ from affine import Affine
 from rasterio.features import rasterize
 from scipy import ndimage
 
-from pipeline.synthetic.damage import STRENGTH, DamagePlan, plan_damage
+from pipeline.synthetic.damage import DamagePlan, damage_strength, plan_damage
 from pipeline.synthetic.landscape import BUILDING, FOREST, ROAD, SOIL, VEGETATION, WATER
 from pipeline.synthetic.layout import ROOF_SPECTRA, TownPlan, plan_town
 
@@ -420,12 +420,7 @@ def _non_war_change(rng: np.random.Generator, town: TownPlan, plan: DamagePlan,
 def _damage(rng: np.random.Generator, bid: np.ndarray, plan: DamagePlan, built: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray]:
     """Rubble weight per sub-pixel (0-1) and the UNOSAT class where it changed."""
-    share = np.zeros(plan.now.shape, dtype=np.float32)
-    power = np.zeros_like(share)
-    for code, (s, p) in STRENGTH.items():
-        share[plan.now == code] = s
-        power[plan.now == code] = p
-    power[plan.subtle] *= 0.3
+    share, power = damage_strength(plan)
     cls = np.where(built, plan.now[bid], 0)
     pattern = 0.5 + 0.5 * np.tanh(_smooth(rng, bid.shape, 1.2))
     changed = (cls > 0) & (pattern < share[bid])
