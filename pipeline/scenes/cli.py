@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 
+from contract.options import iso_date
 from pipeline.aoi import load_aoi
 from pipeline.errors import CredentialsError, PipelineUsageError
 from pipeline.scenes import EPOCHS, SOURCES, acquire_scene
@@ -49,10 +49,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _date_arg(text: str) -> str:
-    try:
-        return dt.date.fromisoformat(text).isoformat()
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from exc
+    """The shared ISO date type (exit 2 on a bad date), kept as text for LocalOptions."""
+    return iso_date(text).isoformat()
 
 
 def _bands_arg(text: str) -> tuple[str, ...]:
