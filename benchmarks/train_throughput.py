@@ -1,23 +1,26 @@
 """End-to-end training speed: the original study's loop against ``damagenet train``, one run.
 
-Usage: python benchmarks/train_throughput.py [--threads 2] [--epochs 2]
+Usage: python benchmarks/train_throughput.py [--threads 2] [--epochs 2] [--device cpu]
        [--train16 494 --val16 128] [--train64 96 --val64 32] [--backbone resnet101]
 
-Both sides start from the same NPZ on disk (random digital numbers, both classes), the same
-seed, ResNet-101 from random weights and the same number of epochs, and are timed as the user
-waits: reading the NPZ, normalising, training, validating and checkpointing.
+All runs start from the same NPZ on disk (random digital numbers, both classes), the same seed
+and initial weights, ResNet-101 from random weights and the same number of epochs, and are
+timed as the user waits: reading the NPZ, normalising, training, validating and checkpointing.
 
 The study's loop is re-implemented from its description (original_study.md of the shared
-reference): divide by 10000, standardise per channel with train statistics, a ``DataLoader``
-over a ``TensorDataset`` (batch 64, shuffled), Adam 1e-4 / 1e-3 with weight decay 1e-4,
-clipping at 1.5, the loss read with ``.item()`` every batch, validation at batch 64, and the
-best model saved with ``torch.save`` after every improving epoch. It augments offline (before
-training), so ``damagenet train`` runs with ``augment=False`` here: same work, and the same
-batch order and dropout draws for the same seed, so the per-epoch losses of both must agree
-to float rounding: the recipe is unchanged.
+reference): its network (``features = nn.Sequential(*list(resnet.children())[:-1])`` applied
+to each epoch in turn, the fusion, ``self.head``), divide by 10000, standardise per channel
+with train statistics, a ``DataLoader`` over a ``TensorDataset`` (batch 64, shuffled), Adam
+1e-4 / 1e-3 with weight decay 1e-4, clipping at 1.5, the loss read with ``.item()`` every
+batch, validation at batch 64, and the best model saved with ``torch.save`` after every
+improving epoch. It augments offline (before training), so ``damagenet train`` runs with
+``augment=False``: same work, same batch order and dropout draws.
 
-Runs interleave (16 px study, 16 px damagenet, 64 px study, 64 px damagenet) in one process so
-a shared machine's load falls on both; the 1-minute load average is printed with each.
+``damagenet train`` runs twice: as a user gets it (``--precision auto``: float32 on a CPU) and
+with ``--precision bfloat16``. A third run with the next seed shows how far two curves differ
+by chance alone, the noise against which the others' loss curves are compared. Runs follow
+each other in one process so a shared machine's load falls on all; the 1-minute load average
+is printed with each.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +39,23 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-from damagenet.model import build_model
+from damagenet.model import SiameseResNet, build_model
 from damagenet.train import TrainConfig, train
+
+Curve = list[tuple[float, float]]
+
+
+class StudySiameseCNN(nn.Module):
+    """The study's network: its ``features`` run once per epoch, then fusion and head."""
+
+    def __init__(self, ours: SiameseResNet) -> None:
+        super().__init__()
+        self.features = nn.Sequential(*list(ours.encoder.children())[:-1])  # without fc
+        self.head = ours.head
+
+    def forward(self, xb: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
+        fb, fa = self.features(xb).flatten(1), self.features(xa).flatten(1)
+        return self.head(torch.cat([fb, fa, (fb - fa).abs(), fb * fa], dim=1)).squeeze(1)
 
 
 def write_npz(path: Path, n_train: int, n_val: int, size: int) -> None:
@@ -51,9 +71,10 @@ def write_npz(path: Path, n_train: int, n_val: int, size: int) -> None:
     np.savez(path, **arrays)
 
 
-def study_loop(npz: Path, ckpt: Path, cfg: TrainConfig) -> list[tuple[float, float]]:
+def study_loop(npz: Path, ckpt: Path, cfg: TrainConfig) -> Curve:
     """The study's training as described; returns (train loss, val loss) per epoch."""
     torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
     d = np.load(npz)
     xb_tr, xa_tr = d["Xb_train"] / 10000.0, d["Xa_train"] / 10000.0
     both = np.concatenate([xb_tr, xa_tr])
@@ -72,15 +93,17 @@ def study_loop(npz: Path, ckpt: Path, cfg: TrainConfig) -> list[tuple[float, flo
                           sampler=RandomSampler(train_ds, generator=torch.Generator()
                                                 .manual_seed(cfg.seed)))
     val_dl = DataLoader(val_ds, batch_size=64)
-    model = build_model(cfg.backbone, "none", cfg.head)
-    opt = torch.optim.Adam([{"params": model.backbone_parameters(), "lr": cfg.lr_backbone},
-                            {"params": model.head_parameters(), "lr": cfg.lr_head}],
+    # damagenet's constructor under the same seed: both sides start from the same weights
+    model = StudySiameseCNN(build_model(cfg.backbone, "none", cfg.head)).to(device)
+    opt = torch.optim.Adam([{"params": model.features.parameters(), "lr": cfg.lr_backbone},
+                            {"params": model.head.parameters(), "lr": cfg.lr_head}],
                            weight_decay=cfg.weight_decay)
     loss_fn, best, curve = nn.BCEWithLogitsLoss(), float("inf"), []
     for _ in range(cfg.epochs):
         model.train()
         total = 0.0
         for xb, xa, y in train_dl:
+            xb, xa, y = xb.to(device), xa.to(device), y.to(device)
             opt.zero_grad()
             loss = loss_fn(model(xb, xa), y)
             loss.backward()
@@ -91,7 +114,7 @@ def study_loop(npz: Path, ckpt: Path, cfg: TrainConfig) -> list[tuple[float, flo
         val = 0.0
         with torch.no_grad():
             for xb, xa, y in val_dl:
-                val += loss_fn(model(xb, xa), y).item() * len(y)
+                val += loss_fn(model(xb.to(device), xa.to(device)), y.to(device)).item() * len(y)
         val /= len(val_ds)
         curve.append((total / len(train_ds), val))
         if val < best:
@@ -100,16 +123,31 @@ def study_loop(npz: Path, ckpt: Path, cfg: TrainConfig) -> list[tuple[float, flo
     return curve
 
 
-def damagenet_run(npz: Path, out: Path, cfg: TrainConfig) -> list[tuple[float, float]]:
+def damagenet_run(npz: Path, out: Path, cfg: TrainConfig) -> Curve:
     train(npz, out, out / "model.pt", cfg, run_evaluation=False)
     rows = (out / "train_log.csv").read_text().splitlines()[1:]
     return [(float(r.split(",")[1]), float(r.split(",")[3])) for r in rows]
 
 
-def timed(fn, *args) -> tuple[float, list[tuple[float, float]]]:
+def timed(fn: Callable[..., Curve], *args) -> tuple[float, Curve, float]:
     t = time.perf_counter()
     curve = fn(*args)
-    return time.perf_counter() - t, curve
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - t, curve, os.getloadavg()[0]
+
+
+def report(size: int, n_tr: int, n_val: int, pairs: int,
+           runs: dict[str, tuple[float, Curve, float]]) -> None:
+    print(f"\n{size} x {size} px, {n_tr} train + {n_val} val pairs ({pairs} training pairs "
+          "seen):")
+    t_study = runs["study loop"][0]
+    for name, (t, _, load) in runs.items():
+        print(f"  {name:34s} {t:7.1f} s  {pairs / t:7.2f} pairs/s  x{t_study / t:.2f}  "
+              f"(load {load:.1f})")
+    print("  train / val loss per epoch:")
+    for name, (_, curve, _) in runs.items():
+        print(f"  {name:34s} " + "   ".join(f"{tr:.5f} / {va:.5f}" for tr, va in curve))
 
 
 def main() -> None:
@@ -117,6 +155,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (2)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run (2)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (cpu)")
     parser.add_argument("--train16", type=int, default=494, help="16 px train pairs (494)")
     parser.add_argument("--val16", type=int, default=128, help="16 px val pairs (128)")
     parser.add_argument("--train64", type=int, default=96, help="64 px train pairs (96)")
@@ -125,29 +164,22 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(epochs=args.epochs, patience=args.epochs, backbone=args.backbone,
-                      device="cpu", augment=False, progress=False)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} torch "
-          f"threads; torch {torch.__version__}; {args.backbone} from random weights, "
+                      device=args.device, augment=False, progress=False)
+    where = (torch.cuda.get_device_name() if args.device.startswith("cuda") else
+             f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads")
+    print(f"machine: {where}; torch {torch.__version__}; {args.backbone} from random weights, "
           f"{args.epochs} epochs, batch {cfg.batch_size}")
+    variants = {"damagenet train": cfg,
+                "damagenet train --precision bfloat16": replace(cfg, precision="bfloat16"),
+                "damagenet train, next seed (noise)": replace(cfg, seed=cfg.seed + 1)}
     with tempfile.TemporaryDirectory() as tmp:
         for size, n_tr, n_val in ((16, args.train16, args.val16), (64, args.train64, args.val64)):
             npz = Path(tmp) / f"d{size}.npz"
             write_npz(npz, n_tr, n_val, size)
-            pairs = n_tr * args.epochs
-            t_study, c_study = timed(study_loop, npz, Path(tmp) / "study.pt", cfg)
-            load_study = os.getloadavg()[0]
-            t_ours, c_ours = timed(damagenet_run, npz, Path(tmp) / f"out{size}", cfg)
-            load_ours = os.getloadavg()[0]
-            print(f"\n{size} x {size} px, {n_tr} train + {n_val} val pairs "
-                  f"({pairs} training pairs seen):")
-            print(f"  study loop:      {t_study:7.1f} s  {pairs / t_study:7.2f} pairs/s  "
-                  f"(load {load_study:.1f})")
-            print(f"  damagenet train: {t_ours:7.1f} s  {pairs / t_ours:7.2f} pairs/s  "
-                  f"(load {load_ours:.1f})")
-            print(f"  speed-up:        {t_study / t_ours:.2f}x")
-            for e, (s, o) in enumerate(zip(c_study, c_ours, strict=True), 1):
-                print(f"  epoch {e}: train loss study {s[0]:.5f} ours {o[0]:.5f} | "
-                      f"val loss study {s[1]:.5f} ours {o[1]:.5f}")
+            runs = {"study loop": timed(study_loop, npz, Path(tmp) / "study.pt", cfg)}
+            for i, (name, variant) in enumerate(variants.items()):
+                runs[name] = timed(damagenet_run, npz, Path(tmp) / f"out{size}_{i}", variant)
+            report(size, n_tr, n_val, n_tr * args.epochs, runs)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from copy import deepcopy
 from typing import Any
 
 import numpy as np
@@ -20,8 +21,10 @@ from torch import nn
 
 from contract.bands import BANDS
 from damagenet.calibration import apply_calibration
+from damagenet.centre_tap import use_centre_taps
 from damagenet.data import Normalisation, TensorSplit, symmetry
 from damagenet.errors import DamagenetError, DamagenetUsageError
+from damagenet.model import PairBatchNorm2d
 
 log = logging.getLogger(__name__)
 COMPILE_CHOICES = ("auto", "on", "off")
@@ -93,8 +96,14 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
 
     In eval mode a batch norm is an affine map with frozen statistics, so it merges into the
     preceding layer's weights: one layer fewer per block, the same function up to rounding.
+    The encoder's :class:`PairBatchNorm2d` is a plain batch norm in eval mode; the copy's are
+    made plain so that ``torch.fx`` recognises and folds them.
     """
-    return fx_optimization.fuse(model.eval(), inplace=False)
+    copy = deepcopy(model).eval()
+    for module in copy.modules():
+        if type(module) is PairBatchNorm2d:
+            module.__class__ = nn.BatchNorm2d
+    return fx_optimization.fuse(copy, inplace=True)
 
 
 def wants_compile(compile: str, device: torch.device, windows: int) -> bool:
@@ -117,11 +126,13 @@ def optimise_for_inference(model: nn.Module, device: torch.device, compile: bool
                            batch_size: int = 256) -> nn.Module:
     """The fastest form of ``model`` that gives its outputs; a compiler failure falls back.
 
-    Batch norms are folded; with ``compile`` the folded network is compiled by Inductor (with
-    frozen weights) for batches of ``batch_size``, and ``example`` (a small batch) is run at
-    once so that a missing compiler shows up here, not in the middle of a map.
+    Batch norms are folded and 3 x 3 convolutions on one-pixel maps use their centre tap;
+    with ``compile`` the folded network is compiled by Inductor (with frozen weights) for
+    batches of ``batch_size``, and ``example`` (a small batch) is run at once so that a missing
+    compiler shows up here, not in the middle of a map.
     """
     fast = fold_batch_norms(model.to(device)).eval()
+    use_centre_taps(fast)  # after tracing: fx cannot trace the branch on the input's size
     if not compile:
         return fast
     compiled = FixedBatch(torch.compile(fast, dynamic=False), batch_size)

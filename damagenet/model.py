@@ -70,6 +70,25 @@ def build_head(in_features: int, hidden: Sequence[int], dropout: Sequence[float]
     return nn.Sequential(*layers, nn.Linear(width, 1))
 
 
+class PairBatchNorm2d(nn.BatchNorm2d):
+    """A batch norm that, in training, normalises the before and the after half apart.
+
+    :class:`SiameseResNet` sends both epochs through its encoder as one batch ``[before;
+    after]`` (half the layer calls). The study ran its encoder once per epoch, so each batch
+    norm saw one epoch's batch: each epoch was normalised by its own statistics and the running
+    averages were updated with the before batch, then the after one. A plain batch norm over the
+    joint batch would mix the epochs' statistics and learn a different, much faster-fitting
+    model (docs/performance.md); this one keeps the study's arithmetic exactly. In evaluation
+    running averages are used and the joint batch is harmless.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        before, after = x.chunk(2)
+        return torch.cat([super().forward(before), super().forward(after)])
+
+
 class SiameseResNet(nn.Module):
     """Shared-weight ResNet encoder with the study's fusion and one of its heads."""
 
@@ -84,7 +103,7 @@ class SiameseResNet(nn.Module):
             raise DamagenetError(f"head needs one dropout per hidden layer, got {list(hidden)} "
                                  f"and {list(dropout)}")
         build, _, features = BACKBONES[backbone]
-        encoder = build(weights=None)
+        encoder = build(weights=None, norm_layer=PairBatchNorm2d)
         encoder.conv1 = nn.Conv2d(in_bands, 64, kernel_size=7, stride=2, padding=3, bias=False)
         encoder.fc = nn.Identity()
         self.encoder = encoder
@@ -118,8 +137,8 @@ class SiameseResNet(nn.Module):
     def forward(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
         """Logits (N,) for pairs of (N, bands, S, S) patches.
 
-        Both epochs go through the encoder in one batch: the same weights, half the kernel
-        launches.
+        Both epochs go through the encoder in one batch: the same weights, half the layer
+        calls; :class:`PairBatchNorm2d` keeps each epoch's batch statistics apart in training.
         """
         n = before.shape[0]
         feats = self.encoder(torch.cat([before, after], dim=0))

@@ -6,11 +6,16 @@ the best checkpoint is kept. Each split lives in memory as tensors and batches a
 index; augmentation applies one random symmetry of the square to both epochs of a pair. Mixed
 precision on CUDA.
 
-Speed (issue 19): the network and the data are held channels-last (NHWC), the layout oneDNN and
-cuDNN convolve fastest; Adam runs fused where torch offers it; the best weights are kept in
+Speed (issue 19, figures in docs/performance.md): the network and the data take the memory
+layout that is faster for the patch size (channels-last on CUDA and for patches of 32 px and
+more on a CPU, where it was measured faster; the plain layout for 16 px patches on a CPU);
+3 x 3 convolutions on one-pixel maps compute their centre tap only (exact); Adam runs fused;
+the best epoch's validation logits are kept rather than recomputed; the best weights are kept in
 memory and the provisional checkpoint is written by a background thread, so saving a 170 MB
-ResNet-101 no longer stalls the epochs (an interrupted run still leaves one: the writer is
-joined before the exception leaves ``train``).
+ResNet-101 does not stall the epochs (an interrupted run still leaves one: the writer is joined
+before the exception leaves ``train``). ``--precision bfloat16`` trains in bfloat16 mixed
+precision (on a CPU with AVX-512 BF16 or AMX it is about twice as fast at 64 px); it changes
+rounding, so it is a choice, not the default on a CPU.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from tqdm import tqdm
 from contract.atomic import atomic_path, write_text_atomic
 from contract.cli import bar_disabled
 from contract.options import positive_int
+from damagenet.centre_tap import use_centre_taps
 from damagenet.checkpoint import checkpoint_hash, save_checkpoint
 from damagenet.data import (
     Normalisation,
@@ -76,8 +82,18 @@ class TrainConfig:
     augment: bool = True
     eval_batch_size: int = 512
     progress: bool = True
-    channels_last: bool = True
+    memory_format: str = "auto"
+    precision: str = "auto"
+    fused_optimizer: bool = True
     threads: int | None = None
+
+
+MEMORY_FORMATS = ("auto", "channels-last", "contiguous")
+PRECISIONS = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16,
+              "float16": torch.float16}
+#: patch size from which channels-last trains faster than the plain layout on a CPU (measured:
+#: 1.2x faster at 64 px, 1.2x slower at 16 px, ResNet-101, 2 threads; docs/performance.md)
+CHANNELS_LAST_MIN_PATCH_CPU = 32
 
 
 def make_optimizer(model: SiameseResNet, cfg: TrainConfig, fused: bool = True
@@ -97,8 +113,29 @@ def make_optimizer(model: SiameseResNet, cfg: TrainConfig, fused: bool = True
     return torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
 
 
-def memory_format(cfg: TrainConfig) -> torch.memory_format:
-    return torch.channels_last if cfg.channels_last else torch.contiguous_format
+def memory_format(name: str, device: torch.device, patch_size: int) -> torch.memory_format:
+    """The layout to train in: ``auto`` picks the one measured faster for this device and size.
+
+    cuDNN and oneDNN prefer channels-last for convolutions on images of some size; a 16 px
+    patch shrinks to 1 x 1 in ResNet's deep layers, where a CPU trains faster without it.
+    """
+    if name == "auto":
+        fast = device.type == "cuda" or patch_size >= CHANNELS_LAST_MIN_PATCH_CPU
+        name = "channels-last" if fast else "contiguous"
+    return torch.channels_last if name == "channels-last" else torch.contiguous_format
+
+
+def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast type of ``--precision`` (None: float32 throughout).
+
+    ``auto`` is float16 with a gradient scaler on CUDA and float32 on a CPU, the recipe's own
+    arithmetic; float16 needs CUDA.
+    """
+    dtype = torch.float16 if name == "auto" and device.type == "cuda" else PRECISIONS[name]
+    if dtype == torch.float16 and device.type != "cuda":
+        raise DamagenetUsageError("--precision float16 needs a CUDA device; on a CPU use "
+                                  "bfloat16 or float32")
+    return None if dtype == torch.float32 else dtype
 
 
 def to_layout(data: TensorSplit, fmt: torch.memory_format) -> TensorSplit:
@@ -172,31 +209,37 @@ class BackgroundWriter:
 
 
 class Stepper:
-    """One optimisation step: forward, BCE, backward, clipping, update (AMP on CUDA).
+    """One optimisation step: forward, BCE, backward, clipping, update.
 
-    Shared by the training loop and the throughput benchmark, so both measure the same work.
+    ``dtype`` is the autocast type (None: float32). Float16 runs with a gradient scaler, which
+    skips steps whose gradients overflowed; bfloat16 has float32's range and no scaler, so a
+    step whose gradient norm is not finite is skipped here and counted in ``skipped``.
     """
 
     def __init__(self, model: SiameseResNet, optimizer: torch.optim.Optimizer,
-                 device: torch.device, clip_norm: float) -> None:
+                 device: torch.device, clip_norm: float, dtype: torch.dtype | None = None
+                 ) -> None:
         self.model, self.optimizer, self.device = model, optimizer, device
-        self.clip_norm = clip_norm
-        self.amp = device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.clip_norm, self.dtype = clip_norm, dtype
+        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         self.loss_fn = nn.BCEWithLogitsLoss()
+        self.skipped = 0
 
     def __call__(self, before: torch.Tensor, after: torch.Tensor, y: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=self.device.type, dtype=torch.float16,
-                            enabled=self.amp):
+        with torch.autocast(device_type=self.device.type, dtype=self.dtype or torch.float32,
+                            enabled=self.dtype is not None):
             logits = self.model(before, after)
             loss = self.loss_fn(logits.float(), y)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
-        nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+        if self.dtype == torch.bfloat16 and not torch.isfinite(norm):
+            self.skipped += 1
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         return loss.detach(), logits.detach()
 
 
@@ -209,7 +252,7 @@ def train_epoch(stepper: Stepper, data: TensorSplit, batch_size: int, generator:
     perm = torch.randperm(n, generator=generator).to(data.y.device)
     loss_sum = torch.zeros((), device=data.y.device)
     correct = torch.zeros((), device=data.y.device)
-    seen = 0
+    seen, steps, skipped = 0, 0, stepper.skipped
     bar = tqdm(total=n, desc=desc, unit="pair", leave=False,
                disable=bar_disabled(progress))
     for start in range(0, n, batch_size):
@@ -223,9 +266,22 @@ def train_epoch(stepper: Stepper, data: TensorSplit, batch_size: int, generator:
         loss_sum += loss * len(idx)
         correct += ((logits > 0).float() == y).sum()
         seen += len(idx)
+        steps += 1
         bar.update(len(idx))
     bar.close()
+    _check_skipped(stepper.skipped - skipped, steps, desc)
     return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1)
+
+
+def _check_skipped(skipped: int, steps: int, desc: str) -> None:
+    """Say when bfloat16 steps were skipped for non-finite gradients; stop if all were."""
+    if skipped == 0:
+        return
+    if skipped == steps:
+        raise DamagenetError(f"{desc}: every step had non-finite gradients in bfloat16; "
+                             "train with --precision float32")
+    log.warning("%s: %d of %d steps skipped for non-finite gradients (bfloat16)", desc,
+                skipped, steps)
 
 
 def _val_metrics(logits: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
@@ -248,13 +304,13 @@ def provisional_path(ckpt: Path) -> Path:
 def _fit(model: SiameseResNet, stepper: Stepper, train_t: TensorSplit, val_t: TensorSplit,
          val_y: np.ndarray, cfg: TrainConfig, generator: torch.Generator, out_dir: Path,
          save_provisional: Callable[[_Snapshot, int, list[dict[str, Any]]], Any]
-         ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], int, float]:
+         ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], np.ndarray, int, float]:
     """The epochs: train, validate, keep the best state, stop early; write train_log.csv.
 
-    Returns (history, best state, best epoch, best validation loss).
+    Returns (history, best state, its validation logits, best epoch, best validation loss).
     """
     history: list[dict[str, Any]] = []
-    best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
+    best_loss, best_state, best_logits, best_epoch, stale = float("inf"), None, None, 0, 0
     device = stepper.device
     fields = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_roc_auc",
               "seconds"]
@@ -267,7 +323,8 @@ def _fit(model: SiameseResNet, stepper: Stepper, train_t: TensorSplit, val_t: Te
             tr_loss, tr_acc = train_epoch(stepper, train_t, cfg.batch_size, generator,
                                           cfg.augment, f"epoch {epoch}/{cfg.epochs}",
                                           cfg.progress)
-            val = _val_metrics(predict_logits(model, val_t, cfg.eval_batch_size, device), val_y)
+            logits = predict_logits(model, val_t, cfg.eval_batch_size, device)
+            val = _val_metrics(logits, val_y)
             row = {"epoch": epoch, "train_loss": tr_loss, "train_acc": tr_acc, **val,
                    "seconds": time.perf_counter() - t0}
             history.append(row)
@@ -279,7 +336,7 @@ def _fit(model: SiameseResNet, stepper: Stepper, train_t: TensorSplit, val_t: Te
                      f"{val['val_roc_auc']:.3f}" if val["val_roc_auc"] is not None else "n/a",
                      row["seconds"], " *" if improved else "")
             if improved:
-                best_loss, best_epoch, stale = val["val_loss"], epoch, 0
+                best_loss, best_epoch, best_logits, stale = val["val_loss"], epoch, logits, 0
                 snapshot = _Snapshot(model)
                 best_state = snapshot.state
                 save_provisional(snapshot, epoch, list(history))
@@ -288,8 +345,8 @@ def _fit(model: SiameseResNet, stepper: Stepper, train_t: TensorSplit, val_t: Te
                 if stale >= cfg.patience:
                     log.info("early stop: no val-loss improvement for %d epochs", stale)
                     break
-    assert best_state is not None  # epochs >= 1 and the first epoch always improves on inf
-    return history, best_state, best_epoch, best_loss
+    assert best_state is not None and best_logits is not None  # the first epoch beats inf
+    return history, best_state, best_logits, best_epoch, best_loss
 
 
 def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
@@ -310,15 +367,16 @@ def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
         require_both_classes(npz, name, splits[name])
     norm = Normalisation.fit(splits["train"])
     patch_size = int(splits["train"].before.shape[-1])
-    fmt = memory_format(cfg)
+    fmt = memory_format(cfg.memory_format, device, patch_size)
     train_t = to_layout(to_tensors(splits["train"], norm), fmt).to(device)
     val_t = to_layout(to_tensors(splits["val"], norm), fmt)
     if device.type == "cuda":  # page-locked: the per-batch copies to the GPU run asynchronously
         val_t = TensorSplit(val_t.before.pin_memory(), val_t.after.pin_memory(), val_t.y,
                             val_t.aoi)
     model = build_model(cfg.backbone, cfg.weights, cfg.head).to(device, memory_format=fmt)
-    stepper = Stepper(model, make_optimizer(model, cfg, fused=cfg.channels_last), device,
-                      cfg.clip_norm)
+    use_centre_taps(model)
+    stepper = Stepper(model, make_optimizer(model, cfg, fused=cfg.fused_optimizer), device,
+                      cfg.clip_norm, autocast_dtype(cfg.precision, device))
     generator = torch.Generator().manual_seed(cfg.seed)
     dataset = {"path": str(npz), "sha256": file_sha256(npz),
                "pairs": {k: int(len(v.y)) for k, v in splits.items()}}
@@ -328,8 +386,10 @@ def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
                     "which ground it was trained on", npz)
     saving = {"patch_size": patch_size, "norm": norm, "dataset": dataset,
               "training_ground": ground}
-    log.info("training %s (%s weights) on %s: %d train / %d val pairs of %d px, device %s",
-             cfg.backbone, cfg.weights, npz, len(train_t), len(val_t), patch_size, device)
+    log.info("training %s (%s weights) on %s: %d train / %d val pairs of %d px, device %s, "
+             "%s, %s layout", cfg.backbone, cfg.weights, npz, len(train_t), len(val_t),
+             patch_size, device, stepper.dtype or torch.float32,
+             "channels-last" if fmt == torch.channels_last else "contiguous")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     writer = BackgroundWriter(lambda job: save_checkpoint(
@@ -337,13 +397,13 @@ def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
         history=job[2], complete=False, extra={"config": asdict(cfg), "best_epoch": job[1]},
         **saving))
     try:
-        history, best_state, best_epoch, best_loss = _fit(
+        history, best_state, best_logits, best_epoch, best_loss = _fit(
             model, stepper, train_t, val_t, splits["val"].y, cfg, generator, out_dir,
             lambda snapshot, epoch, hist: writer.submit((snapshot, epoch, hist)))
     finally:  # interrupted or not, the newest provisional checkpoint reaches the disk
         writer.close()
     model.load_state_dict(best_state)
-    val_prob = sigmoid(predict_logits(model, val_t, cfg.eval_batch_size, device))
+    val_prob = sigmoid(best_logits)  # the best epoch's, as validated: no second pass
     threshold = {"value": choose_threshold(splits["val"].y, val_prob, cfg.threshold_rule),
                  "rule": cfg.threshold_rule, "chosen_on": "val"}
     result: dict[str, Any] = {"best_epoch": best_epoch, "best_val_loss": best_loss,
@@ -386,6 +446,10 @@ def _check_config(cfg: TrainConfig) -> None:
                                   f"{', '.join(BACKBONES)}")
     if cfg.head not in HEADS:
         raise DamagenetUsageError(f"unknown head {cfg.head!r}; choose one of {', '.join(HEADS)}")
+    if cfg.memory_format not in MEMORY_FORMATS:
+        raise DamagenetUsageError(f"memory format must be one of {', '.join(MEMORY_FORMATS)}")
+    if cfg.precision not in PRECISIONS:
+        raise DamagenetUsageError(f"precision must be one of {', '.join(PRECISIONS)}")
     if cfg.threshold_rule not in THRESHOLD_RULES:
         raise DamagenetUsageError(f"threshold rule must be one of {THRESHOLD_RULES}")
     if cfg.epochs < 1 or cfg.patience < 1:
@@ -415,7 +479,7 @@ def _card_training(npz: str | Path, splits: dict[str, Split], cfg: TrainConfig,
             "best_epoch_is_last": result["best_epoch_is_last"],
             "recipe": {k: v for k, v in asdict(cfg).items()
                        if k not in ("device", "progress", "eval_batch_size",
-                                    "channels_last", "threads")}}
+                                    "memory_format", "fused_optimizer", "threads")}}
 
 
 def _card_test(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -436,7 +500,7 @@ def _run(args: argparse.Namespace) -> int:
                       weight_decay=args.weight_decay, clip_norm=args.clip_norm,
                       threshold_rule=args.threshold_rule, head=args.head,
                       augment=not args.no_augment, threads=args.threads,
-                      channels_last=args.memory_format == "channels-last",
+                      memory_format=args.memory_format, precision=args.precision,
                       progress=not args.quiet)
     train(args.npz, args.out, args.ckpt, cfg, run_evaluation=not args.no_evaluate)
     return 0
@@ -492,11 +556,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="no flips/rotations during training")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for torch (default: torch's choice, one per core)")
-    p.add_argument("--memory-format", choices=("channels-last", "contiguous"),
-                   default="channels-last",
-                   help="layout of images and convolution weights: channels-last (NHWC, "
-                        "faster on oneDNN and cuDNN, with fused Adam) or contiguous (NCHW, "
-                        "the plain path, per-tensor Adam) (%(default)s)")
+    p.add_argument("--memory-format", choices=MEMORY_FORMATS, default=d.memory_format,
+                   help="layout of images and convolution weights: channels-last (NHWC), "
+                        "contiguous (NCHW), or auto: channels-last on CUDA and for patches "
+                        f"of {CHANNELS_LAST_MIN_PATCH_CPU} px and more on a CPU, where it "
+                        "was measured faster (%(default)s)")
+    p.add_argument("--precision", choices=list(PRECISIONS), default=d.precision,
+                   help="arithmetic of the forward and backward passes: auto (float16 mixed "
+                        "precision on CUDA, float32 on a CPU), float32, bfloat16 (mixed "
+                        "precision, about twice as fast at 64 px on CPUs with AVX-512 BF16 "
+                        "or AMX; changes rounding) or float16 (CUDA) (%(default)s)")
     p.add_argument("--no-evaluate", action="store_true",
                    help="skip the test-split evaluation at the end")
     p.set_defaults(func=_run)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from damagenet.centre_tap import CentreTapConv2d
 from damagenet.data import Normalisation
 from damagenet.errors import DamagenetError
 from damagenet.inference import (
@@ -45,6 +46,7 @@ def test_optimised_model_gives_the_plain_probabilities():
     with torch.inference_mode():
         got = torch.sigmoid(fast(xb, xa))
     assert not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in fast.modules())
+    assert any(isinstance(m, CentreTapConv2d) for m in fast.modules())  # 1 x 1 deep layers
     assert plain.std() > 0.01  # probabilities that vary, not a saturated constant
     assert torch.allclose(got, plain, atol=1e-5, rtol=0)
     assert model.training is False and any(  # the original network is left as it was

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import threading
 
 import pytest
@@ -10,8 +11,20 @@ import torch
 from model_data import write_study_npz
 
 from damagenet.checkpoint import load_checkpoint
+from damagenet.data import TensorSplit
+from damagenet.errors import DamagenetError, DamagenetUsageError
 from damagenet.model import build_model
-from damagenet.train import BackgroundWriter, TrainConfig, _Snapshot, train
+from damagenet.train import (
+    BackgroundWriter,
+    Stepper,
+    TrainConfig,
+    _Snapshot,
+    autocast_dtype,
+    make_optimizer,
+    memory_format,
+    train,
+    train_epoch,
+)
 
 
 def _losses(folder) -> list[tuple[float, float]]:
@@ -25,7 +38,8 @@ def test_fast_path_gives_the_plain_path_losses(tmp_path):
     curves = {}
     for fast in (True, False):
         cfg = TrainConfig(epochs=2, patience=2, backbone="resnet18", batch_size=32, seed=3,
-                          progress=False, channels_last=fast, threads=1)
+                          progress=False, threads=1, fused_optimizer=fast,
+                          memory_format="channels-last" if fast else "contiguous")
         train(npz, tmp_path / f"r{fast}", tmp_path / f"m{fast}.pt", cfg, run_evaluation=False)
         curves[fast] = _losses(tmp_path / f"r{fast}")
         assert (tmp_path / f"m{fast}.pt").exists()
@@ -38,7 +52,9 @@ def test_fast_path_gives_the_plain_path_losses(tmp_path):
         assert ft == pytest.approx(pt, abs=0.03) and fv == pytest.approx(pv, abs=0.03)
     _, payload = load_checkpoint(tmp_path / "mTrue.pt")
     assert payload["complete"] is True
-    assert "channels_last" not in payload["card"]["training"]["recipe"]  # speed, not recipe
+    recipe = payload["card"]["training"]["recipe"]
+    assert "memory_format" not in recipe and "fused_optimizer" not in recipe  # speed, not recipe
+    assert recipe["precision"] == "auto"  # arithmetic is part of the recipe
 
 
 def test_snapshot_is_frozen_while_training_goes_on():
@@ -75,3 +91,49 @@ def test_background_writer_reraises_a_failed_write():
     writer.submit(1)
     with pytest.raises(OSError, match="disk full"):
         writer.close()
+
+
+def test_layout_follows_the_device_and_the_patch_size():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert memory_format("auto", cpu, 16) == torch.contiguous_format
+    assert memory_format("auto", cpu, 64) == torch.channels_last
+    assert memory_format("auto", cuda, 16) == torch.channels_last
+    assert memory_format("contiguous", cuda, 64) == torch.contiguous_format
+
+
+def test_precision_choices():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("float32", cuda) is None
+    assert autocast_dtype("auto", cuda) == torch.float16
+    assert autocast_dtype("bfloat16", cpu) == torch.bfloat16
+    with pytest.raises(DamagenetUsageError, match="float16 needs a CUDA device"):
+        autocast_dtype("float16", cpu)
+
+
+def test_bfloat16_training_learns_and_records_its_precision(tmp_path):
+    npz = write_study_npz(tmp_path / "d.npz", sizes=(64, 32, 32))
+    cfg = TrainConfig(epochs=3, patience=3, backbone="resnet18", batch_size=32, seed=3,
+                      progress=False, threads=1, precision="bfloat16")
+    result = train(npz, tmp_path / "r", tmp_path / "m.pt", cfg)
+    losses = _losses(tmp_path / "r")
+    assert all(math.isfinite(t) and math.isfinite(v) for t, v in losses)
+    assert losses[-1][0] < losses[0][0]  # it learns
+    assert result["test"]["roc_auc"] > 0.6
+    _, payload = load_checkpoint(tmp_path / "m.pt")
+    assert payload["card"]["training"]["recipe"]["precision"] == "bfloat16"
+
+
+def test_bfloat16_steps_with_non_finite_gradients_are_skipped():
+    torch.manual_seed(0)
+    model = build_model("resnet18", "none")
+    stepper = Stepper(model, make_optimizer(model, TrainConfig()), torch.device("cpu"), 1.5,
+                      torch.bfloat16)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k}
+    xb = torch.full((4, 4, 16, 16), float("nan"))
+    stepper(xb, torch.zeros(4, 4, 16, 16), torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    assert stepper.skipped == 1
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items() if "num_batches" not in k)
+    data = TensorSplit(xb, torch.zeros(4, 4, 16, 16), torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    with pytest.raises(DamagenetError, match="every step had non-finite gradients"):
+        train_epoch(stepper, data, 4, torch.Generator().manual_seed(0), progress=False)
