@@ -110,7 +110,7 @@ def compare_scorers(model: torch.nn.Module, norm: Normalisation, device: torch.d
     example = (torch.zeros(2, 4, 16, 16), torch.zeros(2, 4, 16, 16))
     variants = {"before: eager, default layout, no_grad":
                 lambda b, a: eager_default(model, norm, device, b, a),
-                "now: inference mode, batch norms folded":
+                "now: inference mode, batch norms folded, centre taps":
                 PairScorer(optimise_for_inference(model, device), norm, device, BATCH)}
     if compile:
         t = time.perf_counter()

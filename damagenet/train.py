@@ -339,7 +339,8 @@ def _fit(model: SiameseResNet, stepper: Stepper, train_t: TensorSplit, val_t: Te
                 best_loss, best_epoch, best_logits, stale = val["val_loss"], epoch, logits, 0
                 snapshot = _Snapshot(model)
                 best_state = snapshot.state
-                save_provisional(snapshot, epoch, list(history))
+                if epoch < cfg.epochs:  # after the last epoch the final checkpoint follows
+                    save_provisional(snapshot, epoch, list(history))
             else:
                 stale += 1
                 if stale >= cfg.patience:

@@ -10,11 +10,12 @@ from damagenet.centre_tap import CentreTapConv2d, use_centre_taps
 from damagenet.model import SiameseResNet
 
 
-@pytest.mark.parametrize(("stride", "size"), [(1, 1), (2, 1), (1, 3), (2, 4)])
-def test_same_output_and_gradients_as_the_full_convolution(stride, size):
+@pytest.mark.parametrize(("kernel", "stride", "size"),
+                         [(3, 1, 1), (3, 2, 1), (1, 1, 1), (1, 2, 1), (3, 1, 3), (3, 2, 4)])
+def test_same_output_and_gradients_as_the_full_convolution(kernel, stride, size):
     torch.manual_seed(0)
-    plain = nn.Conv2d(8, 6, 3, stride=stride, padding=1, bias=True)
-    fast = nn.Conv2d(8, 6, 3, stride=stride, padding=1, bias=True)
+    plain = nn.Conv2d(8, 6, kernel, stride=stride, padding=kernel // 2, bias=True)
+    fast = nn.Conv2d(8, 6, kernel, stride=stride, padding=kernel // 2, bias=True)
     fast.load_state_dict(plain.state_dict())
     assert use_centre_taps(fast) == 1 and type(fast) is CentreTapConv2d
     x = torch.randn(5, 8, size, size)
@@ -25,20 +26,29 @@ def test_same_output_and_gradients_as_the_full_convolution(stride, size):
     out_fast.square().sum().backward()
     assert torch.allclose(fast.weight.grad, plain.weight.grad, atol=1e-5)
     assert torch.allclose(fast.bias.grad, plain.bias.grad, atol=1e-5)
-    if size == 1:  # the padded taps learn nothing, in both forms
+    if size == 1 and kernel == 3:  # the padded taps learn nothing, in both forms
         border = torch.ones(3, 3, dtype=torch.bool)
         border[1, 1] = False
         assert torch.count_nonzero(fast.weight.grad[:, :, border]) == 0
         assert torch.count_nonzero(plain.weight.grad[:, :, border]) == 0
 
 
-def test_only_3x3_padded_convolutions_switch_and_checkpoints_stay_the_same():
+def test_channels_last_inputs_give_the_same_output():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 6, 3, padding=1).to(memory_format=torch.channels_last)
+    x = torch.randn(5, 8, 1, 1).contiguous(memory_format=torch.channels_last)
+    want = conv(x)
+    use_centre_taps(conv)
+    assert torch.allclose(conv(x), want, atol=1e-6)
+
+
+def test_only_same_padded_plain_convolutions_switch_and_checkpoints_stay_the_same():
     model = SiameseResNet("resnet18")
     keys = list(model.state_dict())
-    threes = sum(1 for m in model.modules() if isinstance(m, nn.Conv2d)
-                 and m.kernel_size == (3, 3) and m.padding == (1, 1))
-    assert use_centre_taps(model) == threes == 16  # two per basic block, eight blocks
-    assert type(model.encoder.conv1) is nn.Conv2d  # 7 x 7: left alone
-    assert type(model.encoder.layer2[0].downsample[0]) is nn.Conv2d  # 1 x 1: left alone
+    convs = sum(1 for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert use_centre_taps(model) == convs == 20  # stem, 16 in blocks, 3 downsamples
     assert list(model.state_dict()) == keys
     assert use_centre_taps(model) == 0  # already switched
+    others = nn.Sequential(nn.Conv2d(4, 4, 3, padding=0), nn.Conv2d(4, 4, 3, padding=1, groups=2),
+                           nn.Conv2d(4, 4, 3, padding=2, dilation=2), nn.Conv2d(4, 4, 2))
+    assert use_centre_taps(others) == 0
