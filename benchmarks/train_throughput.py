@@ -1,7 +1,7 @@
 """End-to-end training speed: the original study's loop against ``damagenet train``, one run.
 
 Usage: python benchmarks/train_throughput.py [--threads 2] [--epochs 2] [--device cpu]
-       [--train16 494 --val16 128] [--train64 96 --val64 32] [--backbone resnet101]
+       [--train16 494 --val16 128] [--train64 256 --val64 64] [--backbone resnet101]
 
 All runs start from the same NPZ on disk (random digital numbers, both classes), the same seed
 and initial weights, ResNet-101 from random weights and the same number of epochs, and are
@@ -158,8 +158,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cpu)")
     parser.add_argument("--train16", type=int, default=494, help="16 px train pairs (494)")
     parser.add_argument("--val16", type=int, default=128, help="16 px val pairs (128)")
-    parser.add_argument("--train64", type=int, default=96, help="64 px train pairs (96)")
-    parser.add_argument("--val64", type=int, default=32, help="64 px val pairs (32)")
+    parser.add_argument("--train64", type=int, default=256, help="64 px train pairs (256)")
+    parser.add_argument("--val64", type=int, default=64, help="64 px val pairs (64)")
     parser.add_argument("--backbone", default="resnet101", help="ResNet depth (resnet101)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

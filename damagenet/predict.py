@@ -337,7 +337,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (%(default)s)")
     p.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
                    help="torch.compile the model: auto = on CUDA, and on a CPU for maps of at "
-                        "least 20,000 windows, where compiling pays; falls back to the "
+                        "least 150,000 windows, where compiling pays; falls back to the "
                         "uncompiled model when no compiler works (%(default)s)")
     p.add_argument("--memory-mb", type=positive_float, default=256.0,
                    help="memory budget for reading scenes, in MiB (%(default)s)")

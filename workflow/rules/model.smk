@@ -33,7 +33,8 @@ rule train:
         " --batch-size {params.t[batch_size]:q} --patience {params.t[patience]:q}"
         " --backbone {params.t[backbone]:q} --weights {params.t[weights]:q}"
         " --threshold-rule {params.t[threshold_rule]:q} --device {params.device:q}"
-        " --seed {params.seed:q} --no-evaluate > {log:q} 2>&1"
+        " --precision {params.t[precision]:q} --seed {params.seed:q} --no-evaluate"
+        " > {log:q} 2>&1"
 
 
 rule evaluate:
