@@ -31,6 +31,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,19 +40,27 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-from damagenet.model import SiameseResNet, build_model
+from damagenet.model import PairBatchNorm2d, SiameseResNet, build_model
 from damagenet.train import TrainConfig, train
 
 Curve = list[tuple[float, float]]
 
 
 class StudySiameseCNN(nn.Module):
-    """The study's network: its ``features`` run once per epoch, then fusion and head."""
+    """The study's network: its ``features`` run once per epoch, then fusion and head.
+
+    Built from a copy of ours (same initial weights) with plain batch norms: each pass
+    normalises one epoch's batch as a whole, as the study's does.
+    """
 
     def __init__(self, ours: SiameseResNet) -> None:
         super().__init__()
-        self.features = nn.Sequential(*list(ours.encoder.children())[:-1])  # without fc
-        self.head = ours.head
+        encoder = deepcopy(ours.encoder)
+        for module in encoder.modules():
+            if type(module) is PairBatchNorm2d:
+                module.__class__ = nn.BatchNorm2d
+        self.features = nn.Sequential(*list(encoder.children())[:-1])  # without fc
+        self.head = deepcopy(ours.head)
 
     def forward(self, xb: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
         fb, fa = self.features(xb).flatten(1), self.features(xa).flatten(1)

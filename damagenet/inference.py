@@ -21,7 +21,7 @@ from torch import nn
 
 from contract.bands import BANDS
 from damagenet.calibration import apply_calibration
-from damagenet.centre_tap import use_centre_taps
+from damagenet.centre_tap import CentreTapConv2d, use_centre_taps
 from damagenet.data import Normalisation, TensorSplit, symmetry
 from damagenet.errors import DamagenetError, DamagenetUsageError
 from damagenet.model import PairBatchNorm2d
@@ -96,13 +96,16 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
 
     In eval mode a batch norm is an affine map with frozen statistics, so it merges into the
     preceding layer's weights: one layer fewer per block, the same function up to rounding.
-    The encoder's :class:`PairBatchNorm2d` is a plain batch norm in eval mode; the copy's are
-    made plain so that ``torch.fx`` recognises and folds them.
+    The encoder's :class:`PairBatchNorm2d` is a plain batch norm in eval mode and a
+    :class:`CentreTapConv2d` a plain convolution; the copy's are made plain so that
+    ``torch.fx`` can trace the network and recognise the pairs it folds.
     """
     copy = deepcopy(model).eval()
     for module in copy.modules():
         if type(module) is PairBatchNorm2d:
             module.__class__ = nn.BatchNorm2d
+        elif type(module) is CentreTapConv2d:
+            module.__class__ = nn.Conv2d
     return fx_optimization.fuse(copy, inplace=True)
 
 

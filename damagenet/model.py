@@ -83,8 +83,11 @@ class PairBatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
+        if not self.training and self.track_running_stats:
             return super().forward(x)
+        if x.shape[0] % 2:
+            raise DamagenetError(f"a pair batch norm needs [before; after] halves of equal "
+                                 f"size, got a batch of {x.shape[0]}")
         before, after = x.chunk(2)
         return torch.cat([super().forward(before), super().forward(after)])
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from damagenet.centre_tap import CentreTapConv2d, use_centre_taps
+from damagenet.inference import fold_batch_norms
 from damagenet.model import SiameseResNet
 
 
@@ -33,13 +34,19 @@ def test_same_output_and_gradients_as_the_full_convolution(kernel, stride, size)
         assert torch.count_nonzero(plain.weight.grad[:, :, border]) == 0
 
 
-def test_channels_last_inputs_give_the_same_output():
+@pytest.mark.parametrize("kernel", [3, 7])
+def test_channels_last_inputs_give_the_same_output_and_gradients(kernel):
     torch.manual_seed(0)
-    conv = nn.Conv2d(8, 6, 3, padding=1).to(memory_format=torch.channels_last)
+    conv = nn.Conv2d(8, 6, kernel, padding=kernel // 2).to(memory_format=torch.channels_last)
     x = torch.randn(5, 8, 1, 1).contiguous(memory_format=torch.channels_last)
     want = conv(x)
+    want.square().sum().backward()
+    want_grad, conv.weight.grad = conv.weight.grad.clone(), None
     use_centre_taps(conv)
-    assert torch.allclose(conv(x), want, atol=1e-6)
+    got = conv(x)
+    got.square().sum().backward()
+    assert torch.allclose(got, want, atol=1e-6)
+    assert torch.allclose(conv.weight.grad, want_grad, atol=1e-5)
 
 
 def test_only_same_padded_plain_convolutions_switch_and_checkpoints_stay_the_same():
@@ -52,3 +59,14 @@ def test_only_same_padded_plain_convolutions_switch_and_checkpoints_stay_the_sam
     others = nn.Sequential(nn.Conv2d(4, 4, 3, padding=0), nn.Conv2d(4, 4, 3, padding=1, groups=2),
                            nn.Conv2d(4, 4, 3, padding=2, dilation=2), nn.Conv2d(4, 4, 2))
     assert use_centre_taps(others) == 0
+
+
+def test_a_model_with_centre_taps_still_folds():
+    model = SiameseResNet("resnet18").eval()
+    xb, xa = torch.randn(2, 3, 4, 16, 16)
+    with torch.no_grad():
+        want = model(xb, xa)
+    use_centre_taps(model)
+    folded = fold_batch_norms(model)
+    with torch.no_grad():
+        assert torch.allclose(folded(xb, xa), want, atol=1e-4)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 
+from damagenet.errors import DamagenetError
 from damagenet.model import PairBatchNorm2d, SiameseResNet
 
 
@@ -70,3 +72,9 @@ def test_evaluation_uses_the_running_averages_alone():
         together = model(xb, xa)
         one_by_one = torch.cat([model(xb[i:i + 1], xa[i:i + 1]) for i in range(3)])
     assert torch.allclose(together, one_by_one, atol=1e-5)
+
+
+def test_an_odd_batch_is_refused():
+    norm = PairBatchNorm2d(3).train()
+    with pytest.raises(DamagenetError, match="halves of equal size"):
+        norm(torch.randn(5, 3, 2, 2))

@@ -10,9 +10,11 @@ import pytest
 import torch
 from model_data import write_study_npz
 
-from damagenet.checkpoint import load_checkpoint
-from damagenet.data import TensorSplit
+from damagenet.checkpoint import load_checkpoint, norm_of
+from damagenet.data import TensorSplit, load_splits, to_tensors
 from damagenet.errors import DamagenetError, DamagenetUsageError
+from damagenet.inference import predict_logits, sigmoid
+from damagenet.metrics import choose_threshold
 from damagenet.model import build_model
 from damagenet.train import (
     BackgroundWriter,
@@ -128,12 +130,31 @@ def test_bfloat16_steps_with_non_finite_gradients_are_skipped():
     model = build_model("resnet18", "none")
     stepper = Stepper(model, make_optimizer(model, TrainConfig()), torch.device("cpu"), 1.5,
                       torch.bfloat16)
-    before = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     xb = torch.full((4, 4, 16, 16), float("nan"))
-    stepper(xb, torch.zeros(4, 4, 16, 16), torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    assert stepper(xb, torch.zeros(4, 4, 16, 16), torch.tensor([0.0, 1.0, 0.0, 1.0])) is None
     assert stepper.skipped == 1
-    after = model.state_dict()
-    assert all(torch.equal(v, after[k]) for k, v in before.items() if "num_batches" not in k)
+    after = model.state_dict()  # weights and batch-norm running statistics as they were
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
     data = TensorSplit(xb, torch.zeros(4, 4, 16, 16), torch.tensor([0.0, 1.0, 0.0, 1.0]))
     with pytest.raises(DamagenetError, match="every step had non-finite gradients"):
         train_epoch(stepper, data, 4, torch.Generator().manual_seed(0), progress=False)
+
+
+def test_no_provisional_save_after_the_last_epoch_and_the_threshold_from_its_logits(
+        tmp_path, monkeypatch):
+    """The final checkpoint follows the last epoch at once; its threshold is the best epoch's."""
+    npz = write_study_npz(tmp_path / "d.npz", sizes=(64, 32, 4))
+    submitted = []
+    monkeypatch.setattr(BackgroundWriter, "submit",
+                        lambda self, job: submitted.append(job[1]))
+    cfg = TrainConfig(epochs=2, patience=2, backbone="resnet18", batch_size=32, seed=3,
+                      progress=False, threads=1)
+    train(npz, tmp_path / "r", tmp_path / "m.pt", cfg, run_evaluation=False)
+    assert 2 not in submitted
+    model, payload = load_checkpoint(tmp_path / "m.pt")
+    splits = load_splits(npz)
+    val = to_tensors(splits["val"], norm_of(payload))
+    prob = sigmoid(predict_logits(model, val, 512, torch.device("cpu")))
+    assert payload["threshold"]["value"] == pytest.approx(
+        choose_threshold(splits["val"].y, prob, cfg.threshold_rule), abs=1e-6)
