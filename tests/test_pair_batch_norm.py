@@ -26,14 +26,20 @@ def _plain(model: SiameseResNet) -> SiameseResNet:
     return study
 
 
-def test_training_pass_matches_the_study_two_passes():
+def _training_case() -> tuple[SiameseResNet, torch.Tensor, torch.Tensor]:
+    """A network in training mode and epochs whose statistics differ: the after one brighter
+    and more varied, so a joint batch norm would mix them."""
     torch.manual_seed(0)
     ours = SiameseResNet("resnet18").train()
-    study = _plain(ours)
     gen = torch.Generator().manual_seed(1)
-    # the after epoch brighter and more varied: a joint batch norm would mix the two
     xb = torch.randn(6, 4, 16, 16, generator=gen)
     xa = 2.0 + 3.0 * torch.randn(6, 4, 16, 16, generator=gen)
+    return ours, xb, xa
+
+
+def test_training_pass_matches_the_study_two_passes():
+    ours, xb, xa = _training_case()
+    study = _plain(ours)
     torch.manual_seed(2)  # the head's dropout draws the same masks on both sides
     got = ours(xb, xa)
     torch.manual_seed(2)
@@ -51,12 +57,8 @@ def test_training_pass_matches_the_study_two_passes():
 
 def test_a_joint_batch_norm_would_train_another_model():
     """Why the pair norm exists: mixing the epochs' statistics changes the logits."""
-    torch.manual_seed(0)
-    ours = SiameseResNet("resnet18").train()
+    ours, xb, xa = _training_case()
     joint = _plain(ours)
-    gen = torch.Generator().manual_seed(1)
-    xb = torch.randn(6, 4, 16, 16, generator=gen)
-    xa = 2.0 + 3.0 * torch.randn(6, 4, 16, 16, generator=gen)
     torch.manual_seed(2)
     pair = ours(xb, xa)
     torch.manual_seed(2)
