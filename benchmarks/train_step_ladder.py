@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from damagenet.centre_tap import use_centre_taps
-from damagenet.model import PairBatchNorm2d, SiameseResNet, build_model
+from damagenet.model import SiameseResNet, build_model, use_plain_batch_norms
 from damagenet.train import memory_format
 
 
@@ -68,9 +68,9 @@ def prepare(v: Variant, size: int) -> SiameseResNet:
     model = build_model("resnet101", "none", "study-readme")
     fmt = memory_format(v.layout, torch.device("cpu"), size)
     model = model.to(memory_format=fmt)
+    if v.two_passes:
+        use_plain_batch_norms(model)
     for module in model.modules():
-        if v.two_passes and type(module) is PairBatchNorm2d:
-            module.__class__ = nn.BatchNorm2d
         if (v.taps == "slice" and type(module) is nn.Conv2d and module.kernel_size == (3, 3)
                 and module.padding == (1, 1)):
             module.__class__ = SlicedTap

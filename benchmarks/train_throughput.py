@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-from damagenet.model import PairBatchNorm2d, SiameseResNet, build_model
+from damagenet.model import SiameseResNet, build_model, use_plain_batch_norms
 from damagenet.train import TrainConfig, train
 
 Curve = list[tuple[float, float]]
@@ -56,9 +56,7 @@ class StudySiameseCNN(nn.Module):
     def __init__(self, ours: SiameseResNet) -> None:
         super().__init__()
         encoder = deepcopy(ours.encoder)
-        for module in encoder.modules():
-            if type(module) is PairBatchNorm2d:
-                module.__class__ = nn.BatchNorm2d
+        use_plain_batch_norms(encoder)
         self.features = nn.Sequential(*list(encoder.children())[:-1])  # without fc
         self.head = deepcopy(ours.head)
 

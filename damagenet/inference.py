@@ -24,7 +24,7 @@ from damagenet.calibration import apply_calibration
 from damagenet.centre_tap import CentreTapConv2d, use_centre_taps
 from damagenet.data import Normalisation, TensorSplit, symmetry
 from damagenet.errors import DamagenetError, DamagenetUsageError
-from damagenet.model import PairBatchNorm2d
+from damagenet.model import use_plain_batch_norms
 
 log = logging.getLogger(__name__)
 COMPILE_CHOICES = ("auto", "on", "off")
@@ -101,10 +101,9 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
     ``torch.fx`` can trace the network and recognise the pairs it folds.
     """
     copy = deepcopy(model).eval()
+    use_plain_batch_norms(copy)
     for module in copy.modules():
-        if type(module) is PairBatchNorm2d:
-            module.__class__ = nn.BatchNorm2d
-        elif type(module) is CentreTapConv2d:
+        if type(module) is CentreTapConv2d:
             module.__class__ = nn.Conv2d
     return fx_optimization.fuse(copy, inplace=True)
 
@@ -129,7 +128,7 @@ def optimise_for_inference(model: nn.Module, device: torch.device, compile: bool
                            batch_size: int = 256) -> nn.Module:
     """The fastest form of ``model`` that gives its outputs; a compiler failure falls back.
 
-    Batch norms are folded and 3 x 3 convolutions on one-pixel maps use their centre tap;
+    Batch norms are folded and convolutions on one-pixel maps run as matrix products;
     with ``compile`` the folded network is compiled by Inductor (with frozen weights) for
     batches of ``batch_size``, and ``example`` (a small batch) is run at once so that a missing
     compiler shows up here, not in the middle of a map.

@@ -92,6 +92,17 @@ class PairBatchNorm2d(nn.BatchNorm2d):
         return torch.cat([super().forward(before), super().forward(after)])
 
 
+def use_plain_batch_norms(model: nn.Module) -> None:
+    """Turn every :class:`PairBatchNorm2d` of ``model`` back into ``nn.BatchNorm2d`` in place.
+
+    For the study's two-pass network (each pass one epoch's batch) and for ``torch.fx``
+    folding, which recognises batch norms by their exact type.
+    """
+    for module in model.modules():
+        if type(module) is PairBatchNorm2d:
+            module.__class__ = nn.BatchNorm2d
+
+
 class SiameseResNet(nn.Module):
     """Shared-weight ResNet encoder with the study's fusion and one of its heads."""
 

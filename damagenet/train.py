@@ -9,13 +9,13 @@ precision on CUDA.
 Speed (issue 19, figures in docs/performance.md): the network and the data take the memory
 layout that is faster for the patch size (channels-last on CUDA and for patches of 32 px and
 more on a CPU, where it was measured faster; the plain layout for 16 px patches on a CPU);
-3 x 3 convolutions on one-pixel maps compute their centre tap only (exact); Adam runs fused;
-the best epoch's validation logits are kept rather than recomputed; the best weights are kept in
-memory and the provisional checkpoint is written by a background thread, so saving a 170 MB
-ResNet-101 does not stall the epochs (an interrupted run still leaves one: the writer is joined
-before the exception leaves ``train``). ``--precision bfloat16`` trains in bfloat16 mixed
-precision (1.7x faster per step at 64 px on a CPU with AVX-512 BF16); it changes
-rounding, so it is a choice, not the default on a CPU.
+convolutions on one-pixel maps run as matrix products with their centre tap (exact); Adam
+runs fused; the best epoch's validation logits are kept rather than recomputed; the best
+weights are kept in memory and the provisional checkpoint is written by a background thread,
+so saving a 170 MB ResNet-101 does not stall the epochs (an interrupted run still leaves one:
+the writer is joined before the exception leaves ``train``). ``--precision bfloat16`` trains
+in bfloat16 mixed precision (1.7x faster per step at 64 px on a CPU with AVX-512 BF16); it
+changes rounding, so it is a choice, not the default on a CPU.
 """
 
 from __future__ import annotations

@@ -6,10 +6,9 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 from damagenet.errors import DamagenetError
-from damagenet.model import PairBatchNorm2d, SiameseResNet
+from damagenet.model import PairBatchNorm2d, SiameseResNet, use_plain_batch_norms
 
 
 def _study_forward(model: SiameseResNet, xb: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
@@ -20,9 +19,8 @@ def _study_forward(model: SiameseResNet, xb: torch.Tensor, xa: torch.Tensor) -> 
 
 def _plain(model: SiameseResNet) -> SiameseResNet:
     study = copy.deepcopy(model)
-    for m in study.modules():
-        if type(m) is PairBatchNorm2d:
-            m.__class__ = nn.BatchNorm2d
+    use_plain_batch_norms(study)
+    assert not any(type(m) is PairBatchNorm2d for m in study.modules())
     return study
 
 
