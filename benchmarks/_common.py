@@ -25,12 +25,22 @@ def big_pair(size: int, folder: Path = OUT) -> dict[str, Path]:
         return paths
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    common = dict(driver="GTiff", width=size, height=size, crs=CRS, transform=TRANSFORM,
-                  tiled=True, blockxsize=256, blockysize=256, compress="deflate")
-    with rasterio.open(paths["before"], "w", count=4, dtype="uint16", nodata=0, **common) as b, \
-            rasterio.open(paths["after"], "w", count=4, dtype="uint16", nodata=0, **common) as a, \
-            rasterio.open(paths["labels"], "w", count=1, dtype="uint8", nodata=255,
-                          **common) as lab:
+    common = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        crs=CRS,
+        transform=TRANSFORM,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+    )
+    with (
+        rasterio.open(paths["before"], "w", count=4, dtype="uint16", nodata=0, **common) as b,
+        rasterio.open(paths["after"], "w", count=4, dtype="uint16", nodata=0, **common) as a,
+        rasterio.open(paths["labels"], "w", count=1, dtype="uint8", nodata=255, **common) as lab,
+    ):
         for r0 in range(0, size, 512):
             h = min(512, size - r0)
             win = Window(0, r0, size, h)

@@ -72,10 +72,23 @@ def make_map(size: int, folder: Path) -> Path:
     if path.exists():
         return path
     rng = np.random.default_rng(0)
-    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1,
-                       dtype="float32", crs=CRS, transform=TRANSFORM, nodata=-9999.0,
-                       tiled=True, blockxsize=256, blockysize=256, compress="deflate",
-                       predictor=3) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=1,
+        dtype="float32",
+        crs=CRS,
+        transform=TRANSFORM,
+        nodata=-9999.0,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+        predictor=3,
+    ) as dst:
         for r0 in range(0, size, 500):
             h = min(500, size - r0)
             coarse = rng.random((h // 10 + 1, size // 10 + 1)).astype("float32")
@@ -104,43 +117,54 @@ def make_buildings(size: int, n: int, folder: Path) -> Path:
     ca, sa = np.cos(angle)[:, None], np.sin(angle)[:, None]
     ring = np.stack([cx[:, None] + x * ca - y * sa, cy[:, None] + x * sa + y * ca], axis=-1)
     polys = shapely.polygons(ring)
-    gdf = gpd.GeoDataFrame({"osm_id": [f"w{i}" for i in range(n)], "building": "yes"},
-                           geometry=polys, crs=CRS).to_crs(4326)
+    gdf = gpd.GeoDataFrame(
+        {"osm_id": [f"w{i}" for i in range(n)], "building": "yes"}, geometry=polys, crs=CRS
+    ).to_crs(4326)
     gdf.to_file(path, layer="buildings")
     return path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=5000, help="map side, px")
     parser.add_argument("--buildings", type=int, default=100_000, help="footprints")
-    parser.add_argument("--naive", type=int, default=5000,
-                        help="footprints for the rasterstats-style competitor")
+    parser.add_argument(
+        "--naive", type=int, default=5000, help="footprints for the rasterstats-style competitor"
+    )
     args = parser.parse_args()
     folder = OUT / "aggregate"
     folder.mkdir(parents=True, exist_ok=True)
     map_path = make_map(args.size, folder)
-    print(f"machine: {platform.machine()}, {platform.python_version()}; map {args.size} x "
-          f"{args.size} px, {args.buildings:,} footprints (EPSG:4326, random order)")
+    print(
+        f"machine: {platform.machine()}, {platform.python_version()}; map {args.size} x "
+        f"{args.size} px, {args.buildings:,} footprints (EPSG:4326, random order)"
+    )
     floor = baseline_rss("damagenet.aggregate")
     print(f"importing damagenet.aggregate alone: peak RSS {floor:.0f} MiB")
     for n in (args.buildings // 2, args.buildings):
         buildings = make_buildings(args.size, n, folder)
         out = folder / f"result_{n}" / "agg.gpkg"
-        (res,), peak = run_child(OURS.format(map=str(map_path), buildings=str(buildings),
-                                             out=str(out)))
-        print(f"damagenet aggregate, {n:,} footprints: {res['seconds']:.1f} s = "
-              f"{res['buildings'] / res['seconds']:,.0f} buildings/s "
-              f"({res['assessed']:,} with a value); peak RSS {peak:.0f} MiB")
+        (res,), peak = run_child(
+            OURS.format(map=str(map_path), buildings=str(buildings), out=str(out))
+        )
+        print(
+            f"damagenet aggregate, {n:,} footprints: {res['seconds']:.1f} s = "
+            f"{res['buildings'] / res['seconds']:,.0f} buildings/s "
+            f"({res['assessed']:,} with a value); peak RSS {peak:.0f} MiB"
+        )
     buildings = make_buildings(args.size, args.buildings, folder)
-    (res,), peak = run_child(NAIVE.format(map=str(map_path), buildings=str(buildings),
-                                          n=args.naive))
-    print(f"rasterstats-style per-feature mask, first {res['buildings']:,} footprints: "
-          f"{res['seconds']:.1f} s = {res['buildings'] / res['seconds']:,.0f} buildings/s; "
-          f"{res['empty']:,} without a value, {res['no_centre']:,} of them because they "
-          f"cover no pixel centre; peak RSS "
-          f"{peak:.0f} MiB")
+    (res,), peak = run_child(
+        NAIVE.format(map=str(map_path), buildings=str(buildings), n=args.naive)
+    )
+    print(
+        f"rasterstats-style per-feature mask, first {res['buildings']:,} footprints: "
+        f"{res['seconds']:.1f} s = {res['buildings'] / res['seconds']:,.0f} buildings/s; "
+        f"{res['empty']:,} without a value, {res['no_centre']:,} of them because they "
+        f"cover no pixel centre; peak RSS "
+        f"{peak:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

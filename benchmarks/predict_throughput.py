@@ -68,9 +68,15 @@ def make_checkpoint(backbone: str) -> Path:
                     m.running_mean.uniform_(-0.5, 0.5)
                     m.running_var.uniform_(0.5, 2.0)
             model.head[-1].weight.mul_(0.01)
-        save_checkpoint(path, model, patch_size=16, norm=Normalisation([0.15] * 4, [0.08] * 4),
-                        threshold={"value": 0.5, "rule": "fixed"}, history=[],
-                        dataset={"sha256": "benchmark"})
+        save_checkpoint(
+            path,
+            model,
+            patch_size=16,
+            norm=Normalisation([0.15] * 4, [0.08] * 4),
+            threshold={"value": 0.5, "rule": "fixed"},
+            history=[],
+            dataset={"sha256": "benchmark"},
+        )
     return path
 
 
@@ -81,41 +87,58 @@ def map_windows(pair: dict[str, Path], stride: int) -> tuple[np.ndarray, np.ndar
     rows = window_positions(before.shape[1], 16, stride, flush=True)
     cols = window_positions(before.shape[2], 16, stride, flush=True)
     ri, ci = np.nonzero(~window_any(nodata_pixels(before, after), rows, cols, 16))
-    return (gather_windows(before, rows[ri], cols[ci], 16),
-            gather_windows(after, rows[ri], cols[ci], 16))
+    return (
+        gather_windows(before, rows[ri], cols[ci], 16),
+        gather_windows(after, rows[ri], cols[ci], 16),
+    )
 
 
-def eager_default(model: torch.nn.Module, norm: Normalisation, device: torch.device,
-                  before: np.ndarray, after: np.ndarray) -> np.ndarray:
+def eager_default(
+    model: torch.nn.Module,
+    norm: Normalisation,
+    device: torch.device,
+    before: np.ndarray,
+    after: np.ndarray,
+) -> np.ndarray:
     """Scoring as ``damagenet predict`` did before issue 19: eager, default layout, no_grad."""
     out = []
     with torch.no_grad():
         for i in range(0, len(before), BATCH):
-            b = norm.apply(before[i:i + BATCH]).to(device)
-            a = norm.apply(after[i:i + BATCH]).to(device)
-            with torch.autocast(device_type=device.type, dtype=torch.float16,
-                                enabled=device.type == "cuda"):
+            b = norm.apply(before[i : i + BATCH]).to(device)
+            a = norm.apply(after[i : i + BATCH]).to(device)
+            with torch.autocast(
+                device_type=device.type, dtype=torch.float16, enabled=device.type == "cuda"
+            ):
                 out.append(torch.sigmoid(model(b, a).float()).cpu().numpy())
     return np.concatenate(out).astype(np.float64)
 
 
-def compare_scorers(model: torch.nn.Module, norm: Normalisation, device: torch.device,
-                    windows: tuple[np.ndarray, np.ndarray], compile: bool
-                    ) -> dict[str, tuple[float, float]]:
+def compare_scorers(
+    model: torch.nn.Module,
+    norm: Normalisation,
+    device: torch.device,
+    windows: tuple[np.ndarray, np.ndarray],
+    compile: bool,
+) -> dict[str, tuple[float, float]]:
     """Windows/s and largest probability difference from the old scoring, per variant.
 
     Variants run interleaved, best of :data:`ROUNDS` each, on the same windows.
     """
     model = model.to(device).eval()
     example = (torch.zeros(2, 4, 16, 16), torch.zeros(2, 4, 16, 16))
-    variants = {"before: eager, default layout, no_grad":
-                lambda b, a: eager_default(model, norm, device, b, a),
-                "now: inference mode, batch norms folded, centre taps":
-                PairScorer(optimise_for_inference(model, device), norm, device, BATCH)}
+    variants = {
+        "before: eager, default layout, no_grad": lambda b, a: eager_default(
+            model, norm, device, b, a
+        ),
+        "now: inference mode, batch norms folded, centre taps": PairScorer(
+            optimise_for_inference(model, device), norm, device, BATCH
+        ),
+    }
     if compile:
         t = time.perf_counter()
         variants["now, compiled (--compile on)"] = PairScorer(
-            optimise_for_inference(model, device, True, example, BATCH), norm, device, BATCH)
+            optimise_for_inference(model, device, True, example, BATCH), norm, device, BATCH
+        )
         print(f"  compiling took {time.perf_counter() - t:.0f} s")
     small = (windows[0][:BATCH], windows[1][:BATCH])
     for score in variants.values():  # warm-up: allocator, oneDNN primitives
@@ -128,29 +151,46 @@ def compare_scorers(model: torch.nn.Module, norm: Normalisation, device: torch.d
             probs[name] = score(*windows)
             best[name] = min(best[name], time.perf_counter() - t)
     ref = probs[next(iter(variants))]
-    print(f"  probabilities of the old scoring: 5th-95th percentile "
-          f"{np.percentile(ref, 5):.3f}-{np.percentile(ref, 95):.3f}")
-    return {name: (len(ref) / best[name], float(np.abs(probs[name] - ref).max()))
-            for name in variants}
+    print(
+        f"  probabilities of the old scoring: 5th-95th percentile "
+        f"{np.percentile(ref, 5):.3f}-{np.percentile(ref, 95):.3f}"
+    )
+    return {
+        name: (len(ref) / best[name], float(np.abs(probs[name] - ref).max())) for name in variants
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=800, help="throughput scene side, px")
     parser.add_argument("--backbone", default="resnet101")
-    parser.add_argument("--memory-size", type=int, default=10000,
-                        help="scene side for the peak-memory run (0 to skip)")
-    parser.add_argument("--memory-backbone", default="resnet18",
-                        help="backbone for the peak-memory run (resnet101 takes ~15 min on "
-                             "a 2-core CPU)")
+    parser.add_argument(
+        "--memory-size",
+        type=int,
+        default=10000,
+        help="scene side for the peak-memory run (0 to skip)",
+    )
+    parser.add_argument(
+        "--memory-backbone",
+        default="resnet18",
+        help="backbone for the peak-memory run (resnet101 takes ~15 min on a 2-core CPU)",
+    )
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--compile", default="on", choices=("on", "off"),
-                        help="also measure the compiled model (compiling takes minutes)")
+    parser.add_argument(
+        "--compile",
+        default="on",
+        choices=("on", "off"),
+        help="also measure the compiled model (compiling takes minutes)",
+    )
     args = parser.parse_args()
     device = resolve_device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else (f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
+    )
     print(f"device: {name}; torch {torch.__version__}; backbone {args.backbone}")
     pair = big_pair(args.size)
     ckpt = make_checkpoint(args.backbone)
@@ -158,32 +198,49 @@ def main() -> None:
     results = {}
     for stride in (16, 8):
         out = OUT / f"pred_{stride}" / "bench_damage_prob.tif"
-        s = predict_map(pair["before"], pair["after"], ckpt, out,
-                        PredictOptions(stride=stride, device=args.device, progress=False))
+        s = predict_map(
+            pair["before"],
+            pair["after"],
+            ckpt,
+            out,
+            PredictOptions(stride=stride, device=args.device, progress=False),
+        )
         results[stride] = s
-        print(f"stride {stride:2d}: {s['windows_scored']} windows in {s['seconds']:.1f} s = "
-              f"{km2 / s['seconds']:.3f} km2/s ({s['windows_scored'] / s['seconds']:.0f} "
-              "windows/s)")
+        print(
+            f"stride {stride:2d}: {s['windows_scored']} windows in {s['seconds']:.1f} s = "
+            f"{km2 / s['seconds']:.3f} km2/s ({s['windows_scored'] / s['seconds']:.0f} "
+            "windows/s)"
+        )
     windows = map_windows(pair, 16)
     model, payload = load_checkpoint(ckpt, map_location=device)
-    print(f"scoring the {len(windows[0])} windows of the stride-16 map (batch {BATCH}, "
-          f"best of {ROUNDS}, interleaved):")
+    print(
+        f"scoring the {len(windows[0])} windows of the stride-16 map (batch {BATCH}, "
+        f"best of {ROUNDS}, interleaved):"
+    )
     rates = compare_scorers(model, norm_of(payload), device, windows, args.compile != "off")
     old = next(iter(rates.values()))[0]
     for name, (rate, diff) in rates.items():
-        print(f"  {name}: {rate:.0f} windows/s = {rate / old:.2f}x; max |probability "
-              f"difference| {diff:.1e}")
+        print(
+            f"  {name}: {rate:.0f} windows/s = {rate / old:.2f}x; max |probability "
+            f"difference| {diff:.1e}"
+        )
     if args.memory_size:
         big = big_pair(args.memory_size)
         mckpt = make_checkpoint(args.memory_backbone)
-        code = CHILD.format(before=str(big["before"]), after=str(big["after"]),
-                            ckpt=str(mckpt), out=str(OUT / "pred_big" / "big_damage_prob.tif"),
-                            device=args.device)
+        code = CHILD.format(
+            before=str(big["before"]),
+            after=str(big["after"]),
+            ckpt=str(mckpt),
+            out=str(OUT / "pred_big" / "big_damage_prob.tif"),
+            device=args.device,
+        )
         (r,), peak = run_child(code)
         floor = baseline_rss("damagenet.predict")
-        print(f"{args.memory_size} x {args.memory_size} px pair, stride 16, "
-              f"{args.memory_backbone}: {r['scored']} windows in {r['seconds']:.0f} s; peak "
-              f"RSS {peak:.0f} MiB (importing damagenet alone: {floor:.0f} MiB)")
+        print(
+            f"{args.memory_size} x {args.memory_size} px pair, stride 16, "
+            f"{args.memory_backbone}: {r['scored']} windows in {r['seconds']:.0f} s; peak "
+            f"RSS {peak:.0f} MiB (importing damagenet alone: {floor:.0f} MiB)"
+        )
 
 
 if __name__ == "__main__":

@@ -54,10 +54,16 @@ def _tile(folder: Path, tile_km: float) -> tuple[Affine, int]:
             data = base + 1000 + ramp + rng.integers(0, 400, size=(px, px), dtype=np.uint16)
             write_cog(path, data, "EPSG:32636", transform, blocksize=1024)
     if not (folder / "SCL.tif").exists():
-        scl = rng.choice(np.array([4, 5, 6, 8], np.uint8), size=(px // 2, px // 2),
-                         p=[0.6, 0.3, 0.05, 0.05])
-        write_cog(folder / "SCL.tif", scl, "EPSG:32636",
-                  Affine(20, 0, transform.c, 0, -20, transform.f), blocksize=1024)
+        scl = rng.choice(
+            np.array([4, 5, 6, 8], np.uint8), size=(px // 2, px // 2), p=[0.6, 0.3, 0.05, 0.05]
+        )
+        write_cog(
+            folder / "SCL.tif",
+            scl,
+            "EPSG:32636",
+            Affine(20, 0, transform.c, 0, -20, transform.f),
+            blocksize=1024,
+        )
     return transform, px
 
 
@@ -65,22 +71,49 @@ def _aoi(folder: Path, km: float) -> Path:
     lon, lat = CENTRE
     dlon = km / 2 / (111.32 * np.cos(np.radians(lat)))
     dlat = km / 2 / 110.57
-    ring = [[lon - dlon, lat - dlat], [lon + dlon, lat - dlat], [lon + dlon, lat + dlat],
-            [lon - dlon, lat + dlat], [lon - dlon, lat - dlat]]
+    ring = [
+        [lon - dlon, lat - dlat],
+        [lon + dlon, lat - dlat],
+        [lon + dlon, lat + dlat],
+        [lon - dlon, lat + dlat],
+        [lon - dlon, lat - dlat],
+    ]
     path = folder / "bench.geojson"
-    props = {"name": "bench", "slug": "bench", "before": "2021-05", "after": "2022-05",
-             "unosat_aoi": "none", "labels": {"path": "x.zip"}}
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": [{
-        "type": "Feature", "properties": props,
-        "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
+    props = {
+        "name": "bench",
+        "slug": "bench",
+        "before": "2021-05",
+        "after": "2022-05",
+        "unosat_aoi": "none",
+        "labels": {"path": "x.zip"},
+    }
+    path.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": props,
+                        "geometry": {"type": "Polygon", "coordinates": [ring]},
+                    }
+                ],
+            }
+        )
+    )
     return path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tile-km", type=float, default=55.0,
-                        help="side of the served tile in km (real tiles: 110)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--tile-km",
+        type=float,
+        default=55.0,
+        help="side of the served tile in km (real tiles: 110)",
+    )
     parser.add_argument("--aoi-km", type=float, default=10.0, help="side of the AOI in km")
     args = parser.parse_args()
     os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
@@ -89,19 +122,35 @@ def main() -> None:
     transform, px = _tile(folder, args.tile_km)
     names = [*(f"{b}.tif" for b in BANDS), "SCL.tif"]
     whole = sum((folder / n).stat().st_size for n in names)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
     print(f"tile {args.tile_km:g} km = {px} x {px} px at 10 m; five COGs {whole / 2**20:.1f} MiB")
     with StacServer(folder) as server, tempfile.TemporaryDirectory() as tmp:
         hrefs = {b: server.file_url(f"{b}.tif") for b in BANDS} | {
-            "SCL": server.file_url("SCL.tif")}
-        server.reset([make_item("c1", "S2A_T36UUA_20220505_0_L2A", "2022-05-05T09:05:00Z",
-                                "EPSG:32636", transform, (px, px), hrefs, 5.0,
-                                "sentinel-2-c1-l2a")])
+            "SCL": server.file_url("SCL.tif")
+        }
+        server.reset(
+            [
+                make_item(
+                    "c1",
+                    "S2A_T36UUA_20220505_0_L2A",
+                    "2022-05-05T09:05:00Z",
+                    "EPSG:32636",
+                    transform,
+                    (px, px),
+                    hrefs,
+                    5.0,
+                    "sentinel-2-c1-l2a",
+                )
+            ]
+        )
         aoi = load_aoi(_aoi(Path(tmp), args.aoi_km))
         t0 = time.perf_counter()
-        acquire_scene(aoi, "after", Path(tmp) / "after.tif", "stac",
-                      stac=StacOptions(url=server.url))
+        acquire_scene(
+            aoi, "after", Path(tmp) / "after.tif", "stac", stac=StacOptions(url=server.url)
+        )
         stac_s = time.perf_counter() - t0
         stac_bytes = sum(server.bytes_served.values())
         reads = sum(r.startswith("GET /files/") for r in server.requests)
@@ -112,12 +161,18 @@ def main() -> None:
         whole_s = time.perf_counter() - t0
     share = args.aoi_km**2 / args.tile_km**2
     print(f"AOI {args.aoi_km:g} km x {args.aoi_km:g} km = {share:.1%} of the tile's area")
-    print(f"stac source (odc-stac range reads, product written): {stac_bytes / 2**20:.1f} MiB "
-          f"in {reads} range requests, {stac_s:.1f} s")
-    print(f"whole-file download of the same five COGs:         {whole / 2**20:.1f} MiB, "
-          f"{whole_s:.1f} s (download only, loopback)")
-    print(f"bytes: {stac_bytes / whole:.1%} of the whole files; at 100 Mbit/s that is "
-          f"{stac_bytes * 8 / 1e8:.1f} s against {whole * 8 / 1e8:.1f} s")
+    print(
+        f"stac source (odc-stac range reads, product written): {stac_bytes / 2**20:.1f} MiB "
+        f"in {reads} range requests, {stac_s:.1f} s"
+    )
+    print(
+        f"whole-file download of the same five COGs:         {whole / 2**20:.1f} MiB, "
+        f"{whole_s:.1f} s (download only, loopback)"
+    )
+    print(
+        f"bytes: {stac_bytes / whole:.1%} of the whole files; at 100 Mbit/s that is "
+        f"{stac_bytes * 8 / 1e8:.1f} s against {whole * 8 / 1e8:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -47,20 +47,32 @@ PATCH, DISC_PX = 64, 5
 URBAN_SHARE = 0.1
 RGB = (2, 1, 0)  # B04, B03, B02 in the project's B02, B03, B04, B08 order
 #: The real figures (original study's EDA): name -> (value, detail)
-REAL = {"background change": (0.069, ""), "inside / outside": (1.06, "0.75-1.48"),
-        "correlation": (0.66, "p10 0.18"), "urban contrast": (0.066, "")}
+REAL = {
+    "background change": (0.069, ""),
+    "inside / outside": (1.06, "0.75-1.48"),
+    "correlation": (0.66, "p10 0.18"),
+    "urban contrast": (0.066, ""),
+}
 
 
 def town_patches(aoi_slug: str, seed: int, km: float, mode: str, tmp: Path) -> dict:
     """Per-patch figures of one synthetic town."""
     aoi = load_aoi(ROOT / "aois" / f"{aoi_slug}.geojson")
     t0 = time.perf_counter()
-    paths = generate_synthetic(aoi, tmp / f"{mode}_{aoi_slug}_{seed}", seed=seed,
-                               max_size_km=km, mode=mode,
-                               nuisances=Nuisances(cloud=False, swath_edge=False))
+    paths = generate_synthetic(
+        aoi,
+        tmp / f"{mode}_{aoi_slug}_{seed}",
+        seed=seed,
+        max_size_km=km,
+        mode=mode,
+        nuisances=Nuisances(cloud=False, swath_edge=False),
+    )
     seconds = time.perf_counter() - t0
-    with rasterio.open(paths.before) as b, rasterio.open(paths.after) as a, \
-            rasterio.open(paths.truth) as t:
+    with (
+        rasterio.open(paths.before) as b,
+        rasterio.open(paths.after) as a,
+        rasterio.open(paths.truth) as t,
+    ):
         before = b.read().astype(np.float64)
         after = a.read().astype(np.float64) - 1000
         cover = t.read(1)
@@ -68,8 +80,14 @@ def town_patches(aoi_slug: str, seed: int, km: float, mode: str, tmp: Path) -> d
         crs = b.crs
         transform = b.transform
     footprints = gpd.read_file(paths.buildings)
-    roofs = rasterize(footprints.geometry, out_shape=cover.shape, transform=transform,
-                      fill=0, default_value=1, dtype="uint8").astype(bool)
+    roofs = rasterize(
+        footprints.geometry,
+        out_shape=cover.shape,
+        transform=transform,
+        fill=0,
+        default_value=1,
+        dtype="uint8",
+    ).astype(bool)
     sites = gpd.read_file(paths.unosat_gpkg).to_crs(crs)
     visible = sites["Main_Damage_Site_Class"].isin([1, 2, 3])
     cols, rows = inv * (sites.geometry.x[visible].to_numpy(), sites.geometry.y[visible].to_numpy())
@@ -78,7 +96,7 @@ def town_patches(aoi_slug: str, seed: int, km: float, mode: str, tmp: Path) -> d
 
 
 def _discs(shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    rr, cc = np.mgrid[0:shape[0], 0:shape[1]]
+    rr, cc = np.mgrid[0 : shape[0], 0 : shape[1]]
     disc = np.zeros(shape, dtype=bool)
     for r, c in zip(rows, cols, strict=True):
         r0, r1 = max(0, int(r) - DISC_PX - 1), min(shape[0], int(r) + DISC_PX + 2)
@@ -88,8 +106,9 @@ def _discs(shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray) -> np.nda
     return disc
 
 
-def measure(before: np.ndarray, after: np.ndarray, disc: np.ndarray, building: np.ndarray
-            ) -> dict[str, list[float]]:
+def measure(
+    before: np.ndarray, after: np.ndarray, disc: np.ndarray, building: np.ndarray
+) -> dict[str, list[float]]:
     """The four figures per 64 x 64 patch of one scene pair (lists over patches)."""
     out: dict[str, list[float]] = {"background": [], "ratio": [], "corr": [], "contrast": []}
     h, w = disc.shape
@@ -108,8 +127,9 @@ def measure(before: np.ndarray, after: np.ndarray, disc: np.ndarray, building: n
             gb, ga = b.mean(axis=0), a.mean(axis=0)
             out["corr"].append(float(np.corrcoef(gb.ravel(), ga.ravel())[0, 1]))
             if building[win].mean() >= URBAN_SHARE:
-                contrast = np.concatenate([np.abs(np.diff(gb, axis=0)).ravel(),
-                                           np.abs(np.diff(gb, axis=1)).ravel()]).mean()
+                contrast = np.concatenate(
+                    [np.abs(np.diff(gb, axis=0)).ravel(), np.abs(np.diff(gb, axis=1)).ravel()]
+                ).mean()
                 out["contrast"].append(float(contrast))
     return out
 
@@ -121,17 +141,22 @@ def summarise(parts: list[dict]) -> dict[str, tuple[float, str]]:
     ratio, corr = pool("ratio"), pool("corr")
     return {
         "background change": (float(np.median(pool("background"))), ""),
-        "inside / outside": (float(np.median(ratio)),
-                             f"{np.percentile(ratio, 10):.2f}-{np.percentile(ratio, 90):.2f}"),
+        "inside / outside": (
+            float(np.median(ratio)),
+            f"{np.percentile(ratio, 10):.2f}-{np.percentile(ratio, 90):.2f}",
+        ),
         "correlation": (float(np.median(corr)), f"p10 {np.percentile(corr, 10):.2f}"),
-        "urban contrast": (float(np.median(pool("contrast"))) if len(pool("contrast"))
-                           else float("nan"), ""),
+        "urban contrast": (
+            float(np.median(pool("contrast"))) if len(pool("contrast")) else float("nan"),
+            "",
+        ),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--aois", nargs="+", default=["bucha", "irpin", "hostomel"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--km", type=float, default=4.0, help="town side (default: 4 km)")
@@ -139,16 +164,21 @@ def main() -> None:
     results, timing, counts = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("realistic", "easy"):
-            parts = [town_patches(a, s, args.km, mode, Path(tmp)) for a in args.aois
-                     for s in args.seeds]
+            parts = [
+                town_patches(a, s, args.km, mode, Path(tmp)) for a in args.aois for s in args.seeds
+            ]
             results[mode] = summarise(parts)
             timing[mode] = np.median([p["seconds"] for p in parts])
-            counts[mode] = (sum(len(p["background"]) for p in parts),
-                            sum(len(p["ratio"]) for p in parts),
-                            sum(len(p["contrast"]) for p in parts))
-    print(f"Synthetic realism: {len(args.aois)} AOIs x {len(args.seeds)} seeds, {args.km:g} km "
-          f"towns, {PATCH} x {PATCH} px patches; {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}")
+            counts[mode] = (
+                sum(len(p["background"]) for p in parts),
+                sum(len(p["ratio"]) for p in parts),
+                sum(len(p["contrast"]) for p in parts),
+            )
+    print(
+        f"Synthetic realism: {len(args.aois)} AOIs x {len(args.seeds)} seeds, {args.km:g} km "
+        f"towns, {PATCH} x {PATCH} px patches; {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}"
+    )
     print()
     print("| figure | real (study EDA) | synthetic realistic | synthetic easy |")
     print("| --- | --- | --- | --- |")
@@ -160,8 +190,11 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
     for mode in ("realistic", "easy"):
         n, nd, nu = counts[mode]
-        print(f"\n{mode}: {n} patches, {nd} with damage, {nu} urban; generation "
-              f"{timing[mode]:.1f} s per {args.km:g} km town (median)", end="")
+        print(
+            f"\n{mode}: {n} patches, {nd} with damage, {nu} urban; generation "
+            f"{timing[mode]:.1f} s per {args.km:g} km town (median)",
+            end="",
+        )
     print()
 
 

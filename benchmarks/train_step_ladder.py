@@ -41,15 +41,19 @@ class Variant:
 
 
 LADDER = (
-    Variant("the study's step: two passes, plain layout, Adam loop", True, "contiguous", False,
-            "none", False),
+    Variant(
+        "the study's step: two passes, plain layout, Adam loop",
+        True,
+        "contiguous",
+        False,
+        "none",
+        False,
+    ),
     Variant("+ fused Adam", True, "contiguous", True, "none", False),
     Variant("+ layout by patch size", True, "auto", True, "none", False),
     Variant("+ one encoder pass, PairBatchNorm2d", False, "auto", True, "none", False),
-    Variant("+ 3x3 centre tap sliced, still a convolution", False, "auto", True, "slice",
-            False),
-    Variant("+ one-pixel convolutions as matrix products", False, "auto", True, "linear",
-            False),
+    Variant("+ 3x3 centre tap sliced, still a convolution", False, "auto", True, "slice", False),
+    Variant("+ one-pixel convolutions as matrix products", False, "auto", True, "linear", False),
     Variant("+ bfloat16", False, "auto", True, "linear", True),
 )
 
@@ -71,8 +75,12 @@ def prepare(v: Variant, size: int) -> SiameseResNet:
     if v.two_passes:
         use_plain_batch_norms(model)
     for module in model.modules():
-        if (v.taps == "slice" and type(module) is nn.Conv2d and module.kernel_size == (3, 3)
-                and module.padding == (1, 1)):
+        if (
+            v.taps == "slice"
+            and type(module) is nn.Conv2d
+            and module.kernel_size == (3, 3)
+            and module.padding == (1, 1)
+        ):
             module.__class__ = SlicedTap
     if v.taps == "linear":
         use_centre_taps(model)
@@ -82,12 +90,16 @@ def prepare(v: Variant, size: int) -> SiameseResNet:
 class Runner:
     """One variant's model, optimiser and batch, stepping on demand."""
 
-    def __init__(self, v: Variant, size: int, xb: torch.Tensor, xa: torch.Tensor,
-                 y: torch.Tensor) -> None:
+    def __init__(
+        self, v: Variant, size: int, xb: torch.Tensor, xa: torch.Tensor, y: torch.Tensor
+    ) -> None:
         self.v, self.model = v, prepare(v, size)
         fmt = memory_format(v.layout, torch.device("cpu"), size)
-        self.xb, self.xa, self.y = (xb.contiguous(memory_format=fmt),
-                                    xa.contiguous(memory_format=fmt), y)
+        self.xb, self.xa, self.y = (
+            xb.contiguous(memory_format=fmt),
+            xa.contiguous(memory_format=fmt),
+            y,
+        )
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4, fused=v.fused)
         self.loss_fn = nn.BCEWithLogitsLoss()
 
@@ -114,8 +126,10 @@ def ladder(size: int, rounds: int, flops: bool) -> None:
         counter = FlopCounterMode(display=False)
         with counter:
             copy.deepcopy(runners[0]).step()
-        print(f"{size} px: the study's step is {counter.get_total_flops() / 1e9:.0f} GFLOP "
-              "(forward and backward, 64 pairs)")
+        print(
+            f"{size} px: the study's step is {counter.get_total_flops() / 1e9:.0f} GFLOP "
+            "(forward and backward, 64 pairs)"
+        )
     times: list[list[float]] = [[] for _ in runners]
     for _ in range(rounds):
         for runner, spent in zip(runners, times, strict=True):
@@ -128,16 +142,21 @@ def ladder(size: int, rounds: int, flops: bool) -> None:
         median = kept[len(kept) // 2]
         first = first or median
         step = f"x{previous / median:.2f}" if previous else "     "
-        print(f"{size:3d} px  {v.name:55s} {median * 1000:7.0f} ms  {step}  "
-              f"total x{first / median:.2f}", flush=True)
+        print(
+            f"{size:3d} px  {v.name:55s} {median * 1000:7.0f} ms  {step}  "
+            f"total x{first / median:.2f}",
+            flush=True,
+        )
         previous = median
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[16, 64],
-                        help="patch sizes in px (16 64)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[16, 64], help="patch sizes in px (16 64)"
+    )
     parser.add_argument("--rounds", type=int, default=6, help="steps per variant (6)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (2)")
     parser.add_argument("--flops", action="store_true", help="count the study step's FLOPs")

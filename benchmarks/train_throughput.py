@@ -72,8 +72,9 @@ def write_npz(path: Path, n_train: int, n_val: int, size: int) -> None:
     for split, n in (("train", n_train), ("val", n_val)):
         y = (np.arange(n) % 2).astype(np.int64)
         before = rng.integers(500, 3000, (n, 4, size, size), dtype=np.uint16)
-        after = (before + rng.integers(0, 400, before.shape) * y[:, None, None, None]
-                 ).astype(np.uint16)
+        after = (before + rng.integers(0, 400, before.shape) * y[:, None, None, None]).astype(
+            np.uint16
+        )
         arrays |= {f"Xb_{split}": before, f"Xa_{split}": after, f"y_{split}": y}
     np.savez(path, **arrays)
 
@@ -90,21 +91,30 @@ def study_loop(npz: Path, ckpt: Path, cfg: TrainConfig) -> Curve:
     def tensors(split: str) -> TensorDataset:
         xb = (d[f"Xb_{split}"] / 10000.0 - mean) / std
         xa = (d[f"Xa_{split}"] / 10000.0 - mean) / std
-        return TensorDataset(torch.tensor(xb, dtype=torch.float32),
-                             torch.tensor(xa, dtype=torch.float32),
-                             torch.tensor(d[f"y_{split}"], dtype=torch.float32))
+        return TensorDataset(
+            torch.tensor(xb, dtype=torch.float32),
+            torch.tensor(xa, dtype=torch.float32),
+            torch.tensor(d[f"y_{split}"], dtype=torch.float32),
+        )
 
     train_ds, val_ds = tensors("train"), tensors("val")
     # the sampler draws torch.randperm from the seeded generator, as damagenet train does
-    train_dl = DataLoader(train_ds, batch_size=cfg.batch_size, generator=torch.Generator(),
-                          sampler=RandomSampler(train_ds, generator=torch.Generator()
-                                                .manual_seed(cfg.seed)))
+    train_dl = DataLoader(
+        train_ds,
+        batch_size=cfg.batch_size,
+        generator=torch.Generator(),
+        sampler=RandomSampler(train_ds, generator=torch.Generator().manual_seed(cfg.seed)),
+    )
     val_dl = DataLoader(val_ds, batch_size=64)
     # damagenet's constructor under the same seed: both sides start from the same weights
     model = StudySiameseCNN(build_model(cfg.backbone, "none", cfg.head)).to(device)
-    opt = torch.optim.Adam([{"params": model.features.parameters(), "lr": cfg.lr_backbone},
-                            {"params": model.head.parameters(), "lr": cfg.lr_head}],
-                           weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(
+        [
+            {"params": model.features.parameters(), "lr": cfg.lr_backbone},
+            {"params": model.head.parameters(), "lr": cfg.lr_head},
+        ],
+        weight_decay=cfg.weight_decay,
+    )
     loss_fn, best, curve = nn.BCEWithLogitsLoss(), float("inf"), []
     for _ in range(cfg.epochs):
         model.train()
@@ -144,22 +154,25 @@ def timed(fn: Callable[..., Curve], *args) -> tuple[float, Curve, float]:
     return time.perf_counter() - t, curve, os.getloadavg()[0]
 
 
-def report(size: int, n_tr: int, n_val: int, pairs: int,
-           runs: dict[str, tuple[float, Curve, float]]) -> None:
-    print(f"\n{size} x {size} px, {n_tr} train + {n_val} val pairs ({pairs} training pairs "
-          "seen):")
+def report(
+    size: int, n_tr: int, n_val: int, pairs: int, runs: dict[str, tuple[float, Curve, float]]
+) -> None:
+    print(f"\n{size} x {size} px, {n_tr} train + {n_val} val pairs ({pairs} training pairs seen):")
     t_study = runs["study loop"][0]
     for name, (t, _, load) in runs.items():
-        print(f"  {name:34s} {t:7.1f} s  {pairs / t:7.2f} pairs/s  x{t_study / t:.2f}  "
-              f"(load {load:.1f})")
+        print(
+            f"  {name:34s} {t:7.1f} s  {pairs / t:7.2f} pairs/s  x{t_study / t:.2f}  "
+            f"(load {load:.1f})"
+        )
     print("  train / val loss per epoch:")
     for name, (_, curve, _) in runs.items():
         print(f"  {name:34s} " + "   ".join(f"{tr:.5f} / {va:.5f}" for tr, va in curve))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (2)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run (2)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cpu)")
@@ -170,15 +183,28 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnet101", help="ResNet depth (resnet101)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig(epochs=args.epochs, patience=args.epochs, backbone=args.backbone,
-                      device=args.device, augment=False, progress=False)
-    where = (torch.cuda.get_device_name() if args.device.startswith("cuda") else
-             f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads")
-    print(f"machine: {where}; torch {torch.__version__}; {args.backbone} from random weights, "
-          f"{args.epochs} epochs, batch {cfg.batch_size}")
-    variants = {"damagenet train": cfg,
-                "damagenet train --precision bfloat16": replace(cfg, precision="bfloat16"),
-                "damagenet train, next seed (noise)": replace(cfg, seed=cfg.seed + 1)}
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        patience=args.epochs,
+        backbone=args.backbone,
+        device=args.device,
+        augment=False,
+        progress=False,
+    )
+    where = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads"
+    )
+    print(
+        f"machine: {where}; torch {torch.__version__}; {args.backbone} from random weights, "
+        f"{args.epochs} epochs, batch {cfg.batch_size}"
+    )
+    variants = {
+        "damagenet train": cfg,
+        "damagenet train --precision bfloat16": replace(cfg, precision="bfloat16"),
+        "damagenet train, next seed (noise)": replace(cfg, seed=cfg.seed + 1),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for size, n_tr, n_val in ((16, args.train16, args.val16), (64, args.train64, args.val64)):
             npz = Path(tmp) / f"d{size}.npz"

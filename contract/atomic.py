@@ -21,8 +21,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     # keep the real extension last: GDAL chooses drivers and checks names by it
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=f".part{dest.suffix}",
-                               dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{dest.stem}.", suffix=f".part{dest.suffix}", dir=dest.parent
+    )
     os.close(fd)
     os.unlink(tmp)  # writers such as GDAL want to create the file themselves
     tmp_path = Path(tmp)

@@ -24,8 +24,20 @@ from contextlib import contextmanager
 
 from contract.errors import UserError
 
-NOISY_LOGGERS = ("pyogrio", "rasterio", "sentinelhub", "urllib3", "fiona", "matplotlib", "PIL",
-                 "requests_oauthlib", "oauthlib", "botocore", "distributed", "odc")
+NOISY_LOGGERS = (
+    "pyogrio",
+    "rasterio",
+    "sentinelhub",
+    "urllib3",
+    "fiona",
+    "matplotlib",
+    "PIL",
+    "requests_oauthlib",
+    "oauthlib",
+    "botocore",
+    "distributed",
+    "odc",
+)
 #: Plain sentences for the operating-system failures users meet.
 OS_ERRORS = {
     errno.ENOSPC: "no space left on the device; free some space or write elsewhere",
@@ -40,11 +52,18 @@ OS_ERRORS = {
 
 
 #: Environment variables whose values must never reach a log.
-SECRET_ENV = ("SH_CLIENT_SECRET", "SH_CLIENT_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-              "PC_SDK_SUBSCRIPTION_KEY")
+SECRET_ENV = (
+    "SH_CLIENT_SECRET",
+    "SH_CLIENT_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "PC_SDK_SUBSCRIPTION_KEY",
+)
 SECRET_PATTERNS = re.compile(
     r"\b(client_secret|access_token|refresh_token|password|sig|token)(['\"]?\s*[=:]\s*['\"]?)"
-    r"[^&'\"\s,}]+|(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+    r"[^&'\"\s,}]+|(Bearer\s+)[A-Za-z0-9._~+/=-]+",
+    re.IGNORECASE,
+)
 
 
 class RedactSecrets(logging.Filter):
@@ -63,8 +82,9 @@ def redact(text: str) -> str:
         value = os.environ.get(name)
         if value and len(value) >= 4:
             text = text.replace(value, "***")
-    return SECRET_PATTERNS.sub(lambda m: (m.group(1) + m.group(2) + "***") if m.group(1)
-                               else m.group(3) + "***", text)
+    return SECRET_PATTERNS.sub(
+        lambda m: (m.group(1) + m.group(2) + "***") if m.group(1) else m.group(3) + "***", text
+    )
 
 
 class Terminated(BaseException):
@@ -74,8 +94,12 @@ class Terminated(BaseException):
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     """INFO by default, DEBUG with ``-v``, WARNING with ``-q``; third-party chatter stays down."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", force=True)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactSecrets())
     for noisy in NOISY_LOGGERS:  # their DEBUG output can carry request bodies and tokens
@@ -114,8 +138,7 @@ def sigterm_as_exception() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_command(func: Callable[[argparse.Namespace], int | None],
-                args: argparse.Namespace) -> int:
+def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """Run a subcommand inside the boundary; return its exit status."""
     verbose = bool(getattr(args, "verbose", False))
     try:
@@ -132,15 +155,22 @@ def run_command(func: Callable[[argparse.Namespace], int | None],
             return _fail(_corrupt_raster(exc), 1, verbose)
         return _fail(describe_os_error(exc), 1, verbose)
     except zipfile.BadZipFile as exc:
-        return _fail(f"{_chain(exc)}: an input (.npz, .zip or .pt) is truncated or corrupt; "
-                     "re-create or re-download it", 1, verbose)
+        return _fail(
+            f"{_chain(exc)}: an input (.npz, .zip or .pt) is truncated or corrupt; "
+            "re-create or re-download it",
+            1,
+            verbose,
+        )
     except Exception as exc:
         if _from_rasterio(exc):
             return _fail(_corrupt_raster(exc), 1, verbose)
         if not isinstance(exc, RuntimeError) or not _disk_full(exc):
             raise
-        return _fail("no space left on the device while writing; free some space or write "
-                     "elsewhere", 1, verbose)
+        return _fail(
+            "no space left on the device while writing; free some space or write elsewhere",
+            1,
+            verbose,
+        )
 
 
 def _from_rasterio(exc: BaseException) -> bool:

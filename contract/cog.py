@@ -9,5 +9,10 @@ def cog_options(resampling: str, dtype: str) -> dict[str, str]:
     Integer rasters use horizontal differencing (2), floats the floating-point predictor (3).
     """
     predictor = "3" if dtype.startswith("float") else "2"
-    return {"COMPRESS": "DEFLATE", "PREDICTOR": predictor, "BLOCKSIZE": "256",
-            "OVERVIEW_RESAMPLING": resampling, "BIGTIFF": "IF_SAFER"}
+    return {
+        "COMPRESS": "DEFLATE",
+        "PREDICTOR": predictor,
+        "BLOCKSIZE": "256",
+        "OVERVIEW_RESAMPLING": resampling,
+        "BIGTIFF": "IF_SAFER",
+    }

@@ -15,6 +15,5 @@ class UserError(Exception):
     exit_code = 1
 
 
-
 class SceneScaleError(UserError, ValueError):
     """A scene that is not L2A digital numbers (reflectance x 10000), checked before use."""

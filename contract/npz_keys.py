@@ -8,8 +8,18 @@ The study's flat layout (:data:`FLAT_KEYS`) is read too.
 from __future__ import annotations
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-PATCH_KEYS: tuple[str, ...] = ("before", "after", "label", "row", "col", "lon", "lat",
-                               "transform", "aoi", "summary")
+PATCH_KEYS: tuple[str, ...] = (
+    "before",
+    "after",
+    "label",
+    "row",
+    "col",
+    "lon",
+    "lat",
+    "transform",
+    "aoi",
+    "summary",
+)
 #: Per-split arrays besides Xb/Xa/y: position and provenance of every pair.
 DATASET_EXTRA: tuple[str, ...] = ("aoi", "row", "col", "lon", "lat", "block")
 FLAT_KEYS: tuple[str, ...] = ("x_before", "x_after", "y")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 def int_at_least(low: int) -> Callable[[str], int]:
     """An integer ``>= low`` (e.g. a batch size of at least 2 for BatchNorm in training)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -22,6 +23,7 @@ def int_at_least(low: int) -> Callable[[str], int]:
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
         return value
+
     return parse
 
 
@@ -30,6 +32,7 @@ positive_int = int_at_least(1)
 
 def float_in(low: float, high: float, *, low_open: bool = False) -> Callable[[str], float]:
     """A float in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -37,9 +40,11 @@ def float_in(low: float, high: float, *, low_open: bool = False) -> Callable[[st
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not (low < value <= high if low_open else low <= value <= high):
             bracket = "(" if low_open else "["
-            raise argparse.ArgumentTypeError(f"must be in {bracket}{low:g}, {high:g}], got "
-                                             f"{value:g}")
+            raise argparse.ArgumentTypeError(
+                f"must be in {bracket}{low:g}, {high:g}], got {value:g}"
+            )
         return value
+
     return parse
 
 

@@ -23,8 +23,10 @@ from contract.errors import SceneScaleError
 
 #: The lowest lower bound and highest upper bound across bands: the whole scene is sampled,
 #: water and cloud-free urban ground included, not land alone.
-MEDIAN_RANGE = (float(min(lo for lo, _ in PLAUSIBLE_MEDIANS.values())),
-                float(max(hi for _, hi in PLAUSIBLE_MEDIANS.values())))
+MEDIAN_RANGE = (
+    float(min(lo for lo, _ in PLAUSIBLE_MEDIANS.values())),
+    float(max(hi for _, hi in PLAUSIBLE_MEDIANS.values())),
+)
 #: Sample at most this many pixels per side: enough for a stable median, cheap on any scene.
 SAMPLE_SIDE = 512
 
@@ -36,20 +38,25 @@ def check_scene_scale(path: str | Path) -> None:
         with rasterio.open(path) as src:
             dtype, tags, nodata = src.dtypes[0], src.tags(), src.nodata
             factor = max(1, int(np.ceil(max(src.width, src.height) / SAMPLE_SIDE)))
-            sample = src.read(out_shape=(src.count, max(1, src.height // factor),
-                                         max(1, src.width // factor)),
-                              resampling=Resampling.nearest, masked=True)
+            sample = src.read(
+                out_shape=(src.count, max(1, src.height // factor), max(1, src.width // factor)),
+                resampling=Resampling.nearest,
+                masked=True,
+            )
     except rasterio.errors.RasterioError as exc:
         raise SceneScaleError(f"{path}: cannot read the scene ({exc})") from exc
     scale = tags.get("SCALE") or tags.get("scale")
     if scale and scale.strip() not in ("10000", "1/10000", "0.0001"):
-        raise SceneScaleError(f"{path}: tag SCALE={scale}, the model needs L2A digital numbers "
-                             "(reflectance x 10000); re-create it with `pipeline scene`")
+        raise SceneScaleError(
+            f"{path}: tag SCALE={scale}, the model needs L2A digital numbers "
+            "(reflectance x 10000); re-create it with `pipeline scene`"
+        )
     if dtype not in ("uint16", "int16", "int32", "uint32"):
         raise SceneScaleError(
             f"{path}: {dtype} values, the model needs L2A digital numbers as integers "
             "(reflectance x 10000, uint16); re-create the scene with `pipeline scene` "
-            "(for a float reflectance file: --source local --scale reflectance)")
+            "(for a float reflectance file: --source local --scale reflectance)"
+        )
     _check_medians(path, sample, nodata)
 
 
@@ -66,4 +73,5 @@ def _check_medians(path: Path, sample: np.ma.MaskedArray, nodata: float | None) 
     raise SceneScaleError(
         f"{path}: band medians {found} are outside {lo:.0f}..{hi:.0f}, not L2A digital "
         "numbers (reflectance x 10000); likely reflectance 0..1, an 8-bit export or the +1000 "
-        "offset scaled wrong; re-create the scene with `pipeline scene`")
+        "offset scaled wrong; re-create the scene with `pipeline scene`"
+    )

@@ -32,8 +32,14 @@ def window_positions(length: int, size: int, stride: int, flush: bool = False) -
     return np.array(pos, dtype=np.int64)
 
 
-def rows_per_strip(width: int, size: int, stride: int, memory_mb: float, bytes_per_px: int,
-                   reserve_overlap: bool = False) -> int:
+def rows_per_strip(
+    width: int,
+    size: int,
+    stride: int,
+    memory_mb: float,
+    bytes_per_px: int,
+    reserve_overlap: bool = False,
+) -> int:
     """Window rows per strip so that a strip of ``bytes_per_px`` per pixel fits the budget.
 
     A strip of ``k`` window rows spans about ``k * stride`` raster rows; ``reserve_overlap``
@@ -82,8 +88,12 @@ def window_sum(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) 
     integral = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
     integral[1:, 1:] = mask.astype(np.int64).cumsum(0).cumsum(1)
     r, c = np.asarray(rows)[:, None], np.asarray(cols)[None, :]
-    return integral[r + size, c + size] - integral[r, c + size] - integral[r + size, c] \
+    return (
+        integral[r + size, c + size]
+        - integral[r, c + size]
+        - integral[r + size, c]
         + integral[r, c]
+    )
 
 
 def window_any(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
@@ -103,8 +113,9 @@ def coverage(positions: np.ndarray, size: int, length: int) -> sp.csr_matrix:
     """(length x windows) 0/1 matrix: pixel i is covered by window j."""
     rows = (positions[:, None] + np.arange(size)[None, :]).ravel()
     cols = np.repeat(np.arange(len(positions)), size)
-    return sp.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)),
-                         shape=(length, len(positions)))
+    return sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=(length, len(positions))
+    )
 
 
 class OverlapAccumulator:
@@ -123,8 +134,9 @@ class OverlapAccumulator:
         self.sums = np.zeros((0, width))
         self.counts = np.zeros((0, width))
 
-    def add(self, strip: Strip, values: np.ndarray, valid: np.ndarray, next_top: int
-            ) -> tuple[int, np.ndarray, np.ndarray]:
+    def add(
+        self, strip: Strip, values: np.ndarray, valid: np.ndarray, next_top: int
+    ) -> tuple[int, np.ndarray, np.ndarray]:
         """Add one strip's (window rows x window cols) grid; return finished rows.
 
         ``next_top`` is the first raster row the next strip covers (the height after the last
@@ -148,8 +160,7 @@ class OverlapAccumulator:
         return np.asarray(self.cov_cols @ np.asarray(cov_rows @ grid).T).T
 
 
-def gather_windows(scene: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int
-                   ) -> np.ndarray:
+def gather_windows(scene: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
     """(N, bands, size, size) copies of the windows at origins (``rows[i]``, ``cols[i]``)."""
     view = sliding_window_view(scene, (size, size), axis=(1, 2))
     return np.ascontiguousarray(np.moveaxis(view[:, rows, cols], 0, 1))

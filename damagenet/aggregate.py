@@ -67,8 +67,10 @@ class AggregateOptions:
 def output_paths(out: str | Path) -> dict[str, Path]:
     """``OUT.gpkg`` and its siblings ``OUT_buildings.csv`` ... ``OUT_summary.json``."""
     out = Path(out)
-    sib = {name: out.with_name(f"{out.stem}_{name}") for name in
-           ("buildings.csv", "zones.csv", "buildings.qml", "zones.qml", "summary.json")}
+    sib = {
+        name: out.with_name(f"{out.stem}_{name}")
+        for name in ("buildings.csv", "zones.csv", "buildings.qml", "zones.qml", "summary.json")
+    }
     return {"gpkg": out, **sib}
 
 
@@ -91,8 +93,10 @@ def map_threshold(map_path: Path, src: rasterio.DatasetReader) -> tuple[float, s
             raise InputFileError(f"{summary}: cannot read the map's summary ({exc})") from exc
         if value is not None:
             return float(value), f"{summary.name} threshold"
-    raise InputFileError(f"{map_path}: the map's threshold is unknown (no THRESHOLD tag, no "
-                         f"{summary.name}); pass --threshold 0.5 (or another value)")
+    raise InputFileError(
+        f"{map_path}: the map's threshold is unknown (no THRESHOLD tag, no "
+        f"{summary.name}); pass --threshold 0.5 (or another value)"
+    )
 
 
 def _open_raster(path: Path, what: str) -> rasterio.DatasetReader:
@@ -108,8 +112,10 @@ def _check_map(path: Path, src: rasterio.DatasetReader) -> None:
     if src.crs is None:
         raise InputFileError(f"{path}: the map has no CRS")
     if not src.crs.is_projected:
-        raise InputFileError(f"{path}: the map is in geographic CRS {src.crs}; areas and the "
-                             "grid need a projected CRS (damagenet predict writes UTM)")
+        raise InputFileError(
+            f"{path}: the map is in geographic CRS {src.crs}; areas and the "
+            "grid need a projected CRS (damagenet predict writes UTM)"
+        )
 
 
 @dataclass
@@ -124,7 +130,8 @@ class Counts:
     no_geometry: int = 0
     outside_zones: int = 0
     confusion: dict[str, int] = field(
-        default_factory=lambda: {"tp": 0, "fp": 0, "fn": 0, "tn": 0, "no_data": 0})
+        default_factory=lambda: {"tp": 0, "fp": 0, "fn": 0, "tn": 0, "no_data": 0}
+    )
 
 
 def _polygons(geoms: np.ndarray) -> np.ndarray:
@@ -145,8 +152,16 @@ def _polygons(geoms: np.ndarray) -> np.ndarray:
 class Aggregation:
     """One run: the opened inputs, running totals and the temporary outputs."""
 
-    def __init__(self, map_path: Path, prob, threshold: float, unc, source: VectorSource,
-                 zones, tmp: dict[str, Path]) -> None:
+    def __init__(
+        self,
+        map_path: Path,
+        prob,
+        threshold: float,
+        unc,
+        source: VectorSource,
+        zones,
+        tmp: dict[str, Path],
+    ) -> None:
         self.map_path, self.prob, self.threshold, self.unc = map_path, prob, threshold, unc
         self.source, self.zones, self.tmp = source, zones, tmp
         self.grid = MapGrid.of(prob)
@@ -167,8 +182,11 @@ class Aggregation:
         points = shapely.point_on_surface(geoms)
         zone = self.zones.assign(points)
         self.totals.add(zone, stats.area, p, damaged, low, high)
-        status = np.where(assessed, np.where(stats.valid_share < 0.999, "partial", "ok"),
-                          np.where(stats.in_map, "nodata", "outside map"))
+        status = np.where(
+            assessed,
+            np.where(stats.valid_share < 0.999, "partial", "ok"),
+            np.where(stats.in_map, "nodata", "outside map"),
+        )
         missing = shapely.is_missing(geoms)
         status = np.where(missing, "no polygon", status)
         self._count(assessed, damaged, status, zone, attributes)
@@ -190,12 +208,15 @@ class Aggregation:
             c.confusion["no_data"] += int((known & ~assessed).sum())
             k = known & assessed
             yes, pred = truth[k] == 1, damaged[k]
-            for key, m in (("tp", yes & pred), ("fp", ~yes & pred), ("fn", yes & ~pred),
-                           ("tn", ~yes & ~pred)):
+            for key, m in (
+                ("tp", yes & pred),
+                ("fp", ~yes & pred),
+                ("fn", yes & ~pred),
+                ("tn", ~yes & ~pred),
+            ):
                 c.confusion[key] += int(m.sum())
 
-    def _table(self, attributes, stats, damaged, assessed, status, zone, points
-               ) -> pd.DataFrame:
+    def _table(self, attributes, stats, damaged, assessed, status, zone, points) -> pd.DataFrame:
         table = attributes.copy()
         id_col = self.source.id_column
         if id_col and id_col != "building_id":
@@ -218,20 +239,34 @@ class Aggregation:
 
     def _write(self, table: pd.DataFrame, geoms: np.ndarray) -> None:
         first = not self.tmp["gpkg"].exists()
-        gdf = gpd.GeoDataFrame(table.drop(columns=["lon", "lat"]), geometry=geoms,
-                               crs=self.prob.crs)
-        pyogrio.write_dataframe(gdf, self.tmp["gpkg"], layer="buildings", driver="GPKG",
-                                append=not first, promote_to_multi=True,
-                                geometry_type="MultiPolygon",
-                                dataset_options=GPKG_OPTIONS if first else None)
-        table.to_csv(self.tmp["buildings.csv"], mode="w" if first else "a", header=first,
-                     index=False)
+        gdf = gpd.GeoDataFrame(
+            table.drop(columns=["lon", "lat"]), geometry=geoms, crs=self.prob.crs
+        )
+        pyogrio.write_dataframe(
+            gdf,
+            self.tmp["gpkg"],
+            layer="buildings",
+            driver="GPKG",
+            append=not first,
+            promote_to_multi=True,
+            geometry_type="MultiPolygon",
+            dataset_options=GPKG_OPTIONS if first else None,
+        )
+        table.to_csv(
+            self.tmp["buildings.csv"], mode="w" if first else "a", header=first, index=False
+        )
 
     def finish(self) -> gpd.GeoDataFrame:
         """Write the zones layer, styles and zone CSV; return the zones."""
         zones = self.zones.frame(self.totals, spread=self.unc is not None)
-        pyogrio.write_dataframe(zones, self.tmp["gpkg"], layer="zones", driver="GPKG",
-                                promote_to_multi=True, geometry_type="MultiPolygon")
+        pyogrio.write_dataframe(
+            zones,
+            self.tmp["gpkg"],
+            layer="zones",
+            driver="GPKG",
+            promote_to_multi=True,
+            geometry_type="MultiPolygon",
+        )
         store_styles(self.tmp["gpkg"], {"buildings": buildings_qml(), "zones": zones_qml()})
         self.tmp["buildings.qml"].write_text(buildings_qml(), encoding="utf-8")
         self.tmp["zones.qml"].write_text(zones_qml(), encoding="utf-8")
@@ -258,18 +293,27 @@ def truth_metrics(confusion: dict[str, int]) -> dict[str, Any] | None:
         return None if math.isnan(x) else float(x)
 
     precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
-    f1 = (2 * precision * recall / (precision + recall)
-          if precision and recall else None)
-    return {"buildings_scored": n, **{k: confusion[k] for k in ("tp", "fp", "fn", "tn")},
-            "buildings_with_truth_but_no_data": confusion["no_data"],
-            "precision": precision, "precision_95ci": [num(plo[0]), num(phi[0])],
-            "recall": recall, "recall_95ci": [num(rlo[0]), num(rhi[0])], "f1": f1,
-            "baseline_flag_all_precision": ratio(tp + fn, n),
-            "interval": "Wilson 95%"}
+    f1 = 2 * precision * recall / (precision + recall) if precision and recall else None
+    return {
+        "buildings_scored": n,
+        **{k: confusion[k] for k in ("tp", "fp", "fn", "tn")},
+        "buildings_with_truth_but_no_data": confusion["no_data"],
+        "precision": precision,
+        "precision_95ci": [num(plo[0]), num(phi[0])],
+        "recall": recall,
+        "recall_95ci": [num(rlo[0]), num(rhi[0])],
+        "f1": f1,
+        "baseline_flag_all_precision": ratio(tp + fn, n),
+        "interval": "Wilson 95%",
+    }
 
 
-def aggregate(map_path: str | Path, buildings: str | Path, out: str | Path,
-              options: AggregateOptions | None = None) -> dict[str, Any]:
+def aggregate(
+    map_path: str | Path,
+    buildings: str | Path,
+    out: str | Path,
+    options: AggregateOptions | None = None,
+) -> dict[str, Any]:
     """Aggregate a damage map to footprints and zones; write the outputs; return the summary."""
     opts = options or AggregateOptions()
     map_path, out = Path(map_path), Path(out)
@@ -289,10 +333,12 @@ def aggregate(map_path: str | Path, buildings: str | Path, out: str | Path,
             zones = DistrictZones(opts.zones, prob.crs, opts.zones_crs)
         else:
             b = prob.bounds
-            zones = GridZones(b.left, b.top, b.right - b.left, b.top - b.bottom, opts.grid_m,
-                              prob.crs)
-        unc = _open_raster(Path(opts.uncertainty), "uncertainty raster") \
-            if opts.uncertainty else None
+            zones = GridZones(
+                b.left, b.top, b.right - b.left, b.top - b.bottom, opts.grid_m, prob.crs
+            )
+        unc = (
+            _open_raster(Path(opts.uncertainty), "uncertainty raster") if opts.uncertainty else None
+        )
         try:
             if unc is not None:
                 check_same_grid(prob, unc)
@@ -311,8 +357,12 @@ def _run(map_path, prob, threshold, origin, unc, source, zones, out, opts) -> di
     t0 = time.perf_counter()
     try:
         with pinned_ogr_time():  # GeoPackage time stamps pinned: reproducible bytes
-            with tqdm(total=source.count, desc="buildings", unit="bldg",
-                      disable=bar_disabled(opts.progress)) as bar:
+            with tqdm(
+                total=source.count,
+                desc="buildings",
+                unit="bldg",
+                disable=bar_disabled(opts.progress),
+            ) as bar:
                 for batch in source.batches(opts.batch_size):
                     run.run_batch(batch.geometry, batch.attributes)
                     bar.update(len(batch.attributes))
@@ -320,8 +370,9 @@ def _run(map_path, prob, threshold, origin, unc, source, zones, out, opts) -> di
                 raise InputFileError(f"{source.path}: no features")
             zone_frame = run.finish()
         seconds = time.perf_counter() - t0
-        summary = _summary(map_path, threshold, origin, unc, source, zones, zone_frame, run,
-                           seconds, paths)
+        summary = _summary(
+            map_path, threshold, origin, unc, source, zones, zone_frame, run, seconds, paths
+        )
         tmp["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         for key in sorted(tmp):
             os.replace(tmp[key], out.parent / tmp[key].name)
@@ -331,44 +382,69 @@ def _run(map_path, prob, threshold, origin, unc, source, zones, out, opts) -> di
     return summary
 
 
-def _summary(map_path, threshold, origin, unc, source, zones, zone_frame, run, seconds,
-             paths) -> dict[str, Any]:
+def _summary(
+    map_path, threshold, origin, unc, source, zones, zone_frame, run, seconds, paths
+) -> dict[str, Any]:
     c = run.counts
     return {
-        "map": str(map_path), "buildings_file": str(source.path),
-        "buildings_crs": source.crs.to_string(), "map_crs": run.prob.crs.to_string(),
-        "id_column": source.id_column, "truth_column": source.truth,
-        "threshold": threshold, "threshold_from": origin,
+        "map": str(map_path),
+        "buildings_file": str(source.path),
+        "buildings_crs": source.crs.to_string(),
+        "map_crs": run.prob.crs.to_string(),
+        "id_column": source.id_column,
+        "truth_column": source.truth,
+        "threshold": threshold,
+        "threshold_from": origin,
         "damaged_rule": "area-weighted mean probability >= threshold",
         "coverage": COVERAGE_METHOD,
         "uncertainty": str(unc.name) if unc is not None else None,
-        "buildings": c.buildings, "buildings_assessed": c.assessed,
-        "buildings_damaged": c.damaged, "buildings_outside_map": c.outside_map,
-        "buildings_on_nodata": c.nodata, "buildings_without_polygon": c.no_geometry,
+        "buildings": c.buildings,
+        "buildings_assessed": c.assessed,
+        "buildings_damaged": c.damaged,
+        "buildings_outside_map": c.outside_map,
+        "buildings_on_nodata": c.nodata,
+        "buildings_without_polygon": c.no_geometry,
         "buildings_outside_zones": c.outside_zones,
         "damaged_share_of_assessed": c.damaged / c.assessed if c.assessed else None,
-        "zones": {"kind": zones.kind, "count": len(zone_frame),
-                  "grid_m": zones.size if zones.kind == "grid" else None,
-                  "interval": zone_frame["interval"].iloc[0] if len(zone_frame) else None},
+        "zones": {
+            "kind": zones.kind,
+            "count": len(zone_frame),
+            "grid_m": zones.size if zones.kind == "grid" else None,
+            "interval": zone_frame["interval"].iloc[0] if len(zone_frame) else None,
+        },
         "truth_metrics": truth_metrics(c.confusion) if source.truth else None,
-        "seconds": seconds, "buildings_per_second": c.buildings / max(seconds, 1e-9),
+        "seconds": seconds,
+        "buildings_per_second": c.buildings / max(seconds, 1e-9),
         "outputs": {k: str(p) for k, p in paths.items()},
     }
 
 
 def _log(summary: dict[str, Any]) -> None:
-    log.info("%d buildings: %d assessed, %d damaged at threshold %.3f, %d outside the map, "
-             "%d on nodata; %d %s zones -> %s", summary["buildings"],
-             summary["buildings_assessed"], summary["buildings_damaged"],
-             summary["threshold"], summary["buildings_outside_map"],
-             summary["buildings_on_nodata"], summary["zones"]["count"],
-             summary["zones"]["kind"], summary["outputs"]["gpkg"])
+    log.info(
+        "%d buildings: %d assessed, %d damaged at threshold %.3f, %d outside the map, "
+        "%d on nodata; %d %s zones -> %s",
+        summary["buildings"],
+        summary["buildings_assessed"],
+        summary["buildings_damaged"],
+        summary["threshold"],
+        summary["buildings_outside_map"],
+        summary["buildings_on_nodata"],
+        summary["zones"]["count"],
+        summary["zones"]["kind"],
+        summary["outputs"]["gpkg"],
+    )
     m = summary["truth_metrics"]
     if m and m["precision"] is not None and m["recall"] is not None:
-        log.info("against the truth column: precision %.3f [%.3f, %.3f], recall %.3f "
-                 "[%.3f, %.3f] over %d buildings (flag-all precision %.3f)",
-                 m["precision"], *m["precision_95ci"], m["recall"], *m["recall_95ci"],
-                 m["buildings_scored"], m["baseline_flag_all_precision"])
+        log.info(
+            "against the truth column: precision %.3f [%.3f, %.3f], recall %.3f "
+            "[%.3f, %.3f] over %d buildings (flag-all precision %.3f)",
+            m["precision"],
+            *m["precision_95ci"],
+            m["recall"],
+            *m["recall_95ci"],
+            m["buildings_scored"],
+            m["baseline_flag_all_precision"],
+        )
 
 
 def _threshold(text: str) -> str | float:
@@ -394,47 +470,86 @@ def _positive(text: str) -> float:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    aggregate(args.map, args.buildings, args.out, AggregateOptions(
-        zones=Path(args.zones) if args.zones else None, grid_m=args.grid_m,
-        threshold=args.threshold, uncertainty=Path(args.uncertainty) if args.uncertainty
-        else None, buildings_crs=args.buildings_crs, zones_crs=args.zones_crs,
-        batch_size=args.batch_size, progress=not args.quiet))
+    aggregate(
+        args.map,
+        args.buildings,
+        args.out,
+        AggregateOptions(
+            zones=Path(args.zones) if args.zones else None,
+            grid_m=args.grid_m,
+            threshold=args.threshold,
+            uncertainty=Path(args.uncertainty) if args.uncertainty else None,
+            buildings_crs=args.buildings_crs,
+            zones_crs=args.zones_crs,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+        ),
+    )
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "aggregate", help="damage per building footprint and per district or grid cell",
+        "aggregate",
+        help="damage per building footprint and per district or grid cell",
         description="Intersect a damage probability map with building footprints: per "
-                    "building the area-weighted mean and max probability (exact pixel "
-                    "coverage) and a damaged flag; per zone the buildings, damaged buildings, "
-                    "damaged share with a 95% interval and footprint area. Writes OUT.gpkg "
-                    "(layers buildings, zones, styled for QGIS), OUT_buildings.csv, "
-                    "OUT_zones.csv, OUT_buildings.qml, OUT_zones.qml, OUT_summary.json.")
-    p.add_argument("--map", required=True,
-                   help="probability GeoTIFF from 'damagenet predict' (X_damage_prob.tif)")
-    p.add_argument("--buildings", required=True,
-                   help="footprints: GeoPackage, GeoParquet, FlatGeobuf, shapefile, GeoJSON or "
-                        "CSV with a WKT 'geometry' column; OSM, Overture, Microsoft or Google "
-                        "Open Buildings layouts; any CRS; a 0/1 'damaged' column is scored")
-    p.add_argument("--out", required=True, help="output GeoPackage, e.g. results/buildings/"
-                                                "bucha.gpkg; the CSVs and styles go beside it")
-    p.add_argument("--zones", help="district polygons (any of the formats above); default: a "
-                                   "square grid of --grid-m over the map")
-    p.add_argument("--grid-m", type=_positive, default=500.0,
-                   help="grid cell size in the map's CRS units (metres) when no --zones "
-                        "(%(default)s)")
-    p.add_argument("--threshold", type=_threshold, default="auto",
-                   help="probability at or above which a building is damaged: 'auto' = the "
-                        "map's own (its THRESHOLD tag or summary JSON), or a number in (0, 1) "
-                        "(%(default)s)")
-    p.add_argument("--uncertainty",
-                   help="uncertainty raster (ensemble spread, a standard deviation) on the "
-                        "map's grid: adds uncertainty_mean per building and zone intervals "
-                        "from the spread instead of Wilson intervals")
-    p.add_argument("--buildings-crs",
-                   help="CRS of a footprint file that does not declare one (e.g. EPSG:4326)")
+        "building the area-weighted mean and max probability (exact pixel "
+        "coverage) and a damaged flag; per zone the buildings, damaged buildings, "
+        "damaged share with a 95% interval and footprint area. Writes OUT.gpkg "
+        "(layers buildings, zones, styled for QGIS), OUT_buildings.csv, "
+        "OUT_zones.csv, OUT_buildings.qml, OUT_zones.qml, OUT_summary.json.",
+    )
+    p.add_argument(
+        "--map",
+        required=True,
+        help="probability GeoTIFF from 'damagenet predict' (X_damage_prob.tif)",
+    )
+    p.add_argument(
+        "--buildings",
+        required=True,
+        help="footprints: GeoPackage, GeoParquet, FlatGeobuf, shapefile, GeoJSON or "
+        "CSV with a WKT 'geometry' column; OSM, Overture, Microsoft or Google "
+        "Open Buildings layouts; any CRS; a 0/1 'damaged' column is scored",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output GeoPackage, e.g. results/buildings/"
+        "bucha.gpkg; the CSVs and styles go beside it",
+    )
+    p.add_argument(
+        "--zones",
+        help="district polygons (any of the formats above); default: a "
+        "square grid of --grid-m over the map",
+    )
+    p.add_argument(
+        "--grid-m",
+        type=_positive,
+        default=500.0,
+        help="grid cell size in the map's CRS units (metres) when no --zones (%(default)s)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=_threshold,
+        default="auto",
+        help="probability at or above which a building is damaged: 'auto' = the "
+        "map's own (its THRESHOLD tag or summary JSON), or a number in (0, 1) "
+        "(%(default)s)",
+    )
+    p.add_argument(
+        "--uncertainty",
+        help="uncertainty raster (ensemble spread, a standard deviation) on the "
+        "map's grid: adds uncertainty_mean per building and zone intervals "
+        "from the spread instead of Wilson intervals",
+    )
+    p.add_argument(
+        "--buildings-crs", help="CRS of a footprint file that does not declare one (e.g. EPSG:4326)"
+    )
     p.add_argument("--zones-crs", help="CRS of a zones file that does not declare one")
-    p.add_argument("--batch-size", type=int, default=20_000,
-                   help="footprints per batch; memory grows with it (%(default)s)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=20_000,
+        help="footprints per batch; memory grows with it (%(default)s)",
+    )
     p.set_defaults(func=_run_cli)

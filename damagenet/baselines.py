@@ -46,8 +46,7 @@ def _layers(x: np.ndarray) -> np.ndarray:
     """(N, 7, S, S): the 4 bands, NDVI, NDWI (green vs NIR) and brightness (band mean)."""
     ndvi = _norm_diff(x[:, _B["B08"]], x[:, _B["B04"]])
     ndwi = _norm_diff(x[:, _B["B03"]], x[:, _B["B08"]])
-    return np.concatenate([x, ndvi[:, None], ndwi[:, None], x.mean(axis=1, keepdims=True)],
-                          axis=1)
+    return np.concatenate([x, ndvi[:, None], ndwi[:, None], x.mean(axis=1, keepdims=True)], axis=1)
 
 
 def _stats(layers: np.ndarray) -> np.ndarray:
@@ -61,7 +60,7 @@ def _correlation(b: np.ndarray, a: np.ndarray) -> np.ndarray:
     fa = a.reshape(a.shape[0], a.shape[1], -1)
     fb = fb - fb.mean(axis=2, keepdims=True)
     fa = fa - fa.mean(axis=2, keepdims=True)
-    den = np.sqrt((fb ** 2).sum(axis=2) * (fa ** 2).sum(axis=2))
+    den = np.sqrt((fb**2).sum(axis=2) * (fa**2).sum(axis=2))
     return (fb * fa).sum(axis=2) / np.maximum(den, 1e-12)
 
 
@@ -69,23 +68,34 @@ def patch_features(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """(N, F) float32 features of raw (N, 4, S, S) patch pairs (see the module docstring)."""
     lb, la = _layers(_reflectance(before)), _layers(_reflectance(after))
     d = la - lb
-    feats = [_stats(lb), _stats(la), _stats(d), _stats(np.abs(d)),
-             _correlation(_reflectance(before), _reflectance(after))]
+    feats = [
+        _stats(lb),
+        _stats(la),
+        _stats(d),
+        _stats(np.abs(d)),
+        _correlation(_reflectance(before), _reflectance(after)),
+    ]
     return np.concatenate(feats, axis=1).astype(np.float32)
 
 
-def fit_gbt(features: np.ndarray, y: np.ndarray, seed: int = 0
-            ) -> HistGradientBoostingClassifier:
+def fit_gbt(features: np.ndarray, y: np.ndarray, seed: int = 0) -> HistGradientBoostingClassifier:
     """Gradient-boosted trees, early-stopped on 15% of the training pairs (never on val/test)."""
-    model = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, max_leaf_nodes=15,
-                                           l2_regularization=1.0, early_stopping=True,
-                                           validation_fraction=0.15, n_iter_no_change=20,
-                                           random_state=seed)
+    model = HistGradientBoostingClassifier(
+        max_iter=300,
+        learning_rate=0.05,
+        max_leaf_nodes=15,
+        l2_regularization=1.0,
+        early_stopping=True,
+        validation_fraction=0.15,
+        n_iter_no_change=20,
+        random_state=seed,
+    )
     return model.fit(features, y)
 
 
-def baseline_scores(splits: dict[str, Any], seed: int = 0,
-                    names: tuple[str, ...] = ("val", "test")) -> dict[str, dict[str, np.ndarray]]:
+def baseline_scores(
+    splits: dict[str, Any], seed: int = 0, names: tuple[str, ...] = ("val", "test")
+) -> dict[str, dict[str, np.ndarray]]:
     """Damage scores of both baselines on the named splits: ``{baseline: {split: (N,)}}``.
 
     ``splits`` maps split names to objects with ``before``, ``after`` and ``y`` (the dataset's
@@ -97,6 +107,5 @@ def baseline_scores(splits: dict[str, Any], seed: int = 0,
     tr = splits["train"]
     gbt = fit_gbt(patch_features(tr.before, tr.after), tr.y, seed)
     for s in names:
-        out["gbt"][s] = gbt.predict_proba(patch_features(splits[s].before,
-                                                         splits[s].after))[:, 1]
+        out["gbt"][s] = gbt.predict_proba(patch_features(splits[s].before, splits[s].after))[:, 1]
     return out

@@ -42,8 +42,9 @@ def nll(y: np.ndarray, prob: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
-def reliability(y: np.ndarray, prob: np.ndarray, bins: int = 10
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reliability(
+    y: np.ndarray, prob: np.ndarray, bins: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per equal-width bin: mean predicted probability, observed damage rate, pair count."""
     prob = np.asarray(prob, dtype=np.float64)
     idx = np.minimum((prob * bins).astype(int), bins - 1)
@@ -64,8 +65,11 @@ def expected_calibration_error(y: np.ndarray, prob: np.ndarray, bins: int = 10) 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """The temperature minimising validation NLL of ``sigmoid(logits / T)``."""
     z = np.asarray(logits, dtype=np.float64)
-    res = minimize_scalar(lambda log_t: nll(y, _sigmoid(z / np.exp(log_t))),
-                          bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    res = minimize_scalar(
+        lambda log_t: nll(y, _sigmoid(z / np.exp(log_t))),
+        bounds=(np.log(0.05), np.log(20.0)),
+        method="bounded",
+    )
     return {"method": "temperature", "T": float(np.exp(res.x))}
 
 
@@ -73,12 +77,12 @@ def fit_isotonic(prob: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """A monotone map of probability to damage rate, stored as its breakpoints."""
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
     iso.fit(np.asarray(prob, dtype=np.float64), y)
-    return {"method": "isotonic", "x": iso.X_thresholds_.tolist(),
-            "y": iso.y_thresholds_.tolist()}
+    return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
 
 
-def fit_calibration(logits: np.ndarray, y: np.ndarray, method: str = "temperature"
-                    ) -> dict[str, Any]:
+def fit_calibration(
+    logits: np.ndarray, y: np.ndarray, method: str = "temperature"
+) -> dict[str, Any]:
     if method == "temperature":
         return fit_temperature(logits, y)
     if method == "isotonic":
@@ -86,8 +90,9 @@ def fit_calibration(logits: np.ndarray, y: np.ndarray, method: str = "temperatur
     raise ValueError(f"calibration method must be one of {METHODS}, got {method!r}")
 
 
-def apply_calibration(probs_or_logits: np.ndarray, calib: dict[str, Any] | None,
-                      logits: bool = False) -> np.ndarray:
+def apply_calibration(
+    probs_or_logits: np.ndarray, calib: dict[str, Any] | None, logits: bool = False
+) -> np.ndarray:
     """Calibrated probabilities from probabilities (default) or logits (``logits=True``).
 
     ``calib`` None returns the probabilities unchanged, so callers need no branch for
@@ -102,17 +107,26 @@ def apply_calibration(probs_or_logits: np.ndarray, calib: dict[str, Any] | None,
         return _sigmoid(z / float(calib["T"]))
     if method == "isotonic":
         p = _sigmoid(x) if logits else x
-        return np.interp(p, np.asarray(calib["x"], dtype=np.float64),
-                         np.asarray(calib["y"], dtype=np.float64))
+        return np.interp(
+            p, np.asarray(calib["x"], dtype=np.float64), np.asarray(calib["y"], dtype=np.float64)
+        )
     raise ValueError(f"unknown calibration method {method!r}; expected one of {METHODS}")
 
 
-def calibration_report(y_val: np.ndarray, logits_val: np.ndarray, y_test: np.ndarray,
-                       logits_test: np.ndarray, bins: int = 10) -> dict[str, Any]:
+def calibration_report(
+    y_val: np.ndarray,
+    logits_val: np.ndarray,
+    y_test: np.ndarray,
+    logits_test: np.ndarray,
+    bins: int = 10,
+) -> dict[str, Any]:
     """ECE and NLL on test, raw and after each fit on validation; the temperature fit is the
     one to store (it keeps the ranking)."""
-    out: dict[str, Any] = {"bins": bins, "fitted_on": "val",
-                           "raw": _quality(y_test, _sigmoid(logits_test), bins)}
+    out: dict[str, Any] = {
+        "bins": bins,
+        "fitted_on": "val",
+        "raw": _quality(y_test, _sigmoid(logits_test), bins),
+    }
     for method in METHODS:
         calib = fit_calibration(logits_val, y_val, method)
         prob = apply_calibration(logits_test, calib, logits=True)
@@ -125,8 +139,9 @@ def _quality(y: np.ndarray, prob: np.ndarray, bins: int) -> dict[str, float]:
     return {"ece": expected_calibration_error(y, prob, bins), "nll": nll(y, prob)}
 
 
-def reliability_plot(y: np.ndarray, probs: dict[str, np.ndarray], path: str | Path,
-                     bins: int = 10) -> None:
+def reliability_plot(
+    y: np.ndarray, probs: dict[str, np.ndarray], path: str | Path, bins: int = 10
+) -> None:
     """Observed damage rate against mean predicted probability per bin, one line per curve."""
     import matplotlib
 

@@ -32,8 +32,11 @@ def software() -> dict[str, str]:
     return {"damagenet": damagenet.__version__, "torch": str(torch.__version__).split("+")[0]}
 
 
-def build_card(payload: Mapping[str, Any], training: Mapping[str, Any] | None = None,
-               test: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def build_card(
+    payload: Mapping[str, Any],
+    training: Mapping[str, Any] | None = None,
+    test: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The card of a checkpoint payload; ``training`` and ``test`` add what only the caller knows.
 
     ``payload`` needs ``architecture``, ``input``, ``patch_size``, ``threshold``, ``dataset``
@@ -47,25 +50,32 @@ def build_card(payload: Mapping[str, Any], training: Mapping[str, Any] | None = 
     return {
         "architecture": {
             "network": f"Siamese {arch['backbone']} (shared weights for both epochs), "
-                       f"{arch['in_bands']}-band first convolution",
-            "backbone": arch["backbone"], "features_per_epoch": arch["features"],
-            "fusion": arch["fusion"], "head": head_text(arch),
+            f"{arch['in_bands']}-band first convolution",
+            "backbone": arch["backbone"],
+            "features_per_epoch": arch["features"],
+            "fusion": arch["fusion"],
+            "head": head_text(arch),
             "head_name": arch.get("head_name"),
         },
         "input": {
             "bands": list(inp["bands"]),
             "band_order": "network input channels in this order; scenes in B02, B03, B04, "
-                          "B08 are reordered to it",
+            "B08 are reordered to it",
             "patch_size": int(payload["patch_size"]),
             "normalisation": f"x * {inp['scale']:g}, then (x - mean) / std per band",
-            "mean": [float(v) for v in inp["mean"]], "std": [float(v) for v in inp["std"]],
+            "mean": [float(v) for v in inp["mean"]],
+            "std": [float(v) for v in inp["std"]],
         },
-        "threshold": {"value": float(threshold["value"]), "rule": rule,
-                      "how": THRESHOLD_HOW.get(rule, rule),
-                      "chosen_on": threshold.get("chosen_on")},
+        "threshold": {
+            "value": float(threshold["value"]),
+            "rule": rule,
+            "how": THRESHOLD_HOW.get(rule, rule),
+            "chosen_on": threshold.get("chosen_on"),
+        },
         "training": dict(training or {}),
-        "test": dict(test) if test else {"metrics": None,
-                                         "protocol": "not evaluated on a held-out test split"},
+        "test": dict(test)
+        if test
+        else {"metrics": None, "protocol": "not evaluated on a held-out test split"},
         "dataset": {"path": dataset.get("path"), "sha256": dataset.get("sha256")},
         "complete": bool(payload["complete"]),
         "software": software(),

@@ -37,9 +37,14 @@ def _eligible(module: nn.Module) -> bool:
     if type(module) is not nn.Conv2d:
         return False
     k = module.kernel_size[0]
-    return (module.kernel_size == (k, k) and k % 2 == 1 and module.padding == (k // 2, k // 2)
-            and module.dilation == (1, 1) and module.groups == 1
-            and module.padding_mode == "zeros")
+    return (
+        module.kernel_size == (k, k)
+        and k % 2 == 1
+        and module.padding == (k // 2, k // 2)
+        and module.dilation == (1, 1)
+        and module.groups == 1
+        and module.padding_mode == "zeros"
+    )
 
 
 def use_centre_taps(model: nn.Module) -> int:

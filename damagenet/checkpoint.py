@@ -52,18 +52,27 @@ class ModelInput:
 def check_bands(bands: Sequence[str], what: str) -> tuple[str, ...]:
     """``bands`` as a tuple if it is a permutation of the project's four bands."""
     if sorted(bands) != sorted(BANDS) or len(bands) != len(BANDS):
-        raise CheckpointError(f"{what}: bands {list(bands)} are not a permutation of "
-                              f"{', '.join(BANDS)}")
+        raise CheckpointError(
+            f"{what}: bands {list(bands)} are not a permutation of {', '.join(BANDS)}"
+        )
     return tuple(bands)
 
 
-def save_checkpoint(path: str | Path, model: SiameseResNet, *, patch_size: int,
-                    norm: Normalisation, threshold: dict[str, Any],
-                    history: list[dict[str, Any]], dataset: dict[str, Any] | None,
-                    bands: Sequence[str] = BANDS, complete: bool = True,
-                    card: Mapping[str, Any] | None = None,
-                    training_ground: dict[str, Any] | None = None,
-                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def save_checkpoint(
+    path: str | Path,
+    model: SiameseResNet,
+    *,
+    patch_size: int,
+    norm: Normalisation,
+    threshold: dict[str, Any],
+    history: list[dict[str, Any]],
+    dataset: dict[str, Any] | None,
+    bands: Sequence[str] = BANDS,
+    complete: bool = True,
+    card: Mapping[str, Any] | None = None,
+    training_ground: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Write atomically (temporary file, then rename); return the payload.
 
     ``norm`` is in the order of ``bands`` (the network's input channels). ``card`` may give the
@@ -72,14 +81,29 @@ def save_checkpoint(path: str | Path, model: SiameseResNet, *, patch_size: int,
     bands = check_bands(bands, str(path))
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload: dict[str, Any] = {
-        "format": FORMAT, "state_dict": state, "architecture": model.architecture(),
-        "bands": list(bands), "patch_size": int(patch_size),
-        "normalisation": {"mean": list(norm.mean), "std": list(norm.std),
-                          "scale": float(norm.scale)},
-        "input": {"bands": list(bands), "scale": float(norm.scale), "mean": list(norm.mean),
-                  "std": list(norm.std)},
-        "threshold": dict(threshold), "history": history, "dataset": dataset,
-        "complete": bool(complete), **software(), **(extra or {})}
+        "format": FORMAT,
+        "state_dict": state,
+        "architecture": model.architecture(),
+        "bands": list(bands),
+        "patch_size": int(patch_size),
+        "normalisation": {
+            "mean": list(norm.mean),
+            "std": list(norm.std),
+            "scale": float(norm.scale),
+        },
+        "input": {
+            "bands": list(bands),
+            "scale": float(norm.scale),
+            "mean": list(norm.mean),
+            "std": list(norm.std),
+        },
+        "threshold": dict(threshold),
+        "history": history,
+        "dataset": dataset,
+        "complete": bool(complete),
+        **software(),
+        **(extra or {}),
+    }
     if training_ground is not None:
         payload["training_ground"] = training_ground
     card = card or {}
@@ -99,21 +123,27 @@ def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # zip, pickle and unpickler errors all mean the same here
-        raise CheckpointError(f"{path}: not a readable checkpoint "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-                              ) from exc
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from exc
     found = payload.get("format") if isinstance(payload, dict) else None
     if found == "damagenet-checkpoint/1":
-        raise CheckpointError(f"{path}: made by an earlier damagenet (format 1, no model card "
-                              "or input convention); retrain it or re-import it")
+        raise CheckpointError(
+            f"{path}: made by an earlier damagenet (format 1, no model card "
+            "or input convention); retrain it or re-import it"
+        )
     if found != FORMAT:
-        raise CheckpointError(f"{path}: not a damagenet checkpoint (format {found or '?'}); "
-                              "a state dict of the original study needs 'damagenet import-seed'")
+        raise CheckpointError(
+            f"{path}: not a damagenet checkpoint (format {found or '?'}); "
+            "a state dict of the original study needs 'damagenet import-seed'"
+        )
     return payload
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
-                    allow_provisional: bool = False) -> tuple[SiameseResNet, dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", allow_provisional: bool = False
+) -> tuple[SiameseResNet, dict[str, Any]]:
     """The model (in eval mode) and the checkpoint's metadata.
 
     A provisional checkpoint (saved during training, ``complete`` False) is refused unless
@@ -123,19 +153,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     arch = payload["architecture"]
     bands = check_bands(payload["bands"], str(path))
     if arch["in_bands"] != len(bands):
-        raise CheckpointError(f"{path}: network takes {arch['in_bands']} bands, checkpoint "
-                              f"lists {list(bands)}")
+        raise CheckpointError(
+            f"{path}: network takes {arch['in_bands']} bands, checkpoint lists {list(bands)}"
+        )
     if not payload.get("complete") and not allow_provisional:
         raise CheckpointError(
             f"{path}: provisional checkpoint (saved at epoch {payload.get('best_epoch', '?')} "
             "while training was still running; training did not finish). Finish the training, "
-            "or pass --allow-provisional to use it anyway")
+            "or pass --allow-provisional to use it anyway"
+        )
     try:
         model = SiameseResNet.from_architecture(arch)
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, KeyError, TypeError, DamagenetError) as exc:
-        raise CheckpointError(f"{path}: weights do not match the recorded architecture "
-                              f"{arch.get('backbone')} ({str(exc).splitlines()[0]})") from exc
+        raise CheckpointError(
+            f"{path}: weights do not match the recorded architecture "
+            f"{arch.get('backbone')} ({str(exc).splitlines()[0]})"
+        ) from exc
     model.eval()
     return model, payload
 

@@ -14,18 +14,26 @@ from collections.abc import Sequence
 
 from contract.cli import run_command, setup_logging
 
-COMMAND_MODULES = ("damagenet.train", "damagenet.evaluate", "damagenet.predict",
-                   "damagenet.crossval", "damagenet.aggregate", "damagenet.seed_import",
-                   "damagenet.info")
+COMMAND_MODULES = (
+    "damagenet.train",
+    "damagenet.evaluate",
+    "damagenet.predict",
+    "damagenet.crossval",
+    "damagenet.aggregate",
+    "damagenet.seed_import",
+    "damagenet.info",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="damagenet",
-        description="Siamese ResNet change detection on Sentinel-2 before/after patch pairs.")
+        description="Siamese ResNet change detection on Sentinel-2 before/after patch pairs.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        help="log warnings and errors only, no progress bars")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="log warnings and errors only, no progress bars"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)

@@ -33,9 +33,15 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def score_all(y_val: np.ndarray, y_test: np.ndarray, scores: dict[str, dict[str, np.ndarray]],
-              rule: str, network_threshold: float | None = None, n_boot: int = N_BOOT,
-              seed: int = 0) -> dict[str, dict[str, Any]]:
+def score_all(
+    y_val: np.ndarray,
+    y_test: np.ndarray,
+    scores: dict[str, dict[str, np.ndarray]],
+    rule: str,
+    network_threshold: float | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
     """``{model: score_model(...)}``; thresholds from validation with ``rule``.
 
     ``scores`` maps model names to ``{"val": ..., "test": ...}``; the network may keep its own
@@ -44,17 +50,26 @@ def score_all(y_val: np.ndarray, y_test: np.ndarray, scores: dict[str, dict[str,
     rule = rule if rule in THRESHOLD_RULES else "recall90"
     out = {}
     for name, s in scores.items():
-        thr = (network_threshold if name == NETWORK and network_threshold is not None
-               else choose_threshold(y_val, s["val"], rule))
-        out[name] = score_model(y_test, s["test"], thr,
-                                threshold_for_precision(y_val, s["val"]), n_boot, seed)
+        thr = (
+            network_threshold
+            if name == NETWORK and network_threshold is not None
+            else choose_threshold(y_val, s["val"], rule)
+        )
+        out[name] = score_model(
+            y_test, s["test"], thr, threshold_for_precision(y_val, s["val"]), n_boot, seed
+        )
         out[name]["threshold_rule"] = rule
     return out
 
 
-def compare_models(splits: dict[str, Any], test_prob: np.ndarray, val_prob: np.ndarray | None,
-                   threshold: dict[str, Any], out_dir: str | Path, seed: int = 0
-                   ) -> dict[str, Any]:
+def compare_models(
+    splits: dict[str, Any],
+    test_prob: np.ndarray,
+    val_prob: np.ndarray | None,
+    threshold: dict[str, Any],
+    out_dir: str | Path,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Metrics sections ``baselines`` and ``calibration`` for ``metrics.json``, plus the plots.
 
     ``baselines`` holds every model's scores (the network's too, under ``siamese``, computed
@@ -65,27 +80,39 @@ def compare_models(splits: dict[str, Any], test_prob: np.ndarray, val_prob: np.n
         reason = "needs train and val splits (baselines fit on train, thresholds on val)"
         return {"baselines": {"skipped": reason}, "calibration": {"skipped": reason}}
     y_val, y_test = splits["val"].y, splits["test"].y
-    scores = {NETWORK: {"val": val_prob, "test": test_prob},
-              **baseline_scores(splits, seed)}
-    table = score_all(y_val, y_test, scores, threshold.get("rule", "recall90"),
-                      threshold.get("value"), seed=seed)
+    scores = {NETWORK: {"val": val_prob, "test": test_prob}, **baseline_scores(splits, seed)}
+    table = score_all(
+        y_val, y_test, scores, threshold.get("rule", "recall90"), threshold.get("value"), seed=seed
+    )
     calib = calibration_report(y_val, _logit(val_prob), y_test, _logit(test_prob))
-    roc_models_plot(y_test, {k: v["test"] for k, v in scores.items()}, table,
-                    out_dir / "roc_models.png")
-    reliability_plot(y_test, {"raw": test_prob,
-                              "temperature (val)": apply_calibration(test_prob,
-                                                                     calib["calibration"])},
-                     out_dir / "reliability.png")
+    roc_models_plot(
+        y_test, {k: v["test"] for k, v in scores.items()}, table, out_dir / "roc_models.png"
+    )
+    reliability_plot(
+        y_test,
+        {"raw": test_prob, "temperature (val)": apply_calibration(test_prob, calib["calibration"])},
+        out_dir / "reliability.png",
+    )
     for name, row in table.items():
-        log.info("%-8s ROC-AUC %s  PR-AUC %s  F1 %s", name, fmt_ci(row["roc_auc"]),
-                 fmt_ci(row["pr_auc"]), fmt_ci(row["f1"]))
-    log.info("calibration: test ECE %.3f raw, %.3f after temperature T=%.2f (fit on val)",
-             calib["raw"]["ece"], calib["temperature"]["ece"], calib["calibration"]["T"])
+        log.info(
+            "%-8s ROC-AUC %s  PR-AUC %s  F1 %s",
+            name,
+            fmt_ci(row["roc_auc"]),
+            fmt_ci(row["pr_auc"]),
+            fmt_ci(row["f1"]),
+        )
+    log.info(
+        "calibration: test ECE %.3f raw, %.3f after temperature T=%.2f (fit on val)",
+        calib["raw"]["ece"],
+        calib["temperature"]["ece"],
+        calib["calibration"]["T"],
+    )
     return {"baselines": table, "calibration": calib}
 
 
-def roc_models_plot(y: np.ndarray, scores: dict[str, np.ndarray],
-                    table: dict[str, dict[str, Any]], path: str | Path) -> None:
+def roc_models_plot(
+    y: np.ndarray, scores: dict[str, np.ndarray], table: dict[str, dict[str, Any]], path: str | Path
+) -> None:
     """One ROC curve per model on the same test pairs, AUC and interval in the legend."""
     import matplotlib
 

@@ -74,11 +74,14 @@ def assign_folds(aois: list[str], k: int, seed: int = 0) -> list[Fold]:
     """k folds over whole AOIs: each AOI test once, one validation AOI from the training side."""
     names = sorted(set(aois))
     if len(names) < 3:
-        raise DamagenetError(f"leave-AOI-out needs at least 3 AOIs (test, val, train); the "
-                             f"dataset has {len(names)}: {names}")
+        raise DamagenetError(
+            f"leave-AOI-out needs at least 3 AOIs (test, val, train); the "
+            f"dataset has {len(names)}: {names}"
+        )
     if not 2 <= k <= len(names):
-        raise DamagenetError(f"--k must be between 2 and the number of AOIs ({len(names)}), "
-                             f"got {k}")
+        raise DamagenetError(
+            f"--k must be between 2 and the number of AOIs ({len(names)}), got {k}"
+        )
     order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
     groups = [list(g) for g in np.array_split(np.array(order, dtype=object), k)]
     folds = []
@@ -93,11 +96,14 @@ def pooled(npz: str | Path) -> Split:
     """Every pair of the dataset, whatever its split, with its AOI name."""
     splits = load_splits(npz)
     if any(sp.aoi is None for sp in splits.values()):
-        raise DamagenetError(f"{npz}: pairs carry no 'aoi' array; leave-AOI-out needs the "
-                             "dataset written by 'pipeline dataset'")
+        raise DamagenetError(
+            f"{npz}: pairs carry no 'aoi' array; leave-AOI-out needs the "
+            "dataset written by 'pipeline dataset'"
+        )
     parts = list(splits.values())
-    return Split(*(np.concatenate([getattr(p, f) for p in parts])
-                   for f in ("before", "after", "y", "aoi")))
+    return Split(
+        *(np.concatenate([getattr(p, f) for p in parts]) for f in ("before", "after", "y", "aoi"))
+    )
 
 
 def fold_splits(pool: Split, fold: Fold) -> dict[str, Split]:
@@ -111,8 +117,14 @@ def fold_splits(pool: Split, fold: Fold) -> dict[str, Split]:
 def write_fold_npz(splits: dict[str, Split], path: Path) -> None:
     arrays = {}
     for role, sp in splits.items():
-        arrays.update({split_key("Xb", role): sp.before, split_key("Xa", role): sp.after,
-                       split_key("y", role): sp.y, split_key("aoi", role): sp.aoi.astype(str)})
+        arrays.update(
+            {
+                split_key("Xb", role): sp.before,
+                split_key("Xa", role): sp.after,
+                split_key("y", role): sp.y,
+                split_key("aoi", role): sp.aoi.astype(str),
+            }
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
@@ -126,73 +138,117 @@ def _store_calibration(ckpt: Path, calib: dict[str, Any]) -> None:
         torch.save(payload, tmp)
 
 
-def run_fold(i: int, fold: Fold, pool: Split, out: Path, cfg: TrainConfig, keep_data: bool
-             ) -> dict[str, Any]:
+def run_fold(
+    i: int, fold: Fold, pool: Split, out: Path, cfg: TrainConfig, keep_data: bool
+) -> dict[str, Any]:
     """Train and score one fold; the test scores of every model and the fold's thresholds."""
     fold_dir = out / f"fold{i}"
     splits = fold_splits(pool, fold)
     npz, ckpt = fold_dir / "dataset.npz", fold_dir / "model.pt"
     write_fold_npz(splits, npz)
-    log.info("fold %d: test %s, val %s, train %d AOIs (%d/%d/%d pairs)", i, ",".join(fold.test),
-             ",".join(fold.val), len(fold.train), len(splits["test"].y), len(splits["val"].y),
-             len(splits["train"].y))
+    log.info(
+        "fold %d: test %s, val %s, train %d AOIs (%d/%d/%d pairs)",
+        i,
+        ",".join(fold.test),
+        ",".join(fold.val),
+        len(fold.train),
+        len(splits["test"].y),
+        len(splits["val"].y),
+        len(splits["train"].y),
+    )
     train(npz, fold_dir, ckpt, cfg, run_evaluation=False)
     if not keep_data:
         npz.unlink()
     dev = resolve_device(cfg.device)
     model, payload = load_checkpoint(ckpt, map_location=dev)
-    prob = {s: probabilities(model, splits[s], norm_of(payload), cfg.eval_batch_size, dev)
-            for s in ("val", "test")}
-    logit = {s: np.log(np.clip(p, 1e-7, 1 - 1e-7) / np.clip(1 - p, 1e-7, 1))
-             for s, p in prob.items()}
+    prob = {
+        s: probabilities(model, splits[s], norm_of(payload), cfg.eval_batch_size, dev)
+        for s in ("val", "test")
+    }
+    logit = {
+        s: np.log(np.clip(p, 1e-7, 1 - 1e-7) / np.clip(1 - p, 1e-7, 1)) for s, p in prob.items()
+    }
     calib = fit_temperature(logit["val"], splits["val"].y)
     _store_calibration(ckpt, calib)
-    scores = {NETWORK: {s: apply_calibration(logit[s], calib, logits=True) for s in prob},
-              **baseline_scores(splits, cfg.seed)}
+    scores = {
+        NETWORK: {s: apply_calibration(logit[s], calib, logits=True) for s in prob},
+        **baseline_scores(splits, cfg.seed),
+    }
     y_val = splits["val"].y
-    return {"fold": fold, "checkpoint": ckpt, "calibration": calib, "aoi": splits["test"].aoi,
-            "y": splits["test"].y, "scores": {m: scores[m]["test"] for m in MODELS},
-            "thresholds": {m: (choose_threshold(y_val, scores[m]["val"], cfg.threshold_rule),
-                               threshold_for_precision(y_val, scores[m]["val"]))
-                           for m in MODELS}}
+    return {
+        "fold": fold,
+        "checkpoint": ckpt,
+        "calibration": calib,
+        "aoi": splits["test"].aoi,
+        "y": splits["test"].y,
+        "scores": {m: scores[m]["test"] for m in MODELS},
+        "thresholds": {
+            m: (
+                choose_threshold(y_val, scores[m]["val"], cfg.threshold_rule),
+                threshold_for_precision(y_val, scores[m]["val"]),
+            )
+            for m in MODELS
+        },
+    }
 
 
-def _score_subset(y: np.ndarray, scores: dict[str, np.ndarray], thr: dict[str, np.ndarray],
-                  pthr: dict[str, np.ndarray], n_boot: int, seed: int) -> dict[str, Any]:
+def _score_subset(
+    y: np.ndarray,
+    scores: dict[str, np.ndarray],
+    thr: dict[str, np.ndarray],
+    pthr: dict[str, np.ndarray],
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
     """Scores of every model; per-pair thresholds (each pair's fold's) become a shift to 0."""
     out = {}
     for m in MODELS:
         s, shifted, pshifted = scores[m], scores[m] - thr[m], scores[m] - pthr[m]
-        out[m] = {"roc_auc": bootstrap_ci(y, s, roc_auc, n_boot, seed),
-                  "pr_auc": bootstrap_ci(y, s, average_precision, n_boot, seed),
-                  "f1": bootstrap_ci(y, shifted, f1_at(0.0), n_boot, seed),
-                  "recall_at_precision": bootstrap_ci(y, pshifted, recall_at(0.0), n_boot, seed),
-                  "precision_at_precision_threshold": bootstrap_ci(
-                      y, pshifted, precision_at(0.0), n_boot, seed),
-                  "pairs": int(len(y)), "damaged": int(np.sum(y == 1))}
+        out[m] = {
+            "roc_auc": bootstrap_ci(y, s, roc_auc, n_boot, seed),
+            "pr_auc": bootstrap_ci(y, s, average_precision, n_boot, seed),
+            "f1": bootstrap_ci(y, shifted, f1_at(0.0), n_boot, seed),
+            "recall_at_precision": bootstrap_ci(y, pshifted, recall_at(0.0), n_boot, seed),
+            "precision_at_precision_threshold": bootstrap_ci(
+                y, pshifted, precision_at(0.0), n_boot, seed
+            ),
+            "pairs": int(len(y)),
+            "damaged": int(np.sum(y == 1)),
+        }
     return out
 
 
-def summarise(results: list[dict[str, Any]], n_boot: int, seed: int
-              ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def summarise(
+    results: list[dict[str, Any]], n_boot: int, seed: int
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Per-AOI and pooled scores, and the concatenated predictions."""
-    cat = {"aoi": np.concatenate([r["aoi"] for r in results]).astype(str),
-           "y": np.concatenate([r["y"] for r in results]),
-           "fold": np.concatenate([np.full(len(r["y"]), i) for i, r in enumerate(results)])}
+    cat = {
+        "aoi": np.concatenate([r["aoi"] for r in results]).astype(str),
+        "y": np.concatenate([r["y"] for r in results]),
+        "fold": np.concatenate([np.full(len(r["y"]), i) for i, r in enumerate(results)]),
+    }
     for m in MODELS:
         cat[m] = np.concatenate([r["scores"][m] for r in results])
-    thr = {m: np.concatenate([np.full(len(r["y"]), r["thresholds"][m][0]) for r in results])
-           for m in MODELS}
-    pthr = {m: np.concatenate([np.full(len(r["y"]), r["thresholds"][m][1]) for r in results])
-            for m in MODELS}
+    thr = {
+        m: np.concatenate([np.full(len(r["y"]), r["thresholds"][m][0]) for r in results])
+        for m in MODELS
+    }
+    pthr = {
+        m: np.concatenate([np.full(len(r["y"]), r["thresholds"][m][1]) for r in results])
+        for m in MODELS
+    }
     per_aoi = {}
     for aoi in sorted(set(cat["aoi"].tolist())):
         sel = cat["aoi"] == aoi
-        per_aoi[aoi] = _score_subset(cat["y"][sel], {m: cat[m][sel] for m in MODELS},
-                                     {m: thr[m][sel] for m in MODELS},
-                                     {m: pthr[m][sel] for m in MODELS}, n_boot, seed)
-    pooled_scores = _score_subset(cat["y"], {m: cat[m] for m in MODELS}, thr, pthr, n_boot,
-                                  seed)
+        per_aoi[aoi] = _score_subset(
+            cat["y"][sel],
+            {m: cat[m][sel] for m in MODELS},
+            {m: thr[m][sel] for m in MODELS},
+            {m: pthr[m][sel] for m in MODELS},
+            n_boot,
+            seed,
+        )
+    pooled_scores = _score_subset(cat["y"], {m: cat[m] for m in MODELS}, thr, pthr, n_boot, seed)
     return {"per_aoi": per_aoi, "pooled": pooled_scores}, cat
 
 
@@ -205,17 +261,30 @@ def markdown(report: dict[str, Any]) -> str:
         first = entry[MODELS[0]]
         cells = " | ".join(fmt_ci(entry[m]["roc_auc"]) for m in MODELS)
         lines.append(f"| {aoi} | {first['pairs']} ({first['damaged']}) | {cells} |")
-    lines += ["", "| model (pooled) | ROC-AUC | PR-AUC | F1 at val threshold | "
-              "recall at val precision-0.8 threshold |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| model (pooled) | ROC-AUC | PR-AUC | F1 at val threshold | "
+        "recall at val precision-0.8 threshold |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for m in MODELS:
         e = report["pooled"][m]
-        lines.append(f"| {m} | {fmt_ci(e['roc_auc'])} | {fmt_ci(e['pr_auc'])} | "
-                     f"{fmt_ci(e['f1'])} | {fmt_ci(e['recall_at_precision'])} |")
+        lines.append(
+            f"| {m} | {fmt_ci(e['roc_auc'])} | {fmt_ci(e['pr_auc'])} | "
+            f"{fmt_ci(e['f1'])} | {fmt_ci(e['recall_at_precision'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def crossval(npz: str | Path, out_dir: str | Path, k: int, cfg: TrainConfig | None = None,
-             seed: int = 0, n_boot: int = N_BOOT, keep_data: bool = False) -> dict[str, Any]:
+def crossval(
+    npz: str | Path,
+    out_dir: str | Path,
+    k: int,
+    cfg: TrainConfig | None = None,
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+    keep_data: bool = False,
+) -> dict[str, Any]:
     """Run every fold and write the report (see the module docstring)."""
     cfg = cfg or TrainConfig()
     out = Path(out_dir)
@@ -225,29 +294,50 @@ def crossval(npz: str | Path, out_dir: str | Path, k: int, cfg: TrainConfig | No
     remove_fold_dirs(out)
     results = [run_fold(i, f, pool, out, cfg, keep_data) for i, f in enumerate(folds)]
     report, cat = summarise(results, n_boot, seed)
-    report = {"dataset": str(npz), "k": k, "seed": seed, "n_boot": n_boot,
-              "backbone": cfg.backbone, "weights": cfg.weights, "epochs": cfg.epochs,
-              "protocol": "leave-AOI-out; val = one AOI of the training side; thresholds and "
-                          "temperature chosen on val; network scores are temperature-"
-                          "calibrated; pooled F1/recall use each fold's own thresholds",
-              "folds": [{"fold": i, "test": list(r["fold"].test), "val": list(r["fold"].val),
-                         "train": list(r["fold"].train), "checkpoint": str(r["checkpoint"]),
-                         "calibration": r["calibration"]} for i, r in enumerate(results)],
-              **report}
+    report = {
+        "dataset": str(npz),
+        "k": k,
+        "seed": seed,
+        "n_boot": n_boot,
+        "backbone": cfg.backbone,
+        "weights": cfg.weights,
+        "epochs": cfg.epochs,
+        "protocol": "leave-AOI-out; val = one AOI of the training side; thresholds and "
+        "temperature chosen on val; network scores are temperature-"
+        "calibrated; pooled F1/recall use each fold's own thresholds",
+        "folds": [
+            {
+                "fold": i,
+                "test": list(r["fold"].test),
+                "val": list(r["fold"].val),
+                "train": list(r["fold"].train),
+                "checkpoint": str(r["checkpoint"]),
+                "calibration": r["calibration"],
+            }
+            for i, r in enumerate(results)
+        ],
+        **report,
+    }
     write_text_atomic(out / "crossval.json", json.dumps(report, indent=2) + "\n")
     write_text_atomic(out / "crossval.md", markdown(report))
     with atomic_path(out / "predictions.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **cat)
-    roc_models_plot(cat["y"], {m: cat[m] for m in MODELS}, report["pooled"],
-                    out / "roc_models.png")
+    roc_models_plot(cat["y"], {m: cat[m] for m in MODELS}, report["pooled"], out / "roc_models.png")
     log.info("leave-AOI-out, %d folds -> %s\n%s", k, out / "crossval.md", markdown(report))
     return report
 
 
 def _run(args: argparse.Namespace) -> int:
-    cfg = TrainConfig(epochs=args.epochs, patience=args.patience, backbone=args.backbone,
-                      weights=args.weights, device=args.device, seed=args.seed,
-                      batch_size=args.batch_size, progress=not args.quiet)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        patience=args.patience,
+        backbone=args.backbone,
+        weights=args.weights,
+        device=args.device,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
     crossval(args.npz, args.out, args.k, cfg, args.seed, args.n_boot, args.keep_data)
     return 0
 
@@ -255,32 +345,63 @@ def _run(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     d = TrainConfig()
     p = sub.add_parser(
-        "crossval", help="leave-AOI-out cross-validation of the network and baselines",
+        "crossval",
+        help="leave-AOI-out cross-validation of the network and baselines",
         description="Pool every pair of a dataset NPZ, hold out whole AOIs in k folds (each "
-                    "AOI test once, one training-side AOI for validation), train the network "
-                    "and both baselines per fold, and write crossval.json, crossval.md, "
-                    "predictions.npz, roc_models.png and fold<i>/model.pt (the ensemble).")
+        "AOI test once, one training-side AOI for validation), train the network "
+        "and both baselines per fold, and write crossval.json, crossval.md, "
+        "predictions.npz, roc_models.png and fold<i>/model.pt (the ensemble).",
+    )
     p.add_argument("--npz", required=True, help="dataset NPZ whose pairs carry 'aoi' arrays")
-    p.add_argument("--k", type=positive_int, required=True,
-                   help="number of folds (2 to the number of AOIs)")
+    p.add_argument(
+        "--k", type=positive_int, required=True, help="number of folds (2 to the number of AOIs)"
+    )
     p.add_argument("--out", required=True, help="results folder")
-    p.add_argument("--backbone", choices=list(BACKBONES), default=d.backbone,
-                   help="ResNet depth (%(default)s)")
-    p.add_argument("--weights", choices=("none", "imagenet"), default=d.weights,
-                   help="initialisation (%(default)s)")
-    p.add_argument("--epochs", type=positive_int, default=d.epochs,
-                   help="maximum epochs per fold (%(default)s)")
-    p.add_argument("--patience", type=positive_int, default=d.patience,
-                   help="early-stopping patience in epochs (%(default)s)")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
-                   help="pairs per batch (%(default)s)")
+    p.add_argument(
+        "--backbone", choices=list(BACKBONES), default=d.backbone, help="ResNet depth (%(default)s)"
+    )
+    p.add_argument(
+        "--weights",
+        choices=("none", "imagenet"),
+        default=d.weights,
+        help="initialisation (%(default)s)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=d.epochs,
+        help="maximum epochs per fold (%(default)s)",
+    )
+    p.add_argument(
+        "--patience",
+        type=positive_int,
+        default=d.patience,
+        help="early-stopping patience in epochs (%(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=d.batch_size,
+        help="pairs per batch (%(default)s)",
+    )
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda (%(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed,
-                   help="seed of the fold assignment, training and bootstrap (%(default)s)")
-    p.add_argument("--n-boot", type=positive_int, default=N_BOOT,
-                   help="bootstrap resamples per interval (%(default)s)")
-    p.add_argument("--keep-data", action="store_true",
-                   help="keep each fold's dataset NPZ (deleted after training by default)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="seed of the fold assignment, training and bootstrap (%(default)s)",
+    )
+    p.add_argument(
+        "--n-boot",
+        type=positive_int,
+        default=N_BOOT,
+        help="bootstrap resamples per interval (%(default)s)",
+    )
+    p.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep each fold's dataset NPZ (deleted after training by default)",
+    )
     p.set_defaults(func=_run)
 
 

@@ -33,11 +33,11 @@ N_BANDS = len(BANDS)
 class Split:
     """One split as raw arrays (digital numbers) plus metadata."""
 
-    before: np.ndarray   # (N, 4, S, S)
+    before: np.ndarray  # (N, 4, S, S)
     after: np.ndarray
-    y: np.ndarray        # (N,) int64
+    y: np.ndarray  # (N,) int64
     aoi: np.ndarray | None = None
-    row: np.ndarray | None = None   # (N,) top-left pixel of each patch in its AOI's grid
+    row: np.ndarray | None = None  # (N,) top-left pixel of each patch in its AOI's grid
     col: np.ndarray | None = None
 
 
@@ -70,9 +70,12 @@ def _split_from_flat(d, path: Path) -> dict[str, Split]:
     xb, xa, y = (d[k] for k in FLAT_KEYS)
     aoi, row, col = (d[k] if k in d.files else None for k in ("aoi", "row", "col"))
     if "split" not in d.files:
-        log.warning("%s has no 'split' array: splitting at random 70/15/15, which lets "
-                    "neighbouring patches leak between splits (as in the original study); "
-                    "prefer 'pipeline dataset'", path)
+        log.warning(
+            "%s has no 'split' array: splitting at random 70/15/15, which lets "
+            "neighbouring patches leak between splits (as in the original study); "
+            "prefer 'pipeline dataset'",
+            path,
+        )
         order = np.random.default_rng(0).permutation(len(y))
         split = np.empty(len(y), dtype=object)
         a, b = int(0.7 * len(y)), int(0.85 * len(y))
@@ -84,8 +87,12 @@ def _split_from_flat(d, path: Path) -> dict[str, Split]:
     for s in SPLITS:
         m = split == s
         if m.any():
-            out[s] = Split(xb[m], xa[m], y[m].astype(np.int64),
-                           *(a[m] if a is not None else None for a in (aoi, row, col)))
+            out[s] = Split(
+                xb[m],
+                xa[m],
+                y[m].astype(np.int64),
+                *(a[m] if a is not None else None for a in (aoi, row, col)),
+            )
     return out
 
 
@@ -97,8 +104,9 @@ def load_splits(path: str | Path) -> dict[str, Split]:
     try:
         d = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputFileError(f"{path}: cannot read as NPZ, the file is truncated or not an "
-                             f"NPZ ({exc})") from exc
+        raise InputFileError(
+            f"{path}: cannot read as NPZ, the file is truncated or not an NPZ ({exc})"
+        ) from exc
     with d:
         if any(k.startswith("Xb_") for k in d.files):
             splits = {}
@@ -111,14 +119,19 @@ def load_splits(path: str | Path) -> dict[str, Split]:
                     lacking = [k for k, p in zip(keys, present, strict=True) if not p]
                     raise DamagenetError(f"{path}: split {s!r} misses {lacking}")
                 extra = [split_key(k, s) for k in ("aoi", "row", "col")]
-                splits[s] = Split(*(d[k] for k in keys[:2]), d[keys[2]].astype(np.int64),
-                                  *(d[k] if k in d.files else None for k in extra))
+                splits[s] = Split(
+                    *(d[k] for k in keys[:2]),
+                    d[keys[2]].astype(np.int64),
+                    *(d[k] if k in d.files else None for k in extra),
+                )
         elif "x_before" in d.files or "x_after" in d.files:
             splits = _split_from_flat(d, path)
         else:
-            raise DamagenetError(f"{path}: neither the study's layout (Xb_train, Xa_train, "
-                                 f"y_train, ...) nor the flat one (x_before, x_after, y); keys "
-                                 f"found: {d.files}")
+            raise DamagenetError(
+                f"{path}: neither the study's layout (Xb_train, Xa_train, "
+                f"y_train, ...) nor the flat one (x_before, x_after, y); keys "
+                f"found: {d.files}"
+            )
     for s, sp in splits.items():
         _validate(path, s, sp)
     sizes = {sp.before.shape[-1] for sp in splits.values() if len(sp.y)}
@@ -138,38 +151,41 @@ def dataset_config(path: str | Path) -> dict | None:
 
 def _validate(path: Path, name: str, sp: Split) -> None:
     if sp.before.shape != sp.after.shape:
-        raise DamagenetError(f"{path}: {name}: before {sp.before.shape} and after "
-                             f"{sp.after.shape} shapes differ")
+        raise DamagenetError(
+            f"{path}: {name}: before {sp.before.shape} and after {sp.after.shape} shapes differ"
+        )
     if sp.before.ndim != 4:
-        raise DamagenetError(f"{path}: {name}: patches must be (N, bands, H, W), got "
-                             f"{sp.before.shape}")
+        raise DamagenetError(
+            f"{path}: {name}: patches must be (N, bands, H, W), got {sp.before.shape}"
+        )
     if sp.before.shape[1] != N_BANDS:
-        raise DamagenetError(f"{path}: {name}: {sp.before.shape[1]} bands, expected {N_BANDS} "
-                             "(B02, B03, B04, B08)")
+        raise DamagenetError(
+            f"{path}: {name}: {sp.before.shape[1]} bands, expected {N_BANDS} (B02, B03, B04, B08)"
+        )
     if sp.before.shape[2] != sp.before.shape[3]:
-        raise DamagenetError(f"{path}: {name}: patches must be square, got "
-                             f"{sp.before.shape[2:]}")
+        raise DamagenetError(f"{path}: {name}: patches must be square, got {sp.before.shape[2:]}")
     if len(sp.y) != len(sp.before) or sp.y.ndim != 1:
         raise DamagenetError(f"{path}: {name}: {len(sp.y)} labels for {len(sp.before)} pairs")
     for arr, what in ((sp.before, "before"), (sp.after, "after")):
         if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-            raise DamagenetError(f"{path}: {name}: {what} patches contain NaN or infinite "
-                                 "values")
+            raise DamagenetError(f"{path}: {name}: {what} patches contain NaN or infinite values")
     for arr, what in ((sp.aoi, "aoi"), (sp.row, "row"), (sp.col, "col")):
         if arr is not None and arr.shape != sp.y.shape:
-            raise DamagenetError(f"{path}: {name}: {what} array of shape {arr.shape} for "
-                                 f"{len(sp.y)} pairs")
+            raise DamagenetError(
+                f"{path}: {name}: {what} array of shape {arr.shape} for {len(sp.y)} pairs"
+            )
     if len(sp.y) and not np.isin(sp.y, (0, 1)).all():
-        raise DamagenetError(f"{path}: {name}: labels must be 0 or 1, found "
-                             f"{np.unique(sp.y)[:5]}")
+        raise DamagenetError(f"{path}: {name}: labels must be 0 or 1, found {np.unique(sp.y)[:5]}")
 
 
 def require_both_classes(path: str | Path, name: str, sp: Split) -> None:
     classes = set(np.unique(sp.y).tolist())
     if classes != {0, 1}:
-        raise DamagenetError(f"{path}: split {name!r} has only class {sorted(classes)} "
-                             f"({len(sp.y)} pairs); training and evaluation need both damage "
-                             "and no-damage pairs")
+        raise DamagenetError(
+            f"{path}: split {name!r} has only class {sorted(classes)} "
+            f"({len(sp.y)} pairs); training and evaluation need both damage "
+            "and no-damage pairs"
+        )
 
 
 def training_ground(splits: dict[str, Split], patch_size: int) -> dict | None:
@@ -178,8 +194,9 @@ def training_ground(splits: dict[str, Split], patch_size: int) -> dict | None:
     Maps drawn over an AOI the model was trained on use it to tell ground the model saw in
     training from ground it never saw (``training_ground`` of the checkpoint).
     """
-    if not splits or any(sp.aoi is None or sp.row is None or sp.col is None
-                         for sp in splits.values()):
+    if not splits or any(
+        sp.aoi is None or sp.row is None or sp.col is None for sp in splits.values()
+    ):
         return None
     aois: dict[str, dict[str, torch.Tensor]] = {}
     for slug in sorted({str(a) for sp in splits.values() for a in sp.aoi.tolist()}):
@@ -205,8 +222,9 @@ class TensorSplit:
         return len(self.y)
 
     def to(self, device: torch.device) -> TensorSplit:
-        return TensorSplit(self.before.to(device), self.after.to(device), self.y.to(device),
-                           self.aoi)
+        return TensorSplit(
+            self.before.to(device), self.after.to(device), self.y.to(device), self.aoi
+        )
 
 
 class Preprocess(Protocol):
@@ -216,12 +234,17 @@ class Preprocess(Protocol):
 
 
 def to_tensors(sp: Split, norm: Preprocess) -> TensorSplit:
-    return TensorSplit(norm.apply(sp.before), norm.apply(sp.after),
-                       torch.from_numpy(sp.y.astype(np.float32)), sp.aoi)
+    return TensorSplit(
+        norm.apply(sp.before),
+        norm.apply(sp.after),
+        torch.from_numpy(sp.y.astype(np.float32)),
+        sp.aoi,
+    )
 
 
-def augment(before: torch.Tensor, after: torch.Tensor, generator: torch.Generator
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+def augment(
+    before: torch.Tensor, after: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One random symmetry of the square per pair, the same for both epochs.
 
     The 8 symmetries (4 rotations, each optionally transposed) are applied group-wise, 8

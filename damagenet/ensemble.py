@@ -44,8 +44,15 @@ def load_ensemble(paths: list[str | Path], device: torch.device | str = "cpu") -
     members = []
     for p in paths:
         model, payload = load_checkpoint(p, map_location=device)
-        members.append(Member(model.to(device), norm_of(payload), int(payload["patch_size"]),
-                              payload.get("calibration"), str(p)))
+        members.append(
+            Member(
+                model.to(device),
+                norm_of(payload),
+                int(payload["patch_size"]),
+                payload.get("calibration"),
+                str(p),
+            )
+        )
     sizes = {m.patch_size for m in members}
     if len(sizes) > 1:
         detail = ", ".join(f"{m.path}: {m.patch_size} px" for m in members)
@@ -61,9 +68,13 @@ def mean_and_spread(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return probs.mean(axis=0), probs.std(axis=0)
 
 
-def member_probabilities(members: list[Member], before: np.ndarray, after: np.ndarray,
-                         batch_size: int = 512, device: torch.device | str = "cpu"
-                         ) -> np.ndarray:
+def member_probabilities(
+    members: list[Member],
+    before: np.ndarray,
+    after: np.ndarray,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
     """(members, N) calibrated probabilities for raw (N, 4, S, S) patch pairs (DN)."""
     device = torch.device(device)
     raw = Split(before, after, np.zeros(len(before), dtype=np.int64))
@@ -74,9 +85,13 @@ def member_probabilities(members: list[Member], before: np.ndarray, after: np.nd
     return np.stack(rows) if rows else np.zeros((0, len(before)))
 
 
-def ensemble_predict(members: list[Member], before: np.ndarray, after: np.ndarray,
-                     batch_size: int = 512, device: torch.device | str = "cpu"
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def ensemble_predict(
+    members: list[Member],
+    before: np.ndarray,
+    after: np.ndarray,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean damage probability and its spread (std) over members for a window batch."""
     return mean_and_spread(member_probabilities(members, before, after, batch_size, device))
 

@@ -48,17 +48,28 @@ def protocol_text(npz: str | Path) -> str:
     """How the test split was held out, from the dataset's recorded configuration."""
     config = dataset_config(npz) or {}
     if config.get("split") == "blocks":
-        return (f"test split of whole {float(config.get('block_m', 0)):g} m ground blocks held "
-                "out inside each AOI (pipeline dataset --split blocks); patch level, balanced, "
-                "no augmentation outside training")
+        return (
+            f"test split of whole {float(config.get('block_m', 0)):g} m ground blocks held "
+            "out inside each AOI (pipeline dataset --split blocks); patch level, balanced, "
+            "no augmentation outside training"
+        )
     if config.get("split") == "aoi":
-        return (f"whole AOIs held out as test ({', '.join(config.get('test_aois') or [])}); "
-                "patch level, balanced, no augmentation outside training")
+        return (
+            f"whole AOIs held out as test ({', '.join(config.get('test_aois') or [])}); "
+            "patch level, balanced, no augmentation outside training"
+        )
     return f"test split of {Path(npz).name} (how it was held out is not recorded in the file)"
 
 
-def score_test(model, inp: Preprocess, splits: dict[str, Split], threshold: dict[str, Any],
-               npz: str | Path, batch_size: int, device) -> tuple[dict[str, Any], np.ndarray]:
+def score_test(
+    model,
+    inp: Preprocess,
+    splits: dict[str, Split],
+    threshold: dict[str, Any],
+    npz: str | Path,
+    batch_size: int,
+    device,
+) -> tuple[dict[str, Any], np.ndarray]:
     """metrics.json's content and the test probabilities.
 
     It leads with the figures at the threshold the maps use, then the threshold-free ranking
@@ -71,16 +82,21 @@ def score_test(model, inp: Preprocess, splits: dict[str, Split], threshold: dict
     at_map = report(y, prob, float(threshold["value"]))
     at_half = report(y, prob, 0.5)
     metrics: dict[str, Any] = {
-        "threshold": {**threshold, "how": THRESHOLD_HOW.get(rule, rule),
-                      "used_by_maps": "damagenet predict draws the class map at this value "
-                                      "(--threshold auto, the default)"},
+        "threshold": {
+            **threshold,
+            "how": THRESHOLD_HOW.get(rule, rule),
+            "used_by_maps": "damagenet predict draws the class map at this value "
+            "(--threshold auto, the default)",
+        },
         **{k: v for k, v in at_map.items() if k != "threshold"},
         **ranking_metrics(y, prob),
         "test_pairs": int(len(y)),
         "protocol": protocol_text(npz),
         "study_report_at_0.5": {
             "note": "the original study's classification report at a fixed threshold of 0.5; "
-                    "the maps do not use this threshold", **at_half},
+            "the maps do not use this threshold",
+            **at_half,
+        },
     }
     if test.aoi is not None:
         metrics["per_aoi"] = _per_aoi(test.aoi, y, prob, float(threshold["value"]))
@@ -88,22 +104,24 @@ def score_test(model, inp: Preprocess, splits: dict[str, Split], threshold: dict
     return metrics, prob
 
 
-def _per_aoi(aoi: np.ndarray, y: np.ndarray, prob: np.ndarray, threshold: float
-             ) -> dict[str, Any]:
+def _per_aoi(aoi: np.ndarray, y: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, Any]:
     per_aoi = {}
     for name in sorted(set(aoi.tolist())):
         m = aoi == name
         rep = report(y[m], prob[m], threshold)
-        per_aoi[name] = {"pairs": int(m.sum()), "damaged": int(y[m].sum()),
-                         **ranking_metrics(y[m], prob[m]), "accuracy": rep["accuracy"],
-                         "damage_recall": rep["Damage"]["recall"],
-                         "damage_precision": rep["Damage"]["precision"],
-                         "macro_f1": rep["macro_f1"]}
+        per_aoi[name] = {
+            "pairs": int(m.sum()),
+            "damaged": int(y[m].sum()),
+            **ranking_metrics(y[m], prob[m]),
+            "accuracy": rep["accuracy"],
+            "damage_recall": rep["Damage"]["recall"],
+            "damage_precision": rep["Damage"]["precision"],
+            "macro_f1": rep["macro_f1"],
+        }
     return per_aoi
 
 
-def write_artefacts(metrics: dict[str, Any], y: np.ndarray, prob: np.ndarray,
-                    out: Path) -> None:
+def write_artefacts(metrics: dict[str, Any], y: np.ndarray, prob: np.ndarray, out: Path) -> None:
     """metrics.json, the study's confusion matrices (at 0.5), the one at the map threshold,
     ROC and PR curves, into ``out``."""
     t = metrics["threshold"]
@@ -111,85 +129,128 @@ def write_artefacts(metrics: dict[str, Any], y: np.ndarray, prob: np.ndarray,
     half = "test, threshold 0.5"
     confusion_plot(cm_half, out / "confusion_matrix_counts.png", False, half)
     confusion_plot(cm_half, out / "confusion_matrix_normalized.png", True, half)
-    confusion_plot(np.array(metrics["confusion_matrix"]), out / "confusion_matrix_threshold.png",
-                   False, f"test, map threshold {t['value']:.2f} ({t['rule']})")
+    confusion_plot(
+        np.array(metrics["confusion_matrix"]),
+        out / "confusion_matrix_threshold.png",
+        False,
+        f"test, map threshold {t['value']:.2f} ({t['rule']})",
+    )
     roc_plot(y, prob, metrics["roc_auc"], out / "roc_curve.png")
     pr_plot(y, prob, metrics["pr_auc"], t["value"], out / "pr_curve.png")
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
 
 
-def write_evaluation(metrics: dict[str, Any], splits: dict[str, Split], prob: np.ndarray,
-                     val_prob: np.ndarray | None, threshold: dict[str, Any],
-                     out_dir: str | Path) -> None:
+def write_evaluation(
+    metrics: dict[str, Any],
+    splits: dict[str, Split],
+    prob: np.ndarray,
+    val_prob: np.ndarray | None,
+    threshold: dict[str, Any],
+    out_dir: str | Path,
+) -> None:
     """Baselines and calibration beside the network, then every artefact, staged together:
     a failure or a signal leaves none of them, so no plot outlives its metrics.json."""
     with staged_folder(out_dir) as out:
         metrics.update(compare_models(splits, prob, val_prob, threshold, out))
         write_artefacts(metrics, splits["test"].y, prob, out)
     t = metrics["threshold"]
-    log.info("test (%d pairs) at the map threshold %.3f (%s): accuracy %.3f, damage recall "
-             "%.3f, precision %.3f; ROC-AUC %s -> %s", metrics["test_pairs"], t["value"],
-             t["rule"], metrics["accuracy"], metrics["Damage"]["recall"],
-             metrics["Damage"]["precision"],
-             f"{metrics['roc_auc']:.3f}" if metrics["roc_auc"] is not None else "n/a",
-             Path(out_dir) / "metrics.json")
+    log.info(
+        "test (%d pairs) at the map threshold %.3f (%s): accuracy %.3f, damage recall "
+        "%.3f, precision %.3f; ROC-AUC %s -> %s",
+        metrics["test_pairs"],
+        t["value"],
+        t["rule"],
+        metrics["accuracy"],
+        metrics["Damage"]["recall"],
+        metrics["Damage"]["precision"],
+        f"{metrics['roc_auc']:.3f}" if metrics["roc_auc"] is not None else "n/a",
+        Path(out_dir) / "metrics.json",
+    )
 
 
-def evaluate(npz: str | Path, ckpt: str | Path, out_dir: str | Path,
-             threshold_rule: str | None = None, device: str = "auto",
-             batch_size: int = 512, allow_provisional: bool = False) -> dict[str, Any]:
+def evaluate(
+    npz: str | Path,
+    ckpt: str | Path,
+    out_dir: str | Path,
+    threshold_rule: str | None = None,
+    device: str = "auto",
+    batch_size: int = 512,
+    allow_provisional: bool = False,
+) -> dict[str, Any]:
     """Evaluate the checkpoint on the NPZ's test split; write metrics and plots to ``out_dir``."""
     dev = resolve_device(device)
-    model, payload = load_checkpoint(ckpt, map_location=dev,
-                                     allow_provisional=allow_provisional)
+    model, payload = load_checkpoint(ckpt, map_location=dev, allow_provisional=allow_provisional)
     inp = input_of(payload)
     splits = load_splits(npz)
     if "test" not in splits:
         raise DamagenetError(f"{npz}: no 'test' split to evaluate")
     require_both_classes(npz, "test", splits["test"])
     if splits["test"].before.shape[-1] != payload["patch_size"]:
-        raise DamagenetError(f"{npz}: patches of {splits['test'].before.shape[-1]} px, but the "
-                             f"checkpoint {ckpt} was trained on {payload['patch_size']} px")
+        raise DamagenetError(
+            f"{npz}: patches of {splits['test'].before.shape[-1]} px, but the "
+            f"checkpoint {ckpt} was trained on {payload['patch_size']} px"
+        )
     threshold = dict(payload["threshold"])
     if threshold_rule and threshold_rule != threshold.get("rule"):
         if "val" not in splits:
-            raise DamagenetError(f"{npz}: no 'val' split to choose a {threshold_rule} "
-                                 "threshold on")
+            raise DamagenetError(f"{npz}: no 'val' split to choose a {threshold_rule} threshold on")
         val_prob = probabilities(model, splits["val"], inp, batch_size, dev)
-        threshold = {"value": choose_threshold(splits["val"].y, val_prob, threshold_rule),
-                     "rule": threshold_rule, "chosen_on": "val"}
+        threshold = {
+            "value": choose_threshold(splits["val"].y, val_prob, threshold_rule),
+            "rule": threshold_rule,
+            "chosen_on": "val",
+        }
     metrics, prob = score_test(model, inp, splits, threshold, npz, batch_size, dev)
-    metrics["checkpoint"] = {"path": str(ckpt), "sha256_16": checkpoint_hash(ckpt),
-                             "complete": bool(payload["complete"])}
-    val_prob = (probabilities(model, splits["val"], inp, batch_size, dev) if "val" in splits
-                else None)
+    metrics["checkpoint"] = {
+        "path": str(ckpt),
+        "sha256_16": checkpoint_hash(ckpt),
+        "complete": bool(payload["complete"]),
+    }
+    val_prob = (
+        probabilities(model, splits["val"], inp, batch_size, dev) if "val" in splits else None
+    )
     write_evaluation(metrics, splits, prob, val_prob, threshold, out_dir)
     return metrics
 
 
 def _run(args: argparse.Namespace) -> int:
-    evaluate(args.npz, args.ckpt, args.out, args.threshold_rule, args.device, args.batch_size,
-             args.allow_provisional)
+    evaluate(
+        args.npz,
+        args.ckpt,
+        args.out,
+        args.threshold_rule,
+        args.device,
+        args.batch_size,
+        args.allow_provisional,
+    )
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "evaluate", help="evaluate a checkpoint on the test split",
+        "evaluate",
+        help="evaluate a checkpoint on the test split",
         description="Write metrics.json (first the figures at the threshold the maps use, "
-                    "with how it was chosen; ROC-AUC, PR-AUC; the study's classification "
-                    "report at 0.5 in its own section; per-AOI metrics), confusion matrices, "
-                    "ROC and PR curves.")
+        "with how it was chosen; ROC-AUC, PR-AUC; the study's classification "
+        "report at 0.5 in its own section; per-AOI metrics), confusion matrices, "
+        "ROC and PR curves.",
+    )
     p.add_argument("--npz", required=True, help="dataset NPZ with a test split")
     p.add_argument("--ckpt", required=True, help="checkpoint from 'damagenet train'")
     p.add_argument("--out", required=True, help="results folder")
-    p.add_argument("--threshold-rule", choices=THRESHOLD_RULES,
-                   help="re-choose the threshold on val with this rule (default: the "
-                        "checkpoint's)")
+    p.add_argument(
+        "--threshold-rule",
+        choices=THRESHOLD_RULES,
+        help="re-choose the threshold on val with this rule (default: the checkpoint's)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (%(default)s)")
-    p.add_argument("--batch-size", type=positive_int, default=512,
-                   help="pairs per batch (%(default)s)")
-    p.add_argument("--allow-provisional", action="store_true",
-                   help="accept a provisional checkpoint saved while training was still running "
-                        "(refused by default)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=512, help="pairs per batch (%(default)s)"
+    )
+    p.add_argument(
+        "--allow-provisional",
+        action="store_true",
+        help="accept a provisional checkpoint saved while training was still running "
+        "(refused by default)",
+    )
     p.set_defaults(func=_run)

@@ -25,15 +25,33 @@ from damagenet.errors import DamagenetUsageError, InputFileError
 #: Id columns of the known layouts, most specific first (ours, OSM, Overture/Microsoft, Google).
 ID_COLUMNS = ("building_id", "osm_id", "osm_way_id", "@id", "id", "full_plus_code")
 #: Descriptive columns of the known layouts copied to the outputs when present.
-KEPT_COLUMNS = ("building", "name", "height", "num_floors", "confidence", "area_in_meters",
-                "class", "subtype")
+KEPT_COLUMNS = (
+    "building",
+    "name",
+    "height",
+    "num_floors",
+    "confidence",
+    "area_in_meters",
+    "class",
+    "subtype",
+)
 #: Ground truth (0/1) of the synthetic towns or a user's own assessment.
 TRUTH_COLUMN = "damaged"
 WKT_COLUMNS = ("geometry", "wkt", "WKT", "geom", "the_geom")
 #: Google Open Buildings columns: its CSVs are WGS 84 lon/lat without saying so.
 GOOGLE_COLUMNS = {"full_plus_code", "area_in_meters", "latitude", "longitude"}
-OGR_SUFFIXES = {".gpkg", ".fgb", ".shp", ".geojson", ".json", ".geojsonl", ".geojsons",
-                ".zip", ".gml", ".kml"}
+OGR_SUFFIXES = {
+    ".gpkg",
+    ".fgb",
+    ".shp",
+    ".geojson",
+    ".json",
+    ".geojsonl",
+    ".geojsons",
+    ".zip",
+    ".gml",
+    ".kml",
+}
 PARQUET_SUFFIXES = {".parquet", ".geoparquet"}
 
 
@@ -78,20 +96,22 @@ class VectorSource:
         return [c for c in [self.id_column, *self.kept, self.truth] if c]
 
     def _ogr(self, size: int) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-        with pyogrio.open_arrow(self.path, layer=self.layer, columns=self._wanted(),
-                                batch_size=size, use_pyarrow=True) as (_meta, reader):
+        with pyogrio.open_arrow(
+            self.path, layer=self.layer, columns=self._wanted(), batch_size=size, use_pyarrow=True
+        ) as (_meta, reader):
             for rb in reader:
                 frame = rb.to_pandas()
                 geom_col = frame.columns[-1]
-                yield (shapely.from_wkb(frame[geom_col].to_numpy(), on_invalid="ignore"),
-                       frame.drop(columns=geom_col))
+                yield (
+                    shapely.from_wkb(frame[geom_col].to_numpy(), on_invalid="ignore"),
+                    frame.drop(columns=geom_col),
+                )
 
     def _parquet(self, size: int) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
         import pyarrow.parquet as pq
 
         pf = pq.ParquetFile(self.path)
-        for rb in pf.iter_batches(batch_size=size,
-                                  columns=[*self._wanted(), self.geometry_column]):
+        for rb in pf.iter_batches(batch_size=size, columns=[*self._wanted(), self.geometry_column]):
             frame = rb.to_pandas()
             wkb = frame.pop(self.geometry_column).to_numpy()
             yield shapely.from_wkb(wkb, on_invalid="ignore"), frame
@@ -104,8 +124,7 @@ class VectorSource:
             yield shapely.from_wkt(wkt, on_invalid="ignore"), chunk[self._wanted()]
 
 
-def open_vector(path: str | Path, crs: str | None = None, what: str = "buildings"
-                ) -> VectorSource:
+def open_vector(path: str | Path, crs: str | None = None, what: str = "buildings") -> VectorSource:
     """Open a footprint or zone file, detect its layout and CRS, or refuse naming the problem.
 
     ``crs`` overrides (or supplies) the CRS for files that do not declare one.
@@ -123,12 +142,15 @@ def open_vector(path: str | Path, crs: str | None = None, what: str = "buildings
     else:
         raise InputFileError(
             f"{path}: unknown {what} format '{suffix}'; use GeoPackage, GeoParquet, "
-            "FlatGeobuf, shapefile, GeoJSON or CSV with a WKT geometry column")
+            "FlatGeobuf, shapefile, GeoJSON or CSV with a WKT geometry column"
+        )
     if crs is not None:
         src.crs = _parse_crs(crs, path)
     if src.crs is None:
-        raise InputFileError(f"{path}: the {what} file does not declare its CRS; pass it with "
-                             f"--{what}-crs (e.g. EPSG:4326)")
+        raise InputFileError(
+            f"{path}: the {what} file does not declare its CRS; pass it with "
+            f"--{what}-crs (e.g. EPSG:4326)"
+        )
     src.id_column = next((c for c in ID_COLUMNS if c in src.columns), None)
     src.kept = [c for c in KEPT_COLUMNS if c in src.columns and c != src.id_column]
     src.truth = TRUTH_COLUMN if TRUTH_COLUMN in src.columns else None
@@ -149,21 +171,28 @@ def _open_ogr(path: Path, what: str) -> VectorSource:
         raise InputFileError(f"{path}: cannot open the {what} file ({exc})") from exc
     spatial = [str(name) for name, gtype in layers if gtype is not None]
     if not spatial:
-        raise InputFileError(f"{path}: no layer with a geometry column; {what} must be "
-                             "polygons")
+        raise InputFileError(f"{path}: no layer with a geometry column; {what} must be polygons")
     # one layer, or the one named for what we read (Geofabrik: gis_osm_buildings_a_free_1)
     named = [name for name in spatial if what.rstrip("s") in name.lower()]
     if len(spatial) == 1 or len(named) == 1:
         layer = spatial[0] if len(spatial) == 1 else named[0]
     else:
-        raise InputFileError(f"{path}: {len(spatial)} geometry layers ({', '.join(spatial)}) "
-                             f"and not one named for {what}; keep one layer or name it "
-                             f"'{what}'")
+        raise InputFileError(
+            f"{path}: {len(spatial)} geometry layers ({', '.join(spatial)}) "
+            f"and not one named for {what}; keep one layer or name it "
+            f"'{what}'"
+        )
     info = pyogrio.read_info(path, layer=layer)
     crs = CRS.from_user_input(info["crs"]) if info["crs"] else None
-    return VectorSource(path, "ogr", crs, [str(f) for f in info["fields"]], None,
-                        layer=layer, count=int(info["features"]) if info["features"] >= 0
-                        else None)
+    return VectorSource(
+        path,
+        "ogr",
+        crs,
+        [str(f) for f in info["fields"]],
+        None,
+        layer=layer,
+        count=int(info["features"]) if info["features"] >= 0 else None,
+    )
 
 
 def _open_parquet(path: Path, what: str) -> VectorSource:
@@ -175,20 +204,25 @@ def _open_parquet(path: Path, what: str) -> VectorSource:
         raise InputFileError(f"{path}: cannot read the Parquet file ({exc})") from exc
     geo_raw = (pf.schema_arrow.metadata or {}).get(b"geo")
     if geo_raw is None:
-        raise InputFileError(f"{path}: not GeoParquet (no 'geo' metadata), so no geometry "
-                             f"column; {what} must be polygons")
+        raise InputFileError(
+            f"{path}: not GeoParquet (no 'geo' metadata), so no geometry "
+            f"column; {what} must be polygons"
+        )
     geo = json.loads(geo_raw)
     column = geo.get("primary_column", "geometry")
     meta = geo.get("columns", {}).get(column, {})
     if meta.get("encoding", "WKB").upper() != "WKB":
-        raise InputFileError(f"{path}: geometry encoding '{meta['encoding']}' is not "
-                             "supported; write the GeoParquet with WKB geometries")
+        raise InputFileError(
+            f"{path}: geometry encoding '{meta['encoding']}' is not "
+            "supported; write the GeoParquet with WKB geometries"
+        )
     # GeoParquet: a missing "crs" means OGC:CRS84 (lon/lat); null means unknown
     crs_meta = meta.get("crs", "OGC:CRS84")
     crs = CRS.from_user_input(crs_meta) if crs_meta is not None else None
     names = [n for n in pf.schema_arrow.names if n != column]
-    return VectorSource(path, "parquet", crs, names, None, count=pf.metadata.num_rows,
-                        geometry_column=column)
+    return VectorSource(
+        path, "parquet", crs, names, None, count=pf.metadata.num_rows, geometry_column=column
+    )
 
 
 def _open_csv(path: Path, what: str) -> VectorSource:
@@ -199,9 +233,12 @@ def _open_csv(path: Path, what: str) -> VectorSource:
     columns = [str(c) for c in header.columns]
     geom = next((c for c in WKT_COLUMNS if c in columns), None)
     if geom is None:
-        raise InputFileError(f"{path}: no WKT geometry column (looked for "
-                             f"{', '.join(WKT_COLUMNS)}); {what} must be polygons")
+        raise InputFileError(
+            f"{path}: no WKT geometry column (looked for "
+            f"{', '.join(WKT_COLUMNS)}); {what} must be polygons"
+        )
     # Google Open Buildings CSVs hold WGS 84 lon/lat polygons and do not say so
     crs = CRS.from_epsg(4326) if GOOGLE_COLUMNS & set(columns) else None
-    return VectorSource(path, "csv", crs, [c for c in columns if c != geom], None,
-                        geometry_column=geom)
+    return VectorSource(
+        path, "csv", crs, [c for c in columns if c != geom], None, geometry_column=geom
+    )

@@ -39,15 +39,16 @@ class TrainingGround:
             rc = self.patches[code]
             hit = rc[(rc[:, 0] < row0 + n_rows) & (rc[:, 0] + s > row0)]
             for r, c in hit.tolist():
-                out[max(r - row0, 0):r - row0 + s, max(c, 0):c + s] = code
+                out[max(r - row0, 0) : r - row0 + s, max(c, 0) : c + s] = code
         return out
 
     def counts(self) -> dict[str, int]:
         return {PART_NAMES[c]: int(len(self.patches[c])) for c in PRECEDENCE}
 
 
-def window_parts(split_rows: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int
-                 ) -> np.ndarray:
+def window_parts(
+    split_rows: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int
+) -> np.ndarray:
     """The part of each window: train if it touches train ground, else val, else test."""
     part = np.full((len(rows), len(cols)), UNSEEN, dtype=np.uint8)
     for code in PRECEDENCE[::-1]:
@@ -55,29 +56,46 @@ def window_parts(split_rows: np.ndarray, rows: np.ndarray, cols: np.ndarray, siz
     return part
 
 
-def training_ground(payload: Mapping[str, Any], aoi: str | None
-                    ) -> tuple[TrainingGround | None, dict[str, Any]]:
+def training_ground(
+    payload: Mapping[str, Any], aoi: str | None
+) -> tuple[TrainingGround | None, dict[str, Any]]:
     """The AOI's training ground (or None) and a statement of it for the map's summary."""
     recorded = payload.get("training_ground")
     if not recorded:
-        return None, {"status": "unknown", "aoi": aoi,
-                      "note": "the checkpoint does not record its training ground (an "
-                              "imported model?): metrics against labels may include ground "
-                              "the model was trained on"}
+        return None, {
+            "status": "unknown",
+            "aoi": aoi,
+            "note": "the checkpoint does not record its training ground (an "
+            "imported model?): metrics against labels may include ground "
+            "the model was trained on",
+        }
     if aoi is None:
-        return None, {"status": "unknown", "aoi": None,
-                      "note": "the scenes carry no AOI tag, so the map cannot be matched to "
-                              "the checkpoint's training ground"}
+        return None, {
+            "status": "unknown",
+            "aoi": None,
+            "note": "the scenes carry no AOI tag, so the map cannot be matched to "
+            "the checkpoint's training ground",
+        }
     if aoi not in recorded["aois"]:
-        return None, {"status": "never_seen", "aoi": aoi,
-                      "trained_on": sorted(recorded["aois"]),
-                      "note": f"the model never saw AOI {aoi!r} in training: every window "
-                              "is held out"}
+        return None, {
+            "status": "never_seen",
+            "aoi": aoi,
+            "trained_on": sorted(recorded["aois"]),
+            "note": f"the model never saw AOI {aoi!r} in training: every window is held out",
+        }
     parts = recorded["aois"][aoi]
-    patches = {code: np.asarray(parts.get(PART_NAMES[code], np.zeros((0, 2))),
-                                dtype=np.int64).reshape(-1, 2) for code in PRECEDENCE}
+    patches = {
+        code: np.asarray(parts.get(PART_NAMES[code], np.zeros((0, 2))), dtype=np.int64).reshape(
+            -1, 2
+        )
+        for code in PRECEDENCE
+    }
     ground = TrainingGround(aoi, int(recorded["patch_size"]), patches)
-    return ground, {"status": "training_aoi", "aoi": aoi, "patches": ground.counts(),
-                    "note": f"AOI {aoi!r} is training ground of this model: metrics are "
-                            "computed on the test part only; train and validation figures "
-                            "are reported apart and are optimistic"}
+    return ground, {
+        "status": "training_aoi",
+        "aoi": aoi,
+        "patches": ground.counts(),
+        "note": f"AOI {aoi!r} is training ground of this model: metrics are "
+        "computed on the test part only; train and validation figures "
+        "are reported apart and are optimistic",
+    }

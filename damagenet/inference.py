@@ -43,8 +43,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def batched_logits(model: nn.Module, before: torch.Tensor, after: torch.Tensor,
-                   batch_size: int, device: torch.device) -> torch.Tensor:
+def batched_logits(
+    model: nn.Module,
+    before: torch.Tensor,
+    after: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+) -> torch.Tensor:
     """Float32 logits on the CPU for every pair, ``batch_size`` pairs per call.
 
     Mixed precision on CUDA; inference mode everywhere (no autograd bookkeeping).
@@ -52,16 +57,18 @@ def batched_logits(model: nn.Module, before: torch.Tensor, after: torch.Tensor,
     out = []
     with torch.inference_mode():
         for start in range(0, len(before), batch_size):
-            xb = before[start:start + batch_size].to(device, non_blocking=True)
-            xa = after[start:start + batch_size].to(device, non_blocking=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16,
-                                enabled=device.type == "cuda"):
+            xb = before[start : start + batch_size].to(device, non_blocking=True)
+            xa = after[start : start + batch_size].to(device, non_blocking=True)
+            with torch.autocast(
+                device_type=device.type, dtype=torch.float16, enabled=device.type == "cuda"
+            ):
                 out.append(model(xb, xa).float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def predict_logits(model: nn.Module, data: TensorSplit, batch_size: int,
-                   device: torch.device) -> np.ndarray:
+def predict_logits(
+    model: nn.Module, data: TensorSplit, batch_size: int, device: torch.device
+) -> np.ndarray:
     """Logits for every pair of ``data``, in eval mode (mixed precision on CUDA)."""
     model.eval()
     return batched_logits(model, data.before, data.after, batch_size, device).numpy()
@@ -116,16 +123,21 @@ def wants_compile(compile: str, device: torch.device, windows: int) -> bool:
     130,000 windows (a city of ~30 km at stride 8).
     """
     if compile not in COMPILE_CHOICES:
-        raise DamagenetUsageError(f"--compile must be one of {', '.join(COMPILE_CHOICES)}, "
-                                  f"got {compile!r}")
+        raise DamagenetUsageError(
+            f"--compile must be one of {', '.join(COMPILE_CHOICES)}, got {compile!r}"
+        )
     if compile == "auto":
         return device.type == "cuda" or windows >= COMPILE_MIN_WINDOWS_CPU
     return compile == "on"
 
 
-def optimise_for_inference(model: nn.Module, device: torch.device, compile: bool = False,
-                           example: tuple[torch.Tensor, torch.Tensor] | None = None,
-                           batch_size: int = 256) -> nn.Module:
+def optimise_for_inference(
+    model: nn.Module,
+    device: torch.device,
+    compile: bool = False,
+    example: tuple[torch.Tensor, torch.Tensor] | None = None,
+    batch_size: int = 256,
+) -> nn.Module:
     """The fastest form of ``model`` that gives its outputs; a compiler failure falls back.
 
     Batch norms are folded and convolutions on one-pixel maps run as matrix products;
@@ -143,8 +155,11 @@ def optimise_for_inference(model: nn.Module, device: torch.device, compile: bool
             batched_logits(compiled, *example, batch_size, device)
         return compiled
     except Exception as exc:  # a missing C++ compiler, Triton, an unsupported op, ...
-        log.warning("torch.compile is not usable here (%s: %s); running uncompiled",
-                    type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        log.warning(
+            "torch.compile is not usable here (%s: %s); running uncompiled",
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
         return fast
 
 
@@ -156,8 +171,9 @@ def band_index(network_bands: Sequence[str]) -> list[int]:
     """
     bands = [str(b) for b in network_bands]
     if sorted(bands) != sorted(BANDS) or len(bands) != len(BANDS):
-        raise DamagenetError(f"the checkpoint's bands {bands} are not an order of "
-                             f"{', '.join(BANDS)}")
+        raise DamagenetError(
+            f"the checkpoint's bands {bands} are not an order of {', '.join(BANDS)}"
+        )
     return [BANDS.index(b) for b in bands]
 
 
@@ -170,10 +186,16 @@ class PairScorer:
     uncalibrated checkpoint gives exactly the uncalibrated numbers).
     """
 
-    def __init__(self, model: nn.Module, norm: Normalisation, device: torch.device,
-                 batch_size: int, tta: bool = False,
-                 network_bands: Sequence[str] = BANDS,
-                 calibration: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        norm: Normalisation,
+        device: torch.device,
+        batch_size: int,
+        tta: bool = False,
+        network_bands: Sequence[str] = BANDS,
+        calibration: dict[str, Any] | None = None,
+    ) -> None:
         self.model, self.norm, self.device = model, norm, device
         self.batch_size, self.tta = batch_size, tta
         self.index = band_index(network_bands)
@@ -181,8 +203,10 @@ class PairScorer:
 
     def __call__(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         # normalised float copies are made one batch at a time to keep a strip's memory small
-        out = [self._score(before[i:i + self.batch_size], after[i:i + self.batch_size])
-               for i in range(0, len(before), self.batch_size)]
+        out = [
+            self._score(before[i : i + self.batch_size], after[i : i + self.batch_size])
+            for i in range(0, len(before), self.batch_size)
+        ]
         prob = np.concatenate(out) if out else np.zeros(0)
         return apply_calibration(prob, self.calibration)
 
@@ -192,6 +216,9 @@ class PairScorer:
         syms = range(8) if self.tta else (0,)
         prob = torch.zeros(len(b))
         for s in syms:
-            prob += torch.sigmoid(batched_logits(self.model, symmetry(b, s), symmetry(a, s),
-                                                 self.batch_size, self.device))
+            prob += torch.sigmoid(
+                batched_logits(
+                    self.model, symmetry(b, s), symmetry(a, s), self.batch_size, self.device
+                )
+            )
         return (prob / len(syms)).numpy().astype(np.float64)

@@ -60,13 +60,16 @@ def output_paths(prob: str | Path) -> dict[str, Path]:
     prob = Path(prob)
     stem = prob.stem[: -len("_prob")] if prob.stem.endswith("_prob") else prob.stem
     base = stem[: -len("_damage")] if stem.endswith("_damage") else stem
-    return {"prob": prob, "class": prob.with_name(f"{stem}_class.tif"),
-            "agreement": prob.with_name(f"{stem}_agreement.tif"),
-            "split": prob.with_name(f"{stem}_split.tif"),
-            "uncertainty": prob.with_name(f"{stem}_uncertainty.tif"),
-            "patches": prob.with_name(f"{stem}_patches.gpkg"),
-            "summary": prob.with_name(f"{stem}_summary.json"),
-            "quicklook": prob.with_name(f"{base}_quicklook.png")}
+    return {
+        "prob": prob,
+        "class": prob.with_name(f"{stem}_class.tif"),
+        "agreement": prob.with_name(f"{stem}_agreement.tif"),
+        "split": prob.with_name(f"{stem}_split.tif"),
+        "uncertainty": prob.with_name(f"{stem}_uncertainty.tif"),
+        "patches": prob.with_name(f"{stem}_patches.gpkg"),
+        "summary": prob.with_name(f"{stem}_summary.json"),
+        "quicklook": prob.with_name(f"{base}_quicklook.png"),
+    }
 
 
 @dataclass(frozen=True)
@@ -95,13 +98,33 @@ class Layer:
 PROB = Layer("prob", "damage_probability", "float32", PROB_NODATA)
 #: an ensemble's spread: the members' standard deviation, averaged over windows like PROB
 UNCERTAINTY = Layer("uncertainty", "damage_probability_std", "float32", PROB_NODATA)
-CLASS = Layer("class", "damage_class", "uint8", CLASS_NODATA,
-              "0 no damage, 1 damage, 255 no data", CLASS_COLOURS, CLASS_LABELS)
-AGREEMENT = Layer("agreement", "agreement", "uint8", CLASS_NODATA,
-                  "0 TN, 1 TP, 2 FP, 3 FN, 255 no data", AGREEMENT_COLOURS, AGREEMENT_LABELS)
-SPLIT = Layer("split", "training_split", "uint8", CLASS_NODATA,
-              "0 never seen in training, 1 train, 2 validation, 3 test, 255 no data",
-              SPLIT_COLOURS, SPLIT_LABELS)
+CLASS = Layer(
+    "class",
+    "damage_class",
+    "uint8",
+    CLASS_NODATA,
+    "0 no damage, 1 damage, 255 no data",
+    CLASS_COLOURS,
+    CLASS_LABELS,
+)
+AGREEMENT = Layer(
+    "agreement",
+    "agreement",
+    "uint8",
+    CLASS_NODATA,
+    "0 TN, 1 TP, 2 FP, 3 FN, 255 no data",
+    AGREEMENT_COLOURS,
+    AGREEMENT_LABELS,
+)
+SPLIT = Layer(
+    "split",
+    "training_split",
+    "uint8",
+    CLASS_NODATA,
+    "0 never seen in training, 1 train, 2 validation, 3 test, 255 no data",
+    SPLIT_COLOURS,
+    SPLIT_LABELS,
+)
 
 
 class RowWriter:
@@ -109,9 +132,19 @@ class RowWriter:
 
     def __init__(self, path: Path, grid: MapGrid, layer: Layer, tags: Mapping[str, str]) -> None:
         self.path, self.layer = path, layer
-        self.ds = rasterio.open(path, "w", driver="GTiff", count=1, dtype=layer.dtype,
-                                nodata=layer.nodata, crs=grid.crs, transform=grid.transform,
-                                width=grid.width, height=grid.height, tiled=False)
+        self.ds = rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            count=1,
+            dtype=layer.dtype,
+            nodata=layer.nodata,
+            crs=grid.crs,
+            transform=grid.transform,
+            width=grid.width,
+            height=grid.height,
+            tiled=False,
+        )
         self.ds.set_band_description(1, layer.description)
         extra = {"VALUES": layer.values} if layer.values else {}
         self.ds.update_tags(**{k: str(v) for k, v in {**tags, **extra}.items()})
@@ -130,11 +163,13 @@ class RowWriter:
         self.path.unlink()
         if self.layer.colours is not None:
             Path(str(dest) + ".aux.xml").write_text(
-                pam_categories(self.layer.colours, self.layer.labels or {}), encoding="utf-8")
+                pam_categories(self.layer.colours, self.layer.labels or {}), encoding="utf-8"
+            )
 
 
-def pam_categories(colours: Mapping[int, tuple[int, int, int, int]],
-                   labels: Mapping[int, str]) -> str:
+def pam_categories(
+    colours: Mapping[int, tuple[int, int, int, int]], labels: Mapping[int, str]
+) -> str:
     """A GDAL ``.aux.xml`` with a colour table and category names for the classes only.
 
     A GeoTIFF's own colour map always has 256 entries for 8-bit data; the PAM table holds
@@ -142,25 +177,40 @@ def pam_categories(colours: Mapping[int, tuple[int, int, int, int]],
     and rasterio read it as the raster's palette.
     """
     codes = range(max(c for c in colours if c != CLASS_NODATA) + 1)
-    entries = "\n".join('      <Entry c1="{}" c2="{}" c3="{}" c4="{}"/>'.format(*colours[c])
-                        for c in codes)
+    entries = "\n".join(
+        '      <Entry c1="{}" c2="{}" c3="{}" c4="{}"/>'.format(*colours[c]) for c in codes
+    )
     cats = "\n".join(f"      <Category>{labels.get(c, '')}</Category>" for c in codes)
-    return ("<PAMDataset>\n  <PAMRasterBand band=\"1\">\n    <ColorInterp>Palette</ColorInterp>"
-            f"\n    <ColorTable>\n{entries}\n    </ColorTable>\n    <CategoryNames>\n{cats}\n"
-            "    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n")
+    return (
+        '<PAMDataset>\n  <PAMRasterBand band="1">\n    <ColorInterp>Palette</ColorInterp>'
+        f"\n    <ColorTable>\n{entries}\n    </ColorTable>\n    <CategoryNames>\n{cats}\n"
+        "    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n"
+    )
 
 
 class MapWriters:
     """Every output of one map, staged in a temporary folder and published all at once."""
 
-    def __init__(self, prob_path: str | Path, grid: MapGrid, tags: Mapping[str, Any],
-                 threshold: float, patch_size: int, agreement: bool, split: bool,
-                 uncertainty: bool = False) -> None:
+    def __init__(
+        self,
+        prob_path: str | Path,
+        grid: MapGrid,
+        tags: Mapping[str, Any],
+        threshold: float,
+        patch_size: int,
+        agreement: bool,
+        split: bool,
+        uncertainty: bool = False,
+    ) -> None:
         self.paths = output_paths(prob_path)
         self.grid, self.threshold, self.patch_size = grid, threshold, patch_size
         self.tags = {k: str(v) for k, v in tags.items()}
-        self.layers = [PROB, CLASS] + ([AGREEMENT] if agreement else []) + \
-            ([SPLIT] if split else []) + ([UNCERTAINTY] if uncertainty else [])
+        self.layers = (
+            [PROB, CLASS]
+            + ([AGREEMENT] if agreement else [])
+            + ([SPLIT] if split else [])
+            + ([UNCERTAINTY] if uncertainty else [])
+        )
         self.tmpdir: Path | None = None
         self.writers: dict[str, RowWriter] = {}
 
@@ -168,8 +218,9 @@ class MapWriters:
         folder = self.paths["prob"].parent
         self.tmpdir = Path(tempfile.mkdtemp(prefix=".predict-", dir=folder))
         for layer in self.layers:
-            self.writers[layer.key] = RowWriter(self.tmpdir / f"{layer.key}.tmp.tif", self.grid,
-                                                layer, self.tags)
+            self.writers[layer.key] = RowWriter(
+                self.tmpdir / f"{layer.key}.tmp.tif", self.grid, layer, self.tags
+            )
         return self
 
     def staged(self, key: str) -> Path:
@@ -190,17 +241,30 @@ class MapWriters:
 
     def _write_patches(self, rows: np.ndarray, cols: np.ndarray, probs: np.ndarray) -> None:
         t, size, crs = self.grid.transform, self.patch_size, self.grid.crs
-        polys = [box(t.c + c * t.a, t.f + (r + size) * t.e, t.c + (c + size) * t.a,
-                     t.f + r * t.e) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)]
-        gdf = gpd.GeoDataFrame({"probability": np.asarray(probs, dtype=np.float64),
-                                "row": np.asarray(rows, dtype=np.int64),
-                                "col": np.asarray(cols, dtype=np.int64)},
-                               geometry=gpd.GeoSeries(polys, crs=crs), crs=crs)
+        polys = [
+            box(t.c + c * t.a, t.f + (r + size) * t.e, t.c + (c + size) * t.a, t.f + r * t.e)
+            for r, c in zip(rows.tolist(), cols.tolist(), strict=True)
+        ]
+        gdf = gpd.GeoDataFrame(
+            {
+                "probability": np.asarray(probs, dtype=np.float64),
+                "row": np.asarray(rows, dtype=np.int64),
+                "col": np.asarray(cols, dtype=np.int64),
+            },
+            geometry=gpd.GeoSeries(polys, crs=crs),
+            crs=crs,
+        )
         path = self.staged("patches")
         with pinned_ogr_time():
-            pyogrio.write_dataframe(gdf, path, layer=PATCH_LAYER, driver="GPKG",
-                                    append=path.exists(), geometry_type="Polygon",
-                                    dataset_options={"VERSION": GPKG_VERSION})
+            pyogrio.write_dataframe(
+                gdf,
+                path,
+                layer=PATCH_LAYER,
+                driver="GPKG",
+                append=path.exists(),
+                geometry_type="Polygon",
+                dataset_options={"VERSION": GPKG_VERSION},
+            )
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         """COGs with overviews, styles, the styled GeoPackage and the summary, all staged."""
@@ -208,19 +272,22 @@ class MapWriters:
             dest = self.staged(layer.key)
             continuous = layer in (PROB, UNCERTAINTY)
             self.writers[layer.key].to_cog(dest, "AVERAGE" if continuous else "NEAREST")
-            write_qml(dest, probability_qml(layer.description, self.threshold)
-                      if continuous else
-                      paletted_qml(layer.description, layer.colours, layer.labels))
+            write_qml(
+                dest,
+                probability_qml(layer.description, self.threshold)
+                if continuous
+                else paletted_qml(layer.description, layer.colours, layer.labels),
+            )
         if not self.staged("patches").exists():  # no damaged window: an empty layer
             self._write_patches(np.zeros(0, int), np.zeros(0, int), np.zeros(0))
         qml = patches_qml(self.threshold)
         store_layer_style(self.staged("patches"), PATCH_LAYER, qml)
         write_qml(self.staged("patches"), qml)
-        self.staged("summary").write_text(json.dumps(summary, indent=2) + "\n",
-                                          encoding="utf-8")
+        self.staged("summary").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         for writer in self.writers.values():
             writer.close()
         assert self.tmpdir is not None
@@ -240,11 +307,21 @@ def store_layer_style(gpkg: Path, layer: str, qml: str) -> None:
     does) and applies the default one when the layer is opened, from any folder.
     """
     info = pyogrio.read_info(gpkg, layer=layer)
-    style = pd.DataFrame({
-        "f_table_catalog": [""], "f_table_schema": [""], "f_table_name": [layer],
-        "f_geometry_column": [info.get("geometry_name") or "geom"],
-        "styleName": [layer], "styleQML": [qml], "styleSLD": [""], "useAsDefault": [True],
-        "description": ["damagenet predict"], "owner": [""], "ui": [""],
-        "update_time": [pd.Timestamp(FIXED_TIME).tz_localize(None)]})
+    style = pd.DataFrame(
+        {
+            "f_table_catalog": [""],
+            "f_table_schema": [""],
+            "f_table_name": [layer],
+            "f_geometry_column": [info.get("geometry_name") or "geom"],
+            "styleName": [layer],
+            "styleQML": [qml],
+            "styleSLD": [""],
+            "useAsDefault": [True],
+            "description": ["damagenet predict"],
+            "owner": [""],
+            "ui": [""],
+            "update_time": [pd.Timestamp(FIXED_TIME).tz_localize(None)],
+        }
+    )
     with pinned_ogr_time():
         pyogrio.write_dataframe(style, gpkg, layer="layer_styles", driver="GPKG", append=False)

@@ -24,8 +24,9 @@ CLASS_NAMES = ("No-Damage", "Damage")
 THRESHOLD_RULES = ("recall90", "f1")
 
 
-def choose_threshold(y: np.ndarray, prob: np.ndarray, rule: str = "recall90",
-                     target_recall: float = 0.9) -> float:
+def choose_threshold(
+    y: np.ndarray, prob: np.ndarray, rule: str = "recall90", target_recall: float = 0.9
+) -> float:
     if rule not in THRESHOLD_RULES:
         raise ValueError(f"threshold rule must be one of {THRESHOLD_RULES}, got {rule!r}")
     precision, recall, thresholds = precision_recall_curve(y, prob)
@@ -40,8 +41,9 @@ def choose_threshold(y: np.ndarray, prob: np.ndarray, rule: str = "recall90",
 def report(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, Any]:
     """The study's classification report at ``threshold``, plus the confusion matrix."""
     pred = (prob >= threshold).astype(int)
-    rep = classification_report(y, pred, labels=[0, 1], target_names=list(CLASS_NAMES),
-                                output_dict=True, zero_division=0)
+    rep = classification_report(
+        y, pred, labels=[0, 1], target_names=list(CLASS_NAMES), output_dict=True, zero_division=0
+    )
     rep["macro_f1"] = rep["macro avg"]["f1-score"]
     rep["threshold"] = float(threshold)
     rep["confusion_matrix"] = confusion_matrix(y, pred, labels=[0, 1]).tolist()
@@ -51,5 +53,7 @@ def report(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, Any]:
 def ranking_metrics(y: np.ndarray, prob: np.ndarray) -> dict[str, float | None]:
     if len(np.unique(y)) < 2:
         return {"roc_auc": None, "pr_auc": None}
-    return {"roc_auc": float(roc_auc_score(y, prob)),
-            "pr_auc": float(average_precision_score(y, prob))}
+    return {
+        "roc_auc": float(roc_auc_score(y, prob)),
+        "pr_auc": float(average_precision_score(y, prob)),
+    }

@@ -40,8 +40,9 @@ def rgb_to_bands(rgb_weight: torch.Tensor) -> torch.Tensor:
     of the three, so a pretrained filter responds to NIR brightness as to overall brightness.
     """
     if rgb_weight.ndim != 4 or rgb_weight.shape[1] != 3:
-        raise DamagenetError(f"expected an RGB kernel (out, 3, k, k), got "
-                             f"{tuple(rgb_weight.shape)}")
+        raise DamagenetError(
+            f"expected an RGB kernel (out, 3, k, k), got {tuple(rgb_weight.shape)}"
+        )
     r, g, b = rgb_weight[:, 0], rgb_weight[:, 1], rgb_weight[:, 2]
     return torch.stack([b, g, r, rgb_weight.mean(dim=1)], dim=1)
 
@@ -59,8 +60,7 @@ def head_name(hidden: Sequence[int]) -> str | None:
     return next((n for n, (h, _) in HEADS.items() if tuple(hidden) == h), None)
 
 
-def build_head(in_features: int, hidden: Sequence[int], dropout: Sequence[float]
-               ) -> nn.Sequential:
+def build_head(in_features: int, hidden: Sequence[int], dropout: Sequence[float]) -> nn.Sequential:
     """The study's head layout; the module indices match its ``self.head`` state-dict keys."""
     layers: list[nn.Module] = []
     width = in_features
@@ -86,8 +86,10 @@ class PairBatchNorm2d(nn.BatchNorm2d):
         if not self.training and self.track_running_stats:
             return super().forward(x)
         if x.shape[0] % 2:
-            raise DamagenetError(f"a pair batch norm needs [before; after] halves of equal "
-                                 f"size, got a batch of {x.shape[0]}")
+            raise DamagenetError(
+                f"a pair batch norm needs [before; after] halves of equal "
+                f"size, got a batch of {x.shape[0]}"
+            )
         before, after = x.chunk(2)
         return torch.cat([super().forward(before), super().forward(after)])
 
@@ -106,16 +108,22 @@ def use_plain_batch_norms(model: nn.Module) -> None:
 class SiameseResNet(nn.Module):
     """Shared-weight ResNet encoder with the study's fusion and one of its heads."""
 
-    def __init__(self, backbone: str = "resnet101", in_bands: int = len(BANDS),
-                 hidden: Sequence[int] = HEADS["study-readme"][0],
-                 dropout: Sequence[float] = HEADS["study-readme"][1]) -> None:
+    def __init__(
+        self,
+        backbone: str = "resnet101",
+        in_bands: int = len(BANDS),
+        hidden: Sequence[int] = HEADS["study-readme"][0],
+        dropout: Sequence[float] = HEADS["study-readme"][1],
+    ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
-            raise DamagenetError(f"unknown backbone {backbone!r}; choose one of "
-                                 f"{', '.join(BACKBONES)}")
+            raise DamagenetError(
+                f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}"
+            )
         if len(hidden) != len(dropout) or not hidden:
-            raise DamagenetError(f"head needs one dropout per hidden layer, got {list(hidden)} "
-                                 f"and {list(dropout)}")
+            raise DamagenetError(
+                f"head needs one dropout per hidden layer, got {list(hidden)} and {list(dropout)}"
+            )
         build, _, features = BACKBONES[backbone]
         encoder = build(weights=None, norm_layer=PairBatchNorm2d)
         encoder.conv1 = nn.Conv2d(in_bands, 64, kernel_size=7, stride=2, padding=3, bias=False)
@@ -130,12 +138,18 @@ class SiameseResNet(nn.Module):
 
     def architecture(self) -> dict[str, Any]:
         """Everything needed to rebuild the network: backbone, bands, head layers."""
-        return {"backbone": self.backbone, "in_bands": self.in_bands,
-                "features": self.features, "fusion": "[b, a, |b - a|, b * a]",
-                "head": [{"linear": h, "batchnorm": True, "activation": "GELU", "dropout": p}
-                         for h, p in zip(self.hidden, self.dropout, strict=True)]
-                + [{"linear": 1}],
-                "head_name": head_name(self.hidden)}
+        return {
+            "backbone": self.backbone,
+            "in_bands": self.in_bands,
+            "features": self.features,
+            "fusion": "[b, a, |b - a|, b * a]",
+            "head": [
+                {"linear": h, "batchnorm": True, "activation": "GELU", "dropout": p}
+                for h, p in zip(self.hidden, self.dropout, strict=True)
+            ]
+            + [{"linear": 1}],
+            "head_name": head_name(self.hidden),
+        }
 
     @classmethod
     def from_architecture(cls, arch: Mapping[str, Any]) -> SiameseResNet:
@@ -145,8 +159,7 @@ class SiameseResNet(nn.Module):
             raise DamagenetError(f"head {layers} does not end in one logit")
         hidden = [int(layer["linear"]) for layer in layers[:-1]]
         dropout = [float(layer["dropout"]) for layer in layers[:-1]]
-        return cls(arch["backbone"], in_bands=int(arch["in_bands"]), hidden=hidden,
-                   dropout=dropout)
+        return cls(arch["backbone"], in_bands=int(arch["in_bands"]), hidden=hidden, dropout=dropout)
 
     def forward(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
         """Logits (N,) for pairs of (N, bands, S, S) patches.
@@ -167,16 +180,18 @@ class SiameseResNet(nn.Module):
         return list(self.encoder.parameters())
 
 
-def load_imagenet(model: SiameseResNet, state_dict: Mapping[str, torch.Tensor] | None = None
-                  ) -> None:
+def load_imagenet(
+    model: SiameseResNet, state_dict: Mapping[str, torch.Tensor] | None = None
+) -> None:
     """Initialise the encoder from torchvision's ImageNet weights, mapped onto the bands.
 
     ``state_dict`` is fetched through torchvision's weights API when not given; without network
     access (and no cached copy) this fails with a message saying what to do.
     """
     if model.in_bands != len(BANDS):
-        raise DamagenetError("ImageNet weights can be mapped only onto the 4 bands "
-                             f"{', '.join(BANDS)}")
+        raise DamagenetError(
+            f"ImageNet weights can be mapped only onto the 4 bands {', '.join(BANDS)}"
+        )
     _, weights, _ = BACKBONES[model.backbone]
     if state_dict is None:
         try:
@@ -192,14 +207,20 @@ def load_imagenet(model: SiameseResNet, state_dict: Mapping[str, torch.Tensor] |
     state["conv1.weight"] = rgb_to_bands(state["conv1.weight"])
     missing, unexpected = model.encoder.load_state_dict(state, strict=False)
     if unexpected or [m for m in missing if not m.startswith("fc.")]:
-        raise DamagenetError(f"ImageNet weights do not fit {model.backbone}: missing {missing}, "
-                             f"unexpected {unexpected}")
-    log.info("initialised %s from %s (bands mapped B04<-R, B03<-G, B02<-B, B08<-mean RGB)",
-             model.backbone, weights)
+        raise DamagenetError(
+            f"ImageNet weights do not fit {model.backbone}: missing {missing}, "
+            f"unexpected {unexpected}"
+        )
+    log.info(
+        "initialised %s from %s (bands mapped B04<-R, B03<-G, B02<-B, B08<-mean RGB)",
+        model.backbone,
+        weights,
+    )
 
 
-def build_model(backbone: str = "resnet101", weights: str = "none",
-                head: str = "study-readme") -> SiameseResNet:
+def build_model(
+    backbone: str = "resnet101", weights: str = "none", head: str = "study-readme"
+) -> SiameseResNet:
     """The network with ``weights`` 'none' (random) or 'imagenet' and one of the study's heads."""
     if head not in HEADS:
         raise DamagenetError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")

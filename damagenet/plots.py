@@ -22,8 +22,14 @@ def confusion_plot(cm: np.ndarray, path: Path, normalise: bool, title: str) -> N
     for i in range(2):
         for j in range(2):
             text = f"{shown[i, j]:.2f}" if normalise else f"{int(cm[i, j])}"
-            ax.text(j, i, text, ha="center", va="center",
-                    color="white" if shown[i, j] > shown.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                color="white" if shown[i, j] > shown.max() / 2 else "black",
+            )
     ax.set_xticks([0, 1], CLASS_NAMES)
     ax.set_yticks([0, 1], CLASS_NAMES)
     ax.set_xlabel("predicted")
@@ -48,8 +54,9 @@ def roc_plot(y: np.ndarray, prob: np.ndarray, auc: float | None, path: Path) -> 
     plt.close(fig)
 
 
-def pr_plot(y: np.ndarray, prob: np.ndarray, ap: float | None, threshold: float,
-            path: Path) -> None:
+def pr_plot(
+    y: np.ndarray, prob: np.ndarray, ap: float | None, threshold: float, path: Path
+) -> None:
     precision, recall, thresholds = precision_recall_curve(y, prob)
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.plot(recall, precision, label=f"PR-AUC {ap:.3f}" if ap is not None else "PR")

@@ -88,12 +88,13 @@ def model_input(payload: dict[str, Any]) -> tuple[list[str], Normalisation]:
     """
     spec = payload.get("input")
     if spec:
-        return list(spec["bands"]), Normalisation(mean=list(spec["mean"]),
-                                                  std=list(spec["std"]),
-                                                  scale=float(spec["scale"]))
+        return list(spec["bands"]), Normalisation(
+            mean=list(spec["mean"]), std=list(spec["std"]), scale=float(spec["scale"])
+        )
     n = payload["normalisation"]
-    return list(payload["bands"]), Normalisation(mean=list(n["mean"]), std=list(n["std"]),
-                                                 scale=float(n["scale"]))
+    return list(payload["bands"]), Normalisation(
+        mean=list(n["mean"]), std=list(n["std"]), scale=float(n["scale"])
+    )
 
 
 def _writable(folder: Path) -> None:
@@ -107,33 +108,48 @@ def _writable(folder: Path) -> None:
 
 def _threshold(opts: PredictOptions, payloads: list[dict[str, Any]]) -> float:
     """``--threshold``, else the checkpoint's (an ensemble: the members' mean)."""
-    value = float(np.mean([p["threshold"]["value"] for p in payloads])) \
-        if opts.threshold == "auto" else float(opts.threshold)
+    value = (
+        float(np.mean([p["threshold"]["value"] for p in payloads]))
+        if opts.threshold == "auto"
+        else float(opts.threshold)
+    )
     if not 0 < value < 1:
         raise DamagenetUsageError(f"--threshold must be between 0 and 1, got {value}")
     return value
 
 
-def _model_scorer(model: torch.nn.Module, payload: dict[str, Any], device: torch.device,
-                  opts: PredictOptions, size: int, windows: int) -> PairScorer:
+def _model_scorer(
+    model: torch.nn.Module,
+    payload: dict[str, Any],
+    device: torch.device,
+    opts: PredictOptions,
+    size: int,
+    windows: int,
+) -> PairScorer:
     bands, norm = model_input(payload)
     example = torch.zeros(2, len(bands), size, size)
     compile = wants_compile(opts.compile, device, windows * (8 if opts.tta else 1))
     fast = optimise_for_inference(model, device, compile, (example, example), opts.batch_size)
-    return PairScorer(fast, norm, device, opts.batch_size, opts.tta, bands,
-                      payload.get("calibration"))
+    return PairScorer(
+        fast, norm, device, opts.batch_size, opts.tta, bands, payload.get("calibration")
+    )
 
 
-def _load_members(ckpts: list[Path], device: torch.device, opts: PredictOptions
-                  ) -> tuple[list[tuple[torch.nn.Module, dict[str, Any]]], int]:
+def _load_members(
+    ckpts: list[Path], device: torch.device, opts: PredictOptions
+) -> tuple[list[tuple[torch.nn.Module, dict[str, Any]]], int]:
     """Every checkpoint's model and payload, and their common patch size (refused if not)."""
-    members = [load_checkpoint(c, map_location=device, allow_provisional=opts.allow_provisional)
-               for c in ckpts]
+    members = [
+        load_checkpoint(c, map_location=device, allow_provisional=opts.allow_provisional)
+        for c in ckpts
+    ]
     sizes = [int(payload["patch_size"]) for _, payload in members]
     if len(set(sizes)) > 1:
         detail = ", ".join(f"{c}: {s} px" for c, s in zip(ckpts, sizes, strict=True))
-        raise CheckpointError(f"ensemble checkpoints differ in patch size ({detail}); "
-                              "pass checkpoints trained on one patch size")
+        raise CheckpointError(
+            f"ensemble checkpoints differ in patch size ({detail}); "
+            "pass checkpoints trained on one patch size"
+        )
     return members, sizes[0]
 
 
@@ -148,42 +164,70 @@ def _ensemble_tags(ckpts: list[Path]) -> dict[str, Any]:
     return tags
 
 
-def _ensemble_summary(ckpts: list[Path], payloads: list[dict[str, Any]], opts: PredictOptions
-                      ) -> dict[str, Any]:
-    return {"checkpoint": [str(c) for c in ckpts],
-            "checkpoint_sha256": [checkpoint_hash(c) for c in ckpts],
-            "ensemble": {
-                "members": [{"checkpoint": str(c), "checkpoint_sha256": checkpoint_hash(c),
-                             "threshold": float(p["threshold"]["value"]),
-                             "calibration": p.get("calibration")}
-                            for c, p in zip(ckpts, payloads, strict=True)],
-                "probability": "mean of the members' (calibrated) probabilities",
-                "uncertainty": "members' standard deviation (population), averaged over "
-                               "overlapping windows like the probability",
-                "threshold_rule": "members' mean threshold" if opts.threshold == "auto"
-                                  else "--threshold"}}
+def _ensemble_summary(
+    ckpts: list[Path], payloads: list[dict[str, Any]], opts: PredictOptions
+) -> dict[str, Any]:
+    return {
+        "checkpoint": [str(c) for c in ckpts],
+        "checkpoint_sha256": [checkpoint_hash(c) for c in ckpts],
+        "ensemble": {
+            "members": [
+                {
+                    "checkpoint": str(c),
+                    "checkpoint_sha256": checkpoint_hash(c),
+                    "threshold": float(p["threshold"]["value"]),
+                    "calibration": p.get("calibration"),
+                }
+                for c, p in zip(ckpts, payloads, strict=True)
+            ],
+            "probability": "mean of the members' (calibrated) probabilities",
+            "uncertainty": "members' standard deviation (population), averaged over "
+            "overlapping windows like the probability",
+            "threshold_rule": "members' mean threshold"
+            if opts.threshold == "auto"
+            else "--threshold",
+        },
+    }
 
 
-def _tags(scenes: ScenePair, labels: Path | None, ckpt: Path, size: int, threshold: float,
-          opts: PredictOptions) -> dict[str, Any]:
+def _tags(
+    scenes: ScenePair,
+    labels: Path | None,
+    ckpt: Path,
+    size: int,
+    threshold: float,
+    opts: PredictOptions,
+) -> dict[str, Any]:
     """Raster tags: the settings, and every input by path (as given) and content hash."""
-    tags: dict[str, Any] = {"PATCH_SIZE": size, "STRIDE": opts.stride, "TTA": opts.tta,
-                            "THRESHOLD": f"{threshold:.4f}"}
-    for name, src in (("CHECKPOINT", ckpt), ("BEFORE", scenes.before_source),
-                      ("AFTER", scenes.after_source), ("LABELS", labels)):
+    tags: dict[str, Any] = {
+        "PATCH_SIZE": size,
+        "STRIDE": opts.stride,
+        "TTA": opts.tta,
+        "THRESHOLD": f"{threshold:.4f}",
+    }
+    for name, src in (
+        ("CHECKPOINT", ckpt),
+        ("BEFORE", scenes.before_source),
+        ("AFTER", scenes.after_source),
+        ("LABELS", labels),
+    ):
         if src is not None:
             tags[name] = str(src)
-            tags[f"{name}_SHA256"] = file_sha256(src)[:16] if Path(src).is_file() \
-                else "not a file"
+            tags[f"{name}_SHA256"] = file_sha256(src)[:16] if Path(src).is_file() else "not a file"
     if scenes.aoi:
         tags["AOI"] = scenes.aoi
     return tags
 
 
-def predict_map(before: str | Path | Any, after: str | Path | Any,
-                ckpt: str | Path | Sequence[str | Path], out: str | Path,
-                options: PredictOptions | None = None, labels: str | Path | None = None,
-                scorer: Scorer | None = None) -> dict[str, Any]:
+def predict_map(
+    before: str | Path | Any,
+    after: str | Path | Any,
+    ckpt: str | Path | Sequence[str | Path],
+    out: str | Path,
+    options: PredictOptions | None = None,
+    labels: str | Path | None = None,
+    scorer: Scorer | None = None,
+) -> dict[str, Any]:
     """Write the damage maps for one scene pair; return the summary.
 
     ``before`` and ``after`` are GeoTIFF paths or dask-backed ``xarray.DataArray`` scenes
@@ -208,30 +252,56 @@ def predict_map(before: str | Path | Any, after: str | Path | Any,
     grid = scenes.grid
     rpos = window_positions(grid.height, size, opts.stride, flush=True)
     cpos = window_positions(grid.width, size, opts.stride, flush=True)
-    scorers = [_model_scorer(m, p, device, opts, size, len(rpos) * len(cpos))
-               for m, p in members] if scorer is None else [scorer]
+    scorers = (
+        [_model_scorer(m, p, device, opts, size, len(rpos) * len(cpos)) for m, p in members]
+        if scorer is None
+        else [scorer]
+    )
     scorer = scorers[0] if len(scorers) == 1 else EnsembleScorer(scorers)
     layers = getattr(scorer, "layers", 1)
     ground, ground_note = training_ground(payloads[0], scenes.aoi)
     tags = {**_tags(scenes, labels, ckpts[0], size, threshold, opts), **_ensemble_tags(ckpts)}
-    with MapWriters(out, grid, tags, threshold, size, agreement=labels is not None,
-                    split=ground is not None, uncertainty=layers > 1) as maps, \
-            (rasterio.open(labels) if labels else contextlib.nullcontext()) as lab_src, \
-            rasterio.Env(GDAL_CACHEMAX=max(8, int(opts.memory_mb // 4))):
+    with (
+        MapWriters(
+            out,
+            grid,
+            tags,
+            threshold,
+            size,
+            agreement=labels is not None,
+            split=ground is not None,
+            uncertainty=layers > 1,
+        ) as maps,
+        rasterio.open(labels) if labels else contextlib.nullcontext() as lab_src,
+        rasterio.Env(GDAL_CACHEMAX=max(8, int(opts.memory_mb // 4))),
+    ):
         run = MapRun(scenes, size, opts.stride, threshold, cpos, lab_src, ground)
         run.tally.windows = len(rpos) * len(cpos)
         t0 = time.perf_counter()
-        _draw(run, maps, strip_probabilities(scenes, rpos, cpos, size, scorer,
-                                             _per_strip(grid, size, opts), opts.dask_scheduler),
-              opts.progress, len(rpos), layers)
+        _draw(
+            run,
+            maps,
+            strip_probabilities(
+                scenes, rpos, cpos, size, scorer, _per_strip(grid, size, opts), opts.dask_scheduler
+            ),
+            opts.progress,
+            len(rpos),
+            layers,
+        )
         seconds = time.perf_counter() - t0
         summary = map_summary(run, maps, ckpts[0], opts.tta, seconds, ground_note)
         if len(ckpts) > 1:
             summary.update(_ensemble_summary(ckpts, payloads, opts))
         maps.finish(summary)
         rgb = scenes.after_rgb(quicklook_shape(maps.staged("prob")), TRUE_COLOUR)
-        write_quicklook(maps.staged("prob"), rgb, maps.staged("quicklook"), threshold, labels,
-                        title=f"{scenes.aoi or out.stem}: damage probability")
+        write_quicklook(
+            maps.staged("prob"),
+            rgb,
+            maps.staged("quicklook"),
+            threshold,
+            labels,
+            title=f"{scenes.aoi or out.stem}: damage probability",
+        )
     _log_summary(summary, scenes)
     return summary
 
@@ -240,24 +310,30 @@ def _per_strip(grid: MapGrid, size: int, opts: PredictOptions) -> int:
     return rows_per_strip(grid.width, size, opts.stride, opts.memory_mb, STRIP_BYTES_PER_PX)
 
 
-def _draw(run: MapRun, maps: MapWriters, strips: Iterator[tuple[Strip, int, np.ndarray]],
-          progress: bool, n_rows: int, layers: int = 1) -> None:
+def _draw(
+    run: MapRun,
+    maps: MapWriters,
+    strips: Iterator[tuple[Strip, int, np.ndarray]],
+    progress: bool,
+    n_rows: int,
+    layers: int = 1,
+) -> None:
     """Accumulate each scored strip and write the rows it finishes.
 
     An ensemble's strips carry (mean, std) per window; each layer has its own accumulator over
     the same windows, so the uncertainty is averaged exactly like the probability.
     """
-    accs = [OverlapAccumulator(run.scenes.grid.width, run.cols, run.size)
-            for _ in range(layers)]
-    with tqdm(total=n_rows, desc="windows", unit="row",
-              disable=bar_disabled(progress)) as bar:
+    accs = [OverlapAccumulator(run.scenes.grid.width, run.cols, run.size) for _ in range(layers)]
+    with tqdm(total=n_rows, desc="windows", unit="row", disable=bar_disabled(progress)) as bar:
         for strip, next_top, scores in strips:
             values = [scores] if layers == 1 else list(np.moveaxis(scores, -1, 0))
             lab = run.read_labels(strip, next_top)
             run.count_windows(strip, values[0], lab, maps)
             valid = ~np.isnan(values[0])
-            added = [acc.add(strip, np.where(valid, v, 0.0), valid.astype(np.float64),
-                             next_top) for acc, v in zip(accs, values, strict=True)]
+            added = [
+                acc.add(strip, np.where(valid, v, 0.0), valid.astype(np.float64), next_top)
+                for acc, v in zip(accs, values, strict=True)
+            ]
             row0, sums, counts = added[0]
             if layers > 1:
                 sums = np.stack([a[1] for a in added], axis=-1)
@@ -267,24 +343,44 @@ def _draw(run: MapRun, maps: MapWriters, strips: Iterator[tuple[Strip, int, np.n
 
 
 def _log_summary(s: dict[str, Any], scenes: ScenePair) -> None:
-    log.info("%s: %d of %d windows scored (%d skipped for nodata) in %.1f s; damaged %.3f km2 "
-             "(%.1f%% of the valid area) at threshold %.3f -> %s", scenes.after_source,
-             s["windows_scored"], s["windows"], s["windows_skipped_nodata"], s["seconds"],
-             s["damaged_area_km2"], 100 * s["damaged_share_of_valid"], s["threshold"],
-             s["outputs"]["prob"])
+    log.info(
+        "%s: %d of %d windows scored (%d skipped for nodata) in %.1f s; damaged %.3f km2 "
+        "(%.1f%% of the valid area) at threshold %.3f -> %s",
+        scenes.after_source,
+        s["windows_scored"],
+        s["windows"],
+        s["windows_skipped_nodata"],
+        s["seconds"],
+        s["damaged_area_km2"],
+        100 * s["damaged_share_of_valid"],
+        s["threshold"],
+        s["outputs"]["prob"],
+    )
     if s["training_ground"]["status"] != "unknown":
         log.info("%s", s["training_ground"]["note"])
 
 
 def _run(args: argparse.Namespace) -> int:
     threshold = args.threshold if args.threshold == "auto" else float(args.threshold)
-    predict_map(args.before, args.after, args.ckpt, args.out,
-                PredictOptions(stride=args.stride, batch_size=args.batch_size, tta=args.tta,
-                               threshold=threshold, device=args.device,
-                               memory_mb=args.memory_mb, progress=not args.quiet,
-                               compile=args.compile, dask_scheduler=args.dask_scheduler,
-                               allow_provisional=args.allow_provisional),
-                labels=args.labels)
+    predict_map(
+        args.before,
+        args.after,
+        args.ckpt,
+        args.out,
+        PredictOptions(
+            stride=args.stride,
+            batch_size=args.batch_size,
+            tta=args.tta,
+            threshold=threshold,
+            device=args.device,
+            memory_mb=args.memory_mb,
+            progress=not args.quiet,
+            compile=args.compile,
+            dask_scheduler=args.dask_scheduler,
+            allow_provisional=args.allow_provisional,
+        ),
+        labels=args.labels,
+    )
     return 0
 
 
@@ -302,46 +398,82 @@ def _threshold_arg(text: str) -> str:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "predict", help="write damage maps for a before/after scene pair",
+        "predict",
+        help="write damage maps for a before/after scene pair",
         description="Slide the model over an aligned scene pair and write a float32 "
-                    "probability COG (<aoi>_damage_prob.tif; with several --ckpt the "
-                    "members' mean, and their spread in <aoi>_damage_uncertainty.tif), a "
-                    "uint8 class COG with colour "
-                    "table (<aoi>_damage_class.tif), QGIS styles (.qml), a styled GeoPackage "
-                    "of damaged patches, a JSON summary and a quick-look PNG; with --labels "
-                    "also an agreement raster and patch-level metrics; over an AOI the model "
-                    "was trained on, a split raster (<aoi>_damage_split.tif).")
+        "probability COG (<aoi>_damage_prob.tif; with several --ckpt the "
+        "members' mean, and their spread in <aoi>_damage_uncertainty.tif), a "
+        "uint8 class COG with colour "
+        "table (<aoi>_damage_class.tif), QGIS styles (.qml), a styled GeoPackage "
+        "of damaged patches, a JSON summary and a quick-look PNG; with --labels "
+        "also an agreement raster and patch-level metrics; over an AOI the model "
+        "was trained on, a split raster (<aoi>_damage_split.tif).",
+    )
     p.add_argument("--before", required=True, help="before scene GeoTIFF (B02, B03, B04, B08)")
     p.add_argument("--after", required=True, help="after scene GeoTIFF on the same grid")
-    p.add_argument("--ckpt", required=True, action="append",
-                   help="checkpoint from 'damagenet train' or 'damagenet crossval' (its "
-                        "calibration, if any, is applied); repeat for an ensemble: mean "
-                        "probability, the members' spread in <stem>_uncertainty.tif and "
-                        "the members' mean threshold")
-    p.add_argument("--out", required=True,
-                   help="probability GeoTIFF path, e.g. results/maps/bucha_damage_prob.tif; "
-                        "the other outputs go beside it")
-    p.add_argument("--allow-provisional", action="store_true",
-                   help="accept the provisional checkpoint of an unfinished training run")
-    p.add_argument("--stride", type=positive_int, default=8,
-                   help="step between windows in px; smaller = smoother, slower (%(default)s)")
-    p.add_argument("--batch-size", type=positive_int, default=256,
-                   help="windows per model call (%(default)s)")
-    p.add_argument("--tta", action="store_true",
-                   help="average over the 8 symmetries of the square (8x slower)")
-    p.add_argument("--threshold", default="auto", type=_threshold_arg,
-                   help="probability for the class map: 'auto' = the checkpoint's "
-                        "validation-chosen threshold, or a number in (0, 1) (%(default)s)")
-    p.add_argument("--labels", help="label GeoTIFF (1/0/255) on the same grid for an "
-                                    "agreement raster and patch-level metrics")
+    p.add_argument(
+        "--ckpt",
+        required=True,
+        action="append",
+        help="checkpoint from 'damagenet train' or 'damagenet crossval' (its "
+        "calibration, if any, is applied); repeat for an ensemble: mean "
+        "probability, the members' spread in <stem>_uncertainty.tif and "
+        "the members' mean threshold",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="probability GeoTIFF path, e.g. results/maps/bucha_damage_prob.tif; "
+        "the other outputs go beside it",
+    )
+    p.add_argument(
+        "--allow-provisional",
+        action="store_true",
+        help="accept the provisional checkpoint of an unfinished training run",
+    )
+    p.add_argument(
+        "--stride",
+        type=positive_int,
+        default=8,
+        help="step between windows in px; smaller = smoother, slower (%(default)s)",
+    )
+    p.add_argument(
+        "--batch-size", type=positive_int, default=256, help="windows per model call (%(default)s)"
+    )
+    p.add_argument(
+        "--tta", action="store_true", help="average over the 8 symmetries of the square (8x slower)"
+    )
+    p.add_argument(
+        "--threshold",
+        default="auto",
+        type=_threshold_arg,
+        help="probability for the class map: 'auto' = the checkpoint's "
+        "validation-chosen threshold, or a number in (0, 1) (%(default)s)",
+    )
+    p.add_argument(
+        "--labels",
+        help="label GeoTIFF (1/0/255) on the same grid for an "
+        "agreement raster and patch-level metrics",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (%(default)s)")
-    p.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
-                   help="torch.compile the model: auto = on CUDA, and on a CPU for maps of at "
-                        "least 150,000 windows, where compiling pays; falls back to the "
-                        "uncompiled model when no compiler works (%(default)s)")
-    p.add_argument("--memory-mb", type=positive_float, default=256.0,
-                   help="memory budget for reading scenes, in MiB (%(default)s)")
-    p.add_argument("--dask-scheduler", metavar="ADDRESS",
-                   help="score windows as tasks on this dask.distributed scheduler (e.g. "
-                        "tcp://10.0.0.5:8786); the scenes are read there in chunks")
+    p.add_argument(
+        "--compile",
+        default="auto",
+        choices=COMPILE_CHOICES,
+        help="torch.compile the model: auto = on CUDA, and on a CPU for maps of at "
+        "least 150,000 windows, where compiling pays; falls back to the "
+        "uncompiled model when no compiler works (%(default)s)",
+    )
+    p.add_argument(
+        "--memory-mb",
+        type=positive_float,
+        default=256.0,
+        help="memory budget for reading scenes, in MiB (%(default)s)",
+    )
+    p.add_argument(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        help="score windows as tasks on this dask.distributed scheduler (e.g. "
+        "tcp://10.0.0.5:8786); the scenes are read there in chunks",
+    )
     p.set_defaults(func=_run)

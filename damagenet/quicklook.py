@@ -51,13 +51,15 @@ def damage_any(labels: Path, shape: tuple[int, int]) -> np.ndarray:
             top = i * step_r
             if top >= src.height:
                 break
-            block = src.read(1, window=Window(0, top, src.width,
-                                              min(64 * step_r, src.height - top))) == DAMAGE
+            block = (
+                src.read(1, window=Window(0, top, src.width, min(64 * step_r, src.height - top)))
+                == DAMAGE
+            )
             rows = np.arange(block.shape[0]) // step_r
             cols = np.arange(block.shape[1]) // step_c
             hit = np.zeros((rows[-1] + 1, shape[1]), dtype=bool)
             np.logical_or.at(hit, (rows[:, None], cols[None, :]), block)
-            out[i:i + len(hit)] = hit[: shape[0] - i]
+            out[i : i + len(hit)] = hit[: shape[0] - i]
         return out
 
 
@@ -68,23 +70,27 @@ def quicklook_shape(prob: Path) -> tuple[int, int]:
         return max(1, round(src.height / scale)), max(1, round(src.width / scale))
 
 
-def write_quicklook(prob: Path, after_rgb: np.ndarray, dest: Path, threshold: float,
-                    labels: Path | None = None, title: str = "") -> Path:
+def write_quicklook(
+    prob: Path,
+    after_rgb: np.ndarray,
+    dest: Path,
+    threshold: float,
+    labels: Path | None = None,
+    title: str = "",
+) -> Path:
     """Draw the map ``prob`` over the after scene's (3, rows, cols) red, green, blue.
 
     ``after_rgb`` is decimated to :func:`quicklook_shape`; damage in ``labels`` is outlined.
     """
     with rasterio.open(prob) as src:
-        p = src.read(1, out_shape=after_rgb.shape[1:], resampling=Resampling.average,
-                     masked=True)
+        p = src.read(1, out_shape=after_rgb.shape[1:], resampling=Resampling.average, masked=True)
     shape = p.shape
     fig = Figure(figsize=(shape[1] / 100 + 1.6, shape[0] / 100 + 0.6), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.02, 0.02, 0.80, 0.90))
     ax.imshow(true_colour(after_rgb), interpolation="nearest")
     shown = np.ma.masked_less(p, min(threshold, 0.5) / 2)  # let the scene show through
-    image = ax.imshow(shown, cmap="YlOrRd", vmin=0, vmax=1, alpha=0.65,
-                      interpolation="nearest")
+    image = ax.imshow(shown, cmap="YlOrRd", vmin=0, vmax=1, alpha=0.65, interpolation="nearest")
     if labels is not None:
         damage = damage_any(labels, shape)
         if damage.any() and not damage.all():

@@ -50,8 +50,11 @@ class ScenePair:
         idx = [BANDS.index(b) for b in bands]
         if self.arrays is None:
             with rasterio.open(self.after_source) as src:
-                return src.read([i + 1 for i in idx], out_shape=(len(idx), *shape),
-                                resampling=Resampling.average)
+                return src.read(
+                    [i + 1 for i in idx],
+                    out_shape=(len(idx), *shape),
+                    resampling=Resampling.average,
+                )
         step = max(1, -(-self.grid.height // shape[0]), -(-self.grid.width // shape[1]))
         return as_digital_numbers(np.asarray(self.arrays[1].data[idx, ::step, ::step].compute()))
 
@@ -59,9 +62,15 @@ class ScenePair:
 def _describe_file(path: Path) -> dict[str, Any]:
     try:
         with rasterio.open(path) as src:
-            return {"crs": src.crs, "transform": src.transform, "width": src.width,
-                    "height": src.height, "count": src.count,
-                    "descriptions": src.descriptions, "aoi": src.tags().get("AOI")}
+            return {
+                "crs": src.crs,
+                "transform": src.transform,
+                "width": src.width,
+                "height": src.height,
+                "count": src.count,
+                "descriptions": src.descriptions,
+                "aoi": src.tags().get("AOI"),
+            }
     except rasterio.errors.RasterioIOError as exc:
         raise InputFileError(f"{path}: cannot open raster ({exc})") from exc
 
@@ -69,10 +78,15 @@ def _describe_file(path: Path) -> dict[str, Any]:
 def _describe_array(scene: Any) -> dict[str, Any]:
     names = scene.attrs.get("long_name")
     names = (names,) if isinstance(names, str) else tuple(names or ())
-    return {"crs": scene.rio.crs, "transform": scene.rio.transform(),
-            "width": int(scene.rio.width), "height": int(scene.rio.height),
-            "count": int(scene.shape[0]), "descriptions": names or (None,) * scene.shape[0],
-            "aoi": scene.attrs.get("AOI")}
+    return {
+        "crs": scene.rio.crs,
+        "transform": scene.rio.transform(),
+        "width": int(scene.rio.width),
+        "height": int(scene.rio.height),
+        "count": int(scene.shape[0]),
+        "descriptions": names or (None,) * scene.shape[0],
+        "aoi": scene.attrs.get("AOI"),
+    }
 
 
 def _source_name(scene: Any) -> str:
@@ -84,26 +98,35 @@ def _check(profiles: dict[str, dict[str, Any]], names: dict[str, str], size: int
     for name, prof in profiles.items():
         for key in ("crs", "transform", "width", "height"):
             if prof[key] != ref[key]:
-                raise GridMismatchError(f"{names[name]} ({name}) is not on the grid of "
-                                        f"{names['before']}: {key} {prof[key]} vs {ref[key]}")
+                raise GridMismatchError(
+                    f"{names[name]} ({name}) is not on the grid of "
+                    f"{names['before']}: {key} {prof[key]} vs {ref[key]}"
+                )
     for name in ("before", "after"):
         prof = profiles[name]
         if prof["count"] != len(BANDS):
-            raise InputFileError(f"{names[name]}: {prof['count']} bands, the checkpoint needs "
-                                 f"{len(BANDS)} ({', '.join(BANDS)})")
+            raise InputFileError(
+                f"{names[name]}: {prof['count']} bands, the checkpoint needs "
+                f"{len(BANDS)} ({', '.join(BANDS)})"
+            )
         desc = [d for d in prof["descriptions"] if d]
         if desc and list(prof["descriptions"]) != list(BANDS):
-            raise InputFileError(f"{names[name]}: bands are {list(prof['descriptions'])}, "
-                                 f"scenes must hold {list(BANDS)} in that order")
+            raise InputFileError(
+                f"{names[name]}: bands are {list(prof['descriptions'])}, "
+                f"scenes must hold {list(BANDS)} in that order"
+            )
     if ref["crs"] is None:
         raise InputFileError(f"{names['before']}: raster has no CRS")
     if size > ref["width"] or size > ref["height"]:
-        raise InputFileError(f"the checkpoint's patch size {size} px exceeds the scene "
-                             f"{names['before']} ({ref['width']} x {ref['height']} px)")
+        raise InputFileError(
+            f"the checkpoint's patch size {size} px exceeds the scene "
+            f"{names['before']} ({ref['width']} x {ref['height']} px)"
+        )
 
 
-def open_scene_pair(before: Any, after: Any, labels: Path | None, size: int,
-                    lazy: bool = False) -> ScenePair:
+def open_scene_pair(
+    before: Any, after: Any, labels: Path | None, size: int, lazy: bool = False
+) -> ScenePair:
     """Check the pair (and labels) share one grid and hold the four bands; describe it.
 
     Paths are opened as dask arrays when ``lazy`` (a cluster reads them in chunks).
@@ -132,8 +155,9 @@ def open_scene_pair(before: Any, after: Any, labels: Path | None, size: int,
 
 
 def _lazy(path: Path) -> Any:
-    return xr.open_dataarray(path, engine="rasterio", mask_and_scale=False,
-                             chunks={"band": -1, "y": CHUNK_ROWS, "x": -1})
+    return xr.open_dataarray(
+        path, engine="rasterio", mask_and_scale=False, chunks={"band": -1, "y": CHUNK_ROWS, "x": -1}
+    )
 
 
 def as_digital_numbers(scene: np.ndarray) -> np.ndarray:
@@ -147,8 +171,14 @@ def as_digital_numbers(scene: np.ndarray) -> np.ndarray:
     return scene
 
 
-def score_strip(before: np.ndarray, after: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                size: int, scorer: Scorer) -> np.ndarray:
+def score_strip(
+    before: np.ndarray,
+    after: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    size: int,
+    scorer: Scorer,
+) -> np.ndarray:
     """Probability of each window of one strip (rows relative to it); NaN where nodata.
 
     A scorer with ``layers`` > 1 (an ensemble: mean and spread) fills a trailing axis.
@@ -159,46 +189,77 @@ def score_strip(before: np.ndarray, after: np.ndarray, rows: np.ndarray, cols: n
     prob = np.full(bad.shape + ((layers,) if layers > 1 else ()), np.nan)
     ri, ci = np.nonzero(~bad)
     if len(ri):
-        prob[ri, ci] = scorer(gather_windows(before, rows[ri], cols[ci], size),
-                              gather_windows(after, rows[ri], cols[ci], size))
+        prob[ri, ci] = scorer(
+            gather_windows(before, rows[ri], cols[ci], size),
+            gather_windows(after, rows[ri], cols[ci], size),
+        )
     return prob
 
 
-def strip_probabilities(scenes: ScenePair, rows: np.ndarray, cols: np.ndarray, size: int,
-                        scorer: Scorer, per_strip: int, scheduler: str | None = None
-                        ) -> Iterator[tuple[Strip, int, np.ndarray]]:
+def strip_probabilities(
+    scenes: ScenePair,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    size: int,
+    scorer: Scorer,
+    per_strip: int,
+    scheduler: str | None = None,
+) -> Iterator[tuple[Strip, int, np.ndarray]]:
     """``(strip, next strip's first row, window probabilities)`` for every strip, in order."""
     strips = list(plan_strips(rows, size, per_strip))
     next_tops = [s.top for s in strips[1:]] + [scenes.grid.height]
     if scheduler is not None:
         results = _on_cluster(scenes, strips, cols, size, scorer, scheduler)
     elif scenes.arrays is not None:
-        results = (score_strip(*(np.asarray(a.data[:, s.top:s.bottom, :].compute())
-                                 for a in scenes.arrays), s.local_rows, cols, size, scorer)
-                   for s in strips)
+        results = (
+            score_strip(
+                *(np.asarray(a.data[:, s.top : s.bottom, :].compute()) for a in scenes.arrays),
+                s.local_rows,
+                cols,
+                size,
+                scorer,
+            )
+            for s in strips
+        )
     else:
         results = _from_files(scenes, strips, cols, size, scorer)
     yield from zip(strips, next_tops, results, strict=True)
 
 
-def _from_files(scenes: ScenePair, strips: list[Strip], cols: np.ndarray, size: int,
-                scorer: Scorer) -> Iterator[np.ndarray]:
+def _from_files(
+    scenes: ScenePair, strips: list[Strip], cols: np.ndarray, size: int, scorer: Scorer
+) -> Iterator[np.ndarray]:
     with rasterio.open(scenes.before_source) as sb, rasterio.open(scenes.after_source) as sa:
         for s in strips:
             win = Window(0, s.top, scenes.grid.width, s.height)
-            yield score_strip(sb.read(window=win), sa.read(window=win), s.local_rows, cols,
-                              size, scorer)
+            yield score_strip(
+                sb.read(window=win), sa.read(window=win), s.local_rows, cols, size, scorer
+            )
 
 
-def _on_cluster(scenes: ScenePair, strips: list[Strip], cols: np.ndarray, size: int,
-                scorer: Scorer, address: str) -> Iterator[np.ndarray]:
+def _on_cluster(
+    scenes: ScenePair,
+    strips: list[Strip],
+    cols: np.ndarray,
+    size: int,
+    scorer: Scorer,
+    address: str,
+) -> Iterator[np.ndarray]:
     """Each strip a dask task on the cluster; results gathered in strip order."""
     before, after = scenes.arrays
     with Client(address) as client:
         remote = client.scatter(scorer, broadcast=True, hash=False)
-        tasks = [dask.delayed(score_strip)(before.data[:, s.top:s.bottom, :],
-                                           after.data[:, s.top:s.bottom, :], s.local_rows,
-                                           cols, size, remote) for s in strips]
+        tasks = [
+            dask.delayed(score_strip)(
+                before.data[:, s.top : s.bottom, :],
+                after.data[:, s.top : s.bottom, :],
+                s.local_rows,
+                cols,
+                size,
+                remote,
+            )
+            for s in strips
+        ]
         futures = client.compute(tasks)
         for future in futures:
             yield future.result()

@@ -24,8 +24,14 @@ N_BOOT = 1000
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
 
-def bootstrap_ci(y: np.ndarray, score: np.ndarray, metric: Metric, n_boot: int = N_BOOT,
-                 seed: int = 0, level: float = 0.95) -> dict[str, float | None]:
+def bootstrap_ci(
+    y: np.ndarray,
+    score: np.ndarray,
+    metric: Metric,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float | None]:
     """Point estimate and percentile interval of ``metric(y, score)`` over resampled pairs.
 
     Resamples with a single class are skipped (a ranking metric is undefined there); the
@@ -69,8 +75,9 @@ def average_precision(y: np.ndarray, score: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def threshold_for_precision(y: np.ndarray, score: np.ndarray,
-                            target: float = PRECISION_TARGET) -> float:
+def threshold_for_precision(
+    y: np.ndarray, score: np.ndarray, target: float = PRECISION_TARGET
+) -> float:
     """Lowest threshold whose precision on (validation) pairs reaches ``target``.
 
     The most recall that precision allows; when no threshold reaches it, the one of highest
@@ -88,6 +95,7 @@ def f1_at(threshold: float) -> Metric:
         tp = float(np.sum(pred & (y == 1)))
         denom = float(pred.sum() + (y == 1).sum())
         return 2 * tp / denom if denom else 0.0
+
     return f1
 
 
@@ -95,6 +103,7 @@ def recall_at(threshold: float) -> Metric:
     def recall(y: np.ndarray, score: np.ndarray) -> float:
         pos = y == 1
         return float(np.mean(score[pos] >= threshold)) if pos.any() else 0.0
+
     return recall
 
 
@@ -102,27 +111,39 @@ def precision_at(threshold: float) -> Metric:
     def precision(y: np.ndarray, score: np.ndarray) -> float:
         pred = score >= threshold
         return float(np.mean(y[pred] == 1)) if pred.any() else 0.0
+
     return precision
 
 
-def score_model(y: np.ndarray, score: np.ndarray, threshold: float,
-                precision_threshold: float, n_boot: int = N_BOOT, seed: int = 0
-                ) -> dict[str, Any]:
+def score_model(
+    y: np.ndarray,
+    score: np.ndarray,
+    threshold: float,
+    precision_threshold: float,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> dict[str, Any]:
     """All reported scores of one model on test pairs, each ``{value, low, high}``.
 
     ``threshold`` is the model's validation-chosen decision threshold, ``precision_threshold``
     the validation threshold that reached :data:`PRECISION_TARGET`.
     """
+
     def ci(metric: Metric) -> dict[str, float | None]:
         return bootstrap_ci(y, score, metric, n_boot, seed)
 
-    return {"roc_auc": ci(roc_auc), "pr_auc": ci(average_precision),
-            "f1": ci(f1_at(threshold)),
-            "recall_at_precision": ci(recall_at(precision_threshold)),
-            "precision_at_precision_threshold": ci(precision_at(precision_threshold)),
-            "threshold": float(threshold), "precision_threshold": float(precision_threshold),
-            "precision_target": PRECISION_TARGET, "pairs": int(len(y)),
-            "damaged": int(np.sum(y == 1))}
+    return {
+        "roc_auc": ci(roc_auc),
+        "pr_auc": ci(average_precision),
+        "f1": ci(f1_at(threshold)),
+        "recall_at_precision": ci(recall_at(precision_threshold)),
+        "precision_at_precision_threshold": ci(precision_at(precision_threshold)),
+        "threshold": float(threshold),
+        "precision_threshold": float(precision_threshold),
+        "precision_target": PRECISION_TARGET,
+        "pairs": int(len(y)),
+        "damaged": int(np.sum(y == 1)),
+    }
 
 
 def fmt_ci(entry: dict[str, float | None]) -> str:

@@ -37,17 +37,30 @@ log = logging.getLogger(__name__)
 STUDY_BANDS: tuple[str, ...] = ("B04", "B03", "B02", "B08")
 #: Index in the study's ``features`` Sequential -> our encoder's module name (2 ReLU, 3 max
 #: pooling and 8 average pooling hold no tensors).
-FEATURE_MODULES = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3",
-                   "7": "layer4"}
+FEATURE_MODULES = {
+    "0": "conv1",
+    "1": "bn1",
+    "4": "layer1",
+    "5": "layer2",
+    "6": "layer3",
+    "7": "layer4",
+}
 #: What the study reported for its published model, by patch size (leaky protocol).
 STUDY_REPORTED = {
     64: {"accuracy": 0.851, "damage_recall": 0.907, "test_pairs": None},
-    16: {"accuracy": 0.826, "damage_precision": 0.77, "damage_recall": 0.92, "macro_f1": 0.82,
-         "test_pairs": 592},
+    16: {
+        "accuracy": 0.826,
+        "damage_precision": 0.77,
+        "damage_recall": 0.92,
+        "macro_f1": 0.82,
+        "test_pairs": 592,
+    },
 }
-STUDY_PROTOCOL = ("reported by the original study, not measured here: random split of "
-                  "overlapping patches over all cities, with augmented copies made before the "
-                  "split; these figures are inflated by leakage")
+STUDY_PROTOCOL = (
+    "reported by the original study, not measured here: random split of "
+    "overlapping patches over all cities, with augmented copies made before the "
+    "split; these figures are inflated by leakage"
+)
 
 
 def parse_bands(text: str) -> tuple[str, ...]:
@@ -56,7 +69,8 @@ def parse_bands(text: str) -> tuple[str, ...]:
     if sorted(bands) != sorted(BANDS) or len(bands) != len(BANDS):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a permutation of {','.join(BANDS)} (the study's arrays are "
-            f"{','.join(STUDY_BANDS)})")
+            f"{','.join(STUDY_BANDS)})"
+        )
     return bands
 
 
@@ -67,23 +81,29 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip, pickle and unpickler errors all mean the same here
-        raise CheckpointError(f"{path}: not a readable PyTorch state dict "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-                              ) from exc
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch state dict "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from exc
     if isinstance(obj, dict) and "format" in obj:
-        raise CheckpointError(f"{path}: already a damagenet checkpoint ({obj['format']}); use "
-                              "it directly")
+        raise CheckpointError(
+            f"{path}: already a damagenet checkpoint ({obj['format']}); use it directly"
+        )
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
-    if not isinstance(obj, dict) or not obj or \
-            not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if (
+        not isinstance(obj, dict)
+        or not obj
+        or not all(isinstance(v, torch.Tensor) for v in obj.values())
+    ):
         raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors)")
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def split_study_keys(path: Path, state: Mapping[str, torch.Tensor]
-                     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def split_study_keys(
+    path: Path, state: Mapping[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(encoder state in our names, head state) from the study's ``features.*``/``head.*``."""
     encoder, head, foreign = {}, {}, []
     for key, value in state.items():
@@ -98,7 +118,9 @@ def split_study_keys(path: Path, state: Mapping[str, torch.Tensor]
         raise CheckpointError(
             f"{path}: not the study's SiameseCNN (expected 'features.*' and 'head.*' tensors; "
             f"found {len(encoder)} backbone, {len(head)} head"
-            + (f", and foreign keys such as {foreign[:3]}" if foreign else "") + ")")
+            + (f", and foreign keys such as {foreign[:3]}" if foreign else "")
+            + ")"
+        )
     return encoder, head
 
 
@@ -116,17 +138,22 @@ def detect_backbone(path: Path, encoder: Mapping[str, torch.Tensor]) -> str:
     if conv is None or conv.ndim != 4:
         raise CheckpointError(f"{path}: backbone has no first convolution 'features.0.weight'")
     if conv.shape[1] != len(BANDS):
-        raise CheckpointError(f"{path}: first convolution takes {conv.shape[1]} bands; the "
-                              f"study's network takes {len(BANDS)} (R, G, B, NIR)")
+        raise CheckpointError(
+            f"{path}: first convolution takes {conv.shape[1]} bands; the "
+            f"study's network takes {len(BANDS)} (R, G, B, NIR)"
+        )
     shapes = _without_counters({k: tuple(v.shape) for k, v in encoder.items()})
     for backbone in BACKBONES:
         if _without_counters(encoder_shapes(backbone)) == shapes:
             return backbone
-    blocks = sorted({re.sub(r"^(layer\d\.\d+)\..*", r"\1", k) for k in shapes
-                     if k.startswith("layer")})
-    raise CheckpointError(f"{path}: backbone is none of {', '.join(BACKBONES)} with a 4-band "
-                          f"first convolution ({len(shapes)} tensors, {len(blocks)} residual "
-                          "blocks); not the study's architecture")
+    blocks = sorted(
+        {re.sub(r"^(layer\d\.\d+)\..*", r"\1", k) for k in shapes if k.startswith("layer")}
+    )
+    raise CheckpointError(
+        f"{path}: backbone is none of {', '.join(BACKBONES)} with a 4-band "
+        f"first convolution ({len(shapes)} tensors, {len(blocks)} residual "
+        "blocks); not the study's architecture"
+    )
 
 
 def _without_counters(shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
@@ -134,31 +161,41 @@ def _without_counters(shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int
     return {k: v for k, v in shapes.items() if not k.endswith("num_batches_tracked")}
 
 
-def detect_head(path: Path, head: Mapping[str, torch.Tensor], in_features: int
-                ) -> tuple[tuple[int, ...], tuple[float, ...]]:
+def detect_head(
+    path: Path, head: Mapping[str, torch.Tensor], in_features: int
+) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """Hidden widths and dropouts of one of the study's heads, read from the shapes.
 
     The layout is ``[Linear, BatchNorm1d, GELU, Dropout] * k`` then ``Linear(., 1)``, so Linear
     layers sit at indices 0, 4, ..., 4k and BatchNorm at 1, 5, ...; dropout rates are not in a
     state dict and come from the study's head of the same widths.
     """
-    linear = sorted(int(k.split(".")[0]) for k, v in head.items()
-                    if k.endswith(".weight") and v.ndim == 2)
+    linear = sorted(
+        int(k.split(".")[0]) for k, v in head.items() if k.endswith(".weight") and v.ndim == 2
+    )
     norms = sorted(int(k.split(".")[0]) for k in head if k.endswith(".running_mean"))
     k = len(linear) - 1
     widths = [int(head[f"{i}.weight"].shape[0]) for i in linear]
-    found = "-".join(map(str, [int(head[f"{linear[0]}.weight"].shape[1])] + widths)) \
-        if linear else "none"
+    found = (
+        "-".join(map(str, [int(head[f"{linear[0]}.weight"].shape[1])] + widths))
+        if linear
+        else "none"
+    )
     known = " or ".join("-".join(map(str, (in_features, *h, 1))) for h, _ in HEADS.values())
-    shaped = (k >= 1 and linear == list(range(0, 4 * k + 1, 4))
-              and norms == list(range(1, 4 * k, 4)) and widths[-1] == 1
-              and int(head["0.weight"].shape[1]) == in_features
-              and all(int(head[f"{linear[j + 1]}.weight"].shape[1]) == widths[j]
-                      for j in range(k)))
+    shaped = (
+        k >= 1
+        and linear == list(range(0, 4 * k + 1, 4))
+        and norms == list(range(1, 4 * k, 4))
+        and widths[-1] == 1
+        and int(head["0.weight"].shape[1]) == in_features
+        and all(int(head[f"{linear[j + 1]}.weight"].shape[1]) == widths[j] for j in range(k))
+    )
     name = head_name(widths[:-1]) if shaped else None
     if name is None:
-        raise CheckpointError(f"{path}: head {found} is not one of the study's heads ({known}, "
-                              "Linear/BatchNorm1d/GELU/Dropout blocks)")
+        raise CheckpointError(
+            f"{path}: head {found} is not one of the study's heads ({known}, "
+            "Linear/BatchNorm1d/GELU/Dropout blocks)"
+        )
     return HEADS[name]
 
 
@@ -168,8 +205,10 @@ def read_stats(path: Path) -> tuple[list[float], list[float]]:
         with np.load(path, allow_pickle=False) as d:
             missing = [k for k in ("mean", "std") if k not in d.files]
             if missing:
-                raise InputFileError(f"{path}: statistics lack {missing} (found {d.files}); the "
-                                     "study's normalization_stats.npz holds 'mean' and 'std'")
+                raise InputFileError(
+                    f"{path}: statistics lack {missing} (found {d.files}); the "
+                    "study's normalization_stats.npz holds 'mean' and 'std'"
+                )
             mean, std = (np.asarray(d[k], dtype=np.float64).ravel() for k in ("mean", "std"))
     except (OSError, ValueError) as exc:
         if isinstance(exc, InputFileError):
@@ -177,21 +216,32 @@ def read_stats(path: Path) -> tuple[list[float], list[float]]:
         raise InputFileError(f"{path}: cannot read as NPZ ({exc})") from exc
     for name, arr in (("mean", mean), ("std", std)):
         if arr.size != len(BANDS):
-            raise InputFileError(f"{path}: {name} has {arr.size} values, expected one per band "
-                                 f"({len(BANDS)})")
+            raise InputFileError(
+                f"{path}: {name} has {arr.size} values, expected one per band ({len(BANDS)})"
+            )
         if not np.isfinite(arr).all():
             raise InputFileError(f"{path}: {name} holds NaN or infinite values")
     if (std <= 0).any():
         raise InputFileError(f"{path}: std must be positive, got {std.tolist()}")
     if mean.max() > 2:
-        log.warning("%s: means %s look like digital numbers, not values / %d; the study's "
-                    "statistics are of values / %d", path, mean.tolist(), QUANTIFICATION,
-                    QUANTIFICATION)
+        log.warning(
+            "%s: means %s look like digital numbers, not values / %d; the study's "
+            "statistics are of values / %d",
+            path,
+            mean.tolist(),
+            QUANTIFICATION,
+            QUANTIFICATION,
+        )
     return mean.tolist(), std.tolist()
 
 
-def import_seed(weights: str | Path, stats: str | Path, out: str | Path,
-                bands: tuple[str, ...] = STUDY_BANDS, patch_size: int = 64) -> dict[str, Any]:
+def import_seed(
+    weights: str | Path,
+    stats: str | Path,
+    out: str | Path,
+    bands: tuple[str, ...] = STUDY_BANDS,
+    patch_size: int = 64,
+) -> dict[str, Any]:
     """Check the study's weights and statistics, then write the checkpoint; return its payload."""
     weights, stats, out = Path(weights), Path(stats), Path(out)
     try:
@@ -205,36 +255,61 @@ def import_seed(weights: str | Path, stats: str | Path, out: str | Path,
     backbone = detect_backbone(weights, encoder)
     hidden, dropout = detect_head(weights, head, 4 * BACKBONES[backbone][2])
     model = SiameseResNet(backbone, hidden=hidden, dropout=dropout)
-    state = {f"encoder.{k}": v for k, v in encoder.items()} | \
-        {f"head.{k}": v for k, v in head.items()}
+    state = {f"encoder.{k}": v for k, v in encoder.items()} | {
+        f"head.{k}": v for k, v in head.items()
+    }
     for key, value in model.state_dict().items():  # older torch saved no batch counters
         if key.endswith("num_batches_tracked"):
             state.setdefault(key, torch.zeros_like(value))
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"{weights}: does not fit {backbone} with the study's head "
-                              f"({str(exc).splitlines()[0]})") from exc
+        raise CheckpointError(
+            f"{weights}: does not fit {backbone} with the study's head ({str(exc).splitlines()[0]})"
+        ) from exc
     model.eval()
     name = head_name(hidden)
-    card = {"training": {
-        "origin": f"imported from the original study's published weights ({weights.name}, "
-                  f"statistics {stats.name}) with damagenet import-seed",
-        "aois": "the study's 22 Ukrainian cities (all splits drawn from all cities)",
-        "dates": "before: a 2021 scene per city; after: a scene on or after 2022-03-01 "
-                 "(per city in the study's seed_aois.csv)",
-        "head": f"{name} ({'published code, Model_3' if name == 'study-code' else 'README'})"}}
+    card = {
+        "training": {
+            "origin": f"imported from the original study's published weights ({weights.name}, "
+            f"statistics {stats.name}) with damagenet import-seed",
+            "aois": "the study's 22 Ukrainian cities (all splits drawn from all cities)",
+            "dates": "before: a 2021 scene per city; after: a scene on or after 2022-03-01 "
+            "(per city in the study's seed_aois.csv)",
+            "head": f"{name} ({'published code, Model_3' if name == 'study-code' else 'README'})",
+        }
+    }
     reported = STUDY_REPORTED.get(int(patch_size))
-    card["test"] = {"metrics": reported, "protocol": STUDY_PROTOCOL} if reported else {
-        "metrics": None, "protocol": f"the study reported no figures for {patch_size} px patches"}
+    card["test"] = (
+        {"metrics": reported, "protocol": STUDY_PROTOCOL}
+        if reported
+        else {
+            "metrics": None,
+            "protocol": f"the study reported no figures for {patch_size} px patches",
+        }
+    )
     payload = save_checkpoint(
-        out, model, patch_size=patch_size,
+        out,
+        model,
+        patch_size=patch_size,
         norm=Normalisation(mean=mean, std=std, scale=1.0 / QUANTIFICATION),
-        threshold={"value": 0.5, "rule": "study", "chosen_on": None}, history=[],
-        dataset=None, bands=bands, complete=True, card=card,
-        extra={"imported": {"weights": str(weights), "stats": str(stats)}})
-    log.info("imported %s (%s backbone, %s head, bands %s, %d px) -> %s", weights, backbone,
-             name, ",".join(bands), patch_size, out)
+        threshold={"value": 0.5, "rule": "study", "chosen_on": None},
+        history=[],
+        dataset=None,
+        bands=bands,
+        complete=True,
+        card=card,
+        extra={"imported": {"weights": str(weights), "stats": str(stats)}},
+    )
+    log.info(
+        "imported %s (%s backbone, %s head, bands %s, %d px) -> %s",
+        weights,
+        backbone,
+        name,
+        ",".join(bands),
+        patch_size,
+        out,
+    )
     return payload
 
 
@@ -245,21 +320,34 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "import-seed", help="turn the original study's published weights into a checkpoint",
+        "import-seed",
+        help="turn the original study's published weights into a checkpoint",
         description="Convert the study's SiameseCNN state dict (Model_3_weights.pt) and its "
-                    "normalization_stats.npz into a self-contained damagenet checkpoint that "
-                    "keeps the study's input convention (values / 10000, its per-band mean and "
-                    "std, its band order), so 'damagenet predict' maps with it directly.")
-    p.add_argument("--weights", required=True, help="the study's state dict, e.g. "
-                   "Model_3_weights.pt")
-    p.add_argument("--stats", required=True,
-                   help="the study's normalization_stats.npz (keys mean, std)")
-    p.add_argument("--out", required=True, help="checkpoint to write, e.g. "
-                   "models/study_resnet101.pt")
-    p.add_argument("--bands", type=parse_bands, default=STUDY_BANDS,
-                   help="band order of the study's arrays and statistics, a permutation of "
-                        "B02,B03,B04,B08 (default B04,B03,B02,B08 = R,G,B,NIR)")
-    p.add_argument("--patch-size", type=positive_int, default=64,
-                   help="patch size in px the weights were trained on (%(default)s; 16 for the "
-                        "study's earlier version)")
+        "normalization_stats.npz into a self-contained damagenet checkpoint that "
+        "keeps the study's input convention (values / 10000, its per-band mean and "
+        "std, its band order), so 'damagenet predict' maps with it directly.",
+    )
+    p.add_argument(
+        "--weights", required=True, help="the study's state dict, e.g. Model_3_weights.pt"
+    )
+    p.add_argument(
+        "--stats", required=True, help="the study's normalization_stats.npz (keys mean, std)"
+    )
+    p.add_argument(
+        "--out", required=True, help="checkpoint to write, e.g. models/study_resnet101.pt"
+    )
+    p.add_argument(
+        "--bands",
+        type=parse_bands,
+        default=STUDY_BANDS,
+        help="band order of the study's arrays and statistics, a permutation of "
+        "B02,B03,B04,B08 (default B04,B03,B02,B08 = R,G,B,NIR)",
+    )
+    p.add_argument(
+        "--patch-size",
+        type=positive_int,
+        default=64,
+        help="patch size in px the weights were trained on (%(default)s; 16 for the "
+        "study's earlier version)",
+    )
     p.set_defaults(func=_run)

@@ -12,21 +12,39 @@ from xml.sax.saxutils import quoteattr
 
 CLASS_COLOURS = {0: (230, 230, 230, 90), 1: (215, 25, 28, 255), 255: (0, 0, 0, 0)}
 CLASS_LABELS = {0: "no damage", 1: "damage", 255: "no data"}
-AGREEMENT_COLOURS = {0: (230, 230, 230, 60), 1: (26, 150, 65, 255), 2: (253, 174, 97, 255),
-                     3: (44, 123, 182, 255), 255: (0, 0, 0, 0)}
-AGREEMENT_LABELS = {0: "true negative", 1: "true positive", 2: "false positive",
-                    3: "false negative", 255: "no data or unknown label"}
-SPLIT_COLOURS = {0: (255, 255, 255, 0), 1: (117, 112, 179, 160), 2: (231, 41, 138, 160),
-                 3: (27, 158, 119, 160), 255: (0, 0, 0, 0)}
-SPLIT_LABELS = {0: "never seen in training", 1: "train", 2: "validation", 3: "test",
-                255: "no data"}
+AGREEMENT_COLOURS = {
+    0: (230, 230, 230, 60),
+    1: (26, 150, 65, 255),
+    2: (253, 174, 97, 255),
+    3: (44, 123, 182, 255),
+    255: (0, 0, 0, 0),
+}
+AGREEMENT_LABELS = {
+    0: "true negative",
+    1: "true positive",
+    2: "false positive",
+    3: "false negative",
+    255: "no data or unknown label",
+}
+SPLIT_COLOURS = {
+    0: (255, 255, 255, 0),
+    1: (117, 112, 179, 160),
+    2: (231, 41, 138, 160),
+    3: (27, 158, 119, 160),
+    255: (0, 0, 0, 0),
+}
+SPLIT_LABELS = {0: "never seen in training", 1: "train", 2: "validation", 3: "test", 255: "no data"}
 #: outline and fill of damaged windows in the GeoPackage (fill translucent over imagery)
 PATCH_FILL = (215, 25, 28, 90)
 PATCH_OUTLINE = (189, 0, 38, 255)
 #: probability ramp: (value, colour, label)
-RAMP = [(0.0, (255, 255, 204, 0), "0 (intact)"), (0.25, (255, 237, 160, 120), "0.25"),
-        (0.5, (254, 178, 76, 200), "0.5"), (0.75, (240, 59, 32, 230), "0.75"),
-        (1.0, (189, 0, 38, 255), "1 (damaged)")]
+RAMP = [
+    (0.0, (255, 255, 204, 0), "0 (intact)"),
+    (0.25, (255, 237, 160, 120), "0.25"),
+    (0.5, (254, 178, 76, 200), "0.5"),
+    (0.75, (240, 59, 32, 230), "0.75"),
+    (1.0, (189, 0, 38, 255), "1 (damaged)"),
+]
 
 
 def _hex(rgba: tuple[int, int, int, int]) -> str:
@@ -55,7 +73,8 @@ def _document(renderer: str, band_name: str) -> str:
 def probability_qml(band_name: str, threshold: float) -> str:
     items = "\n".join(
         f'          <item alpha="{c[3]}" value="{v}" label={quoteattr(label)} color="{_hex(c)}"/>'
-        for v, c, label in RAMP)
+        for v, c, label in RAMP
+    )
     renderer = f"""    <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1"
                     alphaBand="-1" classificationMin="0" classificationMax="1" nodataColor="">
       <rastershader>
@@ -72,7 +91,10 @@ def probability_qml(band_name: str, threshold: float) -> str:
 def paletted_qml(band_name: str, colours: dict, labels: dict) -> str:
     entries = "\n".join(
         f'        <paletteEntry alpha="{c[3]}" value="{v}" label={quoteattr(labels[v])} '
-        f'color="{_hex(c)}"/>' for v, c in colours.items() if v != 255)
+        f'color="{_hex(c)}"/>'
+        for v, c in colours.items()
+        if v != 255
+    )
     renderer = f"""    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1"
                     nodataColor="">
       <colorPalette>

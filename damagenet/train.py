@@ -89,22 +89,29 @@ class TrainConfig:
 
 
 MEMORY_FORMATS = ("auto", "channels-last", "contiguous")
-PRECISIONS = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16,
-              "float16": torch.float16}
+PRECISIONS = {
+    "auto": None,
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
 #: patch size from which channels-last trains faster than the plain layout on a CPU (measured:
 #: 1.2x faster at 64 px, 1.2x slower at 16 px, ResNet-101, 2 threads; docs/performance.md)
 CHANNELS_LAST_MIN_PATCH_CPU = 32
 
 
-def make_optimizer(model: SiameseResNet, cfg: TrainConfig, fused: bool = True
-                   ) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: SiameseResNet, cfg: TrainConfig, fused: bool = True
+) -> torch.optim.Optimizer:
     """The study's Adam; fused (one kernel over all parameters) unless ``fused`` is False.
 
     The unfused loop walks ResNet-101's 300-odd tensors one by one at every step; the fused
     update gives the same values to float rounding.
     """
-    groups = [{"params": model.backbone_parameters(), "lr": cfg.lr_backbone},
-              {"params": model.head_parameters(), "lr": cfg.lr_head}]
+    groups = [
+        {"params": model.backbone_parameters(), "lr": cfg.lr_backbone},
+        {"params": model.head_parameters(), "lr": cfg.lr_head},
+    ]
     if fused:
         try:
             return torch.optim.Adam(groups, weight_decay=cfg.weight_decay, fused=True)
@@ -133,15 +140,20 @@ def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
     """
     dtype = torch.float16 if name == "auto" and device.type == "cuda" else PRECISIONS[name]
     if dtype == torch.float16 and device.type != "cuda":
-        raise DamagenetUsageError("--precision float16 needs a CUDA device; on a CPU use "
-                                  "bfloat16 or float32")
+        raise DamagenetUsageError(
+            "--precision float16 needs a CUDA device; on a CPU use bfloat16 or float32"
+        )
     return None if dtype == torch.float32 else dtype
 
 
 def to_layout(data: TensorSplit, fmt: torch.memory_format) -> TensorSplit:
     """The split's patches laid out in ``fmt`` once, up front, instead of per batch."""
-    return TensorSplit(data.before.contiguous(memory_format=fmt),
-                       data.after.contiguous(memory_format=fmt), data.y, data.aoi)
+    return TensorSplit(
+        data.before.contiguous(memory_format=fmt),
+        data.after.contiguous(memory_format=fmt),
+        data.y,
+        data.aoi,
+    )
 
 
 class _Snapshot:
@@ -217,9 +229,14 @@ class Stepper:
     batch norms' running statistics (updated by the forward pass) are put back.
     """
 
-    def __init__(self, model: SiameseResNet, optimizer: torch.optim.Optimizer,
-                 device: torch.device, clip_norm: float, dtype: torch.dtype | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        model: SiameseResNet,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+        clip_norm: float,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         self.model, self.optimizer, self.device = model, optimizer, device
         self.clip_norm, self.dtype = clip_norm, dtype
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -228,13 +245,17 @@ class Stepper:
         self.guarded = dtype == torch.bfloat16
         self.buffers = list(model.buffers()) if self.guarded else []
 
-    def __call__(self, before: torch.Tensor, after: torch.Tensor, y: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def __call__(
+        self, before: torch.Tensor, after: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(loss, logits) of the step, or None when it was skipped."""
         self.optimizer.zero_grad(set_to_none=True)
         saved = [b.clone() for b in self.buffers]
-        with torch.autocast(device_type=self.device.type, dtype=self.dtype or torch.float32,
-                            enabled=self.dtype is not None):
+        with torch.autocast(
+            device_type=self.device.type,
+            dtype=self.dtype or torch.float32,
+            enabled=self.dtype is not None,
+        ):
             logits = self.model(before, after)
             loss = self.loss_fn(logits.float(), y)
         self.scaler.scale(loss).backward()
@@ -251,9 +272,15 @@ class Stepper:
         return loss.detach(), logits.detach()
 
 
-def train_epoch(stepper: Stepper, data: TensorSplit, batch_size: int, generator: torch.Generator,
-                use_augment: bool = True, desc: str = "train", progress: bool = True
-                ) -> tuple[float, float]:
+def train_epoch(
+    stepper: Stepper,
+    data: TensorSplit,
+    batch_size: int,
+    generator: torch.Generator,
+    use_augment: bool = True,
+    desc: str = "train",
+    progress: bool = True,
+) -> tuple[float, float]:
     """One pass over ``data`` (already on the device) in shuffled batches; (loss, accuracy)."""
     stepper.model.train()
     n = len(data)
@@ -261,10 +288,9 @@ def train_epoch(stepper: Stepper, data: TensorSplit, batch_size: int, generator:
     loss_sum = torch.zeros((), device=data.y.device)
     correct = torch.zeros((), device=data.y.device)
     seen, steps, skipped = 0, 0, stepper.skipped
-    bar = tqdm(total=n, desc=desc, unit="pair", leave=False,
-               disable=bar_disabled(progress))
+    bar = tqdm(total=n, desc=desc, unit="pair", leave=False, disable=bar_disabled(progress))
     for start in range(0, n, batch_size):
-        idx = perm[start:start + batch_size]
+        idx = perm[start : start + batch_size]
         if len(idx) < 2:  # BatchNorm needs two samples
             continue
         xb, xa, y = data.before[idx], data.after[idx], data.y[idx]
@@ -289,10 +315,13 @@ def _check_skipped(skipped: int, steps: int, desc: str) -> None:
     if skipped == 0:
         return
     if skipped == steps:
-        raise DamagenetError(f"{desc}: every step had non-finite gradients in bfloat16; "
-                             "train with --precision float32")
-    log.warning("%s: %d of %d steps skipped for non-finite gradients (bfloat16)", desc,
-                skipped, steps)
+        raise DamagenetError(
+            f"{desc}: every step had non-finite gradients in bfloat16; "
+            "train with --precision float32"
+        )
+    log.warning(
+        "%s: %d of %d steps skipped for non-finite gradients (bfloat16)", desc, skipped, steps
+    )
 
 
 def _val_metrics(logits: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
@@ -300,8 +329,11 @@ def _val_metrics(logits: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
     t_y = torch.from_numpy(y.astype(np.float32))
     loss = float(nn.functional.binary_cross_entropy_with_logits(t_logits, t_y))
     prob = sigmoid(logits)
-    return {"val_loss": loss, "val_acc": float(((prob >= 0.5) == y).mean()),
-            "val_roc_auc": ranking_metrics(y, prob)["roc_auc"]}
+    return {
+        "val_loss": loss,
+        "val_acc": float(((prob >= 0.5) == y).mean()),
+        "val_roc_auc": ranking_metrics(y, prob)["roc_auc"],
+    }
 
 
 def provisional_path(ckpt: Path) -> Path:
@@ -312,10 +344,17 @@ def provisional_path(ckpt: Path) -> Path:
     return ckpt.with_name(f"{ckpt.stem}.provisional{ckpt.suffix}")
 
 
-def _fit(model: SiameseResNet, stepper: Stepper, train_t: TensorSplit, val_t: TensorSplit,
-         val_y: np.ndarray, cfg: TrainConfig, generator: torch.Generator, out_dir: Path,
-         save_provisional: Callable[[_Snapshot, int, list[dict[str, Any]]], Any]
-         ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], np.ndarray, int, float]:
+def _fit(
+    model: SiameseResNet,
+    stepper: Stepper,
+    train_t: TensorSplit,
+    val_t: TensorSplit,
+    val_y: np.ndarray,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    out_dir: Path,
+    save_provisional: Callable[[_Snapshot, int, list[dict[str, Any]]], Any],
+) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], np.ndarray, int, float]:
     """The epochs: train, validate, keep the best state, stop early; write train_log.csv.
 
     Returns (history, best state, its validation logits, best epoch, best validation loss).
@@ -323,29 +362,46 @@ def _fit(model: SiameseResNet, stepper: Stepper, train_t: TensorSplit, val_t: Te
     history: list[dict[str, Any]] = []
     best_loss, best_state, best_logits, best_epoch, stale = float("inf"), None, None, 0, 0
     device = stepper.device
-    fields = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_roc_auc",
-              "seconds"]
+    fields = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_roc_auc", "seconds"]
     # the log appears under its name only when training finished (issue 21: no partial outputs)
     with atomic_path(out_dir / "train_log.csv") as log_tmp, open(log_tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
-            tr_loss, tr_acc = train_epoch(stepper, train_t, cfg.batch_size, generator,
-                                          cfg.augment, f"epoch {epoch}/{cfg.epochs}",
-                                          cfg.progress)
+            tr_loss, tr_acc = train_epoch(
+                stepper,
+                train_t,
+                cfg.batch_size,
+                generator,
+                cfg.augment,
+                f"epoch {epoch}/{cfg.epochs}",
+                cfg.progress,
+            )
             logits = predict_logits(model, val_t, cfg.eval_batch_size, device)
             val = _val_metrics(logits, val_y)
-            row = {"epoch": epoch, "train_loss": tr_loss, "train_acc": tr_acc, **val,
-                   "seconds": time.perf_counter() - t0}
+            row = {
+                "epoch": epoch,
+                "train_loss": tr_loss,
+                "train_acc": tr_acc,
+                **val,
+                "seconds": time.perf_counter() - t0,
+            }
             history.append(row)
             writer.writerow(row)
             fh.flush()
             improved = val["val_loss"] < best_loss
-            log.info("epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f ROC-AUC %s "
-                     "| %.1f s%s", epoch, tr_loss, tr_acc, val["val_loss"], val["val_acc"],
-                     f"{val['val_roc_auc']:.3f}" if val["val_roc_auc"] is not None else "n/a",
-                     row["seconds"], " *" if improved else "")
+            log.info(
+                "epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f ROC-AUC %s | %.1f s%s",
+                epoch,
+                tr_loss,
+                tr_acc,
+                val["val_loss"],
+                val["val_acc"],
+                f"{val['val_roc_auc']:.3f}" if val["val_roc_auc"] is not None else "n/a",
+                row["seconds"],
+                " *" if improved else "",
+            )
             if improved:
                 best_loss, best_epoch, best_logits, stale = val["val_loss"], epoch, logits, 0
                 snapshot = _Snapshot(model)
@@ -361,8 +417,13 @@ def _fit(model: SiameseResNet, stepper: Stepper, train_t: TensorSplit, val_t: Te
     return history, best_state, best_logits, best_epoch, best_loss
 
 
-def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
-          cfg: TrainConfig | None = None, run_evaluation: bool = True) -> dict[str, Any]:
+def train(
+    npz: str | Path,
+    out_dir: str | Path,
+    ckpt: str | Path,
+    cfg: TrainConfig | None = None,
+    run_evaluation: bool = True,
+) -> dict[str, Any]:
     """Train on the NPZ's train split, early-stop on val, keep the best checkpoint."""
     cfg = cfg or TrainConfig()
     _check_config(cfg)
@@ -383,77 +444,137 @@ def train(npz: str | Path, out_dir: str | Path, ckpt: str | Path,
     train_t = to_layout(to_tensors(splits["train"], norm), fmt).to(device)
     val_t = to_layout(to_tensors(splits["val"], norm), fmt)
     if device.type == "cuda":  # page-locked: the per-batch copies to the GPU run asynchronously
-        val_t = TensorSplit(val_t.before.pin_memory(), val_t.after.pin_memory(), val_t.y,
-                            val_t.aoi)
+        val_t = TensorSplit(val_t.before.pin_memory(), val_t.after.pin_memory(), val_t.y, val_t.aoi)
     model = build_model(cfg.backbone, cfg.weights, cfg.head).to(device, memory_format=fmt)
     use_centre_taps(model)
-    stepper = Stepper(model, make_optimizer(model, cfg, fused=cfg.fused_optimizer), device,
-                      cfg.clip_norm, autocast_dtype(cfg.precision, device))
+    stepper = Stepper(
+        model,
+        make_optimizer(model, cfg, fused=cfg.fused_optimizer),
+        device,
+        cfg.clip_norm,
+        autocast_dtype(cfg.precision, device),
+    )
     generator = torch.Generator().manual_seed(cfg.seed)
-    dataset = {"path": str(npz), "sha256": file_sha256(npz),
-               "pairs": {k: int(len(v.y)) for k, v in splits.items()}}
+    dataset = {
+        "path": str(npz),
+        "sha256": file_sha256(npz),
+        "pairs": {k: int(len(v.y)) for k, v in splits.items()},
+    }
     ground = training_ground(splits, patch_size)
     if ground is None:
-        log.warning("%s records no aoi/row/col per split: the checkpoint cannot tell maps "
-                    "which ground it was trained on", npz)
-    saving = {"patch_size": patch_size, "norm": norm, "dataset": dataset,
-              "training_ground": ground}
-    log.info("training %s (%s weights) on %s: %d train / %d val pairs of %d px, device %s, "
-             "%s, %s layout", cfg.backbone, cfg.weights, npz, len(train_t), len(val_t),
-             patch_size, device, stepper.dtype or torch.float32,
-             "channels-last" if fmt == torch.channels_last else "contiguous")
+        log.warning(
+            "%s records no aoi/row/col per split: the checkpoint cannot tell maps "
+            "which ground it was trained on",
+            npz,
+        )
+    saving = {"patch_size": patch_size, "norm": norm, "dataset": dataset, "training_ground": ground}
+    log.info(
+        "training %s (%s weights) on %s: %d train / %d val pairs of %d px, device %s, "
+        "%s, %s layout",
+        cfg.backbone,
+        cfg.weights,
+        npz,
+        len(train_t),
+        len(val_t),
+        patch_size,
+        device,
+        stepper.dtype or torch.float32,
+        "channels-last" if fmt == torch.channels_last else "contiguous",
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    writer = BackgroundWriter(lambda job: save_checkpoint(
-        provisional_path(ckpt), job[0], threshold={"value": 0.5, "rule": "provisional"},
-        history=job[2], complete=False, extra={"config": asdict(cfg), "best_epoch": job[1]},
-        **saving))
+    writer = BackgroundWriter(
+        lambda job: save_checkpoint(
+            provisional_path(ckpt),
+            job[0],
+            threshold={"value": 0.5, "rule": "provisional"},
+            history=job[2],
+            complete=False,
+            extra={"config": asdict(cfg), "best_epoch": job[1]},
+            **saving,
+        )
+    )
     try:
         history, best_state, best_logits, best_epoch, best_loss = _fit(
-            model, stepper, train_t, val_t, splits["val"].y, cfg, generator, out_dir,
-            lambda snapshot, epoch, hist: writer.submit((snapshot, epoch, hist)))
+            model,
+            stepper,
+            train_t,
+            val_t,
+            splits["val"].y,
+            cfg,
+            generator,
+            out_dir,
+            lambda snapshot, epoch, hist: writer.submit((snapshot, epoch, hist)),
+        )
     finally:  # interrupted or not, the newest provisional checkpoint reaches the disk
         writer.close()
     model.load_state_dict(best_state)
     val_prob = sigmoid(best_logits)  # the best epoch's, as validated: no second pass
-    threshold = {"value": choose_threshold(splits["val"].y, val_prob, cfg.threshold_rule),
-                 "rule": cfg.threshold_rule, "chosen_on": "val"}
-    result: dict[str, Any] = {"best_epoch": best_epoch, "best_val_loss": best_loss,
-                              "epochs_run": len(history),
-                              "best_epoch_is_last": best_epoch == len(history),
-                              "threshold": threshold}
+    threshold = {
+        "value": choose_threshold(splits["val"].y, val_prob, cfg.threshold_rule),
+        "rule": cfg.threshold_rule,
+        "chosen_on": "val",
+    }
+    result: dict[str, Any] = {
+        "best_epoch": best_epoch,
+        "best_val_loss": best_loss,
+        "epochs_run": len(history),
+        "best_epoch_is_last": best_epoch == len(history),
+        "threshold": threshold,
+    }
     if result["best_epoch_is_last"]:
-        result["warning"] = (f"the best epoch was the last one ({best_epoch} of {cfg.epochs} "
-                             "allowed): validation loss was still falling, more epochs may "
-                             "help (--epochs)")
+        result["warning"] = (
+            f"the best epoch was the last one ({best_epoch} of {cfg.epochs} "
+            "allowed): validation loss was still falling, more epochs may "
+            "help (--epochs)"
+        )
         log.warning(result["warning"])
     evaluation = None
     if run_evaluation and "test" in splits and _evaluable(npz, splits["test"]):
-        evaluation = score_test(model, norm, splits, threshold, npz, cfg.eval_batch_size,
-                                device)
-    card = {"training": _card_training(npz, splits, cfg, result),
-            "test": _card_test(evaluation[0]) if evaluation else None}
-    save_checkpoint(ckpt, model, threshold=threshold, history=history, complete=True,
-                    card=card, extra={"config": asdict(cfg), "best_epoch": best_epoch},
-                    **saving)
+        evaluation = score_test(model, norm, splits, threshold, npz, cfg.eval_batch_size, device)
+    card = {
+        "training": _card_training(npz, splits, cfg, result),
+        "test": _card_test(evaluation[0]) if evaluation else None,
+    }
+    save_checkpoint(
+        ckpt,
+        model,
+        threshold=threshold,
+        history=history,
+        complete=True,
+        card=card,
+        extra={"config": asdict(cfg), "best_epoch": best_epoch},
+        **saving,
+    )
     provisional_path(ckpt).unlink(missing_ok=True)
-    log.info("best epoch %d (val loss %.4f); threshold %.3f (%s); checkpoint %s", best_epoch,
-             best_loss, threshold["value"], cfg.threshold_rule, ckpt)
+    log.info(
+        "best epoch %d (val loss %.4f); threshold %.3f (%s); checkpoint %s",
+        best_epoch,
+        best_loss,
+        threshold["value"],
+        cfg.threshold_rule,
+        ckpt,
+    )
     if evaluation:
         metrics, prob = evaluation
-        metrics["checkpoint"] = {"path": str(ckpt), "sha256_16": checkpoint_hash(ckpt),
-                                 "complete": True}
+        metrics["checkpoint"] = {
+            "path": str(ckpt),
+            "sha256_16": checkpoint_hash(ckpt),
+            "complete": True,
+        }
         write_evaluation(metrics, splits, prob, val_prob, threshold, out_dir)
         result["test"] = metrics
-    write_text_atomic(out_dir / "train_summary.json",
-                      json.dumps(result, indent=2, default=str) + "\n")
+    write_text_atomic(
+        out_dir / "train_summary.json", json.dumps(result, indent=2, default=str) + "\n"
+    )
     return result
 
 
 def _check_config(cfg: TrainConfig) -> None:
     if cfg.backbone not in BACKBONES:
-        raise DamagenetUsageError(f"unknown backbone {cfg.backbone!r}; choose one of "
-                                  f"{', '.join(BACKBONES)}")
+        raise DamagenetUsageError(
+            f"unknown backbone {cfg.backbone!r}; choose one of {', '.join(BACKBONES)}"
+        )
     if cfg.head not in HEADS:
         raise DamagenetUsageError(f"unknown head {cfg.head!r}; choose one of {', '.join(HEADS)}")
     if cfg.memory_format not in MEMORY_FORMATS:
@@ -475,43 +596,78 @@ def _evaluable(npz: str | Path, test: Split) -> bool:
     return False
 
 
-def _card_training(npz: str | Path, splits: dict[str, Split], cfg: TrainConfig,
-                   result: dict[str, Any]) -> dict[str, Any]:
+def _card_training(
+    npz: str | Path, splits: dict[str, Split], cfg: TrainConfig, result: dict[str, Any]
+) -> dict[str, Any]:
     """Where, when and how the model learned, for the model card."""
     config = dataset_config(npz) or {}
-    aois = {name: sorted({str(a) for a in sp.aoi.tolist()}) if sp.aoi is not None
-            else "not recorded" for name, sp in splits.items()}
-    return {"origin": "trained with damagenet train", "aois": aois,
-            "dates": config.get("dates", "not recorded in the dataset"),
-            "split": protocol_text(npz),
-            "pairs": {k: int(len(v.y)) for k, v in splits.items()},
-            "epochs_run": result["epochs_run"], "best_epoch": result["best_epoch"],
-            "best_epoch_is_last": result["best_epoch_is_last"],
-            "recipe": {k: v for k, v in asdict(cfg).items()
-                       if k not in ("device", "progress", "eval_batch_size",
-                                    "memory_format", "fused_optimizer", "threads")}}
+    aois = {
+        name: sorted({str(a) for a in sp.aoi.tolist()}) if sp.aoi is not None else "not recorded"
+        for name, sp in splits.items()
+    }
+    return {
+        "origin": "trained with damagenet train",
+        "aois": aois,
+        "dates": config.get("dates", "not recorded in the dataset"),
+        "split": protocol_text(npz),
+        "pairs": {k: int(len(v.y)) for k, v in splits.items()},
+        "epochs_run": result["epochs_run"],
+        "best_epoch": result["best_epoch"],
+        "best_epoch_is_last": result["best_epoch_is_last"],
+        "recipe": {
+            k: v
+            for k, v in asdict(cfg).items()
+            if k
+            not in (
+                "device",
+                "progress",
+                "eval_batch_size",
+                "memory_format",
+                "fused_optimizer",
+                "threads",
+            )
+        },
+    }
 
 
 def _card_test(metrics: dict[str, Any]) -> dict[str, Any]:
     """The card's test section: headline figures at the map threshold and the protocol."""
-    return {"metrics": {"threshold": metrics["threshold"]["value"],
-                        "accuracy": metrics["accuracy"],
-                        "damage_precision": metrics["Damage"]["precision"],
-                        "damage_recall": metrics["Damage"]["recall"],
-                        "macro_f1": metrics["macro_f1"], "roc_auc": metrics["roc_auc"],
-                        "pr_auc": metrics["pr_auc"], "test_pairs": metrics["test_pairs"]},
-            "protocol": metrics["protocol"]}
+    return {
+        "metrics": {
+            "threshold": metrics["threshold"]["value"],
+            "accuracy": metrics["accuracy"],
+            "damage_precision": metrics["Damage"]["precision"],
+            "damage_recall": metrics["Damage"]["recall"],
+            "macro_f1": metrics["macro_f1"],
+            "roc_auc": metrics["roc_auc"],
+            "pr_auc": metrics["pr_auc"],
+            "test_pairs": metrics["test_pairs"],
+        },
+        "protocol": metrics["protocol"],
+    }
 
 
 def _run(args: argparse.Namespace) -> int:
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, patience=args.patience,
-                      backbone=args.backbone, weights=args.weights, device=args.device,
-                      seed=args.seed, lr_backbone=args.lr_backbone, lr_head=args.lr_head,
-                      weight_decay=args.weight_decay, clip_norm=args.clip_norm,
-                      threshold_rule=args.threshold_rule, head=args.head,
-                      augment=not args.no_augment, threads=args.threads,
-                      memory_format=args.memory_format, precision=args.precision,
-                      progress=not args.quiet)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        patience=args.patience,
+        backbone=args.backbone,
+        weights=args.weights,
+        device=args.device,
+        seed=args.seed,
+        lr_backbone=args.lr_backbone,
+        lr_head=args.lr_head,
+        weight_decay=args.weight_decay,
+        clip_norm=args.clip_norm,
+        threshold_rule=args.threshold_rule,
+        head=args.head,
+        augment=not args.no_augment,
+        threads=args.threads,
+        memory_format=args.memory_format,
+        precision=args.precision,
+        progress=not args.quiet,
+    )
     train(args.npz, args.out, args.ckpt, cfg, run_evaluation=not args.no_evaluate)
     return 0
 
@@ -527,55 +683,101 @@ def batch_size(text: str) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     d = TrainConfig()
     p = sub.add_parser(
-        "train", help="train the Siamese ResNet on a dataset NPZ",
+        "train",
+        help="train the Siamese ResNet on a dataset NPZ",
         description="Train on the train split, early-stop on validation loss, keep the best "
-                    "checkpoint (self-contained: weights, architecture, bands, patch size, "
-                    "normalisation, threshold, history, dataset hash), then evaluate on the "
-                    "test split. Writes <out>/train_log.csv and the evaluation artefacts.")
+        "checkpoint (self-contained: weights, architecture, bands, patch size, "
+        "normalisation, threshold, history, dataset hash), then evaluate on the "
+        "test split. Writes <out>/train_log.csv and the evaluation artefacts.",
+    )
     p.add_argument("--npz", required=True, help="dataset NPZ (study or flat layout)")
     p.add_argument("--out", required=True, help="results folder (logs, metrics, plots)")
     p.add_argument("--ckpt", required=True, help="checkpoint path, e.g. models/best_resnet101.pt")
-    p.add_argument("--epochs", type=positive_int, default=d.epochs,
-                   help="maximum epochs (%(default)s)")
-    p.add_argument("--batch-size", type=batch_size, default=d.batch_size,
-                   help="pairs per batch, at least 2 for BatchNorm (%(default)s)")
-    p.add_argument("--patience", type=positive_int, default=d.patience,
-                   help="epochs without val-loss improvement before stopping (%(default)s)")
-    p.add_argument("--backbone", choices=list(BACKBONES), default=d.backbone,
-                   help="ResNet depth (%(default)s)")
-    p.add_argument("--head", choices=list(HEADS), default=d.head,
-                   help="the study's README head 4F-256-1 (study-readme) or its published "
-                        "code's 4F-4096-1024-256-1 (study-code) (%(default)s)")
-    p.add_argument("--weights", choices=("none", "imagenet"), default=d.weights,
-                   help="initialisation: random, or torchvision ImageNet weights mapped onto "
-                        "the bands (needs network or a cached copy) (%(default)s)")
+    p.add_argument(
+        "--epochs", type=positive_int, default=d.epochs, help="maximum epochs (%(default)s)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=batch_size,
+        default=d.batch_size,
+        help="pairs per batch, at least 2 for BatchNorm (%(default)s)",
+    )
+    p.add_argument(
+        "--patience",
+        type=positive_int,
+        default=d.patience,
+        help="epochs without val-loss improvement before stopping (%(default)s)",
+    )
+    p.add_argument(
+        "--backbone", choices=list(BACKBONES), default=d.backbone, help="ResNet depth (%(default)s)"
+    )
+    p.add_argument(
+        "--head",
+        choices=list(HEADS),
+        default=d.head,
+        help="the study's README head 4F-256-1 (study-readme) or its published "
+        "code's 4F-4096-1024-256-1 (study-code) (%(default)s)",
+    )
+    p.add_argument(
+        "--weights",
+        choices=("none", "imagenet"),
+        default=d.weights,
+        help="initialisation: random, or torchvision ImageNet weights mapped onto "
+        "the bands (needs network or a cached copy) (%(default)s)",
+    )
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda (%(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
-    p.add_argument("--lr-backbone", type=float, default=d.lr_backbone,
-                   help="Adam learning rate of the backbone (%(default)s)")
-    p.add_argument("--lr-head", type=float, default=d.lr_head,
-                   help="Adam learning rate of the head (%(default)s)")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay,
-                   help="Adam weight decay (%(default)s)")
-    p.add_argument("--clip-norm", type=float, default=d.clip_norm,
-                   help="gradient clipping norm (%(default)s)")
-    p.add_argument("--threshold-rule", choices=THRESHOLD_RULES, default=d.threshold_rule,
-                   help="decision threshold chosen on val: recall90 = highest threshold with "
-                        "damage recall >= 0.9; f1 = maximum F1 (%(default)s)")
-    p.add_argument("--no-augment", action="store_true",
-                   help="no flips/rotations during training")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads for torch (default: torch's choice, one per core)")
-    p.add_argument("--memory-format", choices=MEMORY_FORMATS, default=d.memory_format,
-                   help="layout of images and convolution weights: channels-last (NHWC), "
-                        "contiguous (NCHW), or auto: channels-last on CUDA and for patches "
-                        f"of {CHANNELS_LAST_MIN_PATCH_CPU} px and more on a CPU, where it "
-                        "was measured faster (%(default)s)")
-    p.add_argument("--precision", choices=list(PRECISIONS), default=d.precision,
-                   help="arithmetic of the forward and backward passes: auto (float16 mixed "
-                        "precision on CUDA, float32 on a CPU), float32, bfloat16 (mixed "
-                        "precision, 1.7x faster per step at 64 px on a CPU with AVX-512 BF16; "
-                        "changes rounding) or float16 (CUDA) (%(default)s)")
-    p.add_argument("--no-evaluate", action="store_true",
-                   help="skip the test-split evaluation at the end")
+    p.add_argument(
+        "--lr-backbone",
+        type=float,
+        default=d.lr_backbone,
+        help="Adam learning rate of the backbone (%(default)s)",
+    )
+    p.add_argument(
+        "--lr-head",
+        type=float,
+        default=d.lr_head,
+        help="Adam learning rate of the head (%(default)s)",
+    )
+    p.add_argument(
+        "--weight-decay", type=float, default=d.weight_decay, help="Adam weight decay (%(default)s)"
+    )
+    p.add_argument(
+        "--clip-norm", type=float, default=d.clip_norm, help="gradient clipping norm (%(default)s)"
+    )
+    p.add_argument(
+        "--threshold-rule",
+        choices=THRESHOLD_RULES,
+        default=d.threshold_rule,
+        help="decision threshold chosen on val: recall90 = highest threshold with "
+        "damage recall >= 0.9; f1 = maximum F1 (%(default)s)",
+    )
+    p.add_argument("--no-augment", action="store_true", help="no flips/rotations during training")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice, one per core)",
+    )
+    p.add_argument(
+        "--memory-format",
+        choices=MEMORY_FORMATS,
+        default=d.memory_format,
+        help="layout of images and convolution weights: channels-last (NHWC), "
+        "contiguous (NCHW), or auto: channels-last on CUDA and for patches "
+        f"of {CHANNELS_LAST_MIN_PATCH_CPU} px and more on a CPU, where it "
+        "was measured faster (%(default)s)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=list(PRECISIONS),
+        default=d.precision,
+        help="arithmetic of the forward and backward passes: auto (float16 mixed "
+        "precision on CUDA, float32 on a CPU), float32, bfloat16 (mixed "
+        "precision, 1.7x faster per step at 64 px on a CPU with AVX-512 BF16; "
+        "changes rounding) or float16 (CUDA) (%(default)s)",
+    )
+    p.add_argument(
+        "--no-evaluate", action="store_true", help="skip the test-split evaluation at the end"
+    )
     p.set_defaults(func=_run)

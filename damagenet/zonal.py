@@ -40,8 +40,10 @@ class MapGrid:
     def of(cls, src: rasterio.DatasetReader) -> MapGrid:
         t = src.transform
         if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
-            raise InputFileError(f"{src.name}: the map is rotated or flipped ({t}); warp it "
-                                 "north-up first (gdalwarp)")
+            raise InputFileError(
+                f"{src.name}: the map is rotated or flipped ({t}); warp it "
+                "north-up first (gdalwarp)"
+            )
         bh, bw = src.block_shapes[0]
         return cls(t.c, t.f, t.a, -t.e, src.width, src.height, bh, bw)
 
@@ -49,8 +51,10 @@ class MapGrid:
 def check_same_grid(ref: rasterio.DatasetReader, other: rasterio.DatasetReader) -> None:
     for key in ("crs", "transform", "width", "height"):
         if getattr(ref, key) != getattr(other, key):
-            raise GridMismatchError(f"{other.name} is not on the grid of the map {ref.name}: "
-                                    f"{key} {getattr(other, key)} vs {getattr(ref, key)}")
+            raise GridMismatchError(
+                f"{other.name} is not on the grid of the map {ref.name}: "
+                f"{key} {getattr(other, key)} vs {getattr(ref, key)}"
+            )
 
 
 def pixel_pairs(grid: MapGrid, geoms: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -92,8 +96,9 @@ def pixel_pairs(grid: MapGrid, geoms: np.ndarray) -> tuple[np.ndarray, ...]:
     return idx[keep], rows[keep], cols[keep], weight[keep]
 
 
-def cell_overlap(grid: MapGrid, geoms: np.ndarray, idx: np.ndarray, rows: np.ndarray,
-                 cols: np.ndarray) -> np.ndarray:
+def cell_overlap(
+    grid: MapGrid, geoms: np.ndarray, idx: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
     """Area of footprint ``idx[k]`` inside pixel cell (``rows[k]``, ``cols[k]``), exactly.
 
     Every ring of the footprint is clipped to the cell (Sutherland-Hodgman, all pairs at once
@@ -122,8 +127,12 @@ def cell_overlap(grid: MapGrid, geoms: np.ndarray, idx: np.ndarray, rows: np.nda
     xy = coords[vert0[task_ring][vert_task] + _ramp(n_vert[task_ring])]
     xy[:, 0] -= grid.x0 + cols[task_pair][vert_task] * grid.dx
     xy[:, 1] -= grid.y0 - (rows[task_pair][vert_task] + 1) * grid.dy
-    for axis, bound, keep_above in ((0, 0.0, True), (0, grid.dx, False), (1, 0.0, True),
-                                    (1, grid.dy, False)):
+    for axis, bound, keep_above in (
+        (0, 0.0, True),
+        (0, grid.dx, False),
+        (1, 0.0, True),
+        (1, grid.dy, False),
+    ):
         xy, vert_task = _clip(xy, vert_task, axis, bound, keep_above)
     area = np.abs(_shoelace(xy, vert_task, len(task_ring)))
     sign = np.where(outer[task_ring], 1.0, -1.0)
@@ -144,8 +153,9 @@ def _next_in_run(run: np.ndarray) -> np.ndarray:
     return np.where(last, start, i + 1)
 
 
-def _clip(xy: np.ndarray, run: np.ndarray, axis: int, bound: float, keep_above: bool
-          ) -> tuple[np.ndarray, np.ndarray]:
+def _clip(
+    xy: np.ndarray, run: np.ndarray, axis: int, bound: float, keep_above: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """One Sutherland-Hodgman pass: clip every ring to the half-plane x[axis] >= / <= bound."""
     if len(xy) == 0:
         return xy, run
@@ -163,8 +173,9 @@ def _clip(xy: np.ndarray, run: np.ndarray, axis: int, bound: float, keep_above: 
     out = np.empty((int(count.sum()), 2))
     first = np.where(inside & in_next, nxt, -1)
     emits = count > 0
-    out[pos[emits]] = np.where((first[emits] >= 0)[:, None], xy[np.maximum(first, 0)][emits],
-                               cross[emits])
+    out[pos[emits]] = np.where(
+        (first[emits] >= 0)[:, None], xy[np.maximum(first, 0)][emits], cross[emits]
+    )
     two = count == 2
     out[pos[two] + 1] = xy[nxt[two]]
     return out, np.repeat(run, count)
@@ -179,8 +190,9 @@ def _shoelace(xy: np.ndarray, run: np.ndarray, n: int) -> np.ndarray:
     return 0.5 * np.bincount(run, cross, minlength=n)
 
 
-def gather(src: rasterio.DatasetReader, grid: MapGrid, rows: np.ndarray, cols: np.ndarray
-           ) -> tuple[np.ndarray, np.ndarray]:
+def gather(
+    src: rasterio.DatasetReader, grid: MapGrid, rows: np.ndarray, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Values of band 1 at (rows, cols) and whether each is valid, reading only touched blocks."""
     values = np.zeros(len(rows), dtype=np.float64)
     if len(rows) == 0:
@@ -192,8 +204,9 @@ def gather(src: rasterio.DatasetReader, grid: MapGrid, rows: np.ndarray, cols: n
     for s, e in zip(starts, np.r_[starts[1:], len(order)], strict=True):
         sel = order[s:e]
         top, left = int(br[sel[0]]) * grid.block_h, int(bc[sel[0]]) * grid.block_w
-        win = Window(left, top, min(grid.block_w, grid.width - left),
-                     min(grid.block_h, grid.height - top))
+        win = Window(
+            left, top, min(grid.block_w, grid.width - left), min(grid.block_h, grid.height - top)
+        )
         data = src.read(1, window=win)
         values[sel] = data[rows[sel] - top, cols[sel] - left]
     valid = np.isfinite(values)
@@ -214,8 +227,12 @@ class FootprintStats:
     unc_mean: np.ndarray | None
 
 
-def footprint_stats(geoms: np.ndarray, prob: rasterio.DatasetReader, grid: MapGrid,
-                    unc: rasterio.DatasetReader | None = None) -> FootprintStats:
+def footprint_stats(
+    geoms: np.ndarray,
+    prob: rasterio.DatasetReader,
+    grid: MapGrid,
+    unc: rasterio.DatasetReader | None = None,
+) -> FootprintStats:
     """Area-weighted mean and max probability (and mean uncertainty) of each footprint."""
     n = len(geoms)
     idx, rows, cols, w = pixel_pairs(grid, geoms)

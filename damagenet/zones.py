@@ -20,10 +20,27 @@ from damagenet.errors import InputFileError
 from damagenet.footprints import open_vector
 
 #: Id and name columns of common district layouts (ours, OSM, geoBoundaries, HDX COD-AB).
-ZONE_ID_COLUMNS = ("zone_id", "id", "osm_id", "shapeID", "ADM4_PCODE", "ADM3_PCODE",
-                   "ADM2_PCODE", "ADM1_PCODE", "code")
-ZONE_NAME_COLUMNS = ("name", "NAME", "name_en", "shapeName", "ADM4_EN", "ADM3_EN", "ADM2_EN",
-                     "ADM1_EN")
+ZONE_ID_COLUMNS = (
+    "zone_id",
+    "id",
+    "osm_id",
+    "shapeID",
+    "ADM4_PCODE",
+    "ADM3_PCODE",
+    "ADM2_PCODE",
+    "ADM1_PCODE",
+    "code",
+)
+ZONE_NAME_COLUMNS = (
+    "name",
+    "NAME",
+    "name_en",
+    "shapeName",
+    "ADM4_EN",
+    "ADM3_EN",
+    "ADM2_EN",
+    "ADM1_EN",
+)
 Z95 = 1.959963984540054
 
 
@@ -65,8 +82,15 @@ class ZoneTotals:
         for name in ("area", "damaged_area", "prob_sum"):
             setattr(self, name, np.zeros(self.n))
 
-    def add(self, zone: np.ndarray, area: np.ndarray, prob: np.ndarray, damaged: np.ndarray,
-            low: np.ndarray, high: np.ndarray) -> None:
+    def add(
+        self,
+        zone: np.ndarray,
+        area: np.ndarray,
+        prob: np.ndarray,
+        damaged: np.ndarray,
+        low: np.ndarray,
+        high: np.ndarray,
+    ) -> None:
         """Add a batch: zone index per building (-1 none), its area, probability and flags."""
         inz = zone >= 0
         z, n = zone[inz], self.n
@@ -89,13 +113,21 @@ class ZoneTotals:
                 hi = np.where(self.assessed > 0, self.damaged_high / self.assessed, np.nan)
             else:
                 lo, hi = wilson(self.damaged, self.assessed)
-        return pd.DataFrame({
-            "buildings": self.buildings, "buildings_assessed": self.assessed,
-            "buildings_no_data": self.buildings - self.assessed, "damaged": self.damaged,
-            "damaged_share": share, "damaged_share_low": lo, "damaged_share_high": hi,
-            "interval": "ensemble spread 95%" if spread else "Wilson 95%",
-            "footprint_area_m2": self.area, "damaged_area_m2": self.damaged_area,
-            "probability_mean": mean})
+        return pd.DataFrame(
+            {
+                "buildings": self.buildings,
+                "buildings_assessed": self.assessed,
+                "buildings_no_data": self.buildings - self.assessed,
+                "damaged": self.damaged,
+                "damaged_share": share,
+                "damaged_share_low": lo,
+                "damaged_share_high": hi,
+                "interval": "ensemble spread 95%" if spread else "Wilson 95%",
+                "footprint_area_m2": self.area,
+                "damaged_area_m2": self.damaged_area,
+                "probability_mean": mean,
+            }
+        )
 
 
 class GridZones:
@@ -103,8 +135,9 @@ class GridZones:
 
     kind = "grid"
 
-    def __init__(self, x0: float, y0: float, width: float, height: float, size: float,
-                 crs: CRS) -> None:
+    def __init__(
+        self, x0: float, y0: float, width: float, height: float, size: float, crs: CRS
+    ) -> None:
         self.x0, self.y0, self.size, self.crs = x0, y0, size, crs
         self.nx = max(1, int(np.ceil(width / size - 1e-9)))
         self.ny = max(1, int(np.ceil(height / size - 1e-9)))
@@ -122,8 +155,10 @@ class GridZones:
 
     def ids(self, zone: np.ndarray) -> np.ndarray:
         """Zone ids ("r<row>c<col>", None outside the grid) of zone indices."""
-        return np.array([f"r{z // self.nx:04d}c{z % self.nx:04d}" if z >= 0 else None
-                         for z in zone.tolist()], dtype=object)
+        return np.array(
+            [f"r{z // self.nx:04d}c{z % self.nx:04d}" if z >= 0 else None for z in zone.tolist()],
+            dtype=object,
+        )
 
     def frame(self, totals: ZoneTotals, spread: bool) -> gpd.GeoDataFrame:
         """Cells holding at least one building (an empty cell says nothing)."""

@@ -64,8 +64,13 @@ def parse_date(value: Any) -> dt.date:
     """Parse ``YYYY-MM-DD`` strictly; anything else is refused with the value shown."""
     if isinstance(value, dt.date):
         return value
-    m = re.fullmatch(r"(\d{4})[-/](\d{2})[-/](\d{2})(?:[T ]00:00(?::00(?:\.0+)?)?Z?)?",
-                     value.strip()) if isinstance(value, str) else None
+    m = (
+        re.fullmatch(
+            r"(\d{4})[-/](\d{2})[-/](\d{2})(?:[T ]00:00(?::00(?:\.0+)?)?Z?)?", value.strip()
+        )
+        if isinstance(value, str)
+        else None
+    )
     if m is None:
         raise ValueError(f"unknown date format {value!r} (expected YYYY-MM-DD)")
     try:
@@ -127,24 +132,35 @@ def parse_labels(value: Any) -> LabelSource:
         raise ValueError(f"labels.fields has unknown keys {sorted(unknown)}")
     class_map = value.get("class_map") or {}
     if not isinstance(class_map, dict):
-        raise ValueError("labels.class_map must be an object mapping codes or texts found in "
-                         "the file to UNOSAT codes, e.g. {\"7\": 1}")
+        raise ValueError(
+            "labels.class_map must be an object mapping codes or texts found in "
+            'the file to UNOSAT codes, e.g. {"7": 1}'
+        )
     url = value.get("url")
     if url is not None and not str(url).startswith("https://"):
         raise ValueError(f"labels.url must be an https:// address, got {url!r}")
-    return LabelSource(path=value["path"], url=url, product=value.get("product"),
-                       fields=dict(fields), class_map={str(k): v for k, v in class_map.items()})
+    return LabelSource(
+        path=value["path"],
+        url=url,
+        product=value.get("product"),
+        fields=dict(fields),
+        class_map={str(k): v for k, v in class_map.items()},
+    )
 
 
 def check_label_path(path: str) -> None:
     """Refuse paths a shell would interpret, and relative paths that climb out of the project."""
     bad = sorted(UNSAFE_PATH_CHARS & set(path))
     if bad:
-        raise ValueError(f"labels.path {path!r} contains characters a shell interprets "
-                         f"({' '.join(repr(c) for c in bad)})")
+        raise ValueError(
+            f"labels.path {path!r} contains characters a shell interprets "
+            f"({' '.join(repr(c) for c in bad)})"
+        )
     if not path.strip():
         raise ValueError("labels.path is empty")
     pure = PurePosixPath(path)
     if not pure.is_absolute() and ".." in pure.parts:
-        raise ValueError(f"labels.path {path!r} leaves the project folder; give a path inside "
-                         "it or an absolute path")
+        raise ValueError(
+            f"labels.path {path!r} leaves the project folder; give a path inside "
+            "it or an absolute path"
+        )

@@ -42,9 +42,11 @@ def check_aois(files: list[Path]) -> tuple[list[str], list[str], list[str]]:
         warnings += warns
         if aoi is not None:
             role = "" if aoi.has_labels else "  map-only (no labels)"
-            lines.append(f"{aoi.slug:<14} {aoi.name:<22} {aoi.area_km2():8.2f} km2  "
-                         f"EPSG:{aoi.utm_epsg}  before {aoi.before}  after {aoi.after}  "
-                         f"{aoi.unosat_aoi}{role}")
+            lines.append(
+                f"{aoi.slug:<14} {aoi.name:<22} {aoi.area_km2():8.2f} km2  "
+                f"EPSG:{aoi.utm_epsg}  before {aoi.before}  after {aoi.after}  "
+                f"{aoi.unosat_aoi}{role}"
+            )
     return lines, errors, warnings
 
 
@@ -75,16 +77,26 @@ def polygon_from_file(path: Path) -> BaseGeometry:
         raise InputFileError(f"{path}: cannot read as a vector file ({exc})") from exc
     polys = [g for g in df.geometry if g is not None and g.geom_type.endswith("Polygon")]
     if not polys:
-        raise InputFileError(f"{path}: no polygon in the file (found "
-                             f"{sorted({str(g.geom_type) for g in df.geometry if g})})")
+        raise InputFileError(
+            f"{path}: no polygon in the file (found "
+            f"{sorted({str(g.geom_type) for g in df.geometry if g})})"
+        )
     if df.crs is None:
         raise InputFileError(f"{path}: the file has no CRS; save it with one (EPSG:4326)")
     return reproject_geometry(shapely.union_all(polys), df.crs, "EPSG:4326")
 
 
-def new_aoi(name: str, geometry: BaseGeometry, before: str = DEFAULT_BEFORE,
-            after: str | None = None, out_dir: Path = Path("aois"), labels: str | None = None,
-            unosat_aoi: str | None = None, no_labels: bool = False, force: bool = False) -> Path:
+def new_aoi(
+    name: str,
+    geometry: BaseGeometry,
+    before: str = DEFAULT_BEFORE,
+    after: str | None = None,
+    out_dir: Path = Path("aois"),
+    labels: str | None = None,
+    unosat_aoi: str | None = None,
+    no_labels: bool = False,
+    force: bool = False,
+) -> Path:
     """Write ``out_dir/<slug>.geojson``; validate it before returning, remove it if invalid."""
     slug = slugify(name)
     if not slug:
@@ -97,10 +109,20 @@ def new_aoi(name: str, geometry: BaseGeometry, before: str = DEFAULT_BEFORE,
     except ValueError as exc:
         raise PipelineUsageError(f"--before/--after: {exc}") from exc
     code = unosat_aoi or find_unosat_area(geometry) or NO_UNOSAT_AREA
-    label_source = (None if no_labels or code == NO_UNOSAT_AREA
-                    else {"path": labels or f"data/unosat/{slug}.zip"})
-    doc = aoi_feature(name=name, slug=slug, geometry=geometry, before=windows[0],
-                      after=windows[1], unosat_aoi=code, labels=label_source)
+    label_source = (
+        None
+        if no_labels or code == NO_UNOSAT_AREA
+        else {"path": labels or f"data/unosat/{slug}.zip"}
+    )
+    doc = aoi_feature(
+        name=name,
+        slug=slug,
+        geometry=geometry,
+        before=windows[0],
+        after=windows[1],
+        unosat_aoi=code,
+        labels=label_source,
+    )
     write_text_atomic(path, dump_aoi_json(doc))
     _, errors, _ = validate_aoi_file(path)
     if errors:
@@ -137,51 +159,91 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_new(args: argparse.Namespace) -> int:
-    geometry = (polygon_from_file(Path(args.polygon)) if args.polygon
-                else bbox_geometry(parse_bbox(args.bbox)))
-    path = new_aoi(args.name, geometry, args.before, args.after, Path(args.aoi_dir),
-                   args.labels, args.unosat_aoi, args.no_labels, args.force)
+    geometry = (
+        polygon_from_file(Path(args.polygon))
+        if args.polygon
+        else bbox_geometry(parse_bbox(args.bbox))
+    )
+    path = new_aoi(
+        args.name,
+        geometry,
+        args.before,
+        args.after,
+        Path(args.aoi_dir),
+        args.labels,
+        args.unosat_aoi,
+        args.no_labels,
+        args.force,
+    )
     aoi, _, _ = validate_aoi_file(path)
-    role = ("with labels from " + aoi.labels.path if aoi.labels
-            else "map-only: no UNOSAT labels, use it with a trained model")
-    print(f"wrote {path} ({role}; before {aoi.before}, after {aoi.after}); "
-          f"check or refine it, then run: pipeline aoi check {path}")
+    role = (
+        "with labels from " + aoi.labels.path
+        if aoi.labels
+        else "map-only: no UNOSAT labels, use it with a trained model"
+    )
+    print(
+        f"wrote {path} ({role}; before {aoi.before}, after {aoi.after}); "
+        f"check or refine it, then run: pipeline aoi check {path}"
+    )
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("aoi", help="check or create AOI files",
-                       description="Validate AOI files or write a new one.")
+    p = sub.add_parser(
+        "aoi",
+        help="check or create AOI files",
+        description="Validate AOI files or write a new one.",
+    )
     aoi_sub = p.add_subparsers(dest="aoi_command", required=True, metavar="ACTION")
-    c = aoi_sub.add_parser("check", help="validate AOI files and print one line each",
-                           description="Validate AOI files. Prints name, area, UTM EPSG code "
-                                       "and dates per AOI; exits 1 naming file and field for "
-                                       "every problem.")
+    c = aoi_sub.add_parser(
+        "check",
+        help="validate AOI files and print one line each",
+        description="Validate AOI files. Prints name, area, UTM EPSG code "
+        "and dates per AOI; exits 1 naming file and field for "
+        "every problem.",
+    )
     c.add_argument("files", nargs="*", help="AOI files (default: every file in --aoi-dir)")
     c.add_argument("--aoi-dir", default="aois", help="AOI folder (default: %(default)s)")
     c.set_defaults(func=_run_check)
     n = aoi_sub.add_parser(
-        "new", help="write a new AOI file from a bounding box or a polygon file",
+        "new",
+        help="write a new AOI file from a bounding box or a polygon file",
         description="Write <aoi-dir>/<slug>.geojson from a bounding box or a polygon file. "
-                    "Without a UNOSAT assessment area (or with --no-labels) the AOI is "
-                    "map-only: it gets damage maps from a trained model, no labels.")
+        "Without a UNOSAT assessment area (or with --no-labels) the AOI is "
+        "map-only: it gets damage maps from a trained model, no labels.",
+    )
     where = n.add_mutually_exclusive_group(required=True)
-    where.add_argument("--bbox", nargs="+", metavar="W S E N",
-                       help="bounding box in degrees (EPSG:4326): W S E N or W,S,E,N")
-    where.add_argument("--polygon", metavar="FILE",
-                       help="vector file (GeoJSON, GeoPackage, shapefile, any CRS) whose "
-                            "polygons form the AOI")
+    where.add_argument(
+        "--bbox",
+        nargs="+",
+        metavar="W S E N",
+        help="bounding box in degrees (EPSG:4326): W S E N or W,S,E,N",
+    )
+    where.add_argument(
+        "--polygon",
+        metavar="FILE",
+        help="vector file (GeoJSON, GeoPackage, shapefile, any CRS) whose polygons form the AOI",
+    )
     n.add_argument("name", help="city name, e.g. 'Borodianka'; the slug is derived from it")
-    n.add_argument("--before", default=DEFAULT_BEFORE,
-                   help="before date YYYY-MM-DD, month YYYY-MM or window START/END "
-                        "(default: %(default)s)")
-    n.add_argument("--after", help="after date or window (default: the last "
-                                   f"{DEFAULT_AFTER_DAYS} days up to today)")
+    n.add_argument(
+        "--before",
+        default=DEFAULT_BEFORE,
+        help="before date YYYY-MM-DD, month YYYY-MM or window START/END (default: %(default)s)",
+    )
+    n.add_argument(
+        "--after",
+        help=f"after date or window (default: the last {DEFAULT_AFTER_DAYS} days up to today)",
+    )
     n.add_argument("--labels", help="UNOSAT file path (default: data/unosat/<slug>.zip)")
-    n.add_argument("--no-labels", action="store_true",
-                   help="write a map-only AOI even where a UNOSAT area overlaps")
-    n.add_argument("--unosat-aoi", help="UNOSAT area code (default: the one the AOI overlaps, "
-                                        f"or {NO_UNOSAT_AREA!r})")
+    n.add_argument(
+        "--no-labels",
+        action="store_true",
+        help="write a map-only AOI even where a UNOSAT area overlaps",
+    )
+    n.add_argument(
+        "--unosat-aoi",
+        help=f"UNOSAT area code (default: the one the AOI overlaps, or {NO_UNOSAT_AREA!r})",
+    )
     n.add_argument("--aoi-dir", default="aois", help="AOI folder (default: %(default)s)")
     n.add_argument("--force", action="store_true", help="overwrite an existing file")
     n.set_defaults(func=_run_new)

@@ -54,13 +54,16 @@ def read_feature(path: Path) -> dict[str, Any]:
     if doc.get("type") == "FeatureCollection":
         feats = doc.get("features") or []
         if len(feats) != 1:
-            raise InputFileError(f"{path}: a FeatureCollection with exactly one Feature is "
-                                 f"expected, found {len(feats)}")
+            raise InputFileError(
+                f"{path}: a FeatureCollection with exactly one Feature is "
+                f"expected, found {len(feats)}"
+            )
         return feats[0]
     if doc.get("type") == "Feature":
         return doc
-    raise InputFileError(f"{path}: expected a GeoJSON Feature or FeatureCollection, "
-                         f"got type {doc.get('type')!r}")
+    raise InputFileError(
+        f"{path}: expected a GeoJSON Feature or FeatureCollection, got type {doc.get('type')!r}"
+    )
 
 
 def check_required(props: dict[str, Any], err: Report) -> None:
@@ -85,8 +88,10 @@ def check_geometry(feat: dict[str, Any], err: Report) -> BaseGeometry | None:
         return None
     area = geometry_area_km2(geom)
     if not MIN_AREA_KM2 <= area <= MAX_AREA_KM2:
-        err("geometry", f"area {area:.3f} km² outside the allowed "
-                        f"{MIN_AREA_KM2}-{MAX_AREA_KM2:g} km²")
+        err(
+            "geometry",
+            f"area {area:.3f} km² outside the allowed {MIN_AREA_KM2}-{MAX_AREA_KM2:g} km²",
+        )
     return geom
 
 
@@ -109,8 +114,10 @@ def check_slug(slug: Any, path: Path, err: Report) -> None:
     if not SLUG_RE.match(slug):
         err("slug", f"{slug!r} must be lower-case letters, digits, '-' or '_'")
     if slug != path.stem.removesuffix(".geojson"):
-        err("slug", f"{slug!r} does not match the file name {path.name!r} "
-                    f"(expected {path.stem}.geojson)")
+        err(
+            "slug",
+            f"{slug!r} does not match the file name {path.name!r} (expected {path.stem}.geojson)",
+        )
 
 
 def check_dates(props: dict[str, Any], err: Report, warn: Report) -> dict[str, DateWindow]:
@@ -128,11 +135,15 @@ def check_dates(props: dict[str, Any], err: Report, warn: Report) -> dict[str, D
         if a.start <= b.end:
             err("after", f"after ({a}) must come after before ({b})")
         if b.end >= INVASION_DATE:
-            warn("before", f"{b} ends on or after {INVASION_DATE}; the study used "
-                           "pre-invasion scenes")
+            warn(
+                "before",
+                f"{b} ends on or after {INVASION_DATE}; the study used pre-invasion scenes",
+            )
         if a.start < AFTER_EARLIEST:
-            warn("after", f"{a} starts before {AFTER_EARLIEST}; the study used scenes from "
-                          "March 2022 on")
+            warn(
+                "after",
+                f"{a} starts before {AFTER_EARLIEST}; the study used scenes from March 2022 on",
+            )
     return windows
 
 
@@ -152,14 +163,20 @@ def check_unosat_area(code: Any, geom: BaseGeometry | None, err: Report) -> None
         return
     areas = unosat_areas()
     if code not in areas:
-        err("unosat_aoi", f"unknown UNOSAT area {code!r}; known: "
-                          f"{', '.join(sorted(areas, key=lambda c: int(c[3:])))} or "
-                          f"{NO_UNOSAT_AREA!r}")
+        err(
+            "unosat_aoi",
+            f"unknown UNOSAT area {code!r}; known: "
+            f"{', '.join(sorted(areas, key=lambda c: int(c[3:])))} or "
+            f"{NO_UNOSAT_AREA!r}",
+        )
     elif geom is not None and not geom.intersects(areas[code]):
         lon, lat = geom.centroid.x, geom.centroid.y
-        err("unosat_aoi", f"the AOI (centre lon {lon:.4f}, lat {lat:.4f}) does not intersect "
-                          f"UNOSAT area {code}; check the polygon (longitude and latitude "
-                          "swapped?) or the code")
+        err(
+            "unosat_aoi",
+            f"the AOI (centre lon {lon:.4f}, lat {lat:.4f}) does not intersect "
+            f"UNOSAT area {code}; check the polygon (longitude and latitude "
+            "swapped?) or the code",
+        )
 
 
 def check_assessment_area(props: dict[str, Any], err: Report) -> BaseGeometry | None:
@@ -167,9 +184,11 @@ def check_assessment_area(props: dict[str, Any], err: Report) -> BaseGeometry | 
     if not raw:
         return None
     try:
-        area = (shapely.from_wkt(raw) if isinstance(raw, str) and not
-                raw.lstrip().startswith("{") else
-                shape(json.loads(raw) if isinstance(raw, str) else raw))
+        area = (
+            shapely.from_wkt(raw)
+            if isinstance(raw, str) and not raw.lstrip().startswith("{")
+            else shape(json.loads(raw) if isinstance(raw, str) else raw)
+        )
     except Exception as exc:  # WKT and GeoJSON parsers raise several types
         err("assessment_area", f"unreadable geometry ({exc})")
         return None
@@ -209,8 +228,15 @@ def check_aoi_file(path: str | Path) -> tuple[dict[str, Any] | None, list[str], 
     assessment = check_assessment_area(props, err)
     if errors or geom is None:
         return None, errors, warnings
-    fields = {"name": str(props["name"]), "slug": str(props["slug"]), "geometry": geom,
-              "before": windows["before"], "after": windows["after"],
-              "unosat_aoi": str(props["unosat_aoi"]), "labels": labels,
-              "assessment_area": assessment, "source_file": path}
+    fields = {
+        "name": str(props["name"]),
+        "slug": str(props["slug"]),
+        "geometry": geom,
+        "before": windows["before"],
+        "after": windows["after"],
+        "unosat_aoi": str(props["unosat_aoi"]),
+        "labels": labels,
+        "assessment_area": assessment,
+        "source_file": path,
+    }
     return fields, errors, warnings

@@ -15,19 +15,27 @@ from collections.abc import Sequence
 from contract.cli import run_command, setup_logging
 
 #: Modules providing ``add_parser(subparsers)``; each sets ``func`` on its parser.
-COMMAND_MODULES = ("pipeline.aoi_tools", "pipeline.synthetic.cli", "pipeline.scenes.cli",
-                   "pipeline.unosat_fetch", "pipeline.labels", "pipeline.patches",
-                   "pipeline.dataset")
+COMMAND_MODULES = (
+    "pipeline.aoi_tools",
+    "pipeline.synthetic.cli",
+    "pipeline.scenes.cli",
+    "pipeline.unosat_fetch",
+    "pipeline.labels",
+    "pipeline.patches",
+    "pipeline.dataset",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline",
         description="Data preparation for Sentinel-2 war-damage mapping: AOIs, scenes, "
-                    "UNOSAT labels, patches and the leakage-free dataset.")
+        "UNOSAT labels, patches and the leakage-free dataset.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        help="log warnings and errors only, no progress bars")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="log warnings and errors only, no progress bars"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)

@@ -76,14 +76,23 @@ def load_patches(path: str | Path) -> PatchSet:
         with np.load(path, allow_pickle=False) as d:
             missing = [k for k in PATCH_KEYS if k not in d.files]
             if missing:
-                raise PipelineError(f"{path}: not a patch file from 'pipeline patches' "
-                                    f"(missing {missing})")
-            return PatchSet(aoi=str(d["aoi"]), before=d["before"], after=d["after"],
-                            label=d["label"], row=d["row"], col=d["col"], lon=d["lon"],
-                            lat=d["lat"], resolution=float(abs(d["transform"][0])),
-                            summary=json.loads(str(d["summary"])),
-                            crs=str(d["crs"]) if "crs" in d.files else None,
-                            transform=tuple(float(v) for v in d["transform"]))
+                raise PipelineError(
+                    f"{path}: not a patch file from 'pipeline patches' (missing {missing})"
+                )
+            return PatchSet(
+                aoi=str(d["aoi"]),
+                before=d["before"],
+                after=d["after"],
+                label=d["label"],
+                row=d["row"],
+                col=d["col"],
+                lon=d["lon"],
+                lat=d["lat"],
+                resolution=float(abs(d["transform"][0])),
+                summary=json.loads(str(d["summary"])),
+                crs=str(d["crs"]) if "crs" in d.files else None,
+                transform=tuple(float(v) for v in d["transform"]),
+            )
     except (OSError, ValueError) as exc:
         raise PipelineError(f"{path}: cannot read patch file ({exc})") from exc
 
@@ -106,10 +115,13 @@ def built_up(before: np.ndarray) -> np.ndarray:
     blue, green, red, nir = x[:, 0], x[:, 1], x[:, 2], x[:, 3]
     ndvi = (nir - red) / np.maximum(nir + red, 1.0)
     visible = (blue + green + red) / 3
-    pixel = (ndvi < BUILT_NDVI_MAX) & (visible > BUILT_VISIBLE_MIN) & (
-        red < BUILT_RED_BLUE_MAX * blue)
-    step = (np.abs(np.diff(nir, axis=-1)).mean(axis=(1, 2))
-            + np.abs(np.diff(nir, axis=-2)).mean(axis=(1, 2))) / 2
+    pixel = (
+        (ndvi < BUILT_NDVI_MAX) & (visible > BUILT_VISIBLE_MIN) & (red < BUILT_RED_BLUE_MAX * blue)
+    )
+    step = (
+        np.abs(np.diff(nir, axis=-1)).mean(axis=(1, 2))
+        + np.abs(np.diff(nir, axis=-2)).mean(axis=(1, 2))
+    ) / 2
     rough = step / np.maximum(nir.mean(axis=(1, 2)), 1.0)
     return (pixel.mean(axis=(1, 2)) >= BUILT_PATCH_SHARE) & (rough >= BUILT_ROUGHNESS_MIN)
 
@@ -158,8 +170,14 @@ def nvd_counts(ps: PatchSet, sites: list[Any]) -> np.ndarray:
     return integral[r1, c1] - integral[r0, c1] - integral[r1, c0] + integral[r0, c0]
 
 
-def pick_negatives(rng: np.random.Generator, neg: np.ndarray, n_neg: int, share: float,
-                   nvd: np.ndarray, built: np.ndarray) -> np.ndarray:
+def pick_negatives(
+    rng: np.random.Generator,
+    neg: np.ndarray,
+    n_neg: int,
+    share: float,
+    nvd: np.ndarray,
+    built: np.ndarray,
+) -> np.ndarray:
     """``n_neg`` of the negative patch indices ``neg``: a ``share`` of hard ones first (at
     "No Visible Damage" sites, then built-up), the rest at random from what is left."""
     n_hard = int(round(share * n_neg))
@@ -177,13 +195,13 @@ def block_ids(ps: PatchSet, block_m: float) -> tuple[np.ndarray, np.ndarray]:
     """(block id per patch, whether its footprint lies inside that one block)."""
     block_px = max(1, int(round(block_m / ps.resolution)))
     br, bc = ps.row // block_px, ps.col // block_px
-    inside = ((ps.row + ps.size - 1) // block_px == br) & ((ps.col + ps.size - 1) // block_px
-                                                          == bc)
+    inside = ((ps.row + ps.size - 1) // block_px == br) & ((ps.col + ps.size - 1) // block_px == bc)
     return br.astype(np.int64) * 1_000_003 + bc, inside
 
 
-def _assign_blocks(blocks: np.ndarray, positives: np.ndarray, fractions: dict[str, float],
-                   rng: np.random.Generator) -> dict[int, str]:
+def _assign_blocks(
+    blocks: np.ndarray, positives: np.ndarray, fractions: dict[str, float], rng: np.random.Generator
+) -> dict[int, str]:
     """Blocks of one AOI to splits, in random order: one block to each split first, then each
     block to the split furthest below its share (of damaged patches for blocks with damage, of
     all patches for the others)."""
@@ -209,22 +227,30 @@ def _assign_blocks(blocks: np.ndarray, positives: np.ndarray, fractions: dict[st
     return assigned
 
 
-def build_dataset(patch_files: list[str | Path], out: str | Path, split: str = "blocks",
-                  block_m: float = 640.0, test_aois: list[str] | None = None,
-                  val_aois: list[str] | None = None, val_fraction: float = 0.2,
-                  test_fraction: float = 0.2, negatives_per_positive: float = 1.0,
-                  seed: int = 42, hard_negative_share: float = DEFAULT_HARD_NEGATIVE_SHARE,
-                  nvd_files: list[str | Path] | None = None,
-                  allow_empty_split: bool = False) -> dict[str, Any]:
+def build_dataset(
+    patch_files: list[str | Path],
+    out: str | Path,
+    split: str = "blocks",
+    block_m: float = 640.0,
+    test_aois: list[str] | None = None,
+    val_aois: list[str] | None = None,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    negatives_per_positive: float = 1.0,
+    seed: int = 42,
+    hard_negative_share: float = DEFAULT_HARD_NEGATIVE_SHARE,
+    nvd_files: list[str | Path] | None = None,
+    allow_empty_split: bool = False,
+) -> dict[str, Any]:
     """Split, balance and write the dataset NPZ with its summary (JSON and Markdown)."""
     if not patch_files:
         raise PipelineError("no patch files given")
     if split not in ("blocks", "aoi"):
         raise PipelineError(f"--split must be 'blocks' or 'aoi', got {split!r}")
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and
-            val_fraction + test_fraction < 1):
-        raise PipelineError("--val-fraction and --test-fraction must be in [0, 1) and sum to "
-                            "less than 1")
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise PipelineError(
+            "--val-fraction and --test-fraction must be in [0, 1) and sum to less than 1"
+        )
     if negatives_per_positive <= 0:
         raise PipelineError("--negatives-per-positive must be positive")
     if not 0 <= hard_negative_share <= 1:
@@ -238,13 +264,16 @@ def build_dataset(patch_files: list[str | Path], out: str | Path, split: str = "
     if len(set(names)) != len(names):
         raise PipelineError(f"an AOI appears in more than one patch file: {names}")
     if not any(int(ps.label.sum()) for ps in sets):
-        raise PipelineError(f"no damaged patch in any input ({', '.join(names)}); check the "
-                            "labels (UNOSAT file, dates, classes)")
+        raise PipelineError(
+            f"no damaged patch in any input ({', '.join(names)}); check the "
+            "labels (UNOSAT file, dates, classes)"
+        )
     test_aois, val_aois = list(test_aois or []), list(val_aois or [])
     unknown = set(test_aois + val_aois) - set(names)
     if unknown:
-        raise PipelineError(f"--test-aois/--val-aois name AOIs without patches: "
-                            f"{sorted(unknown)}; have {names}")
+        raise PipelineError(
+            f"--test-aois/--val-aois name AOIs without patches: {sorted(unknown)}; have {names}"
+        )
     if split == "aoi" and not test_aois:
         raise PipelineError("--split aoi needs --test-aois")
 
@@ -263,30 +292,45 @@ def build_dataset(patch_files: list[str | Path], out: str | Path, split: str = "
             split_of[:] = "val"
             inside[:] = True
         else:
-            fr = {"test": test_fraction if split == "blocks" else 0.0,
-                  "val": 0.0 if split == "aoi" and val_aois else val_fraction}
+            fr = {
+                "test": test_fraction if split == "blocks" else 0.0,
+                "val": 0.0 if split == "aoi" and val_aois else val_fraction,
+            }
             fr["train"] = 1.0 - fr["test"] - fr["val"]
             assignment = _assign_blocks(blocks[inside], ps.label[inside].astype(float), fr, rng)
             split_of[inside] = [assignment[int(b)] for b in blocks[inside]]
-        row = {"dropped_nodata": ps.summary.get("dropped_nodata", 0),
-               "dropped_unknown": ps.summary.get("dropped_unknown", 0),
-               "dropped_block_edge": int((~inside).sum())}
+        row = {
+            "dropped_nodata": ps.summary.get("dropped_nodata", 0),
+            "dropped_unknown": ps.summary.get("dropped_unknown", 0),
+            "dropped_block_edge": int((~inside).sum()),
+        }
         for s in SPLITS:
             idx = np.nonzero(inside & (split_of == s))[0]
             pos, neg = idx[ps.label[idx] == 1], idx[ps.label[idx] == 0]
             n_neg = min(len(neg), int(round(negatives_per_positive * len(pos))))
             picked = pick_negatives(rng, neg, n_neg, hard_negative_share, nvd, built)
             chosen = np.sort(np.concatenate([pos, picked]))
-            row[s] = {"blocks": int(len(np.unique(blocks[idx]))), "available": int(len(idx)),
-                      "available_damaged": int(len(pos)), "patches": int(len(chosen)),
-                      "damaged": int(len(pos)), "no_damage": int(n_neg),
-                      "available_no_damage_built_up": int(built[neg].sum()),
-                      "damaged_built_up": int(built[pos].sum()),
-                      "no_damage_built_up": int(built[picked].sum()),
-                      "no_damage_nvd": int((nvd[picked] > 0).sum())}
-            for key, arr in (("Xb", ps.before), ("Xa", ps.after), ("row", ps.row),
-                             ("col", ps.col), ("lon", ps.lon), ("lat", ps.lat),
-                             ("block", blocks)):
+            row[s] = {
+                "blocks": int(len(np.unique(blocks[idx]))),
+                "available": int(len(idx)),
+                "available_damaged": int(len(pos)),
+                "patches": int(len(chosen)),
+                "damaged": int(len(pos)),
+                "no_damage": int(n_neg),
+                "available_no_damage_built_up": int(built[neg].sum()),
+                "damaged_built_up": int(built[pos].sum()),
+                "no_damage_built_up": int(built[picked].sum()),
+                "no_damage_nvd": int((nvd[picked] > 0).sum()),
+            }
+            for key, arr in (
+                ("Xb", ps.before),
+                ("Xa", ps.after),
+                ("row", ps.row),
+                ("col", ps.col),
+                ("lon", ps.lon),
+                ("lat", ps.lat),
+                ("block", blocks),
+            ):
                 parts[s][key].append(arr[chosen])
             parts[s]["y"].append(ps.label[chosen].astype(np.int64))
             parts[s]["aoi"].append(np.full(len(chosen), ps.aoi))
@@ -303,32 +347,52 @@ def build_dataset(patch_files: list[str | Path], out: str | Path, split: str = "
             arrays[split_key(key, s)] = arr
         if not arrays[split_key("y", s)].sum() and (s != "val" or val_fraction > 0 or val_aois):
             if not allow_empty_split:  # a split without positives gives no recall to measure
-                raise PipelineError(f"split {s} has no damaged patch; use larger AOIs, smaller "
-                                    "--block-m or other fractions, or pass --allow-empty-split")
+                raise PipelineError(
+                    f"split {s} has no damaged patch; use larger AOIs, smaller "
+                    "--block-m or other fractions, or pass --allow-empty-split"
+                )
             log.warning("split %s has no damaged patch (--allow-empty-split)", s)
-    config = {"split": split, "block_m": block_m, "test_aois": test_aois, "val_aois": val_aois,
-              "val_fraction": val_fraction, "test_fraction": test_fraction,
-              "negatives_per_positive": negatives_per_positive, "seed": seed,
-              "hard_negative_share": hard_negative_share,
-              "nvd_files": [str(p) for p in nvd_files or []],
-              "patch_size": size, "inputs": names}
+    config = {
+        "split": split,
+        "block_m": block_m,
+        "test_aois": test_aois,
+        "val_aois": val_aois,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "negatives_per_positive": negatives_per_positive,
+        "seed": seed,
+        "hard_negative_share": hard_negative_share,
+        "nvd_files": [str(p) for p in nvd_files or []],
+        "patch_size": size,
+        "inputs": names,
+    }
     arrays["bands"] = np.array(BANDS)
     arrays["config"] = np.array(json.dumps(config, sort_keys=True))
     out = Path(out)
     save_npz(out, arrays)
-    summary = {"config": config, "aois": table,
-               "totals": {s: _totals(table, s, arrays) for s in SPLITS}}
+    summary = {
+        "config": config,
+        "aois": table,
+        "totals": {s: _totals(table, s, arrays) for s in SPLITS},
+    }
     # with_name, not with_suffix: a dotted stem ("v1.2.npz") must keep its name
-    write_text_atomic(out.with_name(out.stem + "_summary.json"),
-                      json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(
+        out.with_name(out.stem + "_summary.json"), json.dumps(summary, indent=2) + "\n"
+    )
     write_text_atomic(out.with_name(out.stem + "_summary.md"), summary_markdown(summary))
-    log.info("dataset %s: %s", out, ", ".join(
-        f"{s} {v['patches']} ({v['damaged']} damaged)" for s, v in summary["totals"].items()))
+    log.info(
+        "dataset %s: %s",
+        out,
+        ", ".join(
+            f"{s} {v['patches']} ({v['damaged']} damaged)" for s, v in summary["totals"].items()
+        ),
+    )
     return summary
 
 
-def _totals(table: dict[str, dict[str, Any]], split: str, arrays: dict[str, np.ndarray]
-            ) -> dict[str, int]:
+def _totals(
+    table: dict[str, dict[str, Any]], split: str, arrays: dict[str, np.ndarray]
+) -> dict[str, int]:
     """Per-split counts over AOIs, with how many negatives are built-up (hard)."""
     keys = ("no_damage", "no_damage_built_up", "no_damage_nvd", "damaged_built_up")
     out = {"patches": int(len(arrays[f"y_{split}"])), "damaged": int(arrays[f"y_{split}"].sum())}
@@ -337,81 +401,140 @@ def _totals(table: dict[str, dict[str, Any]], split: str, arrays: dict[str, np.n
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
-    lines = ["# Dataset summary", "", f"Split: `{json.dumps(summary['config'])}`", "",
-             "Built-up: the before image looks built-up by the dataset's built-up index; NVD: "
-             "the patch holds a UNOSAT 'No Visible Damage' site.", "",
-             "| AOI | split | blocks | available | patches | damaged | damaged built-up | "
-             "no damage | no damage built-up | no damage at NVD sites | dropped nodata | "
-             "dropped unknown | dropped block edge |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-             "| ---: |"]
+    lines = [
+        "# Dataset summary",
+        "",
+        f"Split: `{json.dumps(summary['config'])}`",
+        "",
+        "Built-up: the before image looks built-up by the dataset's built-up index; NVD: "
+        "the patch holds a UNOSAT 'No Visible Damage' site.",
+        "",
+        "| AOI | split | blocks | available | patches | damaged | damaged built-up | "
+        "no damage | no damage built-up | no damage at NVD sites | dropped nodata | "
+        "dropped unknown | dropped block edge |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |",
+    ]
     for aoi, row in summary["aois"].items():
         for s in SPLITS:
             r = row[s]
-            lines.append(f"| {aoi} | {s} | {r['blocks']} | {r['available']} | {r['patches']} | "
-                         f"{r['damaged']} | {r['damaged_built_up']} | {r['no_damage']} | "
-                         f"{r['no_damage_built_up']} | {r['no_damage_nvd']} | "
-                         f"{row['dropped_nodata']} | {row['dropped_unknown']} | "
-                         f"{row['dropped_block_edge']} |")
-    lines += ["", "| split | patches | damaged | damaged built-up | no damage | "
-              "no damage built-up | no damage at NVD sites |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {s} | {v['patches']} | {v['damaged']} | {v['damaged_built_up']} | "
-              f"{v['no_damage']} | {v['no_damage_built_up']} | {v['no_damage_nvd']} |"
-              for s, v in summary["totals"].items()]
+            lines.append(
+                f"| {aoi} | {s} | {r['blocks']} | {r['available']} | {r['patches']} | "
+                f"{r['damaged']} | {r['damaged_built_up']} | {r['no_damage']} | "
+                f"{r['no_damage_built_up']} | {r['no_damage_nvd']} | "
+                f"{row['dropped_nodata']} | {row['dropped_unknown']} | "
+                f"{row['dropped_block_edge']} |"
+            )
+    lines += [
+        "",
+        "| split | patches | damaged | damaged built-up | no damage | "
+        "no damage built-up | no damage at NVD sites |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {s} | {v['patches']} | {v['damaged']} | {v['damaged_built_up']} | "
+        f"{v['no_damage']} | {v['no_damage_built_up']} | {v['no_damage_nvd']} |"
+        for s, v in summary["totals"].items()
+    ]
     return "\n".join(lines) + "\n"
 
 
 def _run(args: argparse.Namespace) -> int:
-    build_dataset(args.patch_files, args.out, split=args.split, block_m=args.block_m,
-                  test_aois=args.test_aois, val_aois=args.val_aois,
-                  val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                  negatives_per_positive=args.negatives_per_positive, seed=args.seed,
-                  hard_negative_share=args.hard_negative_share, nvd_files=args.nvd,
-                  allow_empty_split=args.allow_empty_split)
+    build_dataset(
+        args.patch_files,
+        args.out,
+        split=args.split,
+        block_m=args.block_m,
+        test_aois=args.test_aois,
+        val_aois=args.val_aois,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        negatives_per_positive=args.negatives_per_positive,
+        seed=args.seed,
+        hard_negative_share=args.hard_negative_share,
+        nvd_files=args.nvd,
+        allow_empty_split=args.allow_empty_split,
+    )
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "dataset", help="split spatially, balance and write the dataset NPZ",
+        "dataset",
+        help="split spatially, balance and write the dataset NPZ",
         description="Combine patch files into the study's NPZ layout (Xb_train, Xa_train, "
-                    "y_train, ... val, test) with per-split metadata, splitting by whole "
-                    "ground blocks or whole AOIs before balancing, so no ground is shared "
-                    "between splits. No augmentation. A summary per AOI and split is written "
-                    "as <out>_summary.json and .md.")
+        "y_train, ... val, test) with per-split metadata, splitting by whole "
+        "ground blocks or whole AOIs before balancing, so no ground is shared "
+        "between splits. No augmentation. A summary per AOI and split is written "
+        "as <out>_summary.json and .md.",
+    )
     p.add_argument("patch_files", nargs="+", help="patch NPZ files from 'pipeline patches'")
-    p.add_argument("--out", default="data/processed/FinalBalanced_splits.npz",
-                   help="output NPZ (default: %(default)s)")
-    p.add_argument("--split", choices=("blocks", "aoi"), default="blocks",
-                   help="blocks: whole ground blocks per split; aoi: hold out whole AOIs "
-                        "(default: %(default)s)")
-    p.add_argument("--block-m", type=float, default=640.0,
-                   help="block side in metres for --split blocks (default: %(default)s)")
-    p.add_argument("--test-aois", nargs="*", default=[], help="AOIs held out as test "
-                                                               "(--split aoi)")
-    p.add_argument("--val-aois", nargs="*", default=[],
-                   help="AOIs held out as validation (--split aoi; default: blocks of the "
-                        "training AOIs)")
-    p.add_argument("--val-fraction", type=float, default=0.2,
-                   help="share of damaged patches for validation (default: %(default)s)")
-    p.add_argument("--test-fraction", type=float, default=0.2,
-                   help="share of damaged patches for test with --split blocks "
-                        "(default: %(default)s)")
-    p.add_argument("--negatives-per-positive", type=float, default=1.0,
-                   help="no-damage patches sampled per damaged patch in each split "
-                        "(default: %(default)s)")
-    p.add_argument("--hard-negative-share", type=_share, default=DEFAULT_HARD_NEGATIVE_SHARE,
-                   help="share of the no-damage patches drawn from built-up ground: patches "
-                        "holding 'No Visible Damage' sites (--nvd) first, then patches whose "
-                        "before image looks built-up (low NDVI, bright, grey); 0 samples "
-                        "negatives at random (default: %(default)s)")
-    p.add_argument("--nvd", nargs="+", default=[], metavar="FILE",
-                   help="vector files of UNOSAT 'No Visible Damage' site points (any CRS); "
-                        "patches holding them are preferred as hard negatives")
+    p.add_argument(
+        "--out",
+        default="data/processed/FinalBalanced_splits.npz",
+        help="output NPZ (default: %(default)s)",
+    )
+    p.add_argument(
+        "--split",
+        choices=("blocks", "aoi"),
+        default="blocks",
+        help="blocks: whole ground blocks per split; aoi: hold out whole AOIs "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--block-m",
+        type=float,
+        default=640.0,
+        help="block side in metres for --split blocks (default: %(default)s)",
+    )
+    p.add_argument("--test-aois", nargs="*", default=[], help="AOIs held out as test (--split aoi)")
+    p.add_argument(
+        "--val-aois",
+        nargs="*",
+        default=[],
+        help="AOIs held out as validation (--split aoi; default: blocks of the training AOIs)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="share of damaged patches for validation (default: %(default)s)",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="share of damaged patches for test with --split blocks (default: %(default)s)",
+    )
+    p.add_argument(
+        "--negatives-per-positive",
+        type=float,
+        default=1.0,
+        help="no-damage patches sampled per damaged patch in each split (default: %(default)s)",
+    )
+    p.add_argument(
+        "--hard-negative-share",
+        type=_share,
+        default=DEFAULT_HARD_NEGATIVE_SHARE,
+        help="share of the no-damage patches drawn from built-up ground: patches "
+        "holding 'No Visible Damage' sites (--nvd) first, then patches whose "
+        "before image looks built-up (low NDVI, bright, grey); 0 samples "
+        "negatives at random (default: %(default)s)",
+    )
+    p.add_argument(
+        "--nvd",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="vector files of UNOSAT 'No Visible Damage' site points (any CRS); "
+        "patches holding them are preferred as hard negatives",
+    )
     p.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
-    p.add_argument("--allow-empty-split", action="store_true",
-                   help="write the dataset even if a split has no damaged patch (default: refuse)")
+    p.add_argument(
+        "--allow-empty-split",
+        action="store_true",
+        help="write the dataset even if a split has no damaged patch (default: refuse)",
+    )
     p.set_defaults(func=_run)
 
 

@@ -18,8 +18,9 @@ def utm_epsg_for(geom: BaseGeometry) -> int:
     so the choice is stable.
     """
     c = geom.centroid
-    infos = query_utm_crs_info(datum_name="WGS 84",
-                               area_of_interest=AreaOfInterest(c.x, c.y, c.x, c.y))
+    infos = query_utm_crs_info(
+        datum_name="WGS 84", area_of_interest=AreaOfInterest(c.x, c.y, c.x, c.y)
+    )
     codes = [int(i.code) for i in infos if i.code[:3] in ("326", "327")]
     hemisphere = 32600 if c.y >= 0 else 32700
     codes = [code for code in codes if code - hemisphere in range(1, 61)] or codes
@@ -30,8 +31,9 @@ def utm_epsg_for(geom: BaseGeometry) -> int:
 
 def reproject_geometry(geom: BaseGeometry, src: Any, dst: Any) -> BaseGeometry:
     """``geom`` from CRS ``src`` to CRS ``dst`` (anything pyproj accepts), x/y = lon/lat order."""
-    transformer = Transformer.from_crs(CRS.from_user_input(src), CRS.from_user_input(dst),
-                                       always_xy=True)
+    transformer = Transformer.from_crs(
+        CRS.from_user_input(src), CRS.from_user_input(dst), always_xy=True
+    )
     return shapely.transform(geom, transformer.transform, interleaved=False)
 
 

@@ -49,22 +49,30 @@ class Grid:
 
     def profile(self) -> dict:
         """The georeferencing part of a rasterio profile."""
-        return {"crs": self.crs, "transform": self.transform, "width": self.width,
-                "height": self.height}
+        return {
+            "crs": self.crs,
+            "transform": self.transform,
+            "width": self.width,
+            "height": self.height,
+        }
 
     def same_as(self, other: Grid, tol: float = 1e-6) -> bool:
-        return (self.crs == other.crs and self.width == other.width
-                and self.height == other.height
-                and self.transform.almost_equals(other.transform, precision=tol))
+        return (
+            self.crs == other.crs
+            and self.width == other.width
+            and self.height == other.height
+            and self.transform.almost_equals(other.transform, precision=tol)
+        )
 
     def describe(self) -> str:
-        return (f"{self.crs.to_string()} {self.width}x{self.height} px, "
-                f"origin ({self.transform.c:.2f}, {self.transform.f:.2f}), "
-                f"pixel {self.transform.a:g} m")
+        return (
+            f"{self.crs.to_string()} {self.width}x{self.height} px, "
+            f"origin ({self.transform.c:.2f}, {self.transform.f:.2f}), "
+            f"pixel {self.transform.a:g} m"
+        )
 
 
-def aoi_grid(aoi: AOI, max_size_km: float | None = None,
-             resolution: float = RESOLUTION_M) -> Grid:
+def aoi_grid(aoi: AOI, max_size_km: float | None = None, resolution: float = RESOLUTION_M) -> Grid:
     """The AOI's 10 m UTM grid, optionally capped to ``max_size_km`` on each side.
 
     A capped grid is centred on a point inside the AOI polygon (its centroid, or a
@@ -88,8 +96,9 @@ def aoi_grid(aoi: AOI, max_size_km: float | None = None,
     top = math.ceil(top / resolution) * resolution
     width = round((right - left) / resolution)
     height = round((top - bottom) / resolution)
-    return Grid(CRS.from_epsg(epsg), Affine(resolution, 0, left, 0, -resolution, top),
-                width, height)
+    return Grid(
+        CRS.from_epsg(epsg), Affine(resolution, 0, left, 0, -resolution, top), width, height
+    )
 
 
 def grid_of(path: str | Path) -> Grid:
@@ -113,5 +122,6 @@ def require_same_grid(paths: dict[str, str | Path]) -> Grid:
         if not ref.same_as(g):
             raise GridMismatchError(
                 f"{paths[name]} ({name}) is not on the grid of {paths[names[0]]} "
-                f"({names[0]}): {g.describe()} vs {ref.describe()}")
+                f"({names[0]}): {g.describe()} vs {ref.describe()}"
+            )
     return ref

@@ -68,18 +68,23 @@ def check_assessed(aoi: AOI) -> None:
     of nothing but 255 would pass silently into the dataset as an AOI without patches."""
     where = aoi.source_file or aoi.slug
     if aoi.assessment_area is None and not aoi.has_unosat_area:
-        raise InputFileError(f"{where}: AOI {aoi.slug} has labels but no assessment area "
-                             f"(unosat_aoi is {aoi.unosat_aoi!r} and no assessment_area): "
-                             "ground outside an assessment is unknown, so no label could be "
-                             "known; set unosat_aoi or assessment_area")
+        raise InputFileError(
+            f"{where}: AOI {aoi.slug} has labels but no assessment area "
+            f"(unosat_aoi is {aoi.unosat_aoi!r} and no assessment_area): "
+            "ground outside an assessment is unknown, so no label could be "
+            "known; set unosat_aoi or assessment_area"
+        )
     if assessed_area(aoi).is_empty:
-        raise InputFileError(f"{where}: AOI {aoi.slug} lies entirely outside its assessment "
-                             "area: every label would be unknown; check the polygon, "
-                             "unosat_aoi or assessment_area")
+        raise InputFileError(
+            f"{where}: AOI {aoi.slug} lies entirely outside its assessment "
+            "area: every label would be unknown; check the polygon, "
+            "unosat_aoi or assessment_area"
+        )
 
 
-def burn_points(labels: np.ndarray, xs: np.ndarray, ys: np.ndarray, grid: Grid,
-                radius_m: float) -> None:
+def burn_points(
+    labels: np.ndarray, xs: np.ndarray, ys: np.ndarray, grid: Grid, radius_m: float
+) -> None:
     """Set ``DAMAGE`` at pixels whose centre is within ``radius_m`` of a point, and at the
     pixel containing it, where the label is known."""
     res = grid.resolution
@@ -101,11 +106,16 @@ def burn_points(labels: np.ndarray, xs: np.ndarray, ys: np.ndarray, grid: Grid,
     labels[r[known], c[known]] = DAMAGE
 
 
-def make_labels(aoi: AOI, grid_path: str | Path, unosat_path: str | Path, out: str | Path,
-                classes: Sequence[int] = DEFAULT_DAMAGE_CLASSES,
-                radius_m: float = DEFAULT_RADIUS_M,
-                after_date: dt.date | None = None,
-                class_map: ClassMap | None = None) -> dict[str, Any]:
+def make_labels(
+    aoi: AOI,
+    grid_path: str | Path,
+    unosat_path: str | Path,
+    out: str | Path,
+    classes: Sequence[int] = DEFAULT_DAMAGE_CLASSES,
+    radius_m: float = DEFAULT_RADIUS_M,
+    after_date: dt.date | None = None,
+    class_map: ClassMap | None = None,
+) -> dict[str, Any]:
     """Rasterise the UNOSAT file onto the grid of ``grid_path``; return the summary.
 
     ``class_map`` (from ``--class-map``) extends and overrides the AOI file's
@@ -113,38 +123,45 @@ def make_labels(aoi: AOI, grid_path: str | Path, unosat_path: str | Path, out: s
     """
     grid_path, unosat_path, out = Path(grid_path), Path(unosat_path), Path(out)
     if aoi.labels is None:
-        raise InputFileError(f"{aoi.source_file or aoi.slug}: AOI {aoi.slug} is map-only (no "
-                             "labels property): it has no UNOSAT labels to rasterise; add "
-                             "labels.path to the AOI file, or use it only for damage maps")
+        raise InputFileError(
+            f"{aoi.source_file or aoi.slug}: AOI {aoi.slug} is map-only (no "
+            "labels property): it has no UNOSAT labels to rasterise; add "
+            "labels.path to the AOI file, or use it only for damage maps"
+        )
     if radius_m < 0:
         raise PipelineUsageError(f"--radius-m must be >= 0, got {radius_m}")
     check_assessed(aoi)
     grid = grid_of(grid_path)
     after = after_date or after_date_of(grid_path)
-    mapping = {**class_map_from(aoi.labels.class_map,
-                                f"{aoi.source_file or aoi.slug}: labels"), **(class_map or {})}
+    mapping = {
+        **class_map_from(aoi.labels.class_map, f"{aoi.source_file or aoi.slug}: labels"),
+        **(class_map or {}),
+    }
     sites = read_sites(unosat_path, aoi.labels.fields, classes, mapping)
     frame = sites.frame.to_crs(grid.crs)
     xs, ys = frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy()
     left, bottom, right, top = grid.bounds
     on_grid = (xs >= left) & (xs < right) & (ys > bottom) & (ys <= top)
     if not on_grid.any():
-        raise InputFileError(f"{unosat_path}: none of its {len(frame)} sites falls on the grid "
-                            f"of {grid_path} ({grid.describe()}); wrong file for AOI {aoi.slug}?")
+        raise InputFileError(
+            f"{unosat_path}: none of its {len(frame)} sites falls on the grid "
+            f"of {grid_path} ({grid.describe()}); wrong file for AOI {aoi.slug}?"
+        )
     aoi_grid_geom = reproject_geometry(aoi.geometry, "EPSG:4326", grid.crs)
     in_aoi = frame.geometry.within(aoi_grid_geom).to_numpy() & on_grid
 
     known_geom = reproject_geometry(assessed_area(aoi), "EPSG:4326", grid.crs)
     labels = np.full(grid.shape, UNKNOWN, dtype=np.uint8)
     if not known_geom.is_empty:
-        inside = geometry_mask([known_geom], out_shape=grid.shape, transform=grid.transform,
-                               invert=True)
+        inside = geometry_mask(
+            [known_geom], out_shape=grid.shape, transform=grid.transform, invert=True
+        )
         labels[inside] = NO_DAMAGE
     with rasterio.open(grid_path) as src:
         for _, window in src.block_windows(1):
             valid = src.dataset_mask(window=window) > 0
             r0, c0 = int(window.row_off), int(window.col_off)
-            block = labels[r0:r0 + int(window.height), c0:c0 + int(window.width)]
+            block = labels[r0 : r0 + int(window.height), c0 : c0 + int(window.width)]
             block[~valid] = UNKNOWN
 
     first = frame["first_date"].to_numpy(dtype="datetime64[D]")
@@ -156,45 +173,74 @@ def make_labels(aoi: AOI, grid_path: str | Path, unosat_path: str | Path, out: s
     per_class = Counter()
     for fc, lc in zip(frame["first_class"], frame["last_class"], strict=True):
         code = fc if not np.isnan(fc) else lc
-        per_class[CLASS_NAMES.get(int(code), str(int(code))) if not np.isnan(code)
-                  else "not assessed"] += 1
+        per_class[
+            CLASS_NAMES.get(int(code), str(int(code))) if not np.isnan(code) else "not assessed"
+        ] += 1
     summary = {
-        "aoi": aoi.slug, "unosat_file": str(unosat_path), "layer": sites.layer,
-        "date_columns": sites.date_columns, "class_columns": sites.class_columns,
-        "grid": str(grid_path), "after_date": after.isoformat(),
-        "damage_classes": list(map(int, classes)), "radius_m": radius_m,
-        "sites_read": int(len(frame)), "sites_per_class": dict(sorted(per_class.items())),
-        "positives_used": int(positive.sum()), "excluded_by_date": int(late.sum()),
+        "aoi": aoi.slug,
+        "unosat_file": str(unosat_path),
+        "layer": sites.layer,
+        "date_columns": sites.date_columns,
+        "class_columns": sites.class_columns,
+        "grid": str(grid_path),
+        "after_date": after.isoformat(),
+        "damage_classes": list(map(int, classes)),
+        "radius_m": radius_m,
+        "sites_read": int(len(frame)),
+        "sites_per_class": dict(sorted(per_class.items())),
+        "positives_used": int(positive.sum()),
+        "excluded_by_date": int(late.sum()),
         "damaged_undated": int((frame["damaged_undated"].to_numpy() & in_aoi).sum()),
         "outside_aoi": int((~in_aoi).sum()),
         "damage_pixels": int((labels == DAMAGE).sum()),
         "no_damage_pixels": int((labels == NO_DAMAGE).sum()),
         "unknown_pixels": int((labels == UNKNOWN).sum()),
     }
-    tags = {"AOI": aoi.slug, "AFTER_DATE": after.isoformat(),
-            "DAMAGE_CLASSES": ",".join(map(str, classes)), "RADIUS_M": str(radius_m),
-            "VALUES": VALUES_TEXT,
-            "UNOSAT_FILE": unosat_path.name}
+    tags = {
+        "AOI": aoi.slug,
+        "AFTER_DATE": after.isoformat(),
+        "DAMAGE_CLASSES": ",".join(map(str, classes)),
+        "RADIUS_M": str(radius_m),
+        "VALUES": VALUES_TEXT,
+        "UNOSAT_FILE": unosat_path.name,
+    }
     if summary["positives_used"] == 0 and summary["damaged_undated"] > 0:
         raise InputFileError(
             f"{unosat_path}: no damage site to label in {aoi.slug}: "
             f"{summary['damaged_undated']} damaged sites in the AOI have no date, so none can "
-            "be placed before the after scene; check the date columns of the UNOSAT file")
+            "be placed before the after scene; check the date columns of the UNOSAT file"
+        )
     nvd = nvd_sites(frame, in_aoi, after, labels, grid)
-    summary.update({"class_map": mapping, "nvd_sites": int(len(nvd)),
-                    "nvd_file": nvd_path(out).name})
+    summary.update(
+        {"class_map": mapping, "nvd_sites": int(len(nvd)), "nvd_file": nvd_path(out).name}
+    )
     write_nvd(nvd, nvd_path(out))
     try:
-        write_cog(out, labels, grid, nodata=UNKNOWN, descriptions=["damage_label"], tags=tags,
-                  resampling="NEAREST")
+        write_cog(
+            out,
+            labels,
+            grid,
+            nodata=UNKNOWN,
+            descriptions=["damage_label"],
+            tags=tags,
+            resampling="NEAREST",
+        )
         write_text_atomic(out.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
     except BaseException:
         nvd_path(out).unlink(missing_ok=True)
         raise
-    log.info("%s: %d of %d sites positive (%d first damaged after %s, %d outside the AOI); "
-             "%d damage pixels -> %s", aoi.slug, summary["positives_used"], len(frame),
-             summary["excluded_by_date"], after, summary["outside_aoi"],
-             summary["damage_pixels"], out)
+    log.info(
+        "%s: %d of %d sites positive (%d first damaged after %s, %d outside the AOI); "
+        "%d damage pixels -> %s",
+        aoi.slug,
+        summary["positives_used"],
+        len(frame),
+        summary["excluded_by_date"],
+        after,
+        summary["outside_aoi"],
+        summary["damage_pixels"],
+        out,
+    )
     return summary
 
 
@@ -204,33 +250,43 @@ def nvd_path(out: str | Path) -> Path:
     return out.with_name(f"{out.stem}_nvd.gpkg")
 
 
-def nvd_sites(frame: gpd.GeoDataFrame, in_aoi: np.ndarray, after: dt.date,
-              labels: np.ndarray, grid: Grid) -> gpd.GeoDataFrame:
+def nvd_sites(
+    frame: gpd.GeoDataFrame, in_aoi: np.ndarray, after: dt.date, labels: np.ndarray, grid: Grid
+) -> gpd.GeoDataFrame:
     """Sites assessed NVD and not damaged by the after date, on the grid and in the AOI."""
     after64 = np.datetime64(after)
     first_any = frame["first_any_damage"].to_numpy(dtype="datetime64[D]")
     damaged_by_after = ~np.isnat(first_any) & (first_any <= after64)
-    keep = ~np.isnat(frame["last_nvd_date"].to_numpy(dtype="datetime64[D]")) \
-        & ~damaged_by_after & in_aoi
+    keep = (
+        ~np.isnat(frame["last_nvd_date"].to_numpy(dtype="datetime64[D]"))
+        & ~damaged_by_after
+        & in_aoi
+    )
     sites = frame[keep]
     xs, ys = sites.geometry.x.to_numpy(), sites.geometry.y.to_numpy()
     rows = np.floor((grid.transform.f - ys) / grid.resolution).astype(np.int32)
     cols = np.floor((xs - grid.transform.c) / grid.resolution).astype(np.int32)
     later = first_any[keep]
-    return gpd.GeoDataFrame({
-        "site_id": sites["site_id"].astype(str).to_numpy(),
-        "last_nvd_date": [str(d) for d in sites["last_nvd_date"].to_numpy(
-            dtype="datetime64[D]")],
-        "damaged_later": (~np.isnat(later)).astype(np.int32),
-        "row": rows, "col": cols, "label": labels[rows, cols].astype(np.int32)},
-        geometry=sites.geometry.to_numpy(), crs=grid.crs)
+    return gpd.GeoDataFrame(
+        {
+            "site_id": sites["site_id"].astype(str).to_numpy(),
+            "last_nvd_date": [
+                str(d) for d in sites["last_nvd_date"].to_numpy(dtype="datetime64[D]")
+            ],
+            "damaged_later": (~np.isnat(later)).astype(np.int32),
+            "row": rows,
+            "col": cols,
+            "label": labels[rows, cols].astype(np.int32),
+        },
+        geometry=sites.geometry.to_numpy(),
+        crs=grid.crs,
+    )
 
 
 def write_nvd(nvd: gpd.GeoDataFrame, path: Path) -> None:
     """Write the NVD sites atomically (an empty layer when there are none)."""
     with atomic_path(path) as tmp:
-        pyogrio.write_dataframe(nvd, tmp, layer=NVD_LAYER, driver="GPKG",
-                                geometry_type="Point")
+        pyogrio.write_dataframe(nvd, tmp, layer=NVD_LAYER, driver="GPKG", geometry_type="Point")
 
 
 def _class_map_arg(text: str) -> ClassMap:
@@ -247,48 +303,75 @@ def parse_classes_arg(text: str) -> list[int]:
         raise PipelineUsageError(f"--classes must be comma-separated codes, got {text!r}") from exc
     unknown = set(classes) - set(CLASS_NAMES)
     if not classes or unknown:
-        raise PipelineUsageError(f"--classes {text!r}: unknown codes {sorted(unknown)}; UNOSAT "
-                                 f"codes are {sorted(CLASS_NAMES)}")
+        raise PipelineUsageError(
+            f"--classes {text!r}: unknown codes {sorted(unknown)}; UNOSAT "
+            f"codes are {sorted(CLASS_NAMES)}"
+        )
     return classes
 
 
 def _run(args: argparse.Namespace) -> int:
     aoi = load_aoi(args.aoi_file)
     unosat = args.unosat or (aoi.labels.path if aoi.labels else "")
-    make_labels(aoi, args.grid, unosat, args.out,
-                classes=parse_classes_arg(args.classes), radius_m=args.radius_m,
-                after_date=args.after_date,
-                class_map=args.class_map)
+    make_labels(
+        aoi,
+        args.grid,
+        unosat,
+        args.out,
+        classes=parse_classes_arg(args.classes),
+        radius_m=args.radius_m,
+        after_date=args.after_date,
+        class_map=args.class_map,
+    )
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "labels", help="rasterise UNOSAT damage sites onto a scene's grid",
+        "labels",
+        help="rasterise UNOSAT damage sites onto a scene's grid",
         description="Write a uint8 label GeoTIFF on exactly the grid of --grid: 1 damage, 0 "
-                    "assessed and not damaged, 255 unknown (outside the UNOSAT assessment "
-                    "area or the AOI, or no valid observation). A site is positive when its "
-                    "first assessment in a damage class is dated on or before the after "
-                    "scene's date. A JSON summary is written beside the raster, and the "
-                    "'No Visible Damage' sites (hard negatives) to <out stem>_nvd.gpkg.")
+        "assessed and not damaged, 255 unknown (outside the UNOSAT assessment "
+        "area or the AOI, or no valid observation). A site is positive when its "
+        "first assessment in a damage class is dated on or before the after "
+        "scene's date. A JSON summary is written beside the raster, and the "
+        "'No Visible Damage' sites (hard negatives) to <out stem>_nvd.gpkg.",
+    )
     p.add_argument("aoi_file", help="AOI GeoJSON file")
-    p.add_argument("--grid", required=True,
-                   help="scene GeoTIFF whose grid, nodata and ACQUISITION_DATE tag are used "
-                        "(the after scene)")
-    p.add_argument("--unosat",
-                   help="UNOSAT damage-site file: zipped shapefile, shapefile, GeoPackage, "
-                        "GeoJSON or file geodatabase (default: the AOI file's labels.path)")
+    p.add_argument(
+        "--grid",
+        required=True,
+        help="scene GeoTIFF whose grid, nodata and ACQUISITION_DATE tag are used (the after scene)",
+    )
+    p.add_argument(
+        "--unosat",
+        help="UNOSAT damage-site file: zipped shapefile, shapefile, GeoPackage, "
+        "GeoJSON or file geodatabase (default: the AOI file's labels.path)",
+    )
     p.add_argument("--out", required=True, help="output label GeoTIFF")
-    p.add_argument("--classes", default="1,2,3",
-                   help="UNOSAT classes counted as damage (default: %(default)s; 1 destroyed, "
-                        "2 severe, 3 moderate, 4 possible, 11 possible from adjacent impact)")
-    p.add_argument("--radius-m", type=float, default=DEFAULT_RADIUS_M,
-                   help="burn pixels whose centre lies within this distance of a site "
-                        "(default: %(default)s m, one pixel)")
-    p.add_argument("--class-map", type=_class_map_arg,
-                   help="map class codes or texts of the file that are not UNOSAT's to UNOSAT "
-                        "codes (or none = not assessed), e.g. '7=1,Heavily damaged=2,5=none'; "
-                        "extends the AOI file's labels.class_map")
-    p.add_argument("--after-date", type=iso_date,
-                   help="override the after date (YYYY-MM-DD) instead of reading the scene's tag")
+    p.add_argument(
+        "--classes",
+        default="1,2,3",
+        help="UNOSAT classes counted as damage (default: %(default)s; 1 destroyed, "
+        "2 severe, 3 moderate, 4 possible, 11 possible from adjacent impact)",
+    )
+    p.add_argument(
+        "--radius-m",
+        type=float,
+        default=DEFAULT_RADIUS_M,
+        help="burn pixels whose centre lies within this distance of a site "
+        "(default: %(default)s m, one pixel)",
+    )
+    p.add_argument(
+        "--class-map",
+        type=_class_map_arg,
+        help="map class codes or texts of the file that are not UNOSAT's to UNOSAT "
+        "codes (or none = not assessed), e.g. '7=1,Heavily damaged=2,5=none'; "
+        "extends the AOI file's labels.class_map",
+    )
+    p.add_argument(
+        "--after-date",
+        type=iso_date,
+        help="override the after date (YYYY-MM-DD) instead of reading the scene's tag",
+    )
     p.set_defaults(func=_run)

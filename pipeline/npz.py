@@ -32,8 +32,11 @@ class SpooledArray:
     shape: tuple[int, ...]
 
 
-def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray | SpooledArray],
-             compress: bool = False) -> None:
+def save_npz(
+    path: str | os.PathLike[str],
+    arrays: Mapping[str, np.ndarray | SpooledArray],
+    compress: bool = False,
+) -> None:
     """Write ``arrays`` to ``path`` atomically, readable by ``numpy.load``."""
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", method, allowZip64=True) as zf:
@@ -43,8 +46,11 @@ def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray | Spo
             info.external_attr = 0o644 << 16
             with zf.open(info, "w", force_zip64=True) as fh:
                 if isinstance(value, SpooledArray):
-                    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(value.dtype)),
-                              "fortran_order": False, "shape": tuple(value.shape)}
+                    header = {
+                        "descr": np.lib.format.dtype_to_descr(np.dtype(value.dtype)),
+                        "fortran_order": False,
+                        "shape": tuple(value.shape),
+                    }
                     np.lib.format.write_array_header_1_0(fh, header)
                     with open(value.path, "rb") as src:
                         shutil.copyfileobj(src, fh, CHUNK)

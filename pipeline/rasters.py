@@ -19,11 +19,17 @@ from contract.cog import cog_options
 from pipeline.grid import Grid
 
 
-def write_cog(path: str | os.PathLike[str], data: np.ndarray, grid: Grid, *,
-              nodata: float | int | None, descriptions: Sequence[str],
-              tags: Mapping[str, str] | None = None,
-              band_tags: Sequence[Mapping[str, str]] | None = None,
-              resampling: str = "AVERAGE") -> None:
+def write_cog(
+    path: str | os.PathLike[str],
+    data: np.ndarray,
+    grid: Grid,
+    *,
+    nodata: float | int | None,
+    descriptions: Sequence[str],
+    tags: Mapping[str, str] | None = None,
+    band_tags: Sequence[Mapping[str, str]] | None = None,
+    resampling: str = "AVERAGE",
+) -> None:
     """Write ``data`` (bands, rows, cols) as a COG on ``grid``, atomically."""
     if data.ndim == 2:
         data = data[np.newaxis]
@@ -31,9 +37,16 @@ def write_cog(path: str | os.PathLike[str], data: np.ndarray, grid: Grid, *,
         raise ValueError(f"array shape {data.shape[1:]} does not match grid {grid.shape}")
     if len(descriptions) != data.shape[0]:
         raise ValueError("one description per band is required")
-    profile = {"driver": "GTiff", "count": data.shape[0], "dtype": data.dtype.name,
-               "nodata": nodata, "tiled": True, "blockxsize": 256, "blockysize": 256,
-               **grid.profile()}
+    profile = {
+        "driver": "GTiff",
+        "count": data.shape[0],
+        "dtype": data.dtype.name,
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        **grid.profile(),
+    }
     with MemoryFile() as mem:
         with mem.open(**profile) as dst:
             dst.write(data)

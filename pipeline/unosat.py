@@ -46,9 +46,11 @@ LONG_SITE = ("siteid", "site_id", "site")
 LONG_DATE = ("sensordate", "sensor_date", "date", "assessment_date")
 LONG_CLASS = ("main_damage_site_class", "maindamage", "damage_class", "class", "damage")
 DEFAULT_DAMAGE_CLASSES = (1, 2, 3)
-SUPPORTED = ("supported: a point layer of damage sites, one column group per assessment date "
-             "(SensorDate, Main_Damage_Site_Class, then _2, _3...; shapefile-truncated names "
-             "too) or one row per site and assessment (site id, point, date, class)")
+SUPPORTED = (
+    "supported: a point layer of damage sites, one column group per assessment date "
+    "(SensorDate, Main_Damage_Site_Class, then _2, _3...; shapefile-truncated names "
+    "too) or one row per site and assessment (site id, point, date, class)"
+)
 
 
 @dataclass
@@ -86,8 +88,9 @@ def _vsi_path(path: Path) -> tuple[str, list[str]]:
             continue
         if len(layers):
             return cand, [str(name) for name, _ in layers]
-    raise InputFileError(f"{path}: cannot open as a vector dataset "
-                        f"({errors[-1] if errors else 'no layers found'})")
+    raise InputFileError(
+        f"{path}: cannot open as a vector dataset ({errors[-1] if errors else 'no layers found'})"
+    )
 
 
 def pick_layer(path: Path, dataset: str, layers: list[str], override: str | None) -> str:
@@ -133,9 +136,11 @@ def _class_group(column: str) -> int | None:
     return None
 
 
-def find_groups(columns: Sequence[str], overrides: dict[str, Any], source: Path
-                ) -> tuple[list[str], list[str]]:
+def find_groups(
+    columns: Sequence[str], overrides: dict[str, Any], source: Path
+) -> tuple[list[str], list[str]]:
     """Pair date and class columns per assessment date, in date-group order."""
+
     def as_list(value: Any) -> list[str]:
         return [value] if isinstance(value, str) else list(value)
 
@@ -147,7 +152,8 @@ def find_groups(columns: Sequence[str], overrides: dict[str, Any], source: Path
             raise InputFileError(
                 f"{source}: field overrides date={dates} class={classes} do not match the file "
                 f"(missing: {missing}; one date column per class column needed); columns "
-                f"present: {list(columns)}")
+                f"present: {list(columns)}"
+            )
         return dates, classes
     date_by_group: dict[int, str] = {}
     class_by_group: dict[int, str] = {}
@@ -167,12 +173,12 @@ def find_groups(columns: Sequence[str], overrides: dict[str, Any], source: Path
             f"{CLASS_FULL}, with _2, _3... per assessment date, or their 10-character "
             f"shapefile forms, or site id, date and class columns of the long layout); "
             f"columns present: {list(columns)}. Name them in the AOI file's labels.fields "
-            "(site_id, date, class).")
+            "(site_id, date, class)."
+        )
     return [date_by_group[g] for g in groups], [class_by_group[g] for g in groups]
 
 
-def _long_columns(columns: Sequence[str], overrides: dict[str, Any]
-                  ) -> tuple[str, str, str] | None:
+def _long_columns(columns: Sequence[str], overrides: dict[str, Any]) -> tuple[str, str, str] | None:
     """(site id, date, class) columns of a long table, if the names say so."""
     by_lower = {c.lower(): c for c in columns}
 
@@ -182,16 +188,18 @@ def _long_columns(columns: Sequence[str], overrides: dict[str, Any]
             return given
         return next((by_lower[n] for n in names if n in by_lower), None)
 
-    site, date, cls = pick("site_id", LONG_SITE), pick("date", LONG_DATE), \
-        pick("class", LONG_CLASS)
+    site, date, cls = pick("site_id", LONG_SITE), pick("date", LONG_DATE), pick("class", LONG_CLASS)
     return (site, date, cls) if site and date and cls else None
 
 
 def site_ids(gdf: gpd.GeoDataFrame, overrides: dict[str, Any]) -> pd.Series:
     """Each row's site id (the row number where the file has none), as text."""
     by_lower = {c.lower(): c for c in gdf.columns}
-    name = overrides.get("site_id") if overrides.get("site_id") in gdf.columns else next(
-        (by_lower[n] for n in LONG_SITE if n in by_lower), None)
+    name = (
+        overrides.get("site_id")
+        if overrides.get("site_id") in gdf.columns
+        else next((by_lower[n] for n in LONG_SITE if n in by_lower), None)
+    )
     if name is None:
         return pd.Series([str(i) for i in range(len(gdf))], index=gdf.index)
     return gdf[name].astype("string").fillna("").astype(str)
@@ -208,18 +216,28 @@ def _is_long(gdf: gpd.GeoDataFrame, ids: pd.Series, date_cols: list[str]) -> boo
     repeated = (ids.duplicated(keep=False) & (ids != "")).to_numpy()
     if not repeated.any():
         return False
-    xy = pd.DataFrame({"id": ids[repeated].to_numpy(),
-                       "x": gdf.geometry.x.to_numpy()[repeated].round(7),
-                       "y": gdf.geometry.y.to_numpy()[repeated].round(7)})
+    xy = pd.DataFrame(
+        {
+            "id": ids[repeated].to_numpy(),
+            "x": gdf.geometry.x.to_numpy()[repeated].round(7),
+            "y": gdf.geometry.y.to_numpy()[repeated].round(7),
+        }
+    )
     return bool((xy.groupby("id")[["x", "y"]].nunique() == 1).all().all())
 
 
-def _wide_from_long(gdf: gpd.GeoDataFrame, ids: pd.Series, dates: np.ndarray,
-                    classes: np.ndarray) -> tuple[gpd.GeoSeries, pd.Series, np.ndarray,
-                                                  np.ndarray]:
+def _wide_from_long(
+    gdf: gpd.GeoDataFrame, ids: pd.Series, dates: np.ndarray, classes: np.ndarray
+) -> tuple[gpd.GeoSeries, pd.Series, np.ndarray, np.ndarray]:
     """Pivot a long table to one row per site with its assessments in date order."""
-    table = pd.DataFrame({"site": ids.to_numpy(), "date": dates[:, 0], "cls": classes[:, 0],
-                          "row": np.arange(len(ids))})
+    table = pd.DataFrame(
+        {
+            "site": ids.to_numpy(),
+            "date": dates[:, 0],
+            "cls": classes[:, 0],
+            "row": np.arange(len(ids)),
+        }
+    )
     table = table.sort_values(["site", "date", "row"], kind="stable")
     table["k"] = table.groupby("site", sort=False).cumcount()
     sites = pd.Index(table["site"].unique())
@@ -234,17 +252,21 @@ def _wide_from_long(gdf: gpd.GeoDataFrame, ids: pd.Series, dates: np.ndarray,
     return geometry, pd.Series(sites.astype(str)), wide_dates, wide_classes
 
 
-def read_sites(path: str | Path, fields: dict[str, Any] | None = None,
-               damage_classes: Sequence[int] = DEFAULT_DAMAGE_CLASSES,
-               class_map: ClassMap | None = None) -> Sites:
+def read_sites(
+    path: str | Path,
+    fields: dict[str, Any] | None = None,
+    damage_classes: Sequence[int] = DEFAULT_DAMAGE_CLASSES,
+    class_map: ClassMap | None = None,
+) -> Sites:
     """Read a CDA file (wide or long layout) and compute each site's first damage instance."""
     path = Path(path)
     fields = fields or {}
     gdf, layer = _read_points(path, fields)
     columns = [c for c in gdf.columns if c != "geometry"]
     date_cols, class_cols = find_groups(columns, fields, path)
-    dates = np.stack([parse_dates(gdf[c], path, c).to_numpy(dtype="datetime64[D]")
-                      for c in date_cols], axis=1)
+    dates = np.stack(
+        [parse_dates(gdf[c], path, c).to_numpy(dtype="datetime64[D]") for c in date_cols], axis=1
+    )
     classes = np.stack([parse_classes(gdf[c], path, c, class_map) for c in class_cols], axis=1)
     ids = site_ids(gdf, fields)
     geometry = gdf.geometry.reset_index(drop=True)
@@ -252,13 +274,22 @@ def read_sites(path: str | Path, fields: dict[str, Any] | None = None,
     if _is_long(gdf, ids, date_cols):
         geometry, ids, dates, classes = _wide_from_long(gdf, ids, dates, classes)
         layout = "long"
-    frame = gpd.GeoDataFrame({"site_id": ids.to_numpy(), **first_instance(dates, classes,
-                                                                          damage_classes)},
-                             geometry=geometry.to_numpy(), crs=gdf.crs)
-    log.info("%s: layer %s (%s layout), %d sites, date groups %s", path.name, layer, layout,
-             len(frame), list(zip(date_cols, class_cols, strict=True)))
-    return Sites(frame=frame, source=path, layer=layer, date_columns=date_cols,
-                 class_columns=class_cols)
+    frame = gpd.GeoDataFrame(
+        {"site_id": ids.to_numpy(), **first_instance(dates, classes, damage_classes)},
+        geometry=geometry.to_numpy(),
+        crs=gdf.crs,
+    )
+    log.info(
+        "%s: layer %s (%s layout), %d sites, date groups %s",
+        path.name,
+        layer,
+        layout,
+        len(frame),
+        list(zip(date_cols, class_cols, strict=True)),
+    )
+    return Sites(
+        frame=frame, source=path, layer=layer, date_columns=date_cols, class_columns=class_cols
+    )
 
 
 def _read_points(path: Path, fields: dict[str, Any]) -> tuple[gpd.GeoDataFrame, str]:
@@ -274,21 +305,22 @@ def _read_points(path: Path, fields: dict[str, Any]) -> tuple[gpd.GeoDataFrame, 
     if gdf.empty:
         raise InputFileError(f"{path}: layer {layer!r} is empty (no damage sites)")
     if gdf.crs is None:
-        raise InputFileError(f"{path}: layer {layer!r} has no CRS (a shapefile without its "
-                             ".prj?)")
+        raise InputFileError(f"{path}: layer {layer!r} has no CRS (a shapefile without its .prj?)")
     geom_types = set(gdf.geometry.geom_type.dropna())
     if not geom_types & {"Point", "MultiPoint"}:
         raise InputFileError(
             f"{path}: layer {layer!r} holds no point geometries (found "
             f"{sorted(geom_types) or 'none'}); polygon or grid (damage-density) assessments "
-            f"are not supported; {SUPPORTED}")
+            f"are not supported; {SUPPORTED}"
+        )
     gdf = gdf[gdf.geometry.geom_type.isin(["Point", "MultiPoint"])].copy()
     gdf["geometry"] = gdf.geometry.representative_point()
     return gdf, layer
 
 
-def first_instance(dates: np.ndarray, classes: np.ndarray, damage_classes: Sequence[int]
-                   ) -> dict[str, np.ndarray]:
+def first_instance(
+    dates: np.ndarray, classes: np.ndarray, damage_classes: Sequence[int]
+) -> dict[str, np.ndarray]:
     """Per site: first damage date and class, last class, and the facts about NVD sites.
 
     ``first_any_damage`` is the first date in *any* damage class (not only the chosen ones) and
@@ -304,17 +336,23 @@ def first_instance(dates: np.ndarray, classes: np.ndarray, damage_classes: Seque
     last_nvd = np.where(nvd, dates, np.datetime64("0001-01-01")).max(axis=1)
     last_nvd[~nvd.any(axis=1)] = np.datetime64("NaT")
     assessed = ~np.isnan(classes)
-    last_idx = np.where(assessed.any(axis=1), assessed.shape[1] - 1 - np.argmax(
-        assessed[:, ::-1], axis=1), 0)
+    last_idx = np.where(
+        assessed.any(axis=1), assessed.shape[1] - 1 - np.argmax(assessed[:, ::-1], axis=1), 0
+    )
     valid_rows = ~np.isnat(first_date)
-    return {"first_date": first_date, "first_class": first_class,
-            "last_class": classes[np.arange(n), last_idx],
-            "damaged_undated": (damaged & ~has_date).any(axis=1) & ~valid_rows,
-            "first_any_damage": first_any, "last_nvd_date": last_nvd}
+    return {
+        "first_date": first_date,
+        "first_class": first_class,
+        "last_class": classes[np.arange(n), last_idx],
+        "damaged_undated": (damaged & ~has_date).any(axis=1) & ~valid_rows,
+        "first_any_damage": first_any,
+        "last_nvd_date": last_nvd,
+    }
 
 
-def _first(dates: np.ndarray, classes: np.ndarray, use: np.ndarray
-           ) -> tuple[np.ndarray, np.ndarray]:
+def _first(
+    dates: np.ndarray, classes: np.ndarray, use: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Earliest date (and its class) among the cells ``use`` selects, per row."""
     n = len(dates)
     first_date = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")

@@ -21,8 +21,10 @@ from pipeline.aoi import AOI, load_aoi
 from pipeline.errors import InputFileError, ServiceError
 
 log = logging.getLogger(__name__)
-WHERE = ("UNOSAT publishes its Comprehensive Damage Assessments at https://unosat.org/products/ "
-         "and on https://data.humdata.org (search 'UNOSAT damage assessment <city>')")
+WHERE = (
+    "UNOSAT publishes its Comprehensive Damage Assessments at https://unosat.org/products/ "
+    "and on https://data.humdata.org (search 'UNOSAT damage assessment <city>')"
+)
 
 
 #: Leading bytes of the formats UNOSAT publishes: zip (shapefile, zipped .gdb), GeoPackage.
@@ -36,18 +38,25 @@ def fetch_unosat(aoi: AOI, out: str | Path | None = None, timeout_s: float = 120
     ``.zip`` would otherwise only fail later, as an unreadable label file.
     """
     if aoi.labels is None:
-        raise InputFileError(f"{aoi.source_file}: AOI {aoi.slug} is map-only (no labels "
-                             "property); add labels.path to give it UNOSAT labels")
+        raise InputFileError(
+            f"{aoi.source_file}: AOI {aoi.slug} is map-only (no labels "
+            "property); add labels.path to give it UNOSAT labels"
+        )
     dest = Path(out or aoi.labels.path)
     url = aoi.labels.url
     if not url:
         raise InputFileError(
             f"{aoi.slug}: no UNOSAT file at {dest} and no labels.url in {aoi.source_file}. "
             f"{WHERE}; save the damage-site file (zipped shapefile, .gdb or .gpkg) as {dest}, "
-            "or set labels.path / labels.url in the AOI file.")
+            "or set labels.path / labels.url in the AOI file."
+        )
     session = requests.Session()
-    retry = Retry(total=4, backoff_factor=2.0, status_forcelist=(429, 500, 502, 503, 504),
-                  allowed_methods=("GET",))
+    retry = Retry(
+        total=4,
+        backoff_factor=2.0,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=("GET",),
+    )
     session.mount("https://", HTTPAdapter(max_retries=retry))
     host = urlparse(url).hostname
     try:
@@ -56,11 +65,15 @@ def fetch_unosat(aoi: AOI, out: str | Path | None = None, timeout_s: float = 120
             with atomic_path(dest) as tmp:
                 _save_checked(resp, tmp, url)
     except requests.ConnectionError as exc:
-        raise ServiceError(f"{aoi.slug}: {host} is unreachable ({type(exc).__name__}); check "
-                           f"the network, or save the file as {dest} by hand. {WHERE}") from exc
+        raise ServiceError(
+            f"{aoi.slug}: {host} is unreachable ({type(exc).__name__}); check "
+            f"the network, or save the file as {dest} by hand. {WHERE}"
+        ) from exc
     except requests.RequestException as exc:
-        raise ServiceError(f"{aoi.slug}: downloading {url} failed ({exc}). "
-                           f"{WHERE}; or save the file as {dest} by hand.") from exc
+        raise ServiceError(
+            f"{aoi.slug}: downloading {url} failed ({exc}). "
+            f"{WHERE}; or save the file as {dest} by hand."
+        ) from exc
     log.info("%s: downloaded %s -> %s (%d bytes)", aoi.slug, url, dest, dest.stat().st_size)
     return dest
 
@@ -72,9 +85,11 @@ def _save_checked(resp: requests.Response, tmp: Path, url: str) -> None:
     kind = next((k for sig, k in SIGNATURES.items() if head.startswith(sig)), None)
     if kind is None:
         ctype = resp.headers.get("Content-Type", "unknown")
-        raise ServiceError(f"{url} did not return a zip or GeoPackage (Content-Type {ctype}, "
-                           f"starts with {head[:40]!r}); the link may point to a web page "
-                           "rather than the file")
+        raise ServiceError(
+            f"{url} did not return a zip or GeoPackage (Content-Type {ctype}, "
+            f"starts with {head[:40]!r}); the link may point to a web page "
+            "rather than the file"
+        )
     with open(tmp, "wb") as fh:
         fh.write(head)
         for chunk in chunks:
@@ -87,10 +102,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("unosat", help="download an AOI's UNOSAT file from its labels.url",
-                       description="Download the AOI's UNOSAT damage-site file from labels.url "
-                                   "to labels.path (or --out); without a URL, explain where to "
-                                   "get the file and where to put it.")
+    p = sub.add_parser(
+        "unosat",
+        help="download an AOI's UNOSAT file from its labels.url",
+        description="Download the AOI's UNOSAT damage-site file from labels.url "
+        "to labels.path (or --out); without a URL, explain where to "
+        "get the file and where to put it.",
+    )
     p.add_argument("aoi_file", help="AOI GeoJSON file")
     p.add_argument("--out", help="destination (default: the AOI's labels.path)")
     p.set_defaults(func=_run)

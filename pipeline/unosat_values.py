@@ -22,15 +22,27 @@ import pandas as pd
 
 from pipeline.errors import InputFileError, PipelineUsageError
 
-CLASS_NAMES = {1: "Destroyed", 2: "Severe Damage", 3: "Moderate Damage", 4: "Possible Damage",
-               6: "No Visible Damage", 11: "Possible Damage from adjacent impact / debris"}
+CLASS_NAMES = {
+    1: "Destroyed",
+    2: "Severe Damage",
+    3: "Moderate Damage",
+    4: "Possible Damage",
+    6: "No Visible Damage",
+    11: "Possible Damage from adjacent impact / debris",
+}
 NO_VISIBLE_DAMAGE = 6
 #: Every damage class (any code but "No Visible Damage").
 ANY_DAMAGE = tuple(c for c in CLASS_NAMES if c != NO_VISIBLE_DAMAGE)
 TEXT_CLASSES = {
-    "destroyed": 1, "severe damage": 2, "severely damaged": 2, "moderate damage": 3,
-    "moderately damaged": 3, "possible damage": 4, "possibly damaged": 4,
-    "no visible damage": 6, "no damage": 6,
+    "destroyed": 1,
+    "severe damage": 2,
+    "severely damaged": 2,
+    "moderate damage": 3,
+    "moderately damaged": 3,
+    "possible damage": 4,
+    "possibly damaged": 4,
+    "no visible damage": 6,
+    "no damage": 6,
     "possible damage from adjacent impact debris": 11,
     "possible damage from adjacent impact": 11,
     "possible damage adjacent impact debris": 11,
@@ -68,7 +80,8 @@ def class_map_from(mapping: Mapping[object, object] | None, source: str) -> Clas
         if code not in CLASS_NAMES:
             raise PipelineUsageError(
                 f"{source}: class_map maps {key!r} to {value!r}; targets must be UNOSAT codes "
-                f"{sorted(CLASS_NAMES)} or none (not assessed)")
+                f"{sorted(CLASS_NAMES)} or none (not assessed)"
+            )
         out[_map_key(key)] = code
     return out
 
@@ -77,8 +90,10 @@ def parse_class_map(text: str) -> ClassMap:
     """``--class-map 7=1,Heavily damaged=2,5=none``."""
     pairs = [p for p in text.split(",") if p.strip()]
     if not pairs or any("=" not in p for p in pairs):
-        raise PipelineUsageError(f"--class-map {text!r}: expected FOUND=CODE pairs separated by "
-                                 "commas, e.g. 7=1,Heavily damaged=2,5=none")
+        raise PipelineUsageError(
+            f"--class-map {text!r}: expected FOUND=CODE pairs separated by "
+            "commas, e.g. 7=1,Heavily damaged=2,5=none"
+        )
     return class_map_from(dict(p.split("=", 1) for p in pairs), "--class-map")
 
 
@@ -100,8 +115,9 @@ def _code_of(value: object, class_map: ClassMap) -> tuple[float, str | None]:
     return (float(code), None) if code is not None else (np.nan, text)
 
 
-def parse_classes(values: pd.Series, source: Path, column: str,
-                  class_map: ClassMap | None = None) -> np.ndarray:
+def parse_classes(
+    values: pd.Series, source: Path, column: str, class_map: ClassMap | None = None
+) -> np.ndarray:
     """Class codes as float (NaN = not assessed); unknown codes or texts are refused."""
     class_map = class_map or {}
     out = np.full(len(values), np.nan)
@@ -111,13 +127,17 @@ def parse_classes(values: pd.Series, source: Path, column: str,
         if bad is not None:
             unknown[bad] += 1
     if unknown:
-        found = Counter(str(v).strip() for v in values.tolist()
-                        if v is not None and not pd.isna(v) and str(v).strip())
+        found = Counter(
+            str(v).strip()
+            for v in values.tolist()
+            if v is not None and not pd.isna(v) and str(v).strip()
+        )
         raise InputFileError(
             f"{source}: column {column} has damage classes this reader does not know: "
             f"{dict(sorted(unknown.items()))} (classes found: {dict(sorted(found.items()))}); "
             f"known: codes {sorted(CLASS_NAMES)} or {sorted(CLASS_NAMES.values())}. Map them "
-            "with labels.class_map in the AOI file or --class-map (e.g. 7=1 or 7=none)")
+            "with labels.class_map in the AOI file or --class-map (e.g. 7=1 or 7=none)"
+        )
     return out
 
 
@@ -140,17 +160,24 @@ def parse_dates(values: pd.Series, source: Path, column: str) -> pd.Series:
         parsed[digits] = _numeric_dates(text[digits].astype(float), source, column)
     slash = text.str.match(r"^\d{1,2}/\d{1,2}/\d{4}", na=False)
     if slash.any():
-        parsed[slash] = pd.to_datetime(text[slash].str.slice(0, 10), dayfirst=True,
-                                       errors="coerce", format="%d/%m/%Y")
+        parsed[slash] = pd.to_datetime(
+            text[slash].str.slice(0, 10), dayfirst=True, errors="coerce", format="%d/%m/%Y"
+        )
     other = ~slash & ~digits & text.notna()
     if other.any():
-        iso = pd.to_datetime(text[other].str.replace("/", "-", regex=False), errors="coerce",
-                             format="mixed", utc=True)
+        iso = pd.to_datetime(
+            text[other].str.replace("/", "-", regex=False),
+            errors="coerce",
+            format="mixed",
+            utc=True,
+        )
         parsed[other] = iso.dt.tz_localize(None)
     failed = text.notna() & parsed.isna()
     if failed.any():
-        raise InputFileError(f"{source}: column {column} has dates that cannot be read, e.g. "
-                             f"{list(text[failed].head(3))}")
+        raise InputFileError(
+            f"{source}: column {column} has dates that cannot be read, e.g. "
+            f"{list(text[failed].head(3))}"
+        )
     return parsed.dt.normalize()
 
 
@@ -160,11 +187,13 @@ def _numeric_dates(values: pd.Series, source: Path, column: str) -> pd.Series:
     ms = values >= EPOCH_MS_MIN
     ymd = values.between(19000101, 21001231)
     out[ms] = pd.to_datetime(values[ms], unit="ms")
-    out[ymd] = pd.to_datetime(values[ymd].astype("int64").astype(str), format="%Y%m%d",
-                              errors="coerce")
+    out[ymd] = pd.to_datetime(
+        values[ymd].astype("int64").astype(str), format="%Y%m%d", errors="coerce"
+    )
     failed = values.notna() & out.isna()
     if failed.any():
         raise InputFileError(
             f"{source}: column {column} has numbers that are neither epoch milliseconds nor "
-            f"yyyymmdd dates, e.g. {list(values[failed].head(3))}")
+            f"yyyymmdd dates, e.g. {list(values[failed].head(3))}"
+        )
     return out.dt.normalize()

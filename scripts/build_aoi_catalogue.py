@@ -34,9 +34,12 @@ def build(seed_csv: Path, out: Path) -> list[Path]:
         area = unosat_area(code)
         epsg = utm_epsg_for(area)
         area_utm = reproject_geometry(area, "EPSG:4326", epsg)
-        centres = {r["slug"]: reproject_geometry(Point(float(r["center_lon"]),
-                                                       float(r["center_lat"])), "EPSG:4326", epsg)
-                   for r in members}
+        centres = {
+            r["slug"]: reproject_geometry(
+                Point(float(r["center_lon"]), float(r["center_lat"])), "EPSG:4326", epsg
+            )
+            for r in members
+        }
         if len(members) == 1:
             cells = {members[0]["slug"]: area_utm}
         else:
@@ -49,11 +52,17 @@ def build(seed_csv: Path, out: Path) -> list[Path]:
         for row in members:
             geom = reproject_geometry(cells[row["slug"]], epsg, "EPSG:4326")
             doc = aoi_feature(
-                name=row["name"], slug=row["slug"], geometry=geom,
-                before=parse_window(row["before_scene"]), after=parse_window(row["after_scene"]),
+                name=row["name"],
+                slug=row["slug"],
+                geometry=geom,
+                before=parse_window(row["before_scene"]),
+                after=parse_window(row["after_scene"]),
                 unosat_aoi=code,
-                labels={"path": f"data/unosat/{row['slug']}.zip",
-                        "product": f"UNOSAT Comprehensive Damage Assessment ({code})"})
+                labels={
+                    "path": f"data/unosat/{row['slug']}.zip",
+                    "product": f"UNOSAT Comprehensive Damage Assessment ({code})",
+                },
+            )
             path = out / f"{row['slug']}.geojson"
             path.write_text(dump_aoi_json(doc), encoding="utf-8")
             written.append(path)
@@ -61,8 +70,9 @@ def build(seed_csv: Path, out: Path) -> list[Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("seed_csv", type=Path, help="the study's seed table (seed_aois.csv)")
     parser.add_argument("--out", type=Path, default=Path("aois"), help="catalogue folder")
     args = parser.parse_args()

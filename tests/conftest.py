@@ -27,6 +27,7 @@ def reference() -> Path:
 @pytest.fixture
 def aoi_copy(tmp_path: Path):
     """Copy a catalogue AOI into tmp and optionally edit its properties/geometry."""
+
     def make(slug: str = "bucha", edit=None, name: str | None = None) -> Path:
         doc = json.loads((ROOT / "aois" / f"{slug}.geojson").read_text())
         if edit is not None:
@@ -34,6 +35,7 @@ def aoi_copy(tmp_path: Path):
         path = tmp_path / (name or f"{slug}.geojson")
         path.write_text(json.dumps(doc))
         return path
+
     return make
 
 
@@ -72,8 +74,12 @@ def aoi_rasters(tmp_path_factory):
         for epoch in ("before", "after"):
             acquire_scene(aoi, epoch, d / f"{epoch}.tif", "synthetic", max_size_km=2.0, seed=i)
         make_labels(aoi, d / "after.tif", syn.unosat_zip, d / "labels.tif")
-        out[slug] = {"before": d / "before.tif", "after": d / "after.tif",
-                     "labels": d / "labels.tif", "dir": d}
+        out[slug] = {
+            "before": d / "before.tif",
+            "after": d / "after.tif",
+            "labels": d / "labels.tif",
+            "dir": d,
+        }
     return out
 
 

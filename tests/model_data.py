@@ -11,13 +11,14 @@ def planted(n: int, rng: np.random.Generator, size: int = 16) -> tuple[np.ndarra
     """Before/after DN pairs; damaged pairs get a bright, low-NIR rubble patch in 'after'."""
     base = rng.integers(500, 2500, size=(n, 4, 1, 1)).astype(np.float64)
     before = base * (1 + 0.1 * rng.standard_normal((n, 4, size, size)))
-    after = before * rng.uniform(0.95, 1.05, size=(n, 4, 1, 1)) \
-        + 30 * rng.standard_normal((n, 4, size, size))
+    after = before * rng.uniform(0.95, 1.05, size=(n, 4, 1, 1)) + 30 * rng.standard_normal(
+        (n, 4, size, size)
+    )
     y = (np.arange(n) % 2).astype(np.int64)
     for i in np.nonzero(y)[0]:
         r, c = rng.integers(0, size - 6, size=2)
-        after[i, :3, r:r + 6, c:c + 6] += 1500
-        after[i, 3, r:r + 6, c:c + 6] *= 0.5
+        after[i, :3, r : r + 6, c : c + 6] += 1500
+        after[i, 3, r : r + 6, c : c + 6] *= 0.5
     clip = lambda a: np.clip(a, 1, 10000).astype(np.uint16)  # noqa: E731
     return clip(before), clip(after), y
 

@@ -37,29 +37,50 @@ EXTENSIONS = {
     "proj1": "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
     "proj2": "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
 }
-CONFORMANCE = ["https://api.stacspec.org/v1.0.0/core",
-               "https://api.stacspec.org/v1.0.0/item-search",
-               "https://api.stacspec.org/v1.0.0/collections",
-               "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
-               "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson"]
+CONFORMANCE = [
+    "https://api.stacspec.org/v1.0.0/core",
+    "https://api.stacspec.org/v1.0.0/item-search",
+    "https://api.stacspec.org/v1.0.0/collections",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+]
 TOKEN = "st=2026-01-01&se=2099-01-01&sig=test-signature"
 #: band id -> (Earth Search key, common name, centre wavelength um)
-BANDS = {"B02": ("blue", "blue", 0.49), "B03": ("green", "green", 0.56),
-         "B04": ("red", "red", 0.665), "B08": ("nir", "nir", 0.842)}
+BANDS = {
+    "B02": ("blue", "blue", 0.49),
+    "B03": ("green", "green", 0.56),
+    "B04": ("red", "red", 0.665),
+    "B08": ("nir", "nir", 0.842),
+}
 
 
-def write_cog(path: Path, data: np.ndarray, crs: str, transform: Affine, nodata: int = 0,
-              blocksize: int = 256) -> Path:
+def write_cog(
+    path: Path, data: np.ndarray, crs: str, transform: Affine, nodata: int = 0, blocksize: int = 256
+) -> Path:
     """A tiled, deflate-compressed COG with overviews, like the public Sentinel-2 COGs."""
-    profile = {"driver": "GTiff", "count": 1, "dtype": data.dtype.name, "width": data.shape[1],
-               "height": data.shape[0], "crs": crs, "transform": transform, "nodata": nodata}
+    profile = {
+        "driver": "GTiff",
+        "count": 1,
+        "dtype": data.dtype.name,
+        "width": data.shape[1],
+        "height": data.shape[0],
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+    }
     with MemoryFile() as mem:
         with mem.open(**profile) as dst:
             dst.write(data, 1)
         with mem.open() as src:
-            rasterio.shutil.copy(src, path, driver="COG", COMPRESS="DEFLATE",
-                                 BLOCKSIZE=str(blocksize), OVERVIEWS="AUTO",
-                                 OVERVIEW_RESAMPLING="NEAREST")
+            rasterio.shutil.copy(
+                src,
+                path,
+                driver="COG",
+                COMPRESS="DEFLATE",
+                BLOCKSIZE=str(blocksize),
+                OVERVIEWS="AUTO",
+                OVERVIEW_RESAMPLING="NEAREST",
+            )
     return path
 
 
@@ -67,16 +88,31 @@ def footprint(crs: str, transform: Affine, shape10: tuple[int, int]) -> dict[str
     """The lon/lat outline of a raster (as an item's ``geometry``)."""
     h, w = shape10
     left, top = transform.c, transform.f
-    outline = shapely.segmentize(box(left, top + h * transform.e, left + w * transform.a, top),
-                                 200.0)
+    outline = shapely.segmentize(
+        box(left, top + h * transform.e, left + w * transform.a, top), 200.0
+    )
     return transform_geom(crs, "EPSG:4326", mapping(outline))
 
 
-def _asset(href: str, title: str, gsd: int, shape: tuple[int, int], transform: Affine,
-           eo: list[dict] | None, raster: dict | None, media: str = COG) -> dict[str, Any]:
-    asset: dict[str, Any] = {"href": href, "type": media, "title": title, "roles": ["data"],
-                             "gsd": gsd, "proj:shape": list(shape),
-                             "proj:transform": list(transform)[:6]}
+def _asset(
+    href: str,
+    title: str,
+    gsd: int,
+    shape: tuple[int, int],
+    transform: Affine,
+    eo: list[dict] | None,
+    raster: dict | None,
+    media: str = COG,
+) -> dict[str, Any]:
+    asset: dict[str, Any] = {
+        "href": href,
+        "type": media,
+        "title": title,
+        "roles": ["data"],
+        "gsd": gsd,
+        "proj:shape": list(shape),
+        "proj:transform": list(transform)[:6],
+    }
     if eo is not None:
         asset["eo:bands"] = eo
     if raster is not None:
@@ -84,9 +120,18 @@ def _asset(href: str, title: str, gsd: int, shape: tuple[int, int], transform: A
     return asset
 
 
-def make_item(layout: str, item_id: str, when: str, crs: str, transform: Affine,
-              shape10: tuple[int, int], hrefs: dict[str, str], cloud: float,
-              collection: str, **properties: Any) -> dict[str, Any]:
+def make_item(
+    layout: str,
+    item_id: str,
+    when: str,
+    crs: str,
+    transform: Affine,
+    shape10: tuple[int, int],
+    hrefs: dict[str, str],
+    cloud: float,
+    collection: str,
+    **properties: Any,
+) -> dict[str, Any]:
     """An item in the layout of Earth Search ``c1`` / ``l2a`` or Planetary Computer ``pc``.
 
     ``hrefs`` maps B02, B03, B04, B08, SCL to file URLs; ``properties`` may carry
@@ -103,27 +148,53 @@ def make_item(layout: str, item_id: str, when: str, crs: str, transform: Affine,
         eo = [{"name": name, "common_name": common, "center_wavelength": wl}]
         raster = None
         if layout != "pc" and offset != "absent":
-            raster = {"nodata": 0, "data_type": "uint16", "spatial_resolution": 10,
-                      "scale": 0.0001}
+            raster = {"nodata": 0, "data_type": "uint16", "spatial_resolution": 10, "scale": 0.0001}
             if offset is not None:
                 raster["offset"] = offset
         akey = band if layout == "pc" else key
         assets[akey] = _asset(hrefs[band], f"{band} - 10m", 10, shape10, transform, eo, raster)
         if layout != "pc":  # Earth Search also lists the original JPEG 2000 of each band
-            assets[f"{key}-jp2"] = _asset(hrefs[band].replace(".tif", ".jp2"), f"{band} jp2", 10,
-                                          shape10, transform, eo, raster, media="image/jp2")
-    scl_raster = None if layout == "pc" else {"nodata": 0, "data_type": "uint8",
-                                              "spatial_resolution": 20}
-    assets["SCL" if layout == "pc" else "scl"] = _asset(hrefs["SCL"], "SCL", 20, s20, t20,
-                                                        None, scl_raster)
+            assets[f"{key}-jp2"] = _asset(
+                hrefs[band].replace(".tif", ".jp2"),
+                f"{band} jp2",
+                10,
+                shape10,
+                transform,
+                eo,
+                raster,
+                media="image/jp2",
+            )
+    scl_raster = (
+        None if layout == "pc" else {"nodata": 0, "data_type": "uint8", "spatial_resolution": 20}
+    )
+    assets["SCL" if layout == "pc" else "scl"] = _asset(
+        hrefs["SCL"], "SCL", 20, s20, t20, None, scl_raster
+    )
     # distractors a key-only or common-name-only match would trip over
     assets["B8A" if layout == "pc" else "nir08"] = _asset(
-        hrefs["B08"].replace("B08", "B8A"), "B8A", 20, s20, t20,
-        [{"name": "B8A" if layout != "c1" else "nir08", "common_name": "nir08",
-          "center_wavelength": 0.865}], None)
-    assets["visual"] = _asset(hrefs["B04"].replace("B04", "TCI"), "True color", 10, shape10,
-                              transform, [{"name": n, "common_name": n}
-                                          for n in ("red", "green", "blue")], None)
+        hrefs["B08"].replace("B08", "B8A"),
+        "B8A",
+        20,
+        s20,
+        t20,
+        [
+            {
+                "name": "B8A" if layout != "c1" else "nir08",
+                "common_name": "nir08",
+                "center_wavelength": 0.865,
+            }
+        ],
+        None,
+    )
+    assets["visual"] = _asset(
+        hrefs["B04"].replace("B04", "TCI"),
+        "True color",
+        10,
+        shape10,
+        transform,
+        [{"name": n, "common_name": n} for n in ("red", "green", "blue")],
+        None,
+    )
     props: dict[str, Any] = {"datetime": when, "eo:cloud_cover": cloud, **properties}
     exts = [EXTENSIONS["eo"], EXTENSIONS["raster"]]
     if layout == "c1":
@@ -133,16 +204,26 @@ def make_item(layout: str, item_id: str, when: str, crs: str, transform: Affine,
         props["proj:epsg"] = epsg
         exts.append(EXTENSIONS["proj1"])
     geom = footprint(crs, transform, shape10)
-    return {"type": "Feature", "stac_version": "1.0.0", "stac_extensions": exts, "id": item_id,
-            "collection": collection, "geometry": geom, "bbox": list(shape(geom).bounds),
-            "properties": props, "assets": assets, "links": []}
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "stac_extensions": exts,
+        "id": item_id,
+        "collection": collection,
+        "geometry": geom,
+        "bbox": list(shape(geom).bounds),
+        "properties": props,
+        "assets": assets,
+        "links": [],
+    }
 
 
 class StacServer:
     """The server; ``url`` is the STAC API root, ``file_url(name)`` a served file."""
 
-    def __init__(self, files: Path, collections: Sequence[str] = ("sentinel-2-c1-l2a",
-                                                                  "sentinel-2-l2a")):
+    def __init__(
+        self, files: Path, collections: Sequence[str] = ("sentinel-2-c1-l2a", "sentinel-2-l2a")
+    ):
         self.files = files
         self.collections = list(collections)
         self.items: list[dict[str, Any]] = []
@@ -180,26 +261,50 @@ class StacServer:
     # --- answers -------------------------------------------------------------------------
     def landing(self) -> dict[str, Any]:
         root = self.url
-        return {"type": "Catalog", "id": "test", "stac_version": "1.0.0", "description": "t",
-                "conformsTo": CONFORMANCE,
-                "links": [{"rel": "self", "href": root, "type": "application/json"},
-                          {"rel": "root", "href": root, "type": "application/json"},
-                          {"rel": "conformance", "href": f"{root}/conformance"},
-                          {"rel": "data", "href": f"{root}/collections"},
-                          {"rel": "search", "href": f"{root}/search", "method": "GET",
-                           "type": "application/geo+json"},
-                          {"rel": "search", "href": f"{root}/search", "method": "POST",
-                           "type": "application/geo+json"}]}
+        return {
+            "type": "Catalog",
+            "id": "test",
+            "stac_version": "1.0.0",
+            "description": "t",
+            "conformsTo": CONFORMANCE,
+            "links": [
+                {"rel": "self", "href": root, "type": "application/json"},
+                {"rel": "root", "href": root, "type": "application/json"},
+                {"rel": "conformance", "href": f"{root}/conformance"},
+                {"rel": "data", "href": f"{root}/collections"},
+                {
+                    "rel": "search",
+                    "href": f"{root}/search",
+                    "method": "GET",
+                    "type": "application/geo+json",
+                },
+                {
+                    "rel": "search",
+                    "href": f"{root}/search",
+                    "method": "POST",
+                    "type": "application/geo+json",
+                },
+            ],
+        }
 
     def collection(self, cid: str) -> dict[str, Any]:
         root = self.url
-        return {"type": "Collection", "id": cid, "stac_version": "1.0.0",
-                "description": "Sentinel-2 L2A", "license": "proprietary",
-                "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
-                           "temporal": {"interval": [["2015-06-27T00:00:00Z", None]]}},
-                "links": [{"rel": "self", "href": f"{root}/collections/{cid}"},
-                          {"rel": "root", "href": root},
-                          {"rel": "items", "href": f"{root}/collections/{cid}/items"}]}
+        return {
+            "type": "Collection",
+            "id": cid,
+            "stac_version": "1.0.0",
+            "description": "Sentinel-2 L2A",
+            "license": "proprietary",
+            "extent": {
+                "spatial": {"bbox": [[-180, -90, 180, 90]]},
+                "temporal": {"interval": [["2015-06-27T00:00:00Z", None]]},
+            },
+            "links": [
+                {"rel": "self", "href": f"{root}/collections/{cid}"},
+                {"rel": "root", "href": root},
+                {"rel": "items", "href": f"{root}/collections/{cid}/items"},
+            ],
+        }
 
     def search(self, params: dict[str, Any]) -> dict[str, Any]:
         collections = params.get("collections") or []
@@ -207,8 +312,11 @@ class StacServer:
             collections = collections.split(",")
         where = None
         if params.get("intersects"):
-            where = shape(params["intersects"] if isinstance(params["intersects"], dict)
-                          else json.loads(params["intersects"]))
+            where = shape(
+                params["intersects"]
+                if isinstance(params["intersects"], dict)
+                else json.loads(params["intersects"])
+            )
         elif params.get("bbox"):
             bb = params["bbox"]
             where = box(*(map(float, bb.split(",")) if isinstance(bb, str) else bb))
@@ -216,12 +324,19 @@ class StacServer:
         if params.get("datetime"):
             a, b = params["datetime"].split("/")
             start, end = _when(a), _when(b)
-        hits = [it for it in self.items
-                if (not collections or it["collection"] in collections)
-                and (where is None or shape(it["geometry"]).intersects(where))
-                and (start is None or start <= _when(it["properties"]["datetime"]) <= end)]
-        return {"type": "FeatureCollection", "features": hits, "links": [],
-                "numberReturned": len(hits)}
+        hits = [
+            it
+            for it in self.items
+            if (not collections or it["collection"] in collections)
+            and (where is None or shape(it["geometry"]).intersects(where))
+            and (start is None or start <= _when(it["properties"]["datetime"]) <= end)
+        ]
+        return {
+            "type": "FeatureCollection",
+            "features": hits,
+            "links": [],
+            "numberReturned": len(hits),
+        }
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -257,7 +372,7 @@ class StacServer:
                     return
                 root = urlsplit(server.url).path
                 if path.startswith("/files/"):
-                    return self._file(path[len("/files/"):], parts.query, method)
+                    return self._file(path[len("/files/") :], parts.query, method)
                 if path.startswith("/api/sas/v1/token/"):
                     return self._json({"msr:expiry": "2099-01-01T00:00:00Z", "token": TOKEN})
                 if path in (root, root + "/"):
@@ -265,13 +380,16 @@ class StacServer:
                 if path == root + "/conformance":
                     return self._json({"conformsTo": CONFORMANCE})
                 if path.startswith(root + "/collections/"):
-                    cid = path[len(root + "/collections/"):]
+                    cid = path[len(root + "/collections/") :]
                     if cid in server.collections:
                         return self._json(server.collection(cid))
                     return self._json({"code": "NotFound", "description": cid}, 404)
                 if path == root + "/search":
-                    params = body if body is not None else {
-                        k: v[0] for k, v in parse_qs(parts.query).items()}
+                    params = (
+                        body
+                        if body is not None
+                        else {k: v[0] for k, v in parse_qs(parts.query).items()}
+                    )
                     return self._json(server.search(params))
                 self._json({"code": "NotFound"}, 404)
 

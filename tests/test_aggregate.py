@@ -26,10 +26,21 @@ NODATA = -9999.0
 
 
 def write_map(path, values, threshold: str | None = "0.5000", nodata=NODATA):
-    with rasterio.open(path, "w", driver="GTiff", width=values.shape[1],
-                       height=values.shape[0], count=1, dtype="float32", crs=CRS_UTM,
-                       transform=from_origin(X0, Y0, PX, PX), nodata=nodata, tiled=True,
-                       blockxsize=16, blockysize=16) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=values.shape[1],
+        height=values.shape[0],
+        count=1,
+        dtype="float32",
+        crs=CRS_UTM,
+        transform=from_origin(X0, Y0, PX, PX),
+        nodata=nodata,
+        tiled=True,
+        blockxsize=16,
+        blockysize=16,
+    ) as dst:
         dst.write(values.astype("float32"), 1)
         if threshold is not None:
             dst.update_tags(THRESHOLD=threshold)
@@ -46,16 +57,23 @@ def prob_map(tmp_path):
 
 def footprints() -> list:
     """Footprints crossing pixel edges at odd angles, one crossing the map's right edge."""
-    rot = [shapely.affinity.rotate(shapely.box(X0 + 23, Y0 - 47, X0 + 41, Y0 - 31), 30),
-           shapely.Polygon([(X0 + 61, Y0 - 12), (X0 + 88, Y0 - 19), (X0 + 70, Y0 - 44)]),
-           shapely.box(X0 + 101, Y0 - 103, X0 + 104, Y0 - 101),  # inside one pixel
-           shapely.box(X0 + 150, Y0 - 65, X0 + 171, Y0 - 52),  # half beyond the right edge
-           shapely.box(X0 + 5, Y0 - 115, X0 + 25, Y0 - 95),  # entirely on the nodata cloud
-           shapely.box(X0 - 80, Y0 + 40, X0 - 60, Y0 + 60),  # outside the map
-           shapely.MultiPolygon([shapely.box(X0 + 122, Y0 - 33, X0 + 131, Y0 - 21),
-                                 shapely.box(X0 + 133, Y0 - 33, X0 + 139, Y0 - 28)]),
-           shapely.box(X0 + 30, Y0 - 100, X0 + 75, Y0 - 60).difference(  # a courtyard
-               shapely.box(X0 + 42, Y0 - 88, X0 + 63, Y0 - 71))]
+    rot = [
+        shapely.affinity.rotate(shapely.box(X0 + 23, Y0 - 47, X0 + 41, Y0 - 31), 30),
+        shapely.Polygon([(X0 + 61, Y0 - 12), (X0 + 88, Y0 - 19), (X0 + 70, Y0 - 44)]),
+        shapely.box(X0 + 101, Y0 - 103, X0 + 104, Y0 - 101),  # inside one pixel
+        shapely.box(X0 + 150, Y0 - 65, X0 + 171, Y0 - 52),  # half beyond the right edge
+        shapely.box(X0 + 5, Y0 - 115, X0 + 25, Y0 - 95),  # entirely on the nodata cloud
+        shapely.box(X0 - 80, Y0 + 40, X0 - 60, Y0 + 60),  # outside the map
+        shapely.MultiPolygon(
+            [
+                shapely.box(X0 + 122, Y0 - 33, X0 + 131, Y0 - 21),
+                shapely.box(X0 + 133, Y0 - 33, X0 + 139, Y0 - 28),
+            ]
+        ),
+        shapely.box(X0 + 30, Y0 - 100, X0 + 75, Y0 - 60).difference(  # a courtyard
+            shapely.box(X0 + 42, Y0 - 88, X0 + 63, Y0 - 71)
+        ),
+    ]
     return rot
 
 
@@ -78,8 +96,9 @@ def brute_force(geom, values) -> tuple[float, float, float]:
 
 def write_buildings(path, crs=CRS_UTM, **columns):
     geoms = footprints()
-    gdf = gpd.GeoDataFrame({"building_id": np.arange(1, len(geoms) + 1), **columns},
-                           geometry=geoms, crs=CRS_UTM)
+    gdf = gpd.GeoDataFrame(
+        {"building_id": np.arange(1, len(geoms) + 1), **columns}, geometry=geoms, crs=CRS_UTM
+    )
     gdf.to_crs(crs).to_file(path, layer="buildings")
     return path
 
@@ -123,8 +142,9 @@ def test_edge_nodata_and_outside_are_counted_apart(tmp_path, prob_map):
 def test_footprints_in_wgs84_match_utm(tmp_path, prob_map):
     map_path, _ = prob_map
     _, utm, _ = run(tmp_path, map_path, write_buildings(tmp_path / "u.gpkg"), "u")
-    _, geo, _ = run(tmp_path, map_path,
-                    write_buildings(tmp_path / "g.geojson", crs="EPSG:4326"), "g")
+    _, geo, _ = run(
+        tmp_path, map_path, write_buildings(tmp_path / "g.geojson", crs="EPSG:4326"), "g"
+    )
     assert geo.crs == utm.crs
     np.testing.assert_allclose(geo.probability_mean, utm.probability_mean, rtol=1e-5)
     np.testing.assert_allclose(geo.area_m2, utm.area_m2, rtol=1e-5)
@@ -137,25 +157,37 @@ def _layouts(tmp_path):
     utm = gpd.GeoSeries(geoms, crs=CRS_UTM)
     ll = utm.to_crs(4326)
     n = len(geoms)
-    osm = gpd.GeoDataFrame({"osm_id": [f"w{i}" for i in range(n)], "building": "yes",
-                            "name": None}, geometry=ll)
-    overture = gpd.GeoDataFrame({"id": [f"08b{i:013x}" for i in range(n)],
-                                 "height": [6.5, 9.0, np.nan, 3.0],
-                                 "sources": [[{"dataset": "OpenStreetMap"}]] * n},
-                                geometry=ll)
-    microsoft = gpd.GeoDataFrame({"height": [-1.0] * n, "confidence": [0.9] * n},
-                                 geometry=ll)
+    osm = gpd.GeoDataFrame(
+        {"osm_id": [f"w{i}" for i in range(n)], "building": "yes", "name": None}, geometry=ll
+    )
+    overture = gpd.GeoDataFrame(
+        {
+            "id": [f"08b{i:013x}" for i in range(n)],
+            "height": [6.5, 9.0, np.nan, 3.0],
+            "sources": [[{"dataset": "OpenStreetMap"}]] * n,
+        },
+        geometry=ll,
+    )
+    microsoft = gpd.GeoDataFrame({"height": [-1.0] * n, "confidence": [0.9] * n}, geometry=ll)
     centre = utm.centroid.to_crs(4326)
-    google = pd.DataFrame({"latitude": centre.y, "longitude": centre.x,
-                           "area_in_meters": utm.area, "confidence": 0.8,
-                           "geometry": shapely.to_wkt(ll.values, rounding_precision=-1),
-                           "full_plus_code": [f"9G{i}X+XX" for i in range(n)]})
-    paths = {"osm.gpkg": ("osm_id", ["building", "name"]),
-             "overture.parquet": ("id", ["height"]),
-             "microsoft.fgb": (None, ["height", "confidence"]),
-             "osm.shp": ("osm_id", ["building"]),
-             "microsoft.geojson": (None, ["height", "confidence"]),
-             "google.csv": ("full_plus_code", ["confidence", "area_in_meters"])}
+    google = pd.DataFrame(
+        {
+            "latitude": centre.y,
+            "longitude": centre.x,
+            "area_in_meters": utm.area,
+            "confidence": 0.8,
+            "geometry": shapely.to_wkt(ll.values, rounding_precision=-1),
+            "full_plus_code": [f"9G{i}X+XX" for i in range(n)],
+        }
+    )
+    paths = {
+        "osm.gpkg": ("osm_id", ["building", "name"]),
+        "overture.parquet": ("id", ["height"]),
+        "microsoft.fgb": (None, ["height", "confidence"]),
+        "osm.shp": ("osm_id", ["building"]),
+        "microsoft.geojson": (None, ["height", "confidence"]),
+        "google.csv": ("full_plus_code", ["confidence", "area_in_meters"]),
+    }
     osm.to_file(tmp_path / "osm.gpkg")
     overture.to_parquet(tmp_path / "overture.parquet")
     microsoft.to_file(tmp_path / "microsoft.fgb")
@@ -177,8 +209,9 @@ def test_every_format_and_layout(tmp_path, prob_map):
         if id_col is None:
             assert list(b.building_id) == [1, 2, 3, 4]
         # FlatGeobuf's spatial index reorders features: compare as sets
-        np.testing.assert_allclose(np.sort(b.probability_mean), np.sort(expected), rtol=1e-5,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            np.sort(b.probability_mean), np.sort(expected), rtol=1e-5, err_msg=name
+        )
 
 
 def test_outputs_styles_and_truth_metrics(tmp_path, prob_map):
@@ -188,12 +221,19 @@ def test_outputs_styles_and_truth_metrics(tmp_path, prob_map):
     summary, b, _ = run(tmp_path, map_path, bld)
     out = tmp_path / "out"
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["agg.gpkg", "agg_buildings.csv", "agg_buildings.qml", "agg_summary.json",
-                     "agg_zones.csv", "agg_zones.qml"]
+    assert names == [
+        "agg.gpkg",
+        "agg_buildings.csv",
+        "agg_buildings.qml",
+        "agg_summary.json",
+        "agg_zones.csv",
+        "agg_zones.qml",
+    ]
     with sqlite3.connect(out / "agg.gpkg") as con:
         assert con.execute("PRAGMA user_version").fetchone()[0] == 10200  # GPKG 1.2
-        styles = dict(con.execute("SELECT f_table_name, styleQML FROM layer_styles "
-                                  "WHERE useAsDefault"))
+        styles = dict(
+            con.execute("SELECT f_table_name, styleQML FROM layer_styles WHERE useAsDefault")
+        )
     assert set(styles) == {"buildings", "zones"} and "RuleRenderer" in styles["buildings"]
     assert (out / "agg_buildings.qml").read_text() == styles["buildings"]
     assert len(pd.read_csv(out / "agg_buildings.csv")) == 8
@@ -223,10 +263,15 @@ def test_districts_with_wilson_interval(tmp_path, prob_map):
     map_path, _ = prob_map
     west = shapely.box(X0, Y0 - 120, X0 + 80, Y0)
     east = shapely.box(X0 + 80, Y0 - 120, X0 + 200, Y0)
-    gpd.GeoDataFrame({"name": ["West", "East"]}, geometry=[west, east],
-                     crs=CRS_UTM).to_crs(4326).to_file(tmp_path / "districts.geojson")
-    summary, b, z = run(tmp_path, map_path, write_buildings(tmp_path / "b.gpkg"),
-                        zones=tmp_path / "districts.geojson")
+    gpd.GeoDataFrame({"name": ["West", "East"]}, geometry=[west, east], crs=CRS_UTM).to_crs(
+        4326
+    ).to_file(tmp_path / "districts.geojson")
+    summary, b, z = run(
+        tmp_path,
+        map_path,
+        write_buildings(tmp_path / "b.gpkg"),
+        zones=tmp_path / "districts.geojson",
+    )
     assert list(z.zone_name) == ["West", "East"] and list(z.zone_id) == ["1", "2"]
     assert z.buildings.sum() == 7  # the building outside the map is in no district
     lo, hi = wilson(z.damaged.to_numpy(), z.buildings_assessed.to_numpy())
@@ -245,8 +290,7 @@ def test_uncertainty_spread_interval(tmp_path, prob_map):
     map_path, values = prob_map
     spread = np.full((H, W), 0.2, dtype="float32")
     unc = write_map(tmp_path / "unc.tif", spread, threshold=None)
-    summary, b, z = run(tmp_path, map_path, write_buildings(tmp_path / "b.gpkg"),
-                        uncertainty=unc)
+    summary, b, z = run(tmp_path, map_path, write_buildings(tmp_path / "b.gpkg"), uncertainty=unc)
     assert b.uncertainty_mean.dropna().to_numpy() == pytest.approx(0.2)
     p = b.probability_mean.dropna().to_numpy()
     low = int((p - 1.959964 * 0.2 >= 0.45).sum())
@@ -286,18 +330,26 @@ def test_bad_inputs_are_typed_errors(tmp_path, prob_map):
     with pytest.raises(InputFileError, match="no layer with a geometry"):
         aggregate(map_path, tmp_path / "table.gpkg", tmp_path / "o.gpkg", opts)
     other = tmp_path / "other.tif"
-    with rasterio.open(other, "w", driver="GTiff", width=4, height=4, count=1,
-                       dtype="float32", crs=CRS_UTM, transform=from_origin(X0, Y0, PX, PX)
-                       ) as dst:
+    with rasterio.open(
+        other,
+        "w",
+        driver="GTiff",
+        width=4,
+        height=4,
+        count=1,
+        dtype="float32",
+        crs=CRS_UTM,
+        transform=from_origin(X0, Y0, PX, PX),
+    ) as dst:
         dst.write(np.zeros((1, 4, 4), dtype="float32"))
     with pytest.raises(GridMismatchError):
-        aggregate(map_path, bld, tmp_path / "o.gpkg",
-                  AggregateOptions(progress=False, uncertainty=other))
+        aggregate(
+            map_path, bld, tmp_path / "o.gpkg", AggregateOptions(progress=False, uncertainty=other)
+        )
     with pytest.raises(DamagenetUsageError):
         aggregate(map_path, bld, tmp_path / "o.csv", opts)
     with pytest.warns(UserWarning, match="crs"):
-        pyogrio.write_dataframe(gpd.GeoDataFrame(geometry=footprints()[:1]),
-                                tmp_path / "nocrs.shp")
+        pyogrio.write_dataframe(gpd.GeoDataFrame(geometry=footprints()[:1]), tmp_path / "nocrs.shp")
     with pytest.raises(InputFileError, match="does not declare its CRS"):
         aggregate(map_path, tmp_path / "nocrs.shp", tmp_path / "o.gpkg", opts)
     assert not list(tmp_path.glob("o.*")) and not list(tmp_path.glob(".aggregate-*"))
@@ -307,15 +359,53 @@ def test_cli_exit_codes(tmp_path, prob_map, capsys):
     map_path, _ = prob_map
     bld = write_buildings(tmp_path / "b.gpkg")
     out = tmp_path / "cli" / "agg.gpkg"
-    assert main(["-q", "aggregate", "--map", str(map_path), "--buildings", str(bld),
-                 "--out", str(out), "--grid-m", "50"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "aggregate",
+                "--map",
+                str(map_path),
+                "--buildings",
+                str(bld),
+                "--out",
+                str(out),
+                "--grid-m",
+                "50",
+            ]
+        )
+        == 0
+    )
     assert len(gpd.read_file(out, layer="zones")) >= 4
-    assert main(["aggregate", "--map", str(map_path), "--buildings",
-                 str(tmp_path / "nope.fgb"), "--out", str(tmp_path / "x.gpkg")]) == 2
+    assert (
+        main(
+            [
+                "aggregate",
+                "--map",
+                str(map_path),
+                "--buildings",
+                str(tmp_path / "nope.fgb"),
+                "--out",
+                str(tmp_path / "x.gpkg"),
+            ]
+        )
+        == 2
+    )
     assert "nope.fgb" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        main(["aggregate", "--map", str(map_path), "--buildings", str(bld), "--out",
-              str(out), "--threshold", "1.5"])
+        main(
+            [
+                "aggregate",
+                "--map",
+                str(map_path),
+                "--buildings",
+                str(bld),
+                "--out",
+                str(out),
+                "--threshold",
+                "1.5",
+            ]
+        )
     assert exc.value.code == 2
 
 
@@ -333,10 +423,10 @@ def test_cell_overlap_matches_geos_on_random_concave_shapes():
         shapes.append(shapely.Polygon(np.c_[cx + rad * np.cos(ang), cy + rad * np.sin(ang)]))
     geoms = np.array([shapely.make_valid(s) for s in shapes], dtype=object)
     idx, rows, cols, w = pixel_pairs(grid, geoms)
-    cells = shapely.box(X0 + cols * PX, Y0 - (rows + 1) * PX, X0 + (cols + 1) * PX,
-                        Y0 - rows * PX)
-    np.testing.assert_allclose(w, shapely.area(shapely.intersection(geoms[idx], cells)),
-                               rtol=1e-7, atol=1e-6)
+    cells = shapely.box(X0 + cols * PX, Y0 - (rows + 1) * PX, X0 + (cols + 1) * PX, Y0 - rows * PX)
+    np.testing.assert_allclose(
+        w, shapely.area(shapely.intersection(geoms[idx], cells)), rtol=1e-7, atol=1e-6
+    )
     total = np.bincount(idx, w, minlength=len(geoms))
     inside = shapely.area(shapely.clip_by_rect(geoms, X0, Y0 - H * PX, X0 + W * PX, Y0))
     np.testing.assert_allclose(total, inside, rtol=1e-7, atol=1e-6)
@@ -344,11 +434,14 @@ def test_cell_overlap_matches_geos_on_random_concave_shapes():
 
 def test_missing_point_and_invalid_geometries(tmp_path, prob_map):
     map_path, values = prob_map
-    bowtie = shapely.Polygon([(X0 + 20, Y0 - 20), (X0 + 60, Y0 - 60), (X0 + 60, Y0 - 20),
-                              (X0 + 20, Y0 - 60)])  # self-intersecting: made valid
-    gdf = gpd.GeoDataFrame({"osm_id": ["a", "b", "c"]},
-                           geometry=[None, shapely.Point(X0 + 50, Y0 - 50), bowtie],
-                           crs=CRS_UTM)
+    bowtie = shapely.Polygon(
+        [(X0 + 20, Y0 - 20), (X0 + 60, Y0 - 60), (X0 + 60, Y0 - 20), (X0 + 20, Y0 - 60)]
+    )  # self-intersecting: made valid
+    gdf = gpd.GeoDataFrame(
+        {"osm_id": ["a", "b", "c"]},
+        geometry=[None, shapely.Point(X0 + 50, Y0 - 50), bowtie],
+        crs=CRS_UTM,
+    )
     gdf.to_file(tmp_path / "odd.gpkg")
     summary, b, _ = run(tmp_path, map_path, tmp_path / "odd.gpkg")
     assert list(b.status[:2]) == ["no polygon", "no polygon"]
@@ -362,11 +455,13 @@ def test_layer_named_for_buildings_is_chosen(tmp_path):
     from damagenet.footprints import open_vector
 
     path = tmp_path / "extract.gpkg"
-    line = gpd.GeoDataFrame({"osm_id": ["1"]}, geometry=[shapely.LineString([(0, 0), (1, 1)])],
-                            crs=4326)
+    line = gpd.GeoDataFrame(
+        {"osm_id": ["1"]}, geometry=[shapely.LineString([(0, 0), (1, 1)])], crs=4326
+    )
     line.to_file(path, layer="gis_osm_roads_free_1")
-    gpd.GeoDataFrame({"osm_id": ["2"]}, geometry=[shapely.box(0, 0, 1, 1)],
-                     crs=4326).to_file(path, layer="gis_osm_buildings_a_free_1")
+    gpd.GeoDataFrame({"osm_id": ["2"]}, geometry=[shapely.box(0, 0, 1, 1)], crs=4326).to_file(
+        path, layer="gis_osm_buildings_a_free_1"
+    )
     assert open_vector(path).layer == "gis_osm_buildings_a_free_1"
     line.to_file(path, layer="rivers")
     line.to_file(tmp_path / "two.gpkg", layer="roads")

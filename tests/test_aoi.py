@@ -60,35 +60,43 @@ def test_aoi_properties_and_utm(root):
 def _set(key, value):
     def edit(doc):
         doc["features"][0]["properties"][key] = value
+
     return edit
 
 
 def _drop(key):
     def edit(doc):
         del doc["features"][0]["properties"][key]
+
     return edit
 
 
 def _geometry(geom):
     def edit(doc):
         doc["features"][0]["geometry"] = geom
+
     return edit
 
 
-BOWTIE = {"type": "Polygon", "coordinates": [[[30.2, 50.5], [30.3, 50.6], [30.3, 50.5],
-                                              [30.2, 50.6], [30.2, 50.5]]]}
+BOWTIE = {
+    "type": "Polygon",
+    "coordinates": [[[30.2, 50.5], [30.3, 50.6], [30.3, 50.5], [30.2, 50.6], [30.2, 50.5]]],
+}
 HUGE = {"type": "Polygon", "coordinates": [[[25, 45], [40, 45], [40, 52], [25, 52], [25, 45]]]}
 
 
-@pytest.mark.parametrize("edit, field, message", [
-    (_geometry(None), "geometry", "no geometry"),
-    (_geometry(BOWTIE), "geometry", "Self-intersection"),
-    (_geometry(HUGE), "geometry", "outside the allowed"),
-    (_set("before", "22/10/2021"), "before", "unknown date format"),
-    (_set("after", "2021-01-01"), "after", "must come after before"),
-    (_set("slug", "kyiv"), "slug", "does not match the file name"),
-    (_drop("unosat_aoi"), "unosat_aoi", "missing property"),
-])
+@pytest.mark.parametrize(
+    "edit, field, message",
+    [
+        (_geometry(None), "geometry", "no geometry"),
+        (_geometry(BOWTIE), "geometry", "Self-intersection"),
+        (_geometry(HUGE), "geometry", "outside the allowed"),
+        (_set("before", "22/10/2021"), "before", "unknown date format"),
+        (_set("after", "2021-01-01"), "after", "must come after before"),
+        (_set("slug", "kyiv"), "slug", "does not match the file name"),
+        (_drop("unosat_aoi"), "unosat_aoi", "missing property"),
+    ],
+)
 def test_bad_aoi_refused(aoi_copy, capsys, edit, field, message):
     path = aoi_copy("bucha", edit)
     aoi, errors, _ = validate_aoi_file(path)
@@ -124,8 +132,24 @@ def test_window_forms():
 
 
 def test_aoi_new_passes_check(tmp_path, capsys):
-    code = main(["aoi", "new", "Borodianka", "--bbox", "29.90", "50.62", "29.98", "50.67",
-                 "--before", "2021-10-02", "--after", "2022-04-10", "--aoi-dir", str(tmp_path)])
+    code = main(
+        [
+            "aoi",
+            "new",
+            "Borodianka",
+            "--bbox",
+            "29.90",
+            "50.62",
+            "29.98",
+            "50.67",
+            "--before",
+            "2021-10-02",
+            "--after",
+            "2022-04-10",
+            "--aoi-dir",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     path = tmp_path / "borodianka.geojson"
     assert main(["aoi", "check", str(path)]) == 0
@@ -133,8 +157,13 @@ def test_aoi_new_passes_check(tmp_path, capsys):
     assert aoi.unosat_aoi == "UKR8"
     assert json.loads(path.read_text())["features"][0]["properties"]["slug"] == "borodianka"
     with pytest.raises(PipelineError, match="already exists"):
-        new_aoi("Borodianka", bbox_geometry((29.9, 50.62, 29.98, 50.67)), "2021-10-02",
-                "2022-04-10", tmp_path)
+        new_aoi(
+            "Borodianka",
+            bbox_geometry((29.9, 50.62, 29.98, 50.67)),
+            "2021-10-02",
+            "2022-04-10",
+            tmp_path,
+        )
 
 
 def test_gdal_reads_and_rewrites_aoi_files(root, tmp_path):
@@ -149,11 +178,22 @@ def test_gdal_reads_and_rewrites_aoi_files(root, tmp_path):
     assert meta["crs"] == "EPSG:4326"
     assert dict(zip(meta["fields"], meta["ogr_types"], strict=True))["before"] == "OFTDate"
     out = tmp_path / "bucha.geojson"
-    pyogrio.raw.write(out, geom, fields, fields=meta["fields"], crs=meta["crs"],
-                      geometry_type=meta["geometry_type"], driver="GeoJSON", encoding="UTF-8")
+    pyogrio.raw.write(
+        out,
+        geom,
+        fields,
+        fields=meta["fields"],
+        crs=meta["crs"],
+        geometry_type=meta["geometry_type"],
+        driver="GeoJSON",
+        encoding="UTF-8",
+    )
     original, saved = load_aoi(root / "aois" / "bucha.geojson"), load_aoi(out)
-    assert (original.before, original.after, original.labels.path) == \
-        (saved.before, saved.after, saved.labels.path)
+    assert (original.before, original.after, original.labels.path) == (
+        saved.before,
+        saved.after,
+        saved.labels.path,
+    )
     assert original.geometry.equals_exact(saved.geometry, 1e-9)
     assert parse_window("2021/10/22") == parse_window("2021-10-22T00:00:00") == original.before
 
@@ -166,12 +206,15 @@ def test_labels_as_plain_path_string(aoi_copy):
     assert aoi.labels.url is None and aoi.labels.fields == {}
 
 
-@pytest.mark.parametrize("labels, message", [
-    ({"path": "data/unosat/c$(touch PWNED).zip"}, "characters a shell interprets"),
-    ({"path": "data/`id`.zip"}, "characters a shell interprets"),
-    ({"path": "../outside/bucha.zip"}, "leaves the project folder"),
-    ({"path": "data/unosat/bucha.zip", "url": "http://example.org/x.zip"}, "https://"),
-])
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ({"path": "data/unosat/c$(touch PWNED).zip"}, "characters a shell interprets"),
+        ({"path": "data/`id`.zip"}, "characters a shell interprets"),
+        ({"path": "../outside/bucha.zip"}, "leaves the project folder"),
+        ({"path": "data/unosat/bucha.zip", "url": "http://example.org/x.zip"}, "https://"),
+    ],
+)
 def test_unsafe_label_paths_refused(aoi_copy, labels, message):
     path = aoi_copy("bucha", _set("labels", labels))
     aoi, errors, _ = validate_aoi_file(path)
@@ -186,14 +229,30 @@ def _swap_lon_lat(doc):
     geom["coordinates"] = [[[y, x] for x, y in ring] for ring in geom["coordinates"]]
 
 
-@pytest.mark.parametrize("edit, message", [
-    (_set("unosat_aoi", "UKR99"), "unknown UNOSAT area 'UKR99'"),
-    (_swap_lon_lat, "does not intersect UNOSAT area UKR2"),
-    (_geometry({"type": "Polygon", "coordinates": [[[-47.9, -15.8], [-47.8, -15.8],
-                                                    [-47.8, -15.7], [-47.9, -15.7],
-                                                    [-47.9, -15.8]]]}),
-     "does not intersect UNOSAT area UKR2"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_set("unosat_aoi", "UKR99"), "unknown UNOSAT area 'UKR99'"),
+        (_swap_lon_lat, "does not intersect UNOSAT area UKR2"),
+        (
+            _geometry(
+                {
+                    "type": "Polygon",
+                    "coordinates": [
+                        [
+                            [-47.9, -15.8],
+                            [-47.8, -15.8],
+                            [-47.8, -15.7],
+                            [-47.9, -15.7],
+                            [-47.9, -15.8],
+                        ]
+                    ],
+                }
+            ),
+            "does not intersect UNOSAT area UKR2",
+        ),
+    ],
+)
 def test_unosat_area_checked(aoi_copy, capsys, edit, message):
     path = aoi_copy("bucha", edit)
     aoi, errors, _ = validate_aoi_file(path)
@@ -208,8 +267,9 @@ def test_map_only_aoi_from_polygon_file(tmp_path, capsys):
     from shapely.geometry import box
 
     # Chasiv Yar-like box in UTM 37N, outside the 18 UNOSAT extents
-    poly = gpd.GeoDataFrame({"name": ["town"]}, geometry=[box(390000, 5380000, 394000, 5384000)],
-                            crs="EPSG:32637")
+    poly = gpd.GeoDataFrame(
+        {"name": ["town"]}, geometry=[box(390000, 5380000, 394000, 5384000)], crs="EPSG:32637"
+    )
     src = tmp_path / "town.gpkg"
     poly.to_file(src, driver="GPKG")
     code = main(["aoi", "new", "Nova Town", "--polygon", str(src), "--aoi-dir", str(tmp_path)])
@@ -224,18 +284,36 @@ def test_map_only_aoi_from_polygon_file(tmp_path, capsys):
 
 
 def test_no_labels_flag_and_bbox_forms(tmp_path):
-    assert main(["aoi", "new", "Borodianka", "--bbox", "29.90,50.62,29.98,50.67",
-                 "--no-labels", "--after", "2022-04-10", "--aoi-dir", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "aoi",
+                "new",
+                "Borodianka",
+                "--bbox",
+                "29.90,50.62,29.98,50.67",
+                "--no-labels",
+                "--after",
+                "2022-04-10",
+                "--aoi-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     aoi = load_aoi(tmp_path / "borodianka.geojson")
     assert aoi.unosat_aoi == "UKR8" and aoi.labels is None and str(aoi.after) == "2022-04-10"
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--bbox", "30", "50", "29", "51"], "W < E"),
-    (["--bbox", "30,50,31"], "4 numbers"),
-    (["--bbox", "a", "b", "c", "d"], "not numbers"),
-    (["--bbox", "30", "50", "30.1", "50.1", "--before", "2021-13-45"], "invalid date"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--bbox", "30", "50", "29", "51"], "W < E"),
+        (["--bbox", "30,50,31"], "4 numbers"),
+        (["--bbox", "a", "b", "c", "d"], "not numbers"),
+        (["--bbox", "30", "50", "30.1", "50.1", "--before", "2021-13-45"], "invalid date"),
+    ],
+)
 def test_aoi_new_bad_options(tmp_path, capsys, argv, message):
     assert main(["aoi", "new", "X", *argv, "--aoi-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -246,16 +324,49 @@ def test_aoi_new_bad_options(tmp_path, capsys, argv, message):
 def test_utm_zone_from_pyproj_matches_zone_arithmetic():
     from pipeline.geo import utm_epsg_for
 
-    for lon, lat in [(30.21, 50.54), (36.23, 49.99), (23.9, 49.8), (39.9, 48.5), (-47.9, -15.8),
-                     (11.99, 45.0), (12.01, 45.0)]:
+    for lon, lat in [
+        (30.21, 50.54),
+        (36.23, 49.99),
+        (23.9, 49.8),
+        (39.9, 48.5),
+        (-47.9, -15.8),
+        (11.99, 45.0),
+        (12.01, 45.0),
+    ]:
         zone = int((lon + 180) // 6) + 1
         assert utm_epsg_for(Point(lon, lat)) == (32600 if lat >= 0 else 32700) + zone
 
 
 def test_map_only_aoi_has_no_labels_step(tmp_path, capsys):
-    assert main(["aoi", "new", "Nowhere", "--bbox", "30.0", "50.0", "30.05", "50.03",
-                 "--no-labels", "--after", "2022-04-10", "--aoi-dir", str(tmp_path)]) == 0
-    code = main(["labels", str(tmp_path / "nowhere.geojson"), "--grid", "x.tif",
-                 "--out", str(tmp_path / "l.tif")])
+    assert (
+        main(
+            [
+                "aoi",
+                "new",
+                "Nowhere",
+                "--bbox",
+                "30.0",
+                "50.0",
+                "30.05",
+                "50.03",
+                "--no-labels",
+                "--after",
+                "2022-04-10",
+                "--aoi-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    code = main(
+        [
+            "labels",
+            str(tmp_path / "nowhere.geojson"),
+            "--grid",
+            "x.tif",
+            "--out",
+            str(tmp_path / "l.tif"),
+        ]
+    )
     assert code == 1 and "map-only" in capsys.readouterr().err
     assert not (tmp_path / "l.tif").exists()

@@ -46,11 +46,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass
 class Case:
     id: str
-    argv: list[str]                      # "pipeline ..." or "damagenet ...", {name} filled in
+    argv: list[str]  # "pipeline ..." or "damagenet ...", {name} filled in
     code: int
     words: tuple[str, ...]
-    make: Callable[[Path, dict], None] | None = None   # writes the bad input
-    fault: int | None = None             # errno injected for writes into the output folder
+    make: Callable[[Path, dict], None] | None = None  # writes the bad input
+    fault: int | None = None  # errno injected for writes into the output folder
     env: dict = field(default_factory=dict)
 
 
@@ -59,11 +59,13 @@ def truncate(src_key: str, name: str):
         data = Path(files[src_key]).read_bytes()
         (tmp / name).write_bytes(data[: len(data) // 3])
         files[name.split(".")[0]] = str(tmp / name)
+
     return make
 
 
 def float_scene(nan: bool):
     """A float32 reflectance (0..1) copy of the after scene, optionally with NaN as nodata."""
+
     def make(tmp: Path, files: dict) -> None:
         with rasterio.open(files["after"]) as src:
             prof, data = src.profile, src.read().astype("float32") / 10000
@@ -73,126 +75,525 @@ def float_scene(nan: bool):
         with rasterio.open(tmp / "float.tif", "w", **prof) as dst:
             dst.write(data)
         files["float"] = str(tmp / "float.tif")
+
     return make
 
 
 OUT = "{out}"
 CASES = [
     # malformed and out-of-range options: exit 2, checked where parsed
-    Case("aoi-new-bad-date", ["pipeline", "aoi", "new", "x", "--bbox", "30.2", "50.5", "30.3",
-                              "50.6", "--before", "2021-13-45", "--aoi-dir", OUT], 2,
-         ("--before", "2021-13-45")),
-    Case("labels-bad-after-date", ["pipeline", "labels", "{aoi}", "--grid", "{after}",
-                                   "--unosat", "{unosat}", "--out", OUT + "/l.tif",
-                                   "--after-date", "05/05/2022"], 2, ("05/05/2022",)),
-    Case("scene-mask-classes", ["pipeline", "scene", "{aoi}", "--epoch", "after", "--out",
-                                OUT + "/s.tif", "--source", "synthetic", "--mask-classes", "a,b"],
-         2, ("--mask-classes",)),
-    Case("predict-threshold-abc", ["damagenet", "predict", "--before", "{before}", "--after",
-                                   "{after}", "--ckpt", "{ckpt}", "--out",
-                                   OUT + "/m_damage_prob.tif", "--threshold", "abc"], 2,
-         ("--threshold", "abc")),
-    Case("train-batch-size-0", ["damagenet", "train", "--npz", "{npz}", "--out", OUT, "--ckpt",
-                                OUT + "/m.pt", "--batch-size", "0"], 2, ("--batch-size",)),
-    Case("train-epochs-0", ["damagenet", "train", "--npz", "{npz}", "--out", OUT, "--ckpt",
-                            OUT + "/m.pt", "--epochs", "0"], 2, ("--epochs",)),
-    Case("aggregate-threshold", ["damagenet", "aggregate", "--map", "{after}", "--buildings",
-                                 "{after}", "--out", OUT + "/a.gpkg", "--threshold", "abc"], 2,
-         ("--threshold",)),
+    Case(
+        "aoi-new-bad-date",
+        [
+            "pipeline",
+            "aoi",
+            "new",
+            "x",
+            "--bbox",
+            "30.2",
+            "50.5",
+            "30.3",
+            "50.6",
+            "--before",
+            "2021-13-45",
+            "--aoi-dir",
+            OUT,
+        ],
+        2,
+        ("--before", "2021-13-45"),
+    ),
+    Case(
+        "labels-bad-after-date",
+        [
+            "pipeline",
+            "labels",
+            "{aoi}",
+            "--grid",
+            "{after}",
+            "--unosat",
+            "{unosat}",
+            "--out",
+            OUT + "/l.tif",
+            "--after-date",
+            "05/05/2022",
+        ],
+        2,
+        ("05/05/2022",),
+    ),
+    Case(
+        "scene-mask-classes",
+        [
+            "pipeline",
+            "scene",
+            "{aoi}",
+            "--epoch",
+            "after",
+            "--out",
+            OUT + "/s.tif",
+            "--source",
+            "synthetic",
+            "--mask-classes",
+            "a,b",
+        ],
+        2,
+        ("--mask-classes",),
+    ),
+    Case(
+        "predict-threshold-abc",
+        [
+            "damagenet",
+            "predict",
+            "--before",
+            "{before}",
+            "--after",
+            "{after}",
+            "--ckpt",
+            "{ckpt}",
+            "--out",
+            OUT + "/m_damage_prob.tif",
+            "--threshold",
+            "abc",
+        ],
+        2,
+        ("--threshold", "abc"),
+    ),
+    Case(
+        "train-batch-size-0",
+        [
+            "damagenet",
+            "train",
+            "--npz",
+            "{npz}",
+            "--out",
+            OUT,
+            "--ckpt",
+            OUT + "/m.pt",
+            "--batch-size",
+            "0",
+        ],
+        2,
+        ("--batch-size",),
+    ),
+    Case(
+        "train-epochs-0",
+        [
+            "damagenet",
+            "train",
+            "--npz",
+            "{npz}",
+            "--out",
+            OUT,
+            "--ckpt",
+            OUT + "/m.pt",
+            "--epochs",
+            "0",
+        ],
+        2,
+        ("--epochs",),
+    ),
+    Case(
+        "aggregate-threshold",
+        [
+            "damagenet",
+            "aggregate",
+            "--map",
+            "{after}",
+            "--buildings",
+            "{after}",
+            "--out",
+            OUT + "/a.gpkg",
+            "--threshold",
+            "abc",
+        ],
+        2,
+        ("--threshold",),
+    ),
     # truncated and corrupt inputs: exit 1, the file named
-    Case("patches-truncated-tif", ["pipeline", "patches", "{aoi}", "--before", "{cut}",
-                                   "--after", "{after}", "--labels", "{labels}", "--out",
-                                   OUT + "/p.npz"], 1, ("cut.tif",), truncate("before", "cut.tif")),
-    Case("predict-truncated-tif", ["damagenet", "predict", "--before", "{cut}", "--after",
-                                   "{after}", "--ckpt", "{ckpt}", "--out",
-                                   OUT + "/m_damage_prob.tif"], 1, ("cut.tif",),
-         truncate("before", "cut.tif")),
-    Case("labels-truncated-grid", ["pipeline", "labels", "{aoi}", "--grid", "{cut}", "--unosat",
-                                   "{unosat}", "--out", OUT + "/l.tif"], 1, ("cut.tif",),
-         truncate("after", "cut.tif")),
-    Case("dataset-truncated-npz", ["pipeline", "dataset", "{cutnpz}", "--out", OUT + "/d.npz"],
-         1, ("truncated or corrupt",), truncate("patches", "cutnpz.npz")),
-    Case("dataset-empty-split", ["pipeline", "dataset", "{patches}", "--out", OUT + "/d.npz",
-                                 "--block-m", "5000"], 1, ("no damaged patch",
-                                                           "--allow-empty-split")),
-    Case("train-truncated-npz", ["damagenet", "train", "--npz", "{cutnpz}", "--out", OUT,
-                                 "--ckpt", OUT + "/m.pt", "--epochs", "1"], 1, ("cutnpz.npz",),
-         truncate("npz", "cutnpz.npz")),
-    Case("evaluate-truncated-npz", ["damagenet", "evaluate", "--npz", "{cutnpz}", "--ckpt",
-                                    "{ckpt}", "--out", OUT], 1, ("cutnpz.npz",),
-         truncate("npz", "cutnpz.npz")),
-    Case("info-truncated-ckpt", ["damagenet", "info", "{cutpt}"], 1, ("cutpt.pt",),
-         truncate("ckpt", "cutpt.pt")),
-    Case("predict-truncated-ckpt", ["damagenet", "predict", "--before", "{before}", "--after",
-                                    "{after}", "--ckpt", "{cutpt}", "--out",
-                                    OUT + "/m_damage_prob.tif"], 1, ("cutpt.pt",),
-         truncate("ckpt", "cutpt.pt")),
-    Case("aggregate-truncated-map", ["damagenet", "aggregate", "--map", "{cut}", "--buildings",
-                                     "{buildings}", "--out", OUT + "/a.gpkg"], 1, ("cut.tif",),
-         truncate("after", "cut.tif")),
-    Case("import-seed-truncated", ["damagenet", "import-seed", "--weights", "{ckpt}", "--stats",
-                                   "{cutnpz}", "--out", OUT + "/seed.pt"], 1, ("truncated",),
-         truncate("npz", "cutnpz.npz")),
-    Case("aoi-check-truncated", ["pipeline", "aoi", "check", "{cutaoi}"], 1, ("cutaoi",),
-         truncate("aoi", "cutaoi.geojson")),
-    Case("unosat-no-url", ["pipeline", "unosat", "{aoi}", "--out", OUT + "/u.zip"], 1,
-         ("labels",)),
-    Case("synthetic-truncated-aoi", ["pipeline", "synthetic", "{cutaoi}", "--out", OUT], 1,
-         ("cutaoi",), truncate("aoi", "cutaoi.geojson")),
-    Case("credentials-missing", ["pipeline", "credentials"], 1, ("credentials",),
-         env={"SH_CLIENT_ID": "", "SH_CLIENT_SECRET": "", "SH_CONFIG_HOME": "{out}/none"}),
+    Case(
+        "patches-truncated-tif",
+        [
+            "pipeline",
+            "patches",
+            "{aoi}",
+            "--before",
+            "{cut}",
+            "--after",
+            "{after}",
+            "--labels",
+            "{labels}",
+            "--out",
+            OUT + "/p.npz",
+        ],
+        1,
+        ("cut.tif",),
+        truncate("before", "cut.tif"),
+    ),
+    Case(
+        "predict-truncated-tif",
+        [
+            "damagenet",
+            "predict",
+            "--before",
+            "{cut}",
+            "--after",
+            "{after}",
+            "--ckpt",
+            "{ckpt}",
+            "--out",
+            OUT + "/m_damage_prob.tif",
+        ],
+        1,
+        ("cut.tif",),
+        truncate("before", "cut.tif"),
+    ),
+    Case(
+        "labels-truncated-grid",
+        [
+            "pipeline",
+            "labels",
+            "{aoi}",
+            "--grid",
+            "{cut}",
+            "--unosat",
+            "{unosat}",
+            "--out",
+            OUT + "/l.tif",
+        ],
+        1,
+        ("cut.tif",),
+        truncate("after", "cut.tif"),
+    ),
+    Case(
+        "dataset-truncated-npz",
+        ["pipeline", "dataset", "{cutnpz}", "--out", OUT + "/d.npz"],
+        1,
+        ("truncated or corrupt",),
+        truncate("patches", "cutnpz.npz"),
+    ),
+    Case(
+        "dataset-empty-split",
+        ["pipeline", "dataset", "{patches}", "--out", OUT + "/d.npz", "--block-m", "5000"],
+        1,
+        ("no damaged patch", "--allow-empty-split"),
+    ),
+    Case(
+        "train-truncated-npz",
+        [
+            "damagenet",
+            "train",
+            "--npz",
+            "{cutnpz}",
+            "--out",
+            OUT,
+            "--ckpt",
+            OUT + "/m.pt",
+            "--epochs",
+            "1",
+        ],
+        1,
+        ("cutnpz.npz",),
+        truncate("npz", "cutnpz.npz"),
+    ),
+    Case(
+        "evaluate-truncated-npz",
+        ["damagenet", "evaluate", "--npz", "{cutnpz}", "--ckpt", "{ckpt}", "--out", OUT],
+        1,
+        ("cutnpz.npz",),
+        truncate("npz", "cutnpz.npz"),
+    ),
+    Case(
+        "info-truncated-ckpt",
+        ["damagenet", "info", "{cutpt}"],
+        1,
+        ("cutpt.pt",),
+        truncate("ckpt", "cutpt.pt"),
+    ),
+    Case(
+        "predict-truncated-ckpt",
+        [
+            "damagenet",
+            "predict",
+            "--before",
+            "{before}",
+            "--after",
+            "{after}",
+            "--ckpt",
+            "{cutpt}",
+            "--out",
+            OUT + "/m_damage_prob.tif",
+        ],
+        1,
+        ("cutpt.pt",),
+        truncate("ckpt", "cutpt.pt"),
+    ),
+    Case(
+        "aggregate-truncated-map",
+        [
+            "damagenet",
+            "aggregate",
+            "--map",
+            "{cut}",
+            "--buildings",
+            "{buildings}",
+            "--out",
+            OUT + "/a.gpkg",
+        ],
+        1,
+        ("cut.tif",),
+        truncate("after", "cut.tif"),
+    ),
+    Case(
+        "import-seed-truncated",
+        [
+            "damagenet",
+            "import-seed",
+            "--weights",
+            "{ckpt}",
+            "--stats",
+            "{cutnpz}",
+            "--out",
+            OUT + "/seed.pt",
+        ],
+        1,
+        ("truncated",),
+        truncate("npz", "cutnpz.npz"),
+    ),
+    Case(
+        "aoi-check-truncated",
+        ["pipeline", "aoi", "check", "{cutaoi}"],
+        1,
+        ("cutaoi",),
+        truncate("aoi", "cutaoi.geojson"),
+    ),
+    Case("unosat-no-url", ["pipeline", "unosat", "{aoi}", "--out", OUT + "/u.zip"], 1, ("labels",)),
+    Case(
+        "synthetic-truncated-aoi",
+        ["pipeline", "synthetic", "{cutaoi}", "--out", OUT],
+        1,
+        ("cutaoi",),
+        truncate("aoi", "cutaoi.geojson"),
+    ),
+    Case(
+        "credentials-missing",
+        ["pipeline", "credentials"],
+        1,
+        ("credentials",),
+        env={"SH_CLIENT_ID": "", "SH_CLIENT_SECRET": "", "SH_CONFIG_HOME": "{out}/none"},
+    ),
     # scenes not on the product's DN scale
-    Case("predict-float-reflectance", ["damagenet", "predict", "--before", "{before}", "--after",
-                                       "{float}", "--ckpt", "{ckpt}", "--out",
-                                       OUT + "/m_damage_prob.tif"], 1,
-         ("float.tif", "float32"), float_scene(nan=False)),
-    Case("predict-float-nan", ["damagenet", "predict", "--before", "{float}", "--after",
-                               "{after}", "--ckpt", "{ckpt}", "--out", OUT + "/m_damage_prob.tif"],
-         1, ("float.tif", "float32"), float_scene(nan=True)),
-    Case("patches-float-nan", ["pipeline", "patches", "{aoi}", "--before", "{before}",
-                               "--after", "{float}", "--labels", "{labels}", "--out",
-                               OUT + "/p.npz"], 1, ("float.tif", "float32"), float_scene(nan=True)),
+    Case(
+        "predict-float-reflectance",
+        [
+            "damagenet",
+            "predict",
+            "--before",
+            "{before}",
+            "--after",
+            "{float}",
+            "--ckpt",
+            "{ckpt}",
+            "--out",
+            OUT + "/m_damage_prob.tif",
+        ],
+        1,
+        ("float.tif", "float32"),
+        float_scene(nan=False),
+    ),
+    Case(
+        "predict-float-nan",
+        [
+            "damagenet",
+            "predict",
+            "--before",
+            "{float}",
+            "--after",
+            "{after}",
+            "--ckpt",
+            "{ckpt}",
+            "--out",
+            OUT + "/m_damage_prob.tif",
+        ],
+        1,
+        ("float.tif", "float32"),
+        float_scene(nan=True),
+    ),
+    Case(
+        "patches-float-nan",
+        [
+            "pipeline",
+            "patches",
+            "{aoi}",
+            "--before",
+            "{before}",
+            "--after",
+            "{float}",
+            "--labels",
+            "{labels}",
+            "--out",
+            OUT + "/p.npz",
+        ],
+        1,
+        ("float.tif", "float32"),
+        float_scene(nan=True),
+    ),
 ]
 
 DISK_CASES = [
-    ("aoi-new", ["pipeline", "aoi", "new", "x", "--bbox", "30.2", "50.5", "30.3", "50.6",
-                 "--before", "2022-02-01", "--after", "2022-05-01", "--no-labels",
-                 "--aoi-dir", OUT]),
-    ("scene", ["pipeline", "scene", "{aoi}", "--epoch", "after", "--out", OUT + "/s.tif",
-               "--source", "synthetic", "--max-size-km", "1"]),
+    (
+        "aoi-new",
+        [
+            "pipeline",
+            "aoi",
+            "new",
+            "x",
+            "--bbox",
+            "30.2",
+            "50.5",
+            "30.3",
+            "50.6",
+            "--before",
+            "2022-02-01",
+            "--after",
+            "2022-05-01",
+            "--no-labels",
+            "--aoi-dir",
+            OUT,
+        ],
+    ),
+    (
+        "scene",
+        [
+            "pipeline",
+            "scene",
+            "{aoi}",
+            "--epoch",
+            "after",
+            "--out",
+            OUT + "/s.tif",
+            "--source",
+            "synthetic",
+            "--max-size-km",
+            "1",
+        ],
+    ),
     ("synthetic", ["pipeline", "synthetic", "{aoi}", "--out", OUT, "--max-size-km", "1"]),
-    ("labels", ["pipeline", "labels", "{aoi}", "--grid", "{after}", "--unosat", "{unosat}",
-                "--out", OUT + "/l.tif"]),
-    ("patches", ["pipeline", "patches", "{aoi}", "--before", "{before}", "--after", "{after}",
-                 "--labels", "{labels}", "--out", OUT + "/p.npz"]),
+    (
+        "labels",
+        [
+            "pipeline",
+            "labels",
+            "{aoi}",
+            "--grid",
+            "{after}",
+            "--unosat",
+            "{unosat}",
+            "--out",
+            OUT + "/l.tif",
+        ],
+    ),
+    (
+        "patches",
+        [
+            "pipeline",
+            "patches",
+            "{aoi}",
+            "--before",
+            "{before}",
+            "--after",
+            "{after}",
+            "--labels",
+            "{labels}",
+            "--out",
+            OUT + "/p.npz",
+        ],
+    ),
     ("dataset", ["pipeline", "dataset", "{patches}", "{patches2}", "--out", OUT + "/d.npz"]),
-    ("train", ["damagenet", "train", "--npz", "{npz}", "--out", OUT, "--ckpt", OUT + "/m.pt",
-               "--epochs", "1", "--backbone", "resnet18", "--device", "cpu"]),
-    ("evaluate", ["damagenet", "evaluate", "--npz", "{npz}", "--ckpt", "{ckpt}", "--out", OUT,
-                  "--allow-provisional", "--device", "cpu"]),
-    ("predict", ["damagenet", "predict", "--before", "{before}", "--after", "{after}", "--ckpt",
-                 "{ckpt}", "--out", OUT + "/m_damage_prob.tif", "--device", "cpu"]),
+    (
+        "train",
+        [
+            "damagenet",
+            "train",
+            "--npz",
+            "{npz}",
+            "--out",
+            OUT,
+            "--ckpt",
+            OUT + "/m.pt",
+            "--epochs",
+            "1",
+            "--backbone",
+            "resnet18",
+            "--device",
+            "cpu",
+        ],
+    ),
+    (
+        "evaluate",
+        [
+            "damagenet",
+            "evaluate",
+            "--npz",
+            "{npz}",
+            "--ckpt",
+            "{ckpt}",
+            "--out",
+            OUT,
+            "--allow-provisional",
+            "--device",
+            "cpu",
+        ],
+    ),
+    (
+        "predict",
+        [
+            "damagenet",
+            "predict",
+            "--before",
+            "{before}",
+            "--after",
+            "{after}",
+            "--ckpt",
+            "{ckpt}",
+            "--out",
+            OUT + "/m_damage_prob.tif",
+            "--device",
+            "cpu",
+        ],
+    ),
 ]
-FAULTS = {errno.EROFS: "read-only", errno.EACCES: "permission denied",
-          errno.ENOSPC: "no space left"}
+FAULTS = {
+    errno.EROFS: "read-only",
+    errno.EACCES: "permission denied",
+    errno.ENOSPC: "no space left",
+}
 
 
 @pytest.fixture(scope="module")
 def files(aoi_rasters, patch_files, tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("bad_inputs")
     ckpt = base / "tiny.pt"
-    save_checkpoint(ckpt, SiameseResNet("resnet18").eval(), patch_size=16,
-                    norm=Normalisation([0.1] * 4, [0.05] * 4),
-                    threshold={"value": 0.5, "rule": "fixed"}, history=[],
-                    dataset={"sha256": "0" * 64})
+    save_checkpoint(
+        ckpt,
+        SiameseResNet("resnet18").eval(),
+        patch_size=16,
+        norm=Normalisation([0.1] * 4, [0.05] * 4),
+        threshold={"value": 0.5, "rule": "fixed"},
+        history=[],
+        dataset={"sha256": "0" * 64},
+    )
     bucha = aoi_rasters["bucha"]
-    return {"aoi": str(ROOT / "aois" / "bucha.geojson"), "before": str(bucha["before"]),
-            "after": str(bucha["after"]), "labels": str(bucha["labels"]),
-            "unosat": str(next((bucha["dir"] / "synthetic").glob("*.zip"))),
-            "buildings": str(bucha["dir"] / "synthetic" / "buildings.gpkg"),
-            "patches": str(patch_files[0]), "patches2": str(patch_files[1]),
-            "npz": str(write_study_npz(base / "study.npz", sizes=(16, 8, 8))),
-            "ckpt": str(ckpt)}
+    return {
+        "aoi": str(ROOT / "aois" / "bucha.geojson"),
+        "before": str(bucha["before"]),
+        "after": str(bucha["after"]),
+        "labels": str(bucha["labels"]),
+        "unosat": str(next((bucha["dir"] / "synthetic").glob("*.zip"))),
+        "buildings": str(bucha["dir"] / "synthetic" / "buildings.gpkg"),
+        "patches": str(patch_files[0]),
+        "patches2": str(patch_files[1]),
+        "npz": str(write_study_npz(base / "study.npz", sizes=(16, 8, 8))),
+        "ckpt": str(ckpt),
+    }
 
 
 def run_cli(argv: list[str]) -> int:
@@ -243,6 +644,7 @@ def test_bad_input(case: Case, files, tmp_path, capsys, monkeypatch):
 
 def inject_write_fault(monkeypatch, out: Path, code: int) -> None:
     """Make writes inside ``out`` fail with ``code``, where Python sees the OS's answer."""
+
     def inside(path) -> bool:
         try:
             return Path(os.fspath(path)).resolve().is_relative_to(out.resolve())
@@ -272,8 +674,12 @@ def inject_write_fault(monkeypatch, out: Path, code: int) -> None:
         return real_replace(src, dst, **kw)
 
     def open_(file, mode="r", *args, **kw):
-        if any(m in mode for m in "wax") and not isinstance(file, int) and inside(file) \
-                and code != errno.ENOSPC:
+        if (
+            any(m in mode for m in "wax")
+            and not isinstance(file, int)
+            and inside(file)
+            and code != errno.ENOSPC
+        ):
             raise fail(file)
         return real_open(file, mode, *args, **kw)
 
@@ -338,15 +744,29 @@ def test_scene_scale_refuses_8bit_values(files, tmp_path):
         check_scene_scale(tmp_path / "dark.tif")
 
 
-@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "SIGTERM"),
-                                             (signal.SIGINT, 130, "SIGINT")])
+@pytest.mark.parametrize(
+    "sig, code, word", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")]
+)
 def test_interrupted_mid_run_leaves_nothing(sig, code, word, tmp_path):
     """Signal `pipeline synthetic` on a large AOI once it has started writing."""
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "synthetic",
-                             str(ROOT / "aois" / "bucha.geojson"), "--out", str(out),
-                             "--max-size-km", "30"], env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "synthetic",
+            str(ROOT / "aois" / "bucha.geojson"),
+            "--out",
+            str(out),
+            "--max-size-km",
+            "30",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while proc.poll() is None and not out.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -371,6 +791,5 @@ def test_zip_member_that_inflates_past_its_declared_size_is_refused(tmp_path, mo
     path = tmp_path / "S2_MSIL2A.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("MTD_MSIL2A.xml", b"<a>" + b" " * 100_000 + b"</a>")
-    with zipfile.ZipFile(path) as zf, pytest.raises(PipelineInputFileError,
-                                                    match="inflates past"):
+    with zipfile.ZipFile(path) as zf, pytest.raises(PipelineInputFileError, match="inflates past"):
         band_files.read_member(zf, "MTD_MSIL2A.xml", path)

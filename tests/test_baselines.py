@@ -22,7 +22,7 @@ def test_change_magnitude_is_the_largest_pixel_change():
     before = np.full((2, 4, 8, 8), 1000, dtype=np.uint16)
     after = before.copy()
     after[1, :, 3, 4] += 1000  # +0.1 reflectance on every band of one pixel
-    after[1, 0, 0, 0] += 400   # +0.04 on one band: mean over bands 0.01
+    after[1, 0, 0, 0] += 400  # +0.04 on one band: mean over bands 0.01
     assert change_magnitude(before, after) == pytest.approx([0.0, 0.1])
 
 
@@ -86,9 +86,15 @@ def test_evaluate_reports_baselines_and_calibration(tmp_path):
 
     npz = write_study_npz(tmp_path / "d.npz", sizes=(64, 32, 40))
     torch.manual_seed(0)
-    save_checkpoint(tmp_path / "m.pt", SiameseResNet("resnet18").eval(), patch_size=16,
-                    norm=Normalisation([0.15] * 4, [0.05] * 4),
-                    threshold={"value": 0.5, "rule": "f1"}, history=[], dataset={})
+    save_checkpoint(
+        tmp_path / "m.pt",
+        SiameseResNet("resnet18").eval(),
+        patch_size=16,
+        norm=Normalisation([0.15] * 4, [0.05] * 4),
+        threshold={"value": 0.5, "rule": "f1"},
+        history=[],
+        dataset={},
+    )
     metrics = evaluate(npz, tmp_path / "m.pt", tmp_path / "out", device="cpu")
     assert set(metrics["baselines"]) == {"siamese", "change", "gbt"}
     assert metrics["baselines"]["change"]["roc_auc"]["value"] > 0.95

@@ -49,7 +49,8 @@ def test_apply_calibration_on_probabilities_equals_on_logits():
     z = np.linspace(-4, 4, 9)
     calib = {"method": "temperature", "T": 2.0}
     assert apply_calibration(_sigmoid(z), calib) == pytest.approx(
-        apply_calibration(z, calib, logits=True))
+        apply_calibration(z, calib, logits=True)
+    )
     assert apply_calibration(_sigmoid(z), None) == pytest.approx(_sigmoid(z))
     with pytest.raises(ValueError):
         apply_calibration(z, {"method": "platt"})

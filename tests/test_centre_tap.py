@@ -11,8 +11,9 @@ from damagenet.inference import fold_batch_norms
 from damagenet.model import SiameseResNet
 
 
-@pytest.mark.parametrize(("kernel", "stride", "size"),
-                         [(3, 1, 1), (3, 2, 1), (1, 1, 1), (1, 2, 1), (3, 1, 3), (3, 2, 4)])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "size"), [(3, 1, 1), (3, 2, 1), (1, 1, 1), (1, 2, 1), (3, 1, 3), (3, 2, 4)]
+)
 def test_same_output_and_gradients_as_the_full_convolution(kernel, stride, size):
     torch.manual_seed(0)
     plain = nn.Conv2d(8, 6, kernel, stride=stride, padding=kernel // 2, bias=True)
@@ -56,8 +57,12 @@ def test_only_same_padded_plain_convolutions_switch_and_checkpoints_stay_the_sam
     assert use_centre_taps(model) == convs == 20  # stem, 16 in blocks, 3 downsamples
     assert list(model.state_dict()) == keys
     assert use_centre_taps(model) == 0  # already switched
-    others = nn.Sequential(nn.Conv2d(4, 4, 3, padding=0), nn.Conv2d(4, 4, 3, padding=1, groups=2),
-                           nn.Conv2d(4, 4, 3, padding=2, dilation=2), nn.Conv2d(4, 4, 2))
+    others = nn.Sequential(
+        nn.Conv2d(4, 4, 3, padding=0),
+        nn.Conv2d(4, 4, 3, padding=1, groups=2),
+        nn.Conv2d(4, 4, 3, padding=2, dilation=2),
+        nn.Conv2d(4, 4, 2),
+    )
     assert use_centre_taps(others) == 0
 
 

@@ -22,21 +22,36 @@ def _run(func, verbose=False):
     return run_command(func, argparse.Namespace(verbose=verbose))
 
 
-@pytest.mark.parametrize("exc, code, words", [
-    (PipelineUsageError("--bbox must be W S E N"), 2, "--bbox must be W S E N"),
-    (InputFileError("x.tif: cannot open raster"), 1, "x.tif: cannot open raster"),
-    (OSError(errno.ENOSPC, "No space left on device", "out/before.tif"), 1,
-     "out/before.tif: no space left on the device"),
-    (PermissionError(errno.EACCES, "Permission denied", "/ro/x.tif"), 1,
-     "/ro/x.tif: permission denied"),
-    (OSError(errno.EROFS, "Read-only file system", "/ro/x.tif"), 1, "read-only"),
-    (RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos; file write "
-                  "failed"), 1, "no space left"),
-    (KeyboardInterrupt(), 130, "interrupted"),
-])
+@pytest.mark.parametrize(
+    "exc, code, words",
+    [
+        (PipelineUsageError("--bbox must be W S E N"), 2, "--bbox must be W S E N"),
+        (InputFileError("x.tif: cannot open raster"), 1, "x.tif: cannot open raster"),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "out/before.tif"),
+            1,
+            "out/before.tif: no space left on the device",
+        ),
+        (
+            PermissionError(errno.EACCES, "Permission denied", "/ro/x.tif"),
+            1,
+            "/ro/x.tif: permission denied",
+        ),
+        (OSError(errno.EROFS, "Read-only file system", "/ro/x.tif"), 1, "read-only"),
+        (
+            RuntimeError(
+                "[enforce fail at inline_container.cc:603] . unexpected pos; file write failed"
+            ),
+            1,
+            "no space left",
+        ),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ],
+)
 def test_failures_become_one_line(capsys, exc, code, words):
     def fail(args):
         raise exc
+
     assert _run(fail) == code
     err = capsys.readouterr().err
     assert err.startswith("error: ") and words in err and err.count("\n") == 1
@@ -46,6 +61,7 @@ def test_failures_become_one_line(capsys, exc, code, words):
 def test_verbose_adds_the_traceback(capsys):
     def fail(args):
         raise InputFileError("bad.tif: truncated")
+
     assert _run(fail, verbose=True) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and err.rstrip().endswith("error: bad.tif: truncated")
@@ -54,6 +70,7 @@ def test_verbose_adds_the_traceback(capsys):
 def test_programming_errors_are_not_hidden():
     def bug(args):
         raise RuntimeError("a bug")
+
     with pytest.raises(RuntimeError, match="a bug"):
         _run(bug)
 
@@ -72,8 +89,13 @@ def test_sigterm_cleans_temporary_output(tmp_path):
         raise SystemExit(run_command(work, argparse.Namespace(verbose=False)))
     """)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert proc.stdout.readline().strip() == "writing"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
@@ -104,13 +126,15 @@ def test_no_secret_reaches_the_log_at_any_verbosity(monkeypatch, capfd):
     config.sh_client_id, config.sh_client_secret = "client-abc", secret
     config.sh_token_url = "https://identity.example.org/token"
     with responses.RequestsMock() as rsps:
-        rsps.add(responses.POST, config.sh_token_url,
-                 json={"access_token": "tok-XYZ-987654", "expires_in": 3600,
-                       "token_type": "Bearer"})
+        rsps.add(
+            responses.POST,
+            config.sh_token_url,
+            json={"access_token": "tok-XYZ-987654", "expires_in": 3600, "token_type": "Bearer"},
+        )
         SentinelHubSession(config=config).token  # noqa: B018 (fetches the token)
     import logging
-    logging.getLogger("sentinelhub").warning("client_secret=%s token=%s", secret,
-                                             "tok-XYZ-987654")
+
+    logging.getLogger("sentinelhub").warning("client_secret=%s token=%s", secret, "tok-XYZ-987654")
     logging.getLogger("pipeline").debug("Authorization: Bearer tok-XYZ-987654")
     out, err = capfd.readouterr()
     assert secret not in out + err and "tok-XYZ-987654" not in out + err

@@ -52,8 +52,14 @@ def _tiny_dataset(path):
     arrays = {}
     for split, names in (("train", ["a", "b"]), ("val", ["c"]), ("test", ["d"])):
         xb, xa, y = planted(24 * len(names), rng, size=8)
-        arrays.update({f"Xb_{split}": xb, f"Xa_{split}": xa, f"y_{split}": y,
-                       f"aoi_{split}": np.repeat(names, 24)})
+        arrays.update(
+            {
+                f"Xb_{split}": xb,
+                f"Xa_{split}": xa,
+                f"y_{split}": y,
+                f"aoi_{split}": np.repeat(names, 24),
+            }
+        )
     np.savez(path, **arrays)
     return path
 
@@ -61,9 +67,31 @@ def _tiny_dataset(path):
 def test_crossval_command_writes_every_output(tmp_path):
     npz = _tiny_dataset(tmp_path / "d.npz")
     out = tmp_path / "cv"
-    assert main(["-q", "crossval", "--npz", str(npz), "--k", "4", "--out", str(out),
-                 "--backbone", "resnet18", "--epochs", "1", "--batch-size", "16",
-                 "--device", "cpu", "--n-boot", "50"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "crossval",
+                "--npz",
+                str(npz),
+                "--k",
+                "4",
+                "--out",
+                str(out),
+                "--backbone",
+                "resnet18",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--device",
+                "cpu",
+                "--n-boot",
+                "50",
+            ]
+        )
+        == 0
+    )
     rep = json.loads((out / "crossval.json").read_text())
     assert sorted(rep["per_aoi"]) == ["a", "b", "c", "d"]
     assert set(rep["pooled"]) == {"siamese", "change", "gbt"}
@@ -72,8 +100,9 @@ def test_crossval_command_writes_every_output(tmp_path):
     preds = np.load(out / "predictions.npz")
     assert len(preds["y"]) == 96 and (out / "roc_models.png").exists()
     ckpts = [f["checkpoint"] for f in rep["folds"]]
-    assert all(torch.load(c, weights_only=True)["calibration"]["method"] == "temperature"
-               for c in ckpts)
+    assert all(
+        torch.load(c, weights_only=True)["calibration"]["method"] == "temperature" for c in ckpts
+    )
     xb, xa, _ = planted(3, np.random.default_rng(5), size=8)
     mean, std = ensemble_predict(load_ensemble(ckpts), xb, xa)
     assert mean.shape == std.shape == (3,) and (std >= 0).all()
@@ -96,9 +125,16 @@ def test_ensemble_mean_and_spread_on_known_inputs():
 def _ckpt(path, seed, calibration=None):
     torch.manual_seed(seed)
     model = SiameseResNet("resnet18").eval()
-    save_checkpoint(path, model, patch_size=8, norm=Normalisation([0.1] * 4, [0.05] * 4),
-                    threshold={"value": 0.5, "rule": "f1"}, history=[], dataset={},
-                    extra={"calibration": calibration} if calibration else None)
+    save_checkpoint(
+        path,
+        model,
+        patch_size=8,
+        norm=Normalisation([0.1] * 4, [0.05] * 4),
+        threshold={"value": 0.5, "rule": "f1"},
+        history=[],
+        dataset={},
+        extra={"calibration": calibration} if calibration else None,
+    )
     return path
 
 

@@ -14,8 +14,17 @@ from pipeline.dataset import build_dataset, built_up
 from pipeline.errors import InputFileError, PipelineError
 from pipeline.patches import cut_patches
 
-STUDY_KEYS = ["Xb_train", "Xa_train", "y_train", "Xb_val", "Xa_val", "y_val", "Xb_test",
-              "Xa_test", "y_test"]
+STUDY_KEYS = [
+    "Xb_train",
+    "Xa_train",
+    "y_train",
+    "Xb_val",
+    "Xa_val",
+    "y_val",
+    "Xb_test",
+    "Xa_test",
+    "y_test",
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +56,9 @@ def test_splits_are_spatially_disjoint(dataset):
     for s in ("train", "val", "test"):
         keys = list(zip(d[f"aoi_{s}"], d[f"row_{s}"], d[f"col_{s}"], strict=True))
         assert len(set(keys)) == len(keys)  # unique within a split
-        boxes[s] = list(zip(d[f"aoi_{s}"], d[f"row_{s}"], d[f"col_{s}"], d[f"block_{s}"],
-                            strict=True))
+        boxes[s] = list(
+            zip(d[f"aoi_{s}"], d[f"row_{s}"], d[f"col_{s}"], d[f"block_{s}"], strict=True)
+        )
     for s1, s2 in itertools.combinations(boxes, 2):
         blocks1 = {(a, b) for a, _, _, b in boxes[s1]}
         blocks2 = {(a, b) for a, _, _, b in boxes[s2]}
@@ -66,8 +76,9 @@ def test_every_aoi_in_every_split(dataset):
 
 @pytest.mark.parametrize("ratio", [1.0, 2.0])
 def test_balanced_as_asked(tmp_path, patch_files, ratio):
-    summary = build_dataset(patch_files, tmp_path / "d.npz", block_m=320,
-                            negatives_per_positive=ratio)
+    summary = build_dataset(
+        patch_files, tmp_path / "d.npz", block_m=320, negatives_per_positive=ratio
+    )
     for row in summary["aois"].values():
         for s in ("train", "val", "test"):
             r = row[s]
@@ -78,8 +89,7 @@ def test_balanced_as_asked(tmp_path, patch_files, ratio):
 
 
 def test_leave_aoi_out(tmp_path, patch_files):
-    build_dataset(patch_files, tmp_path / "d.npz", split="aoi", test_aois=["irpin"],
-                  block_m=320)
+    build_dataset(patch_files, tmp_path / "d.npz", split="aoi", test_aois=["irpin"], block_m=320)
     d = np.load(tmp_path / "d.npz")
     assert set(d["aoi_test"]) == {"irpin"}
     assert "irpin" not in set(d["aoi_train"]) | set(d["aoi_val"])
@@ -136,8 +146,22 @@ def test_bad_inputs(tmp_path, aoi_rasters, patch_files):
 
 def test_cli(tmp_path, patch_files):
     out = tmp_path / "processed" / "FinalBalanced_splits.npz"
-    assert main(["-q", "dataset", *map(str, patch_files), "--out", str(out), "--block-m", "320",
-                 "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "dataset",
+                *map(str, patch_files),
+                "--out",
+                str(out),
+                "--block-m",
+                "320",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert out.exists() and (tmp_path / "processed" / "FinalBalanced_splits_summary.md").exists()
 
 
@@ -154,24 +178,37 @@ def _patch(spectrum, rough=False):
 def test_built_up_index_from_the_patch_itself():
     roof, grass = (1150, 1220, 1260, 1500), (380, 680, 420, 3700)
     soil, water = (650, 900, 1150, 1800), (520, 540, 340, 190)
-    patches = np.stack([_patch(roof, rough=True), _patch(grass), _patch(soil),
-                        _patch(soil, rough=True), _patch(water), _patch(roof)])
+    patches = np.stack(
+        [
+            _patch(roof, rough=True),
+            _patch(grass),
+            _patch(soil),
+            _patch(soil, rough=True),
+            _patch(water),
+            _patch(roof),
+        ]
+    )
     assert built_up(patches).tolist() == [True, False, False, False, False, False]
 
 
 def test_hard_negatives_come_from_built_up_ground(tmp_path, patch_files):
-    runs = {share: build_dataset(patch_files, tmp_path / f"{share}.npz", block_m=320,
-                                 hard_negative_share=share) for share in (0.0, 1.0)}
+    runs = {
+        share: build_dataset(
+            patch_files, tmp_path / f"{share}.npz", block_m=320, hard_negative_share=share
+        )
+        for share in (0.0, 1.0)
+    }
     for share, summary in runs.items():
         assert summary["config"]["hard_negative_share"] == share
-    built = {share: sum(t["no_damage_built_up"] for t in s["totals"].values())
-             for share, s in runs.items()}
+    built = {
+        share: sum(t["no_damage_built_up"] for t in s["totals"].values())
+        for share, s in runs.items()
+    }
     assert built[1.0] > built[0.0]
     for row in runs[1.0]["aois"].values():  # all built-up ground first, as far as it goes
         for s in ("train", "val", "test"):
             r = row[s]
-            assert r["no_damage_built_up"] == min(r["no_damage"],
-                                                  r["available_no_damage_built_up"])
+            assert r["no_damage_built_up"] == min(r["no_damage"], r["available_no_damage_built_up"])
     d = np.load(tmp_path / "1.0.npz")
     negatives = d["Xb_train"][d["y_train"] == 0]
     assert built_up(negatives).sum() == runs[1.0]["totals"]["train"]["no_damage_built_up"]
@@ -182,15 +219,18 @@ def test_hard_negatives_come_from_built_up_ground(tmp_path, patch_files):
 def test_nvd_sites_are_preferred(tmp_path, patch_files):
     d = np.load(patch_files[0])
     negative = np.nonzero(d["label"] == 0)[0][::7][:6]
-    sites = gpd.GeoDataFrame(geometry=gpd.points_from_xy(d["x"][negative], d["y"][negative]),
-                             crs=str(d["crs"])).to_crs("EPSG:4326")
+    sites = gpd.GeoDataFrame(
+        geometry=gpd.points_from_xy(d["x"][negative], d["y"][negative]), crs=str(d["crs"])
+    ).to_crs("EPSG:4326")
     nvd = tmp_path / "nvd.geojson"
     sites.to_file(nvd)
     summary = build_dataset(patch_files, tmp_path / "d.npz", block_m=320, nvd_files=[nvd])
     out = np.load(tmp_path / "d.npz")
-    picked = {(str(a), int(r), int(c)) for s in ("train", "val", "test")
-              for a, r, c in zip(out[f"aoi_{s}"], out[f"row_{s}"], out[f"col_{s}"],
-                                 strict=True)}
+    picked = {
+        (str(a), int(r), int(c))
+        for s in ("train", "val", "test")
+        for a, r, c in zip(out[f"aoi_{s}"], out[f"row_{s}"], out[f"col_{s}"], strict=True)
+    }
     wanted = {(str(d["aoi"]), int(d["row"][i]), int(d["col"][i])) for i in negative}
     assert wanted <= picked
     assert sum(t["no_damage_nvd"] for t in summary["totals"].values()) == len(wanted)
@@ -200,6 +240,14 @@ def test_nvd_sites_are_preferred(tmp_path, patch_files):
 
 def test_hard_negative_share_option_checked(tmp_path, patch_files, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["dataset", *map(str, patch_files), "--out", str(tmp_path / "d.npz"),
-              "--hard-negative-share", "1.5"])
+        main(
+            [
+                "dataset",
+                *map(str, patch_files),
+                "--out",
+                str(tmp_path / "d.npz"),
+                "--hard-negative-share",
+                "1.5",
+            ]
+        )
     assert exc.value.code == 2 and "must be in [0, 1]" in capsys.readouterr().err

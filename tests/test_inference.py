@@ -50,7 +50,8 @@ def test_optimised_model_gives_the_plain_probabilities():
     assert plain.std() > 0.01  # probabilities that vary, not a saturated constant
     assert torch.allclose(got, plain, atol=1e-5, rtol=0)
     assert model.training is False and any(  # the original network is left as it was
-        isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        isinstance(m, nn.BatchNorm2d) for m in model.modules()
+    )
 
 
 def test_fold_keeps_the_logits_of_a_network_with_a_linear_head():
@@ -65,6 +66,7 @@ def test_compile_falls_back_when_unusable(monkeypatch, caplog):
     def broken(module, **kwargs):
         def run(*args):
             raise RuntimeError("no C++ compiler found")
+
         return run
 
     monkeypatch.setattr(torch, "compile", broken)
@@ -111,20 +113,23 @@ class Recorder(nn.Module):
 def test_scene_bands_are_reordered_into_the_networks_order():
     assert band_index(["B04", "B03", "B02", "B08"]) == [2, 1, 0, 3]
     assert band_index(["B02", "B03", "B04", "B08"]) == [0, 1, 2, 3]
-    scene = np.stack([np.full((3, 8, 8), v, dtype=np.uint16) for v in (100, 200, 300, 400)],
-                     axis=1)  # (N, bands B02 B03 B04 B08, S, S)
+    scene = np.stack(
+        [np.full((3, 8, 8), v, dtype=np.uint16) for v in (100, 200, 300, 400)], axis=1
+    )  # (N, bands B02 B03 B04 B08, S, S)
     net = Recorder()
     # the study's statistics are in R, G, B, NIR order: each must meet its own band
     norm = Normalisation(mean=[0.03, 0.02, 0.01, 0.04], std=[1.0, 1.0, 1.0, 1.0])
-    PairScorer(net, norm, torch.device("cpu"), 2, network_bands=["B04", "B03", "B02", "B08"]
-               )(scene, scene)
+    PairScorer(net, norm, torch.device("cpu"), 2, network_bands=["B04", "B03", "B02", "B08"])(
+        scene, scene
+    )
     seen = torch.cat(net.seen)
     assert seen.shape == (3, 4)
     assert torch.allclose(seen, torch.zeros(3, 4), atol=1e-6)  # 300/1e4 - 0.03, ...
 
 
-@pytest.mark.parametrize("bands", [["B04", "B03", "B02"], ["B04", "B03", "B02", "B05"],
-                                   ["B04", "B04", "B02", "B08"]])
+@pytest.mark.parametrize(
+    "bands", [["B04", "B03", "B02"], ["B04", "B03", "B02", "B05"], ["B04", "B04", "B02", "B08"]]
+)
 def test_band_orders_that_are_not_permutations_are_refused(bands):
     with pytest.raises(DamagenetError, match="not an order of"):
         band_index(bands)

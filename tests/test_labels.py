@@ -37,8 +37,13 @@ def synth(tmp_path_factory, aoi):
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory, aoi):
     """A scene without nodata, for exact pixel checks."""
-    return generate_synthetic(aoi, tmp_path_factory.mktemp("clean"), seed=11, max_size_km=2.0,
-                              nuisances=Nuisances(cloud=False, swath_edge=False))
+    return generate_synthetic(
+        aoi,
+        tmp_path_factory.mktemp("clean"),
+        seed=11,
+        max_size_km=2.0,
+        nuisances=Nuisances(cloud=False, swath_edge=False),
+    )
 
 
 def _read(path):
@@ -59,8 +64,14 @@ def test_shapefile_and_geopackage_give_identical_labels(tmp_path, aoi, synth):
     grid = grid_of(synth.after)
     assert prof["crs"] == grid.crs and prof["transform"] == grid.transform
     summary = json.loads((tmp_path / "a.json").read_text())
-    for key in ("sites_read", "sites_per_class", "positives_used", "excluded_by_date",
-                "outside_aoi", "damage_pixels"):
+    for key in (
+        "sites_read",
+        "sites_per_class",
+        "positives_used",
+        "excluded_by_date",
+        "outside_aoi",
+        "damage_pixels",
+    ):
         assert key in summary
     assert summary["damage_pixels"] == int((la == DAMAGE).sum())
 
@@ -72,8 +83,9 @@ def test_unknown_outside_aoi_and_on_scene_nodata(tmp_path, aoi, synth):
         nodata = src.read(1) == 0
         grid = grid_of(synth.after)
     assert (labels[nodata] == UNKNOWN).all()
-    inside = rasterio.features.geometry_mask([aoi.geometry_in(grid.crs)], grid.shape,
-                                             grid.transform, invert=True)
+    inside = rasterio.features.geometry_mask(
+        [aoi.geometry_in(grid.crs)], grid.shape, grid.transform, invert=True
+    )
     assert (labels[~inside] == UNKNOWN).all()
     assert (labels[inside & ~nodata] != UNKNOWN).all()
     assert (~inside).any() and (labels == NO_DAMAGE).any()
@@ -81,11 +93,16 @@ def test_unknown_outside_aoi_and_on_scene_nodata(tmp_path, aoi, synth):
 
 def _sites_file(tmp_path, rows, crs="EPSG:4326", name="sites.gpkg", **columns):
     """A CDA-like file: rows of (lon, lat, class1, date1, class2, date2)."""
-    frame = pd.DataFrame({
-        "SiteID": [f"S{i}" for i in range(len(rows))],
-        "SensorDate": [r[3] for r in rows], "Main_Damage_Site_Class": [r[2] for r in rows],
-        "SensorDate_2": [r[5] for r in rows], "Main_Damage_Site_Class_2": [r[4] for r in rows],
-        **columns})
+    frame = pd.DataFrame(
+        {
+            "SiteID": [f"S{i}" for i in range(len(rows))],
+            "SensorDate": [r[3] for r in rows],
+            "Main_Damage_Site_Class": [r[2] for r in rows],
+            "SensorDate_2": [r[5] for r in rows],
+            "Main_Damage_Site_Class_2": [r[4] for r in rows],
+            **columns,
+        }
+    )
     gdf = gpd.GeoDataFrame(frame, geometry=[Point(r[0], r[1]) for r in rows], crs="EPSG:4326")
     path = tmp_path / name
     gdf.to_crs(crs).to_file(path, engine="pyogrio")
@@ -104,10 +121,10 @@ def test_first_instance_rule_and_classes(tmp_path, aoi, clean):
     early, late = "2022-04-20", "2022-06-30"
     p = [_pixel_centre_lonlat(grid, 60 + 10 * i, 60) for i in range(5)]
     rows = [
-        (*p[0], 1, early, 1, late),     # damaged before the after date: positive
-        (*p[1], 6, early, 2, late),     # first damaged after it: not positive
-        (*p[2], 6, early, 6, late),     # never damaged
-        (*p[3], 4, early, 4, late),     # possible damage: positive only if class 4 chosen
+        (*p[0], 1, early, 1, late),  # damaged before the after date: positive
+        (*p[1], 6, early, 2, late),  # first damaged after it: not positive
+        (*p[2], 6, early, 6, late),  # never damaged
+        (*p[3], 4, early, 4, late),  # possible damage: positive only if class 4 chosen
         (*p[4], None, None, 3, early),  # only in the second group, dated early: positive
     ]
     path = _sites_file(tmp_path, rows)
@@ -119,8 +136,9 @@ def test_first_instance_rule_and_classes(tmp_path, aoi, clean):
     labels4, _, _ = _read(tmp_path / "l4.tif")
     assert labels4[90, 60] == 1
     # the after date comes from the scene's tag; an override moves the cut-off
-    make_labels(aoi, clean.after, path, tmp_path / "lat.tif", radius_m=0,
-                after_date=dt.date(2022, 7, 1))
+    make_labels(
+        aoi, clean.after, path, tmp_path / "lat.tif", radius_m=0, after_date=dt.date(2022, 7, 1)
+    )
     assert _read(tmp_path / "lat.tif")[0][70, 60] == 1
 
 
@@ -134,7 +152,7 @@ def test_radius_burns_expected_pixels(tmp_path, aoi, clean):
     for radius in (0, 10, 25):
         make_labels(aoi, clean.after, path, tmp_path / f"r{radius}.tif", radius_m=radius)
         labels, _, _ = _read(tmp_path / f"r{radius}.tif")
-        rows, cols = np.mgrid[0:grid.height, 0:grid.width]
+        rows, cols = np.mgrid[0 : grid.height, 0 : grid.width]
         cx = grid.transform.c + (cols + 0.5) * 10
         cy = grid.transform.f - (rows + 0.5) * 10
         expected = np.hypot(cx - x, cy - y) <= radius
@@ -148,8 +166,10 @@ def test_points_land_in_pyproj_pixel(tmp_path, aoi, clean, crs):
     grid = grid_of(clean.after)
     back = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
     centre_x, centre_y = grid.transform.c + 1000, grid.transform.f - 1000
-    lonlats = [back.transform(centre_x + dx, centre_y + dy)
-               for dx, dy in ((3.3, -7.1), (-233.7, 412.2), (518.9, -95.5))]
+    lonlats = [
+        back.transform(centre_x + dx, centre_y + dy)
+        for dx, dy in ((3.3, -7.1), (-233.7, 412.2), (518.9, -95.5))
+    ]
     rows = [(lon, lat, 1, "2022-04-01", 1, "2022-06-01") for lon, lat in lonlats]
     path = _sites_file(tmp_path, rows, crs=crs, name=f"p{crs[-4:]}.gpkg")
     make_labels(aoi, clean.after, path, tmp_path / "l.tif", radius_m=0)
@@ -165,10 +185,12 @@ def test_points_land_in_pyproj_pixel(tmp_path, aoi, clean, crs):
 def test_text_classes_string_dates_and_overrides(tmp_path, aoi, clean):
     grid = grid_of(clean.after)
     p = [_pixel_centre_lonlat(grid, 50, 50 + 10 * i) for i in range(3)]
-    frame = pd.DataFrame({
-        "Date_A": ["20/04/2022", "2022-04-21", "01/07/2022"],
-        "Klass_A": ["Destroyed", "Severe Damage", "Moderate Damage"],
-    })
+    frame = pd.DataFrame(
+        {
+            "Date_A": ["20/04/2022", "2022-04-21", "01/07/2022"],
+            "Klass_A": ["Destroyed", "Severe Damage", "Moderate Damage"],
+        }
+    )
     gdf = gpd.GeoDataFrame(frame, geometry=[Point(*q) for q in p], crs="EPSG:4326")
     path = tmp_path / "custom.geojson"
     gdf.to_file(path, engine="pyogrio")
@@ -206,22 +228,27 @@ def test_file_geodatabase(tmp_path, aoi, synth):
     assert summary["positives_used"] == ref["positives_used"]
 
 
-@pytest.mark.parametrize("case, message", [
-    ("empty", "is empty"),
-    ("lines", "no point geometries"),
-    ("nocolumns", "no recognisable damage"),
-    ("nocrs", "has no CRS"),
-    ("elsewhere", "falls on the grid"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("empty", "is empty"),
+        ("lines", "no point geometries"),
+        ("nocolumns", "no recognisable damage"),
+        ("nocrs", "has no CRS"),
+        ("elsewhere", "falls on the grid"),
+    ],
+)
 def test_bad_unosat_files(tmp_path, aoi, synth, case, message):
     sites = gpd.read_file(synth.unosat_gpkg)
     path = tmp_path / f"{case}.gpkg"
     if case == "empty":
         sites.iloc[:0].to_file(path, engine="pyogrio")
     elif case == "lines":
-        gpd.GeoDataFrame(sites.drop(columns="geometry").iloc[:2],
-                         geometry=[LineString([(30, 50), (30.1, 50.1)])] * 2,
-                         crs="EPSG:4326").to_file(path, engine="pyogrio")
+        gpd.GeoDataFrame(
+            sites.drop(columns="geometry").iloc[:2],
+            geometry=[LineString([(30, 50), (30.1, 50.1)])] * 2,
+            crs="EPSG:4326",
+        ).to_file(path, engine="pyogrio")
     elif case == "nocolumns":
         sites[["SiteID", "geometry"]].to_file(path, engine="pyogrio")
     elif case == "nocrs":
@@ -240,13 +267,43 @@ def test_bad_unosat_files(tmp_path, aoi, synth, case, message):
 
 def test_cli(tmp_path, bucha_aoi_path, synth, capsys):
     out = tmp_path / "labels.tif"
-    assert main(["labels", str(bucha_aoi_path), "--grid", str(synth.after), "--unosat",
-                 str(synth.unosat_zip), "--out", str(out), "--classes", "1,2",
-                 "--radius-m", "15"]) == 0
+    assert (
+        main(
+            [
+                "labels",
+                str(bucha_aoi_path),
+                "--grid",
+                str(synth.after),
+                "--unosat",
+                str(synth.unosat_zip),
+                "--out",
+                str(out),
+                "--classes",
+                "1,2",
+                "--radius-m",
+                "15",
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.with_suffix(".json").read_text())["damage_classes"] == [1, 2]
-    assert main(["labels", str(bucha_aoi_path), "--grid", str(synth.after), "--unosat",
-                 str(synth.unosat_zip), "--out", str(tmp_path / "x.tif"),
-                 "--classes", "1,9"]) == 2
+    assert (
+        main(
+            [
+                "labels",
+                str(bucha_aoi_path),
+                "--grid",
+                str(synth.after),
+                "--unosat",
+                str(synth.unosat_zip),
+                "--out",
+                str(tmp_path / "x.tif"),
+                "--classes",
+                "1,9",
+            ]
+        )
+        == 2
+    )
     assert "unknown codes [9]" in capsys.readouterr().err
 
 
@@ -272,15 +329,31 @@ def test_unosat_fetch(tmp_path, aoi_copy):
 
 def test_aoi_outside_its_assessment_area_refused(aoi_copy, tmp_path, capsys):
     """Labels for ground UNOSAT never assessed would all be unknown: refused, nothing written."""
-    far = {"type": "Polygon", "coordinates": [[[36.0, 49.9], [36.1, 49.9], [36.1, 50.0],
-                                               [36.0, 50.0], [36.0, 49.9]]]}
+    far = {
+        "type": "Polygon",
+        "coordinates": [[[36.0, 49.9], [36.1, 49.9], [36.1, 50.0], [36.0, 50.0], [36.0, 49.9]]],
+    }
 
     def elsewhere(doc):
         doc["features"][0]["properties"]["assessment_area"] = far
+
     path = aoi_copy("bucha", elsewhere)
     out = tmp_path / "l.tif"
-    assert main(["labels", str(path), "--grid", str(tmp_path / "none.tif"), "--unosat",
-                 str(tmp_path / "none.zip"), "--out", str(out)]) == 1
+    assert (
+        main(
+            [
+                "labels",
+                str(path),
+                "--grid",
+                str(tmp_path / "none.tif"),
+                "--unosat",
+                str(tmp_path / "none.zip"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "entirely outside its assessment area" in err and str(path) in err
     assert not out.exists()

@@ -30,8 +30,9 @@ def npz(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, npz):
     out = tmp_path_factory.mktemp("trained")
-    cfg = TrainConfig(epochs=8, patience=8, backbone="resnet18", batch_size=32, progress=False,
-                      seed=1)
+    cfg = TrainConfig(
+        epochs=8, patience=8, backbone="resnet18", batch_size=32, progress=False, seed=1
+    )
     result = train(npz, out / "results", out / "model.pt", cfg)
     return out, result
 
@@ -41,9 +42,14 @@ def test_small_backbone_learns_planted_change(trained, npz):
     metrics = json.loads((out / "results" / "metrics.json").read_text())
     assert metrics["roc_auc"] > 0.9
     assert result["test"]["roc_auc"] == metrics["roc_auc"]
-    for name in ("confusion_matrix_counts.png", "confusion_matrix_normalized.png",
-                 "confusion_matrix_threshold.png", "roc_curve.png", "pr_curve.png",
-                 "train_log.csv"):
+    for name in (
+        "confusion_matrix_counts.png",
+        "confusion_matrix_normalized.png",
+        "confusion_matrix_threshold.png",
+        "roc_curve.png",
+        "pr_curve.png",
+        "train_log.csv",
+    ):
         assert (out / "results" / name).stat().st_size > 0
     log = (out / "results" / "train_log.csv").read_text().splitlines()
     assert log[0].startswith("epoch,train_loss,train_acc,val_loss,val_acc,val_roc_auc")
@@ -66,8 +72,10 @@ def test_metrics_lead_with_the_map_threshold_and_hold_real_values(trained, npz):
 
     def counts(threshold):
         pred = prob >= threshold
-        return [[int((~pred & (y == 0)).sum()), int((pred & (y == 0)).sum())],
-                [int((~pred & (y == 1)).sum()), int((pred & (y == 1)).sum())]]
+        return [
+            [int((~pred & (y == 0)).sum()), int((pred & (y == 0)).sum())],
+            [int((~pred & (y == 1)).sum()), int((pred & (y == 1)).sum())],
+        ]
 
     (tn, fp), (fn, tp) = cm = counts(t)
     assert metrics["confusion_matrix"] == cm
@@ -85,7 +93,8 @@ def test_metrics_lead_with_the_map_threshold_and_hold_real_values(trained, npz):
     assert metrics["per_aoi"]["bucha"]["damaged"] == int(y[bucha].sum()) == 24
     pred_b = prob[bucha] >= t
     assert metrics["per_aoi"]["bucha"]["damage_recall"] == pytest.approx(
-        (pred_b & (y[bucha] == 1)).sum() / (y[bucha] == 1).sum())
+        (pred_b & (y[bucha] == 1)).sum() / (y[bucha] == 1).sum()
+    )
 
 
 def test_training_records_ground_card_and_completion(trained, npz):
@@ -100,15 +109,19 @@ def test_training_records_ground_card_and_completion(trained, npz):
         m = d[f"aoi_{split}"] == "irpin"
         rc = ground["aois"]["irpin"][split]
         assert rc.dtype == torch.int32 and rc.shape == (int(m.sum()), 2)
-        assert np.array_equal(rc.numpy(), np.stack([d[f"row_{split}"][m],
-                                                    d[f"col_{split}"][m]], axis=1))
+        assert np.array_equal(
+            rc.numpy(), np.stack([d[f"row_{split}"][m], d[f"col_{split}"][m]], axis=1)
+        )
     card = payload["card"]
     assert card["input"]["bands"] == ["B02", "B03", "B04", "B08"]
     assert card["input"]["patch_size"] == 16
     assert card["input"]["mean"] == payload["input"]["mean"]
     assert card["threshold"]["value"] == payload["threshold"]["value"]
-    assert card["training"]["aois"] == {"train": ["bucha", "irpin"], "val": ["bucha", "irpin"],
-                                        "test": ["bucha", "irpin"]}
+    assert card["training"]["aois"] == {
+        "train": ["bucha", "irpin"],
+        "val": ["bucha", "irpin"],
+        "test": ["bucha", "irpin"],
+    }
     assert card["training"]["pairs"] == {"train": 192, "val": 64, "test": 96}
     assert card["test"]["metrics"]["roc_auc"] == result["test"]["roc_auc"]
     assert card["dataset"]["sha256"] == hashlib.sha256(npz.read_bytes()).hexdigest()
@@ -155,8 +168,10 @@ def test_imagenet_band_mapping_with_fake_weights():
     assert torch.equal(mapped[:, 2], rgb[:, 0])  # B04 (red) <- R
     assert torch.allclose(mapped[:, 3], rgb.mean(dim=1))  # B08 <- mean of RGB
     model = SiameseResNet("resnet18")
-    fake = {k: torch.full_like(v, 0.5) for k, v in
-            __import__("torchvision").models.resnet18().state_dict().items()}
+    fake = {
+        k: torch.full_like(v, 0.5)
+        for k, v in __import__("torchvision").models.resnet18().state_dict().items()
+    }
     fake["conv1.weight"] = rgb
     load_imagenet(model, fake)
     assert torch.equal(model.encoder.conv1.weight.data, mapped)
@@ -180,8 +195,9 @@ def test_both_layouts_load_to_the_same_tensors(npz, tmp_path):
     xb = np.concatenate([d["Xb_train"], d["Xb_val"], d["Xb_test"]])
     xa = np.concatenate([d["Xa_train"], d["Xa_val"], d["Xa_test"]])
     y = np.concatenate([d["y_train"], d["y_val"], d["y_test"]])
-    split = np.array(["train"] * len(d["y_train"]) + ["val"] * len(d["y_val"])
-                     + ["test"] * len(d["y_test"]))
+    split = np.array(
+        ["train"] * len(d["y_train"]) + ["val"] * len(d["y_val"]) + ["test"] * len(d["y_test"])
+    )
     flat = tmp_path / "flat.npz"
     np.savez(flat, x_before=xb, x_after=xa, y=y, split=split)
     a, b = load_splits(npz), load_splits(flat)
@@ -217,14 +233,17 @@ def test_augmentation_same_symmetry_for_both_epochs():
     assert not torch.equal(b, x)
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "misses"),
-    ("shape", "shapes differ"),
-    ("bands", "3 bands, expected 4"),
-    ("nan", "NaN"),
-    ("oneclass", "only class"),
-    ("keys", "neither the study's layout"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "misses"),
+        ("shape", "shapes differ"),
+        ("bands", "3 bands, expected 4"),
+        ("nan", "NaN"),
+        ("oneclass", "only class"),
+        ("keys", "neither the study's layout"),
+    ],
+)
 def test_bad_npz(tmp_path, npz, case, message):
     d = dict(np.load(npz))
     if case == "missing":
@@ -279,8 +298,20 @@ def test_study_command_form(tmp_path, npz, monkeypatch, capsys):
     (tmp_path / "data" / "processed").mkdir(parents=True)
     os.link(npz, tmp_path / "data" / "processed" / "FinalBalanced_splits.npz")
     monkeypatch.chdir(tmp_path)
-    code = main(["-q", "train", "--npz", "data/processed/FinalBalanced_splits.npz", "--out",
-                 "results", "--ckpt", "models/best_resnet101.pt", "--epochs", "1"])
+    code = main(
+        [
+            "-q",
+            "train",
+            "--npz",
+            "data/processed/FinalBalanced_splits.npz",
+            "--out",
+            "results",
+            "--ckpt",
+            "models/best_resnet101.pt",
+            "--epochs",
+            "1",
+        ]
+    )
     assert code == 0
     assert (tmp_path / "models" / "best_resnet101.pt").exists()
     assert (tmp_path / "results" / "metrics.json").exists()
@@ -318,8 +349,7 @@ def test_interrupted_training_leaves_only_a_provisional_checkpoint(npz, tmp_path
     _, payload = load_checkpoint(provisional, allow_provisional=True)
     assert payload["complete"] is False and payload["threshold"]["rule"] == "provisional"
     assert payload["card"]["complete"] is False
-    args = ["evaluate", "--npz", str(npz), "--ckpt", str(provisional), "--out",
-            str(tmp_path / "e")]
+    args = ["evaluate", "--npz", str(npz), "--ckpt", str(provisional), "--out", str(tmp_path / "e")]
     assert main(args) == 1 and not (tmp_path / "e" / "metrics.json").exists()
     assert main(args + ["--allow-provisional"]) == 0
     metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
@@ -342,16 +372,29 @@ def test_info_prints_the_card(trained, capsys):
     card = json.loads(capsys.readouterr().out)
     assert card["checkpoint"]["sha256_16"] == checkpoint_hash(ckpt)
     assert {k: v for k, v in card.items() if k != "checkpoint"} == json.loads(
-        json.dumps(payload["card"]))
+        json.dumps(payload["card"])
+    )
     assert main(["info", str(out / "missing.pt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("option, value", [("--batch-size", "1"), ("--epochs", "0"),
-                                           ("--patience", "x")])
+@pytest.mark.parametrize(
+    "option, value", [("--batch-size", "1"), ("--epochs", "0"), ("--patience", "x")]
+)
 def test_train_options_refused_where_parsed(npz, tmp_path, capsys, option, value):
     with pytest.raises(SystemExit) as exc:
-        main(["train", "--npz", str(npz), "--out", str(tmp_path / "r"), "--ckpt",
-              str(tmp_path / "m.pt"), option, value])
+        main(
+            [
+                "train",
+                "--npz",
+                str(npz),
+                "--out",
+                str(tmp_path / "r"),
+                "--ckpt",
+                str(tmp_path / "m.pt"),
+                option,
+                value,
+            ]
+        )
     assert exc.value.code == 2 and option in capsys.readouterr().err
     assert not (tmp_path / "r").exists() and not (tmp_path / "m.pt").exists()

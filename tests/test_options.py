@@ -16,21 +16,34 @@ def _parser(kind):
     return p
 
 
-@pytest.mark.parametrize("kind, text, value", [
-    (positive_int, "3", 3), (int_at_least(2), "2", 2), (probability, "0.25", 0.25),
-    (iso_date, "2022-05-05", dt.date(2022, 5, 5)), (threshold_or_auto, "auto", "auto"),
-    (threshold_or_auto, "0.4", 0.4),
-])
+@pytest.mark.parametrize(
+    "kind, text, value",
+    [
+        (positive_int, "3", 3),
+        (int_at_least(2), "2", 2),
+        (probability, "0.25", 0.25),
+        (iso_date, "2022-05-05", dt.date(2022, 5, 5)),
+        (threshold_or_auto, "auto", "auto"),
+        (threshold_or_auto, "0.4", 0.4),
+    ],
+)
 def test_good_values(kind, text, value):
     assert _parser(kind).parse_args(["--v", text]).v == value
 
 
-@pytest.mark.parametrize("kind, text, words", [
-    (positive_int, "0", "must be at least 1"), (positive_int, "x", "expected an integer"),
-    (int_at_least(2), "1", "must be at least 2"), (probability, "abc", "expected a number"),
-    (probability, "1.5", "must be in [0, 1]"), (iso_date, "05/05/2022", "YYYY-MM-DD"),
-    (iso_date, "2021-13-45", "invalid date"), (threshold_or_auto, "abc", "expected a number"),
-])
+@pytest.mark.parametrize(
+    "kind, text, words",
+    [
+        (positive_int, "0", "must be at least 1"),
+        (positive_int, "x", "expected an integer"),
+        (int_at_least(2), "1", "must be at least 2"),
+        (probability, "abc", "expected a number"),
+        (probability, "1.5", "must be in [0, 1]"),
+        (iso_date, "05/05/2022", "YYYY-MM-DD"),
+        (iso_date, "2021-13-45", "invalid date"),
+        (threshold_or_auto, "abc", "expected a number"),
+    ],
+)
 def test_bad_values_exit_2_with_one_line(capsys, kind, text, words):
     with pytest.raises(SystemExit) as exit_info:
         _parser(kind).parse_args(["--v", text])

@@ -70,7 +70,7 @@ def test_evaluation_uses_the_running_averages_alone():
     xb, xa = torch.randn(2, 3, 4, 16, 16)
     with torch.no_grad():
         together = model(xb, xa)
-        one_by_one = torch.cat([model(xb[i:i + 1], xa[i:i + 1]) for i in range(3)])
+        one_by_one = torch.cat([model(xb[i : i + 1], xa[i : i + 1]) for i in range(3)])
     assert torch.allclose(together, one_by_one, atol=1e-5)
 
 

@@ -15,8 +15,11 @@ from pipeline.patches import cut_patches
 
 
 def _rasters(r):
-    with rasterio.open(r["before"]) as b, rasterio.open(r["after"]) as a, \
-            rasterio.open(r["labels"]) as lab:
+    with (
+        rasterio.open(r["before"]) as b,
+        rasterio.open(r["after"]) as a,
+        rasterio.open(r["labels"]) as lab,
+    ):
         return b.read(), a.read(), lab.read(1), b.transform, b.crs
 
 
@@ -31,12 +34,12 @@ def test_patches_are_clean_and_positioned(aoi_rasters, patch_files):
     assert (d["before"] > 0).all() and (d["after"] > 0).all()
     for i in range(n):
         rr, cc = int(d["row"][i]), int(d["col"][i])
-        win = labels[rr:rr + 16, cc:cc + 16]
+        win = labels[rr : rr + 16, cc : cc + 16]
         assert (win != 255).all()
         assert int((win == 1).sum()) == int(d["damage_pixels"][i])
         assert d["label"][i] == (d["damage_pixels"][i] >= 1)
-        assert (d["before"][i] == before[:, rr:rr + 16, cc:cc + 16]).all()
-        assert (d["after"][i] == after[:, rr:rr + 16, cc:cc + 16]).all()
+        assert (d["before"][i] == before[:, rr : rr + 16, cc : cc + 16]).all()
+        assert (d["after"][i] == after[:, rr : rr + 16, cc : cc + 16]).all()
     assert len({(int(a), int(b)) for a, b in zip(d["row"], d["col"], strict=True)}) == n
     assert np.allclose(d["x"], transform.c + (d["col"] + 8) * 10)
     assert np.allclose(d["y"], transform.f - (d["row"] + 8) * 10)
@@ -47,27 +50,39 @@ def test_patches_are_clean_and_positioned(aoi_rasters, patch_files):
     summary = json.loads(str(d["summary"]))
     assert summary["damaged"] == int(d["label"].sum()) > 0
     assert summary["dropped_nodata"] > 0  # the synthetic cloud and swath edge
-    assert summary["candidates"] == summary["kept"] + summary["dropped_nodata"] + \
-        summary["dropped_unknown"]
+    assert (
+        summary["candidates"]
+        == summary["kept"] + summary["dropped_nodata"] + summary["dropped_unknown"]
+    )
 
 
 def test_strips_do_not_change_the_result(tmp_path, aoi_rasters, patch_files):
     r = aoi_rasters["bucha"]
     small = tmp_path / "small.npz"
-    cut_patches("bucha", r["before"], r["after"], r["labels"], small, memory_mb=0.01,
-                progress=False)
+    cut_patches(
+        "bucha", r["before"], r["after"], r["labels"], small, memory_mb=0.01, progress=False
+    )
     assert small.read_bytes() == patch_files[0].read_bytes()
 
 
 def test_overlapping_stride_and_min_damage(tmp_path, aoi_rasters):
     r = aoi_rasters["irpin"]
-    counts8 = cut_patches("irpin", r["before"], r["after"], r["labels"], tmp_path / "s8.npz",
-                          stride=8, progress=False)
-    counts16 = cut_patches("irpin", r["before"], r["after"], r["labels"],
-                           tmp_path / "s16.npz", progress=False)
+    counts8 = cut_patches(
+        "irpin", r["before"], r["after"], r["labels"], tmp_path / "s8.npz", stride=8, progress=False
+    )
+    counts16 = cut_patches(
+        "irpin", r["before"], r["after"], r["labels"], tmp_path / "s16.npz", progress=False
+    )
     assert counts8.candidates > 3 * counts16.candidates
-    strict = cut_patches("irpin", r["before"], r["after"], r["labels"], tmp_path / "m5.npz",
-                         min_damage_pixels=5, progress=False)
+    strict = cut_patches(
+        "irpin",
+        r["before"],
+        r["after"],
+        r["labels"],
+        tmp_path / "m5.npz",
+        min_damage_pixels=5,
+        progress=False,
+    )
     assert strict.damaged < counts16.damaged
     assert strict.damaged + strict.no_damage == counts16.damaged + counts16.no_damage
 
@@ -78,15 +93,31 @@ def test_mismatched_grids_and_oversized_patch(tmp_path, aoi_rasters):
     with pytest.raises(PipelineError, match="is not on the grid"):
         cut_patches("bucha", r["before"], other["after"], r["labels"], out, progress=False)
     with pytest.raises(PipelineError, match="larger than the scene"):
-        cut_patches("bucha", r["before"], r["after"], r["labels"], out, size=500,
-                    progress=False)
+        cut_patches("bucha", r["before"], r["after"], r["labels"], out, size=500, progress=False)
     assert not out.exists()
 
 
 def test_cli(tmp_path, aoi_rasters, root):
     r = aoi_rasters["hostomel"]
     out = tmp_path / "p.npz"
-    assert main(["-q", "patches", str(root / "aois" / "hostomel.geojson"), "--before",
-                 str(r["before"]), "--after", str(r["after"]), "--labels", str(r["labels"]),
-                 "--out", str(out), "--size", "8"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "patches",
+                str(root / "aois" / "hostomel.geojson"),
+                "--before",
+                str(r["before"]),
+                "--after",
+                str(r["after"]),
+                "--labels",
+                str(r["labels"]),
+                "--out",
+                str(out),
+                "--size",
+                "8",
+            ]
+        )
+        == 0
+    )
     assert np.load(out)["before"].shape[1:] == (4, 8, 8)

@@ -31,10 +31,15 @@ from damagenet.scene_pair import open_scene_pair
 def ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     model = SiameseResNet("resnet18").eval()
-    save_checkpoint(path, model, patch_size=16,
-                    norm=Normalisation([0.1] * 4, [0.05] * 4),
-                    threshold={"value": 0.5, "rule": "fixed"}, history=[],
-                    dataset={"sha256": "0" * 64})
+    save_checkpoint(
+        path,
+        model,
+        patch_size=16,
+        norm=Normalisation([0.1] * 4, [0.05] * 4),
+        threshold={"value": 0.5, "rule": "fixed"},
+        history=[],
+        dataset={"sha256": "0" * 64},
+    )
     return path
 
 
@@ -42,11 +47,18 @@ def _read(path):
     """Band 1 and the raster's properties (read while the file is open)."""
     with rasterio.open(path) as src:
         info = SimpleNamespace(
-            crs=src.crs, transform=src.transform, width=src.width, height=src.height,
-            shape=src.shape, dtypes=src.dtypes, nodata=src.nodata,
-            descriptions=src.descriptions, layout=src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT"),
+            crs=src.crs,
+            transform=src.transform,
+            width=src.width,
+            height=src.height,
+            shape=src.shape,
+            dtypes=src.dtypes,
+            nodata=src.nodata,
+            descriptions=src.descriptions,
+            layout=src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT"),
             colormap=src.colormap(1) if src.dtypes[0] == "uint8" else None,
-            overviews=src.overviews(1))
+            overviews=src.overviews(1),
+        )
         return src.read(1), info
 
 
@@ -59,12 +71,12 @@ def _brute_force(before, after, size, stride, scorer):
     total, count = np.zeros((h, w)), np.zeros((h, w))
     for r in rows:
         for c in cols:
-            wb, wa = before[:, r:r + size, c:c + size], after[:, r:r + size, c:c + size]
+            wb, wa = before[:, r : r + size, c : c + size], after[:, r : r + size, c : c + size]
             if (wb == 0).any() or (wa == 0).any():
                 continue
             p = scorer(wb[None], wa[None])[0]
-            total[r:r + size, c:c + size] += p
-            count[r:r + size, c:c + size] += 1
+            total[r : r + size, c : c + size] += p
+            count[r : r + size, c : c + size] += 1
     return total, count
 
 
@@ -72,9 +84,14 @@ def _brute_force(before, after, size, stride, scorer):
 def test_overlapping_windows_average_and_nodata(tmp_path, aoi_rasters, ckpt, stride):
     r = aoi_rasters["bucha"]
     out = tmp_path / "bucha_damage_prob.tif"
-    predict_map(r["before"], r["after"], ckpt, out,
-                PredictOptions(stride=stride, memory_mb=0.05, progress=False),
-                scorer=mean_blue)
+    predict_map(
+        r["before"],
+        r["after"],
+        ckpt,
+        out,
+        PredictOptions(stride=stride, memory_mb=0.05, progress=False),
+        scorer=mean_blue,
+    )
     with rasterio.open(r["before"]) as b, rasterio.open(r["after"]) as a:
         before, after = b.read(), a.read()
         grid = (b.crs, b.transform, b.width, b.height)
@@ -92,9 +109,15 @@ def test_overlapping_windows_average_and_nodata(tmp_path, aoi_rasters, ckpt, str
 def test_outputs_styles_and_vectors(tmp_path, aoi_rasters, ckpt):
     r = aoi_rasters["irpin"]
     out = tmp_path / "maps" / "irpin_damage_prob.tif"
-    summary = predict_map(r["before"], r["after"], ckpt, out,
-                          PredictOptions(stride=8, progress=False), labels=r["labels"],
-                          scorer=mean_blue)
+    summary = predict_map(
+        r["before"],
+        r["after"],
+        ckpt,
+        out,
+        PredictOptions(stride=8, progress=False),
+        labels=r["labels"],
+        scorer=mean_blue,
+    )
     maps = tmp_path / "maps"
     prob, psrc = _read(out)
     cls, csrc = _read(maps / "irpin_damage_class.tif")
@@ -106,9 +129,11 @@ def test_outputs_styles_and_vectors(tmp_path, aoi_rasters, ckpt):
     assert (cls[prob == -9999] == 255).all()
     aux = (maps / "irpin_damage_class.tif.aux.xml").read_text()
     assert "<Category>damage</Category>" in aux
-    for name, band in (("irpin_damage_prob.qml", "damage_probability"),
-                       ("irpin_damage_class.qml", "damage_class"),
-                       ("irpin_damage_agreement.qml", "agreement")):
+    for name, band in (
+        ("irpin_damage_prob.qml", "damage_probability"),
+        ("irpin_damage_class.qml", "damage_class"),
+        ("irpin_damage_agreement.qml", "agreement"),
+    ):
         root = ET.parse(maps / name).getroot()
         assert root.tag == "qgis"
         renderer = root.find("./pipe/rasterrenderer")
@@ -124,7 +149,8 @@ def test_outputs_styles_and_vectors(tmp_path, aoi_rasters, ckpt):
     s = json.loads((maps / "irpin_damage_summary.json").read_text())
     assert s == json.loads(json.dumps(summary))
     assert s["threshold"] == 0.5 and s["damaged_area_km2"] == pytest.approx(
-        (cls == 1).sum() * 100 / 1e6)
+        (cls == 1).sum() * 100 / 1e6
+    )
     assert 0 <= s["damaged_share_of_valid"] <= 1
     agree, asrc = _read(maps / "irpin_damage_agreement.tif")
     assert set(np.unique(agree)) <= {0, 1, 2, 3, 255}
@@ -140,9 +166,28 @@ def test_outputs_styles_and_vectors(tmp_path, aoi_rasters, ckpt):
 def test_real_model_and_cli(tmp_path, aoi_rasters, ckpt, capsys):
     r = aoi_rasters["hostomel"]
     out = tmp_path / "hostomel_damage_prob.tif"
-    assert main(["-q", "predict", "--before", str(r["before"]), "--after", str(r["after"]),
-                 "--ckpt", str(ckpt), "--out", str(out), "--stride", "16", "--tta",
-                 "--threshold", "0.3"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "predict",
+                "--before",
+                str(r["before"]),
+                "--after",
+                str(r["after"]),
+                "--ckpt",
+                str(ckpt),
+                "--out",
+                str(out),
+                "--stride",
+                "16",
+                "--tta",
+                "--threshold",
+                "0.3",
+            ]
+        )
+        == 0
+    )
     prob, _ = _read(out)
     valid = prob != -9999
     assert ((prob[valid] >= 0) & (prob[valid] <= 1)).all()
@@ -163,23 +208,36 @@ def test_refuses_bad_inputs(tmp_path, aoi_rasters, ckpt):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(DamagenetError, match="cannot be written"):
-        predict_map(r["before"], r["after"], ckpt, blocker / "m_damage_prob.tif",
-                    PredictOptions(progress=False))
+        predict_map(
+            r["before"],
+            r["after"],
+            ckpt,
+            blocker / "m_damage_prob.tif",
+            PredictOptions(progress=False),
+        )
 
     def broken(before, after):
         raise RuntimeError("model crashed")
 
     with pytest.raises(RuntimeError):
-        predict_map(r["before"], r["after"], ckpt, out, PredictOptions(progress=False),
-                    scorer=broken)
+        predict_map(
+            r["before"], r["after"], ckpt, out, PredictOptions(progress=False), scorer=broken
+        )
     assert list((tmp_path / "o").iterdir()) == []  # no partial outputs
 
 
 def test_big_map_has_overviews_colours_style_and_tags(tmp_path, ckpt):
     r = write_pair(tmp_path, 600, 520)
     out = tmp_path / "maps" / "big_damage_prob.tif"
-    predict_map(r["before"], r["after"], ckpt, out, PredictOptions(stride=16, progress=False),
-                labels=r["labels"], scorer=mean_blue)
+    predict_map(
+        r["before"],
+        r["after"],
+        ckpt,
+        out,
+        PredictOptions(stride=16, progress=False),
+        labels=r["labels"],
+        scorer=mean_blue,
+    )
     maps = out.parent
     for name in ("big_damage_prob.tif", "big_damage_class.tif", "big_damage_agreement.tif"):
         _, src = _read(maps / name)
@@ -202,10 +260,11 @@ def test_big_map_has_overviews_colours_style_and_tags(tmp_path, ckpt):
     with contextlib.closing(sqlite3.connect(gpkg)) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 10200
         name, column, qml, default = db.execute(
-            "SELECT f_table_name, f_geometry_column, styleQML, useAsDefault "
-            "FROM layer_styles").fetchone()
-        geom = db.execute("SELECT column_name FROM gpkg_geometry_columns WHERE "
-                          "table_name = 'damaged_patches'").fetchone()[0]
+            "SELECT f_table_name, f_geometry_column, styleQML, useAsDefault FROM layer_styles"
+        ).fetchone()
+        geom = db.execute(
+            "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = 'damaged_patches'"
+        ).fetchone()[0]
     assert (name, column, default) == ("damaged_patches", geom, 1)
     root = ET.fromstring(qml)
     assert root.find("./renderer-v2").get("type") == "singleSymbol"
@@ -215,17 +274,29 @@ def test_big_map_has_overviews_colours_style_and_tags(tmp_path, ckpt):
 def test_quicklook_shows_probability_over_true_colour_with_labels(tmp_path, ckpt):
     r = write_pair(tmp_path, 200, 240)
     out = tmp_path / "a" / "town_damage_prob.tif"
-    summary = predict_map(r["before"], r["after"], ckpt, out,
-                          PredictOptions(stride=8, progress=False), labels=r["labels"],
-                          scorer=mean_blue)
+    summary = predict_map(
+        r["before"],
+        r["after"],
+        ckpt,
+        out,
+        PredictOptions(stride=8, progress=False),
+        labels=r["labels"],
+        scorer=mean_blue,
+    )
     png = tmp_path / "a" / "town_quicklook.png"
     assert summary["outputs"]["quicklook"] == str(png)
     image = mpimg.imread(png)
     assert image.ndim == 3 and image.shape[0] >= 200 and image.shape[1] >= 240
     cyan = (image[..., 0] < 0.2) & (image[..., 1] > 0.8) & (image[..., 2] > 0.8)
     assert cyan.sum() > 20  # label outlines drawn
-    predict_map(r["before"], r["after"], ckpt, tmp_path / "b" / "town_damage_prob.tif",
-                PredictOptions(stride=8, progress=False), scorer=mean_blue)
+    predict_map(
+        r["before"],
+        r["after"],
+        ckpt,
+        tmp_path / "b" / "town_damage_prob.tif",
+        PredictOptions(stride=8, progress=False),
+        scorer=mean_blue,
+    )
     plain = mpimg.imread(tmp_path / "b" / "town_quicklook.png")
     assert not ((plain[..., 0] < 0.2) & (plain[..., 1] > 0.8) & (plain[..., 2] > 0.8)).any()
 
@@ -243,7 +314,20 @@ def test_true_colour_takes_red_green_blue_from_b04_b03_b02(tmp_path):
 
 def test_threshold_option_parse_error_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["predict", "--before", "b", "--after", "a", "--ckpt", "c", "--out", "o.tif",
-              "--threshold", "1.5"])
+        main(
+            [
+                "predict",
+                "--before",
+                "b",
+                "--after",
+                "a",
+                "--ckpt",
+                "c",
+                "--out",
+                "o.tif",
+                "--threshold",
+                "1.5",
+            ]
+        )
     assert exc.value.code == 2
     assert "--threshold" in capsys.readouterr().err

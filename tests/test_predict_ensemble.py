@@ -27,20 +27,28 @@ def _ckpt(path, seed, threshold=0.5, size=16, calibration=None):
     """A random ResNet-18 checkpoint; ``calibration`` stored as ``damagenet crossval`` does."""
     torch.manual_seed(seed)
     extra = {"calibration": calibration} if calibration else None
-    save_checkpoint(path, SiameseResNet("resnet18").eval(), patch_size=size,
-                    norm=Normalisation([0.1] * 4, [0.05] * 4),
-                    threshold={"value": threshold, "rule": "fixed"}, history=[],
-                    dataset={"sha256": "0" * 64}, extra=extra)
+    save_checkpoint(
+        path,
+        SiameseResNet("resnet18").eval(),
+        patch_size=size,
+        norm=Normalisation([0.1] * 4, [0.05] * 4),
+        threshold={"value": threshold, "rule": "fixed"},
+        history=[],
+        dataset={"sha256": "0" * 64},
+        extra=extra,
+    )
     return path
 
 
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
     d = tmp_path_factory.mktemp("ens")
-    return {"a": _ckpt(d / "a.pt", 0, 0.4), "b": _ckpt(d / "b.pt", 1, 0.6),
-            "a_cal": _ckpt(d / "a_cal.pt", 0, 0.4, calibration={"method": "temperature",
-                                                                 "T": 2.5}),
-            "big": _ckpt(d / "big.pt", 2, 0.5, size=32)}
+    return {
+        "a": _ckpt(d / "a.pt", 0, 0.4),
+        "b": _ckpt(d / "b.pt", 1, 0.6),
+        "a_cal": _ckpt(d / "a_cal.pt", 0, 0.4, calibration={"method": "temperature", "T": 2.5}),
+        "big": _ckpt(d / "big.pt", 2, 0.5, size=32),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +59,15 @@ def pair(tmp_path_factory):
 
 def _map(tmp_path, pair, ckpt, name, stride=16, **kw):
     out = tmp_path / name / f"{name}_damage_prob.tif"
-    summary = predict_map(pair["before"], pair["after"], ckpt, out,
-                          PredictOptions(stride=stride, progress=False, device="cpu",
-                                         memory_mb=0.05), labels=pair["labels"], **kw)
+    summary = predict_map(
+        pair["before"],
+        pair["after"],
+        ckpt,
+        out,
+        PredictOptions(stride=stride, progress=False, device="cpu", memory_mb=0.05),
+        labels=pair["labels"],
+        **kw,
+    )
     return out, summary
 
 
@@ -81,8 +95,10 @@ def test_ensemble_mean_and_uncertainty_without_overlap(tmp_path, pair, ckpts):
     assert tags["MEMBER_1"] == str(ckpts["a"]) and tags["MEMBER_2"] == str(ckpts["b"])
     assert tags["MEMBER_2_CHECKPOINT_HASH"] == checkpoint_hash(ckpts["b"])
     assert summary["threshold"] == pytest.approx(0.5)  # mean of 0.4 and 0.6
-    assert [m["checkpoint"] for m in summary["ensemble"]["members"]] == \
-        [str(ckpts["a"]), str(ckpts["b"])]
+    assert [m["checkpoint"] for m in summary["ensemble"]["members"]] == [
+        str(ckpts["a"]),
+        str(ckpts["b"]),
+    ]
     on_disk = json.loads(pe.with_name("e_damage_summary.json").read_text())
     assert on_disk["outputs"]["uncertainty"] == str(pe.with_name("e_damage_uncertainty.tif"))
     assert not pa.with_name("a_damage_uncertainty.tif").exists()
@@ -105,13 +121,13 @@ def test_overlapping_windows_average_the_spread_like_the_probability(tmp_path, p
     total, spread, count = np.zeros((h, w)), np.zeros((h, w)), np.zeros((h, w))
     for r in rows:
         for c in cols:
-            wb, wa = before[None, :, r:r + 16, c:c + 16], after[None, :, r:r + 16, c:c + 16]
+            wb, wa = before[None, :, r : r + 16, c : c + 16], after[None, :, r : r + 16, c : c + 16]
             if (wb == 0).any() or (wa == 0).any():
                 continue
             p = np.array([s(wb, wa)[0] for s in scorers])
-            total[r:r + 16, c:c + 16] += p.mean()
-            spread[r:r + 16, c:c + 16] += p.std()
-            count[r:r + 16, c:c + 16] += 1
+            total[r : r + 16, c : c + 16] += p.mean()
+            spread[r : r + 16, c : c + 16] += p.std()
+            count[r : r + 16, c : c + 16] += 1
     covered = count > 0
     mean = _read(out)[0]
     unc = _read(out.with_name("o_damage_uncertainty.tif"))[0]
@@ -125,9 +141,25 @@ def test_members_of_different_patch_size_are_refused(tmp_path, pair, ckpts):
         _map(tmp_path, pair, [ckpts["a"], ckpts["big"]], "m")
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
     out = tmp_path / "cli" / "c_damage_prob.tif"
-    assert main(["-q", "predict", "--before", str(pair["before"]), "--after",
-                 str(pair["after"]), "--ckpt", str(ckpts["a"]), "--ckpt", str(ckpts["big"]),
-                 "--out", str(out)]) != 0
+    assert (
+        main(
+            [
+                "-q",
+                "predict",
+                "--before",
+                str(pair["before"]),
+                "--after",
+                str(pair["after"]),
+                "--ckpt",
+                str(ckpts["a"]),
+                "--ckpt",
+                str(ckpts["big"]),
+                "--out",
+                str(out),
+            ]
+        )
+        != 0
+    )
     assert not out.parent.exists() or not any(out.parent.iterdir())
 
 
@@ -137,15 +169,18 @@ def test_calibration_is_applied_and_absent_calibration_changes_nothing(tmp_path,
     p_raw, prof, _, _ = _read(raw)
     p_cal = _read(cal)[0]
     valid = p_raw != prof["nodata"]
-    expected = apply_calibration(p_raw[valid].astype(np.float64),
-                                 {"method": "temperature", "T": 2.5})
+    expected = apply_calibration(
+        p_raw[valid].astype(np.float64), {"method": "temperature", "T": 2.5}
+    )
     np.testing.assert_allclose(p_cal[valid], expected, atol=1e-5)
     assert np.abs(p_cal[valid] - p_raw[valid]).max() > 1e-3
     # no calibration key: the map is exactly the one of the plain single-member scorer
     ref, _ = _map(tmp_path, pair, ckpts["a"], "ref", scorer=_folded_scorer(ckpts["a"]))
     for suffix in RASTERS:
-        assert raw.with_name(f"raw_damage_{suffix}").read_bytes() == \
-            ref.with_name(f"ref_damage_{suffix}").read_bytes()
+        assert (
+            raw.with_name(f"raw_damage_{suffix}").read_bytes()
+            == ref.with_name(f"ref_damage_{suffix}").read_bytes()
+        )
 
 
 def _folded_scorer(path):
@@ -157,14 +192,37 @@ def _folded_scorer(path):
 
 def test_one_checkpoint_on_the_cli_maps_as_before(tmp_path, pair, ckpts):
     out = tmp_path / "cli" / "cli_damage_prob.tif"
-    assert main(["-q", "predict", "--before", str(pair["before"]), "--after",
-                 str(pair["after"]), "--ckpt", str(ckpts["a"]), "--out", str(out),
-                 "--stride", "16", "--memory-mb", "0.05", "--device", "cpu",
-                 "--labels", str(pair["labels"])]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "predict",
+                "--before",
+                str(pair["before"]),
+                "--after",
+                str(pair["after"]),
+                "--ckpt",
+                str(ckpts["a"]),
+                "--out",
+                str(out),
+                "--stride",
+                "16",
+                "--memory-mb",
+                "0.05",
+                "--device",
+                "cpu",
+                "--labels",
+                str(pair["labels"]),
+            ]
+        )
+        == 0
+    )
     api, _ = _map(tmp_path, pair, ckpts["a"], "api")
     for suffix in RASTERS:
-        assert out.with_name(f"cli_damage_{suffix}").read_bytes() == \
-            api.with_name(f"api_damage_{suffix}").read_bytes()
+        assert (
+            out.with_name(f"cli_damage_{suffix}").read_bytes()
+            == api.with_name(f"api_damage_{suffix}").read_bytes()
+        )
     summary = json.loads(out.with_name("cli_damage_summary.json").read_text())
     assert summary["checkpoint"] == str(ckpts["a"]) and "ensemble" not in summary
     assert not out.with_name("cli_damage_uncertainty.tif").exists()
@@ -172,15 +230,43 @@ def test_one_checkpoint_on_the_cli_maps_as_before(tmp_path, pair, ckpts):
 
 def test_ensemble_on_a_dask_cluster_is_byte_identical(tmp_path, pair, ckpts):
     members = [str(ckpts["a"]), str(ckpts["b"])]
-    args = ["--before", str(pair["before"]), "--after", str(pair["after"]), "--ckpt",
-            members[0], "--ckpt", members[1], "--stride", "8", "--memory-mb", "0.05",
-            "--device", "cpu"]
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster:
-        for name, extra in (("here", []), ("dask", ["--dask-scheduler",
-                                                    cluster.scheduler_address])):
-            assert main(["-q", "predict", *args, "--out",
-                         str(tmp_path / name / "t_damage_prob.tif"), *extra]) == 0
+    args = [
+        "--before",
+        str(pair["before"]),
+        "--after",
+        str(pair["after"]),
+        "--ckpt",
+        members[0],
+        "--ckpt",
+        members[1],
+        "--stride",
+        "8",
+        "--memory-mb",
+        "0.05",
+        "--device",
+        "cpu",
+    ]
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        for name, extra in (
+            ("here", []),
+            ("dask", ["--dask-scheduler", cluster.scheduler_address]),
+        ):
+            assert (
+                main(
+                    [
+                        "-q",
+                        "predict",
+                        *args,
+                        "--out",
+                        str(tmp_path / name / "t_damage_prob.tif"),
+                        *extra,
+                    ]
+                )
+                == 0
+            )
     for suffix in ("prob.tif", "class.tif", "uncertainty.tif"):
-        assert (tmp_path / "here" / f"t_damage_{suffix}").read_bytes() == \
-            (tmp_path / "dask" / f"t_damage_{suffix}").read_bytes()
+        assert (tmp_path / "here" / f"t_damage_{suffix}").read_bytes() == (
+            tmp_path / "dask" / f"t_damage_{suffix}"
+        ).read_bytes()

@@ -21,17 +21,28 @@ H, W, S = 200, 240, 16
 def _ground() -> dict:
     """Patches on a 16 px grid: columns < 64 px train, < 112 px validation, the rest test."""
     rc = np.array([(r, c) for r in range(0, H - S + 1, S) for c in range(0, W - S + 1, S)])
-    parts = {"train": rc[rc[:, 1] < 64], "val": rc[(rc[:, 1] >= 64) & (rc[:, 1] < 112)],
-             "test": rc[(rc[:, 1] >= 112) & (rc[:, 0] < 160)]}  # rows >= 160: never seen
-    return {"patch_size": S, "aois": {"bigtown": {k: torch.tensor(v, dtype=torch.int32)
-                                                  for k, v in parts.items()}}}
+    parts = {
+        "train": rc[rc[:, 1] < 64],
+        "val": rc[(rc[:, 1] >= 64) & (rc[:, 1] < 112)],
+        "test": rc[(rc[:, 1] >= 112) & (rc[:, 0] < 160)],
+    }  # rows >= 160: never seen
+    return {
+        "patch_size": S,
+        "aois": {"bigtown": {k: torch.tensor(v, dtype=torch.int32) for k, v in parts.items()}},
+    }
 
 
 def _ckpt(path, aois_ground):
-    save_checkpoint(path, SiameseResNet("resnet18").eval(), patch_size=S,
-                    norm=Normalisation([0.1] * 4, [0.05] * 4),
-                    threshold={"value": 0.5, "rule": "fixed"}, history=[],
-                    dataset={"sha256": "0" * 64}, extra={"training_ground": aois_ground})
+    save_checkpoint(
+        path,
+        SiameseResNet("resnet18").eval(),
+        patch_size=S,
+        norm=Normalisation([0.1] * 4, [0.05] * 4),
+        threshold={"value": 0.5, "rule": "fixed"},
+        history=[],
+        dataset={"sha256": "0" * 64},
+        extra={"training_ground": aois_ground},
+    )
     return path
 
 
@@ -43,9 +54,15 @@ def pair(tmp_path_factory):
 def test_split_raster_and_metrics_on_the_test_part_only(tmp_path, pair):
     ckpt = _ckpt(tmp_path / "trained.pt", _ground())
     out = tmp_path / "m" / "bigtown_damage_prob.tif"
-    s = predict_map(pair["before"], pair["after"], ckpt, out,
-                    PredictOptions(stride=8, progress=False), labels=pair["labels"],
-                    scorer=mean_blue)
+    s = predict_map(
+        pair["before"],
+        pair["after"],
+        ckpt,
+        out,
+        PredictOptions(stride=8, progress=False),
+        labels=pair["labels"],
+        scorer=mean_blue,
+    )
     split_path = tmp_path / "m" / "bigtown_damage_split.tif"
     assert s["outputs"]["split"] == str(split_path)
     with rasterio.open(split_path) as src, rasterio.open(out) as prob_src:
@@ -68,7 +85,7 @@ def test_split_raster_and_metrics_on_the_test_part_only(tmp_path, pair):
     n_test = n_train = 0
     for r in rows:
         for c in cols:
-            win, lab = split[r:r + S, c:c + S], labels[r:r + S, c:c + S]
+            win, lab = split[r : r + S, c : c + S], labels[r : r + S, c : c + S]
             if (win == 255).any() or (lab == 255).any():
                 continue
             n_train += bool((win == 1).any())
@@ -89,9 +106,15 @@ def test_a_map_over_an_aoi_the_model_never_saw_says_so(tmp_path, pair):
     ground["aois"] = {"othertown": ground["aois"]["bigtown"]}
     ckpt = _ckpt(tmp_path / "other.pt", ground)
     out = tmp_path / "n" / "bigtown_damage_prob.tif"
-    s = predict_map(pair["before"], pair["after"], ckpt, out,
-                    PredictOptions(stride=16, progress=False), labels=pair["labels"],
-                    scorer=mean_blue)
+    s = predict_map(
+        pair["before"],
+        pair["after"],
+        ckpt,
+        out,
+        PredictOptions(stride=16, progress=False),
+        labels=pair["labels"],
+        scorer=mean_blue,
+    )
     assert s["training_ground"]["status"] == "never_seen"
     assert "never saw" in s["training_ground"]["note"]
     assert s["training_ground"]["trained_on"] == ["othertown"]

@@ -72,25 +72,43 @@ def _safe(tmp_path, aoi, offset=-1000):
         '<BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE>'
         f"</QUANTIFICATION_VALUES_LIST><BOA_ADD_OFFSET_VALUES_LIST>{ids}"
         "</BOA_ADD_OFFSET_VALUES_LIST></Product_Image_Characteristics></n1:General_Info>"
-        "</n1:Level-2A_User_Product>")
+        "</n1:Level-2A_User_Product>"
+    )
     left, top = grid.transform.c - 205, grid.transform.f + 195  # not on the AOI grid
     size = grid.width + 60
     rows, cols = np.mgrid[0:size, 0:size]
     for i, band in enumerate(("B02", "B03", "B04", "B08")):
         data = (2000 + 300 * i + 2 * cols + rows).astype(np.uint16)
         t = rasterio.transform.from_origin(left, top, 10, 10)
-        with rasterio.open(img / "R10m" / f"T36UUB_20220505T085559_{band}_10m.jp2", "w",
-                           driver="JP2OpenJPEG", width=size, height=size, count=1,
-                           dtype="uint16", crs=grid.crs, transform=t, QUALITY=100,
-                           REVERSIBLE="YES") as dst:
+        with rasterio.open(
+            img / "R10m" / f"T36UUB_20220505T085559_{band}_10m.jp2",
+            "w",
+            driver="JP2OpenJPEG",
+            width=size,
+            height=size,
+            count=1,
+            dtype="uint16",
+            crs=grid.crs,
+            transform=t,
+            QUALITY=100,
+            REVERSIBLE="YES",
+        ) as dst:
             dst.write(data, 1)
     scl = np.full((size // 2, size // 2), 5, dtype=np.uint8)
     scl[10:20, 10:20] = 9  # a 200 m cloud overlapping the AOI grid's top-left corner
-    with rasterio.open(img / "R20m" / "T36UUB_20220505T085559_SCL_20m.jp2", "w",
-                       driver="JP2OpenJPEG", width=size // 2, height=size // 2, count=1,
-                       dtype="uint8", crs=grid.crs,
-                       transform=rasterio.transform.from_origin(left, top, 20, 20),
-                       QUALITY=100, REVERSIBLE="YES") as dst:
+    with rasterio.open(
+        img / "R20m" / "T36UUB_20220505T085559_SCL_20m.jp2",
+        "w",
+        driver="JP2OpenJPEG",
+        width=size // 2,
+        height=size // 2,
+        count=1,
+        dtype="uint8",
+        crs=grid.crs,
+        transform=rasterio.transform.from_origin(left, top, 20, 20),
+        QUALITY=100,
+        REVERSIBLE="YES",
+    ) as dst:
         dst.write(scl, 1)
     return root, (left, top)
 
@@ -130,19 +148,30 @@ def test_local_safe_zip(tmp_path, aoi):
 def test_local_geotiff_in_epsg4326(tmp_path, aoi, raw):
     """A scene in lon/lat at another resolution, bands described, lands on the AOI grid."""
     src_path = tmp_path / "download_4326.tif"
-    clean = generate_synthetic(aoi, tmp_path / "clean", seed=5, max_size_km=KM,
-                               nuisances=Nuisances(cloud=False, swath_edge=False))
+    clean = generate_synthetic(
+        aoi,
+        tmp_path / "clean",
+        seed=5,
+        max_size_km=KM,
+        nuisances=Nuisances(cloud=False, swath_edge=False),
+    )
     with rasterio.open(clean.after) as src:
-        transform, w, h = calculate_default_transform(src.crs, "EPSG:4326", src.width,
-                                                      src.height, *src.bounds,
-                                                      resolution=0.00008)
-        profile = dict(src.profile, driver="GTiff", crs="EPSG:4326", transform=transform,
-                       width=w, height=h)
+        transform, w, h = calculate_default_transform(
+            src.crs, "EPSG:4326", src.width, src.height, *src.bounds, resolution=0.00008
+        )
+        profile = dict(
+            src.profile, driver="GTiff", crs="EPSG:4326", transform=transform, width=w, height=h
+        )
         with rasterio.open(src_path, "w", **profile) as dst:
             for b in range(1, 5):
                 arr = np.zeros((h, w), dtype=np.uint16)
-                reproject(rasterio.band(src, b), arr, dst_transform=transform,
-                          dst_crs="EPSG:4326", resampling=rasterio.enums.Resampling.nearest)
+                reproject(
+                    rasterio.band(src, b),
+                    arr,
+                    dst_transform=transform,
+                    dst_crs="EPSG:4326",
+                    resampling=rasterio.enums.Resampling.nearest,
+                )
                 dst.write(arr, b)
                 dst.update_tags(b, BOA_ADD_OFFSET="-1000")
             dst.descriptions = ("B02", "B03", "B04", "B08")
@@ -151,7 +180,7 @@ def test_local_geotiff_in_epsg4326(tmp_path, aoi, raw):
     acquire_scene(aoi, "after", out, "local", src_path, max_size_km=KM, min_valid_fraction=0.5)
     data = assert_scene_product(out, aoi_grid(aoi, KM))
     truth = _read(clean.after) - 1000
-    both = (data[0] > 0)
+    both = data[0] > 0
     assert both.mean() > 0.9
     rel = np.abs(data[:, both] - truth[:, both]) / truth[:, both]
     assert np.median(rel) < 0.08  # two resamplings of textured ground
@@ -169,19 +198,29 @@ def test_band_order_by_description(tmp_path, aoi, raw):
         dst.descriptions = ("B08", "B04", "B03", "B02")
         dst.update_tags(ACQUISITION_DATE="2021-10-22")
     out = tmp_path / "before.tif"
-    acquire_scene(aoi, "before", out, "local", path, max_size_km=KM,
-                  local=LocalOptions(boa_offset=0, scl_path=raw.before_scl))
+    acquire_scene(
+        aoi,
+        "before",
+        out,
+        "local",
+        path,
+        max_size_km=KM,
+        local=LocalOptions(boa_offset=0, scl_path=raw.before_scl),
+    )
     got = _read(out)
     ok = got[0] > 0
     assert (got[:, ok] == data.astype(np.int64)[:, ok]).all()
 
 
-@pytest.mark.parametrize("case, message", [
-    ("corrupt", "cannot read"),
-    ("bands", "cannot find bands"),
-    ("elsewhere", "does not cover AOI"),
-    ("clouded", "valid observation"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("corrupt", "cannot read"),
+        ("bands", "cannot find bands"),
+        ("elsewhere", "does not cover AOI"),
+        ("clouded", "valid observation"),
+    ],
+)
 def test_local_bad_input(tmp_path, aoi, raw, case, message):
     path = tmp_path / "input.tif"
     grid = aoi_grid(aoi, KM)
@@ -192,32 +231,62 @@ def test_local_bad_input(tmp_path, aoi, raw, case, message):
         t = grid.transform
         if case == "elsewhere":
             t = rasterio.transform.from_origin(t.c + 100_000, t.f, 10, 10)
-        with rasterio.open(path, "w", driver="GTiff", width=grid.width, height=grid.height,
-                           count=count, dtype="uint16", crs=grid.crs, transform=t) as dst:
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=grid.width,
+            height=grid.height,
+            count=count,
+            dtype="uint16",
+            crs=grid.crs,
+            transform=t,
+        ) as dst:
             # plausible land: blue < green < red < NIR
             levels = np.array([600, 800, 1000, 2500][:count], dtype=np.uint16)
             dst.write(np.broadcast_to(levels[:, None, None], (count, *grid.shape)))
             dst.update_tags(ACQUISITION_DATE="2021-10-22")
         if case == "clouded":
             scl = tmp_path / "input_scl.tif"
-            with rasterio.open(scl, "w", driver="GTiff", width=grid.width, height=grid.height,
-                               count=1, dtype="uint8", crs=grid.crs,
-                               transform=grid.transform) as dst:
+            with rasterio.open(
+                scl,
+                "w",
+                driver="GTiff",
+                width=grid.width,
+                height=grid.height,
+                count=1,
+                dtype="uint8",
+                crs=grid.crs,
+                transform=grid.transform,
+            ) as dst:
                 dst.write(np.full((1, *grid.shape), 9, dtype=np.uint8))
     out = tmp_path / "out" / "before.tif"
     with pytest.raises(PipelineError, match=message) as err:
         acquire_scene(aoi, "before", out, "local", path, max_size_km=KM)
     assert "bucha" in str(err.value) or str(path) in str(err.value)
     assert not out.exists() and not out.with_suffix(".json").exists()
-    leftovers = list(out.parent.glob("*")) + list(out.parent.glob(".*")) \
-        if out.parent.exists() else []
+    leftovers = (
+        list(out.parent.glob("*")) + list(out.parent.glob(".*")) if out.parent.exists() else []
+    )
     assert leftovers == []
 
 
 def test_cli_exit_code_and_no_output(tmp_path, bucha_aoi_path, capsys):
     out = tmp_path / "s.tif"
-    code = main(["scene", str(bucha_aoi_path), "--epoch", "after", "--out", str(out),
-                 "--source", "local", "--input", str(tmp_path / "missing.tif")])
+    code = main(
+        [
+            "scene",
+            str(bucha_aoi_path),
+            "--epoch",
+            "after",
+            "--out",
+            str(out),
+            "--source",
+            "local",
+            "--input",
+            str(tmp_path / "missing.tif"),
+        ]
+    )
     assert code == 2 and not out.exists()
     assert "not found" in capsys.readouterr().err
 
@@ -229,6 +298,7 @@ def test_synthetic_source_reads_a_written_folder(tmp_path, aoi, raw):
     acquire_scene(aoi, "after", b, "synthetic", raw.after.parent, max_size_km=KM)
     assert (_read(a) == _read(b)).all()
     with pytest.raises(PipelineError, match="no synthetic before scene"):
-        acquire_scene(aoi, "before", tmp_path / "x.tif", "synthetic", tmp_path / "empty",
-                      max_size_km=KM)
+        acquire_scene(
+            aoi, "before", tmp_path / "x.tif", "synthetic", tmp_path / "empty", max_size_km=KM
+        )
     assert not (tmp_path / "x.tif").exists()

@@ -40,9 +40,16 @@ def aoi(root):
 
 
 def _token(rsps, status=200):
-    body = ({"access_token": "tok", "token_type": "Bearer", "expires_in": 3600,
-             "expires_at": 4102444800} if status == 200 else
-            {"error": "invalid_client", "error_description": "Invalid client credentials"})
+    body = (
+        {
+            "access_token": "tok",
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "expires_at": 4102444800,
+        }
+        if status == 200
+        else {"error": "invalid_client", "error_description": "Invalid client credentials"}
+    )
     rsps.add(responses.POST, TOKEN, json=body, status=status)
 
 
@@ -55,8 +62,16 @@ def _tiff(body: dict, scl: int = 4) -> bytes:
     ys = bbox[3] - 5 - 10 * np.arange(h)
     b02 = np.tile(((xs // 10) % 2500 + 100).astype(np.uint16), (h, 1))
     b03 = np.tile(((ys // 10) % 2500 + 100).astype(np.uint16)[:, None], (1, w))
-    data = np.stack([b02, b03, np.full((h, w), 900), np.full((h, w), 2500),
-                     np.full((h, w), scl), np.ones((h, w))]).astype(np.uint16)
+    data = np.stack(
+        [
+            b02,
+            b03,
+            np.full((h, w), 900),
+            np.full((h, w), 2500),
+            np.full((h, w), scl),
+            np.ones((h, w)),
+        ]
+    ).astype(np.uint16)
     with MemoryFile() as mem:
         with mem.open(driver="GTiff", width=w, height=h, count=6, dtype="uint16") as dst:
             dst.write(data)
@@ -68,6 +83,7 @@ def _process(rsps, bodies: list, scl: int = 4):
         body = json.loads(request.body)
         bodies.append(body)
         return 200, {"Content-Type": "image/tiff"}, _tiff(body, scl)
+
     rsps.add_callback(responses.POST, PROCESS, callback=callback)
 
 
@@ -75,15 +91,28 @@ def _catalog(rsps, features, bodies=None):
     def callback(request):
         if bodies is not None:
             bodies.append(json.loads(request.body))
-        return 200, {"Content-Type": "application/json"}, json.dumps(
-            {"type": "FeatureCollection", "features": features, "links": [],
-             "context": {"limit": 100, "returned": len(features)}})
+        return (
+            200,
+            {"Content-Type": "application/json"},
+            json.dumps(
+                {
+                    "type": "FeatureCollection",
+                    "features": features,
+                    "links": [],
+                    "context": {"limit": 100, "returned": len(features)},
+                }
+            ),
+        )
+
     rsps.add_callback(responses.POST, CATALOG, callback=callback)
 
 
 def _feature(day: str, cloud: float) -> dict:
-    return {"type": "Feature", "id": f"S2A_MSIL2A_{day.replace('-', '')}T090000",
-            "properties": {"datetime": f"{day}T09:00:00Z", "eo:cloud_cover": cloud}}
+    return {
+        "type": "Feature",
+        "id": f"S2A_MSIL2A_{day.replace('-', '')}T090000",
+        "properties": {"datetime": f"{day}T09:00:00Z", "eo:cloud_cover": cloud},
+    }
 
 
 def test_single_date_request_body_and_product(tmp_path, aoi):
@@ -103,8 +132,10 @@ def test_single_date_request_body_and_product(tmp_path, aoi):
     (data_spec,) = body["input"]["data"]
     assert data_spec["type"] in ("sentinel-2-l2a", "S2L2A")
     assert data_spec["processing"]["harmonizeValues"] is True
-    assert data_spec["dataFilter"]["timeRange"] == {"from": "2022-05-05T00:00:00Z",
-                                                   "to": "2022-05-05T23:59:59Z"}
+    assert data_spec["dataFilter"]["timeRange"] == {
+        "from": "2022-05-05T00:00:00Z",
+        "to": "2022-05-05T23:59:59Z",
+    }
     assert (body["output"]["width"], body["output"]["height"]) == (grid.width, grid.height)
     assert body["output"]["responses"][0]["format"]["type"] == "image/tiff"
     for band in ('"B02"', '"B03"', '"B04"', '"B08"', '"SCL"', '"dataMask"'):
@@ -154,17 +185,27 @@ def test_window_picks_least_cloudy(tmp_path, root):
     search: list = []
     with responses.RequestsMock() as rsps:
         _token(rsps)
-        _catalog(rsps, [_feature("2021-11-03", 40.0), _feature("2021-11-12", 5.0),
-                        _feature("2021-11-20", 5.0), _feature("2021-11-25", 60.0)], search)
+        _catalog(
+            rsps,
+            [
+                _feature("2021-11-03", 40.0),
+                _feature("2021-11-12", 5.0),
+                _feature("2021-11-20", 5.0),
+                _feature("2021-11-25", 60.0),
+            ],
+            search,
+        )
         _process(rsps, bodies)
-        summary = acquire_scene(aoi, "before", tmp_path / "b.tif", max_size_km=0.5,
-                                sentinelhub=FAST)
+        summary = acquire_scene(
+            aoi, "before", tmp_path / "b.tif", max_size_km=0.5, sentinelhub=FAST
+        )
     assert search[0]["datetime"].startswith("2021-11-01T00:00:00")
     assert search[0]["collections"] == ["sentinel-2-l2a"]
     # tie on cloud cover: the latest for *before*
     assert summary["acquisition"]["datetime"] == "2021-11-20T09:00:00Z"
-    assert bodies[0]["input"]["data"][0]["dataFilter"]["timeRange"]["from"] == \
-        "2021-11-20T00:00:00Z"
+    assert (
+        bodies[0]["input"]["data"][0]["dataFilter"]["timeRange"]["from"] == "2021-11-20T00:00:00Z"
+    )
     with rasterio.open(tmp_path / "b.tif") as src:
         assert src.tags()["ACQUISITION_DATE"] == "2021-11-20"
         assert src.tags()["ACQUISITION_ID"] == "S2A_MSIL2A_20211120T090000"
@@ -176,8 +217,7 @@ def test_window_tie_after_takes_earliest(tmp_path, root):
         _token(rsps)
         _catalog(rsps, [_feature("2022-06-10", 2.0), _feature("2022-06-03", 2.0)])
         _process(rsps, [])
-        summary = acquire_scene(aoi, "after", tmp_path / "a.tif", max_size_km=0.5,
-                                sentinelhub=FAST)
+        summary = acquire_scene(aoi, "after", tmp_path / "a.tif", max_size_km=0.5, sentinelhub=FAST)
     assert summary["acquisition"]["datetime"].startswith("2022-06-03")
 
 
@@ -186,8 +226,13 @@ def test_retries_server_errors_and_rate_limits(tmp_path, aoi):
     with responses.RequestsMock() as rsps:
         _token(rsps)
         rsps.add(responses.POST, PROCESS, status=503, json={"error": "unavailable"})
-        rsps.add(responses.POST, PROCESS, status=429, headers={"Retry-After": "0"},
-                 json={"error": "rate"})
+        rsps.add(
+            responses.POST,
+            PROCESS,
+            status=429,
+            headers={"Retry-After": "0"},
+            json={"error": "rate"},
+        )
         _process(rsps, bodies)
         with pytest.warns(Warning, match="rate limit"):
             acquire_scene(aoi, "after", tmp_path / "a.tif", max_size_km=0.5, sentinelhub=FAST)
@@ -202,8 +247,13 @@ def test_gives_up_after_max_attempts(tmp_path, aoi):
         _token(rsps)
         rsps.add(responses.POST, PROCESS, status=500, json={"error": "boom"})
         with pytest.raises(PipelineError, match="request failed"):
-            acquire_scene(aoi, "after", out, max_size_km=0.5,
-                          sentinelhub=SentinelHubOptions(max_attempts=2, retry_sleep_s=0))
+            acquire_scene(
+                aoi,
+                "after",
+                out,
+                max_size_km=0.5,
+                sentinelhub=SentinelHubOptions(max_attempts=2, retry_sleep_s=0),
+            )
         assert len([c for c in rsps.calls if c.request.url == PROCESS]) == 2
     assert not out.exists()
 
@@ -234,8 +284,10 @@ def test_no_credentials(tmp_path, aoi, monkeypatch):
     monkeypatch.delenv("SH_CLIENT_SECRET")
     monkeypatch.setenv("SH_PROFILE", "pipeline-tests-no-such-profile")
     monkeypatch.setattr(shs, "SHConfig", lambda: _EmptyConfig())
-    with responses.RequestsMock(), pytest.raises(PipelineError,
-                                                 match="no Sentinel Hub credentials"):
+    with (
+        responses.RequestsMock(),
+        pytest.raises(PipelineError, match="no Sentinel Hub credentials"),
+    ):
         acquire_scene(aoi, "after", tmp_path / "a.tif", max_size_km=0.5)
     assert not (tmp_path / "a.tif").exists()
 

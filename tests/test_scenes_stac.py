@@ -33,13 +33,35 @@ TILE_PX = 1024
 AOI_PX0 = 518  # the AOI's first row and column in the tile: inside one 256 px block
 
 
-def _aoi_file(folder: Path, slug: str, lon: tuple[float, float], lat: tuple[float, float],
-              before="2021-05", after="2022-05") -> Path:
+def _aoi_file(
+    folder: Path,
+    slug: str,
+    lon: tuple[float, float],
+    lat: tuple[float, float],
+    before="2021-05",
+    after="2022-05",
+) -> Path:
     (x0, x1), (y0, y1) = lon, lat
-    doc = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {
-        "name": slug, "slug": slug, "before": before, "after": after, "unosat_aoi": "none",
-        "labels": {"path": "labels.zip"}}, "geometry": {"type": "Polygon", "coordinates": [[
-            [x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}}]}
+    doc = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {
+                    "name": slug,
+                    "slug": slug,
+                    "before": before,
+                    "after": after,
+                    "unosat_aoi": "none",
+                    "labels": {"path": "labels.zip"},
+                },
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]],
+                },
+            }
+        ],
+    }
     path = folder / f"{slug}.geojson"
     path.write_text(json.dumps(doc))
     return path
@@ -76,8 +98,16 @@ def site(tmp_path_factory):
     write_cog(files / "SCL.tif", np.full(half, 4, np.uint8), "EPSG:32636", t20)
     write_cog(files / "SCL_cloud.tif", np.full(half, 9, np.uint8), "EPSG:32636", t20)
     tiles = _zone_tiles(cross, files)
-    return {"dir": base, "files": files, "aoi": aoi, "grid": grid, "t36": t36,
-            "stored": stored, "cross": cross, "tiles": tiles}
+    return {
+        "dir": base,
+        "files": files,
+        "aoi": aoi,
+        "grid": grid,
+        "t36": t36,
+        "stored": stored,
+        "cross": cross,
+        "tiles": tiles,
+    }
 
 
 def _zone_tiles(aoi, files: Path) -> dict[str, dict]:
@@ -87,13 +117,16 @@ def _zone_tiles(aoi, files: Path) -> dict[str, dict]:
     """
     lats = np.linspace(50.43, 50.47, 9)
     tiles = {}
-    for name, epsg, west, east, add, offset in (("T35", 32635, 29.97, 30.004, 10, 0.0),
-                                                ("T36", 32636, 29.996, 30.04, 20, -0.1)):
+    for name, epsg, west, east, add, offset in (
+        ("T35", 32635, 29.97, 30.004, 10, 0.0),
+        ("T36", 32636, 29.996, 30.04, 20, -0.1),
+    ):
         to = Transformer.from_crs(4326, epsg, always_xy=True)
         xw, _ = to.transform(np.full(9, west), lats)
         xe, _ = to.transform(np.full(9, east), lats)
-        _, ys = to.transform(np.array([west, east, west, east]),
-                             np.array([50.43, 50.43, 50.47, 50.47]))
+        _, ys = to.transform(
+            np.array([west, east, west, east]), np.array([50.43, 50.43, 50.47, 50.47])
+        )
         x0, x1 = np.floor(xw.min() / 10) * 10, np.ceil(xe.max() / 10) * 10
         y0, y1 = np.floor(ys.min() / 10) * 10, np.ceil(ys.max() / 10) * 10
         w, h = int((x1 - x0) / 10) // 2 * 2, int((y1 - y0) / 10) // 2 * 2
@@ -101,14 +134,28 @@ def _zone_tiles(aoi, files: Path) -> dict[str, dict]:
         hrefs = {}
         for band, dn in TRUE.items():
             stored = dn + add - round(offset * 10000)
-            write_cog(files / f"{name}_{band}.tif", np.full((h, w), stored, np.uint16),
-                      f"EPSG:{epsg}", transform)
+            write_cog(
+                files / f"{name}_{band}.tif",
+                np.full((h, w), stored, np.uint16),
+                f"EPSG:{epsg}",
+                transform,
+            )
             hrefs[band] = f"{name}_{band}.tif"
-        write_cog(files / f"{name}_SCL.tif", np.full((h // 2, w // 2), 4, np.uint8),
-                  f"EPSG:{epsg}", Affine(20, 0, x0, 0, -20, y1))
+        write_cog(
+            files / f"{name}_SCL.tif",
+            np.full((h // 2, w // 2), 4, np.uint8),
+            f"EPSG:{epsg}",
+            Affine(20, 0, x0, 0, -20, y1),
+        )
         hrefs["SCL"] = f"{name}_SCL.tif"
-        tiles[name] = {"crs": f"EPSG:{epsg}", "transform": transform, "shape": (h, w),
-                       "hrefs": hrefs, "add": add, "offset": offset}
+        tiles[name] = {
+            "crs": f"EPSG:{epsg}",
+            "transform": transform,
+            "shape": (h, w),
+            "hrefs": hrefs,
+            "add": add,
+            "offset": offset,
+        }
     return tiles
 
 
@@ -118,17 +165,38 @@ def server(site):
         yield srv
 
 
-def _item(server, site, item_id: str, when: str, layout: str = "c1", plus: bool = True,
-          scl: str = "SCL.tif", cloud: float = 5.0, collection: str = C1, **props):
+def _item(
+    server,
+    site,
+    item_id: str,
+    when: str,
+    layout: str = "c1",
+    plus: bool = True,
+    scl: str = "SCL.tif",
+    cloud: float = 5.0,
+    collection: str = C1,
+    **props,
+):
     hrefs = {b: server.file_url(f"{b}_plus.tif" if plus else f"{b}.tif") for b in TRUE}
     hrefs["SCL"] = server.file_url(scl)
-    return make_item(layout, item_id, when, "EPSG:32636", site["t36"], (TILE_PX, TILE_PX),
-                     hrefs, cloud, collection, **props)
+    return make_item(
+        layout,
+        item_id,
+        when,
+        "EPSG:32636",
+        site["t36"],
+        (TILE_PX, TILE_PX),
+        hrefs,
+        cloud,
+        collection,
+        **props,
+    )
 
 
 pytestmark = [  # odc-geo's own use of shapely; odc-loader warps bare arrays across zones
     pytest.mark.filterwarnings("ignore:The 'shapely.ops.transform:DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")]
+    pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning"),
+]
 FAST = {"backoff_s": 0.0, "max_attempts": 3, "timeout_s": 10.0}
 
 
@@ -140,8 +208,9 @@ def _expected(site) -> np.ndarray:
     grid = site["grid"]
     win = from_bounds(*grid.bounds, transform=site["t36"])
     r0, c0 = round(win.row_off), round(win.col_off)
-    return np.stack([site["stored"][b][r0:r0 + grid.height, c0:c0 + grid.width]
-                     for b in TRUE]).astype(np.int64)
+    return np.stack(
+        [site["stored"][b][r0 : r0 + grid.height, c0 : c0 + grid.width] for b in TRUE]
+    ).astype(np.int64)
 
 
 def test_reads_only_the_aoi_blocks_and_writes_the_product(tmp_path, server, site):
@@ -170,24 +239,37 @@ def test_reads_only_the_aoi_blocks_and_writes_the_product(tmp_path, server, site
         assert served <= blocks + 64 * 1024, (name, served, blocks)
         if size > 256 * 1024:  # the constant SCL compresses to a single small read
             assert served < 0.2 * size, (name, served, size)
-    assert set(server.bytes_served) == {"B02_plus.tif", "B03_plus.tif", "B04_plus.tif",
-                                        "B08_plus.tif", "SCL.tif"}
+    assert set(server.bytes_served) == {
+        "B02_plus.tif",
+        "B03_plus.tif",
+        "B04_plus.tif",
+        "B08_plus.tif",
+        "SCL.tif",
+    }
 
 
 def test_chooses_the_least_cloudy_date_over_the_aoi(tmp_path, server, site):
     items = []
     for year in (2021, 2022):
         items += [  # the scene-wide least cloudy date is cloudy over the AOI itself
-            _item(server, site, f"A_{year}0501", f"{year}-05-01T09:00:00Z", cloud=2.0,
-                  scl="SCL_cloud.tif"),
+            _item(
+                server,
+                site,
+                f"A_{year}0501",
+                f"{year}-05-01T09:00:00Z",
+                cloud=2.0,
+                scl="SCL_cloud.tif",
+            ),
             _item(server, site, f"A_{year}0506", f"{year}-05-06T09:00:00Z", cloud=30.0),
             _item(server, site, f"A_{year}0511", f"{year}-05-11T09:00:00Z", cloud=30.0),
-            _item(server, site, f"A_{year}0516", f"{year}-05-16T09:00:00Z", cloud=80.0)]
+            _item(server, site, f"A_{year}0516", f"{year}-05-16T09:00:00Z", cloud=80.0),
+        ]
     server.reset(items)
     chosen = {}
     for epoch in ("before", "after"):
-        summary = acquire_scene(site["aoi"], epoch, tmp_path / f"{epoch}.tif", "stac",
-                                stac=_options(server))
+        summary = acquire_scene(
+            site["aoi"], epoch, tmp_path / f"{epoch}.tif", "stac", stac=_options(server)
+        )
         chosen[epoch] = summary["dates"]
         assert summary["acquisition"]["candidates"] == 4
         assert summary["acquisition"]["aoi_unusable_fraction"] == 0.0
@@ -195,22 +277,53 @@ def test_chooses_the_least_cloudy_date_over_the_aoi(tmp_path, server, site):
     assert chosen == {"before": ["2021-05-11"], "after": ["2022-05-06"]}
 
 
-@pytest.mark.parametrize("layout,collection,plus,props", [
-    ("c1", C1, True, {}),                                             # Collection 1
-    ("l2a", L2A, False, {"offset": 0.0, "s2:processing_baseline": "02.14"}),  # 2021 product
-    ("l2a", L2A, True, {"s2:processing_baseline": "04.00",            # offset in the DN
-                        "earthsearch:boa_offset_applied": False}),
-    ("l2a", L2A, False, {"s2:processing_baseline": "04.00",           # Earth Search removed it
-                         "earthsearch:boa_offset_applied": True}),
-    ("l2a", L2A, True, {"offset": None, "s2:processing_baseline": "04.00"}),  # baseline only
-    ("pc", L2A, True, {"s2:processing_baseline": "04.00"}),           # Planetary Computer
-    ("pc", L2A, False, {"s2:processing_baseline": "03.01"}),
-])
-def test_harmonises_each_collection_convention(tmp_path, server, site, layout, collection,
-                                               plus, props):
+@pytest.mark.parametrize(
+    "layout,collection,plus,props",
+    [
+        ("c1", C1, True, {}),  # Collection 1
+        ("l2a", L2A, False, {"offset": 0.0, "s2:processing_baseline": "02.14"}),  # 2021 product
+        (
+            "l2a",
+            L2A,
+            True,
+            {
+                "s2:processing_baseline": "04.00",  # offset in the DN
+                "earthsearch:boa_offset_applied": False,
+            },
+        ),
+        (
+            "l2a",
+            L2A,
+            False,
+            {
+                "s2:processing_baseline": "04.00",  # Earth Search removed it
+                "earthsearch:boa_offset_applied": True,
+            },
+        ),
+        ("l2a", L2A, True, {"offset": None, "s2:processing_baseline": "04.00"}),  # baseline only
+        ("pc", L2A, True, {"s2:processing_baseline": "04.00"}),  # Planetary Computer
+        ("pc", L2A, False, {"s2:processing_baseline": "03.01"}),
+    ],
+)
+def test_harmonises_each_collection_convention(
+    tmp_path, server, site, layout, collection, plus, props
+):
     offset = props.pop("offset", -0.1)
-    server.reset([_item(server, site, "X", "2022-05-05T09:00:00Z", layout=layout, plus=plus,
-                        collection=collection, offset=offset, **props)])
+    server.reset(
+        [
+            _item(
+                server,
+                site,
+                "X",
+                "2022-05-05T09:00:00Z",
+                layout=layout,
+                plus=plus,
+                collection=collection,
+                offset=offset,
+                **props,
+            )
+        ]
+    )
     out = tmp_path / "after.tif"
     acquire_scene(site["aoi"], "after", out, "stac", stac=_options(server, collection))
     with rasterio.open(out) as src:
@@ -222,9 +335,20 @@ def test_mosaics_tiles_in_two_utm_zones_and_baselines(tmp_path, server, site):
     items = []
     for name, tile in site["tiles"].items():
         hrefs = {b: server.file_url(f) for b, f in tile["hrefs"].items()}
-        items.append(make_item("c1", f"S2B_{name}_20220505", "2022-05-05T09:10:00Z",
-                               tile["crs"], tile["transform"], tile["shape"], hrefs, 3.0, C1,
-                               offset=tile["offset"]))
+        items.append(
+            make_item(
+                "c1",
+                f"S2B_{name}_20220505",
+                "2022-05-05T09:10:00Z",
+                tile["crs"],
+                tile["transform"],
+                tile["shape"],
+                hrefs,
+                3.0,
+                C1,
+                offset=tile["offset"],
+            )
+        )
     server.reset(items)
     out = tmp_path / "after.tif"
     aoi = site["cross"]
@@ -248,15 +372,36 @@ def test_mosaics_tiles_in_two_utm_zones_and_baselines(tmp_path, server, site):
 
 
 def test_planetary_computer_urls_are_signed(tmp_path, server, site):
-    server.reset([_item(server, site, "PC", "2022-05-05T09:00:00Z", layout="pc",
-                        collection=L2A, **{"s2:processing_baseline": "04.00"})])
+    server.reset(
+        [
+            _item(
+                server,
+                site,
+                "PC",
+                "2022-05-05T09:00:00Z",
+                layout="pc",
+                collection=L2A,
+                **{"s2:processing_baseline": "04.00"},
+            )
+        ]
+    )
     server.require_token = True
     with pytest.raises(ServiceError, match="403"):
-        acquire_scene(site["aoi"], "after", tmp_path / "a.tif", "stac",
-                      stac=_options(server, L2A, signing="none"))
+        acquire_scene(
+            site["aoi"],
+            "after",
+            tmp_path / "a.tif",
+            "stac",
+            stac=_options(server, L2A, signing="none"),
+        )
     server.require_token = True
-    summary = acquire_scene(site["aoi"], "after", tmp_path / "b.tif", "stac",
-                            stac=_options(server, L2A, signing="planetary-computer"))
+    summary = acquire_scene(
+        site["aoi"],
+        "after",
+        tmp_path / "b.tif",
+        "stac",
+        stac=_options(server, L2A, signing="planetary-computer"),
+    )
     assert summary["signing"] == "planetary-computer"
     assert sum("/api/sas/v1/token/sentinel-2-l2a" in r for r in server.requests) == 1
     assert StacOptions(url="https://planetarycomputer.microsoft.com/api/stac/v1").signs_urls()
@@ -280,8 +425,13 @@ def test_no_item_names_the_aoi_window_and_collection(tmp_path, server, site):
     assert "kyiv-test" in str(err.value) and "2022-05-01/2022-05-31" in str(err.value)
     assert C1 in str(err.value)
     with pytest.raises(PipelineUsageError, match="no collection 'sentinel-2-nope'"):
-        acquire_scene(site["aoi"], "after", tmp_path / "a.tif", "stac",
-                      stac=_options(server, "sentinel-2-nope"))
+        acquire_scene(
+            site["aoi"],
+            "after",
+            tmp_path / "a.tif",
+            "stac",
+            stac=_options(server, "sentinel-2-nope"),
+        )
 
 
 def test_service_failures_name_the_host_and_leave_no_file(tmp_path, server, site):
@@ -298,8 +448,13 @@ def test_service_failures_name_the_host_and_leave_no_file(tmp_path, server, site
     server.faults.clear()
     server.stalls["/api/stac/v1/search"] = 1.0
     with pytest.raises(ServiceError, match="did not answer in time"):
-        acquire_scene(site["aoi"], "after", tmp_path / "a.tif", "stac",
-                      stac=_options(server, timeout_s=0.2, max_attempts=2))
+        acquire_scene(
+            site["aoi"],
+            "after",
+            tmp_path / "a.tif",
+            "stac",
+            stac=_options(server, timeout_s=0.2, max_attempts=2),
+        )
     broken = _item(server, site, "X", "2022-05-05T09:00:00Z")
     broken["assets"]["nir"]["href"] = server.file_url("missing.tif")
     server.reset([broken])
@@ -317,11 +472,21 @@ def test_items_that_cannot_be_read_right_are_refused(tmp_path, server, site):
     server.reset([no_nir])
     with pytest.raises(InputFileError, match="no Cloud Optimized GeoTIFF asset for B08"):
         acquire_scene(site["aoi"], "after", tmp_path / "a.tif", "stac", stac=_options(server))
-    server.reset([_item(server, site, "X", "2022-05-05T09:00:00Z", layout="l2a",
-                        collection=L2A, offset="absent")])
+    server.reset(
+        [
+            _item(
+                server,
+                site,
+                "X",
+                "2022-05-05T09:00:00Z",
+                layout="l2a",
+                collection=L2A,
+                offset="absent",
+            )
+        ]
+    )
     with pytest.raises(InputFileError, match="BOA_ADD_OFFSET"):
-        acquire_scene(site["aoi"], "after", tmp_path / "a.tif", "stac",
-                      stac=_options(server, L2A))
+        acquire_scene(site["aoi"], "after", tmp_path / "a.tif", "stac", stac=_options(server, L2A))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -329,8 +494,7 @@ def test_cli(tmp_path, server, site, capsys):
     server.reset([_item(server, site, "X", "2022-05-05T09:00:00Z")])
     aoi_path = str(site["aoi"].source_file)
     out = tmp_path / "after.tif"
-    base = ["scene", aoi_path, "--epoch", "after", "--source", "stac",
-            "--stac-url", server.url]
+    base = ["scene", aoi_path, "--epoch", "after", "--source", "stac", "--stac-url", server.url]
     assert main([*base, "--out", str(out)]) == 0
     assert out.exists() and out.with_suffix(".json").exists()
     assert main([*base, "--out", str(tmp_path / "x.tif"), "--collection", "nope"]) == 2

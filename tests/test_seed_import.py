@@ -40,13 +40,28 @@ class StudySiameseCNN(nn.Module):
         self.features = nn.Sequential(*list(net.children())[:-1])
         if deep_head:  # the published code (Model_3)
             self.head = nn.Sequential(
-                nn.Linear(fused, 4096), nn.BatchNorm1d(4096), nn.GELU(), nn.Dropout(0.5),
-                nn.Linear(4096, 1024), nn.BatchNorm1d(1024), nn.GELU(), nn.Dropout(0.2),
-                nn.Linear(1024, 256), nn.BatchNorm1d(256), nn.GELU(), nn.Dropout(0.2),
-                nn.Linear(256, 1))
+                nn.Linear(fused, 4096),
+                nn.BatchNorm1d(4096),
+                nn.GELU(),
+                nn.Dropout(0.5),
+                nn.Linear(4096, 1024),
+                nn.BatchNorm1d(1024),
+                nn.GELU(),
+                nn.Dropout(0.2),
+                nn.Linear(1024, 256),
+                nn.BatchNorm1d(256),
+                nn.GELU(),
+                nn.Dropout(0.2),
+                nn.Linear(256, 1),
+            )
         else:  # the README
-            self.head = nn.Sequential(nn.Linear(fused, 256), nn.BatchNorm1d(256), nn.GELU(),
-                                      nn.Dropout(0.5), nn.Linear(256, 1))
+            self.head = nn.Sequential(
+                nn.Linear(fused, 256),
+                nn.BatchNorm1d(256),
+                nn.GELU(),
+                nn.Dropout(0.5),
+                nn.Linear(256, 1),
+            )
 
     def forward(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
         fb = torch.flatten(self.features(before), 1)
@@ -68,8 +83,9 @@ def randomise_batchnorm(net: nn.Module, seed: int) -> None:
                 m.num_batches_tracked.fill_(1234)
 
 
-def study_inference(net: nn.Module, before: np.ndarray, after: np.ndarray, mean: np.ndarray,
-                    std: np.ndarray) -> np.ndarray:
+def study_inference(
+    net: nn.Module, before: np.ndarray, after: np.ndarray, mean: np.ndarray, std: np.ndarray
+) -> np.ndarray:
     """The study's recipe for a new region: / 10000, standardise, network, sigmoid."""
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
@@ -94,10 +110,16 @@ def make_study_files(tmp_path, resnet, deep_head: bool, size: int, seed: int = 0
     mean = np.array([0.08, 0.07, 0.06, 0.25])
     std = np.array([0.03, 0.025, 0.02, 0.06])
     with torch.no_grad():  # keep logits in sigmoid's sensitive range: a non-trivial comparison
-        logits = net.eval()(*(
-            (torch.from_numpy(x.astype(np.float32)) / 10000.0
-             - torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-            / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) for x in (before, after)))
+        logits = net.eval()(
+            *(
+                (
+                    torch.from_numpy(x.astype(np.float32)) / 10000.0
+                    - torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+                )
+                / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+                for x in (before, after)
+            )
+        )
         last = net.head[-1]
         last.weight /= logits.std() / 2
         last.bias.copy_(-(logits.mean() - last.bias) / (logits.std() / 2))
@@ -118,21 +140,43 @@ def test_published_resnet101_model_matches_the_study_inference(tmp_path, capsys)
     expected = study_inference(net, before, after, mean, std)
     assert expected.std() > 0.05 and ((expected > 0.02) & (expected < 0.98)).all()
     out = tmp_path / "models" / "study_resnet101.pt"
-    assert main(["import-seed", "--weights", str(tmp_path / "Model_3_weights.pt"), "--stats",
-                 str(tmp_path / "normalization_stats.npz"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "import-seed",
+                "--weights",
+                str(tmp_path / "Model_3_weights.pt"),
+                "--stats",
+                str(tmp_path / "normalization_stats.npz"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     got = ours(out, before, after, STUDY_TO_PROJECT)
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
     _, payload = load_checkpoint(out)
     assert payload["bands"] == ["B04", "B03", "B02", "B08"] and payload["patch_size"] == 64
-    assert payload["input"] == {"bands": ["B04", "B03", "B02", "B08"], "scale": 1e-4,
-                                "mean": mean.tolist(), "std": std.tolist()}
+    assert payload["input"] == {
+        "bands": ["B04", "B03", "B02", "B08"],
+        "scale": 1e-4,
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+    }
     assert payload["architecture"]["head_name"] == "study-code"
-    assert [layer.get("dropout") for layer in payload["architecture"]["head"]] == \
-        [0.5, 0.2, 0.2, None]
+    assert [layer.get("dropout") for layer in payload["architecture"]["head"]] == [
+        0.5,
+        0.2,
+        0.2,
+        None,
+    ]
     assert payload["complete"] is True and "training_ground" not in payload
     card = payload["card"]
-    assert card["architecture"]["head"] == \
-        "8192-4096-1024-256-1 (BatchNorm1d, GELU, Dropout 0.5, 0.2, 0.2)"
+    assert (
+        card["architecture"]["head"]
+        == "8192-4096-1024-256-1 (BatchNorm1d, GELU, Dropout 0.5, 0.2, 0.2)"
+    )
     assert card["threshold"]["rule"] == "study" and card["threshold"]["value"] == 0.5
     assert card["test"]["metrics"]["accuracy"] == 0.851
     assert "inflated" in card["test"]["protocol"]
@@ -146,8 +190,13 @@ def test_readme_head_on_a_small_backbone_with_declared_bands(tmp_path):
     net, before, after, mean, std = make_study_files(tmp_path, models.resnet18, False, 16, 3)
     expected = study_inference(net, before, after, mean, std)
     out = tmp_path / "readme.pt"
-    payload = import_seed(tmp_path / "Model_3_weights.pt", tmp_path / "normalization_stats.npz",
-                          out, bands=("B08", "B02", "B04", "B03"), patch_size=16)
+    payload = import_seed(
+        tmp_path / "Model_3_weights.pt",
+        tmp_path / "normalization_stats.npz",
+        out,
+        bands=("B08", "B02", "B04", "B03"),
+        patch_size=16,
+    )
     assert payload["architecture"]["backbone"] == "resnet18"
     assert payload["architecture"]["head_name"] == "study-readme"
     # the study's channel i holds band bands[i]; the project's arrays are B02, B03, B04, B08
@@ -184,16 +233,19 @@ def _wide_head(state):
     return state
 
 
-@pytest.mark.parametrize("case, kind, words", [
-    ("ours", CheckpointError, "not the study's SiameseCNN"),
-    ("head", CheckpointError, "not one of the study's heads"),
-    ("bands", CheckpointError, "takes 3 bands"),
-    ("depth", CheckpointError, "none of resnet18"),
-    ("text", CheckpointError, "not a readable PyTorch state dict"),
-    ("stats_len", InputFileError, "3 values"),
-    ("stats_key", InputFileError, "lack ['std']"),
-    ("perm", DamagenetUsageError, "not a permutation"),
-])
+@pytest.mark.parametrize(
+    "case, kind, words",
+    [
+        ("ours", CheckpointError, "not the study's SiameseCNN"),
+        ("head", CheckpointError, "not one of the study's heads"),
+        ("bands", CheckpointError, "takes 3 bands"),
+        ("depth", CheckpointError, "none of resnet18"),
+        ("text", CheckpointError, "not a readable PyTorch state dict"),
+        ("stats_len", InputFileError, "3 values"),
+        ("stats_key", InputFileError, "lack ['std']"),
+        ("perm", DamagenetUsageError, "not a permutation"),
+    ],
+)
 def test_import_refuses_bad_input_and_writes_nothing(tmp_path, small_study, case, kind, words):
     weights, stats = small_study
     bands = ("B04", "B03", "B02", "B08")
@@ -203,11 +255,15 @@ def test_import_refuses_bad_input_and_writes_nothing(tmp_path, small_study, case
     elif case == "head":
         weights = _edited(tmp_path, weights, _wide_head)
     elif case == "bands":
-        weights = _edited(tmp_path, weights, lambda s: {
-            **s, "features.0.weight": s["features.0.weight"][:, :3]})
+        weights = _edited(
+            tmp_path, weights, lambda s: {**s, "features.0.weight": s["features.0.weight"][:, :3]}
+        )
     elif case == "depth":
-        weights = _edited(tmp_path, weights, lambda s: {
-            k: v for k, v in s.items() if not k.startswith("features.7.1.")})
+        weights = _edited(
+            tmp_path,
+            weights,
+            lambda s: {k: v for k, v in s.items() if not k.startswith("features.7.1.")},
+        )
     elif case == "text":
         weights = tmp_path / "w.pt"
         weights.write_text("<html>not found</html>")
@@ -231,20 +287,74 @@ def test_command_line_refusals(tmp_path, small_study, capsys):
     weights, stats = small_study
     out = tmp_path / "m.pt"
     with pytest.raises(SystemExit) as exc:
-        main(["import-seed", "--weights", str(weights), "--stats", str(stats), "--out",
-              str(out), "--bands", "B02,B03,B04,B05"])
+        main(
+            [
+                "import-seed",
+                "--weights",
+                str(weights),
+                "--stats",
+                str(stats),
+                "--out",
+                str(out),
+                "--bands",
+                "B02,B03,B04,B05",
+            ]
+        )
     assert exc.value.code == 2 and "not a permutation" in capsys.readouterr().err
-    assert main(["import-seed", "--weights", str(stats), "--stats", str(stats), "--out",
-                 str(out)]) == 1
+    assert (
+        main(["import-seed", "--weights", str(stats), "--stats", str(stats), "--out", str(out)])
+        == 1
+    )
     assert "not a readable PyTorch state dict" in capsys.readouterr().err
-    assert main(["import-seed", "--weights", str(weights), "--stats", str(stats), "--out",
-                 str(out), "--patch-size", "16"]) == 0
-    assert main(["import-seed", "--weights", str(weights), "--stats", str(stats), "--out",
-                 str(tmp_path / "twin.pt"), "--patch-size", "16"]) == 0
+    assert (
+        main(
+            [
+                "import-seed",
+                "--weights",
+                str(weights),
+                "--stats",
+                str(stats),
+                "--out",
+                str(out),
+                "--patch-size",
+                "16",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "import-seed",
+                "--weights",
+                str(weights),
+                "--stats",
+                str(stats),
+                "--out",
+                str(tmp_path / "twin.pt"),
+                "--patch-size",
+                "16",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "twin.pt").read_bytes() == out.read_bytes()  # deterministic bytes
-    assert checkpoint_hash(tmp_path / "twin.pt") == \
-        hashlib.sha256(out.read_bytes()).hexdigest()[:16]
-    assert main(["import-seed", "--weights", str(out), "--stats", str(stats), "--out",
-                 str(tmp_path / "again.pt")]) == 1
+    assert (
+        checkpoint_hash(tmp_path / "twin.pt") == hashlib.sha256(out.read_bytes()).hexdigest()[:16]
+    )
+    assert (
+        main(
+            [
+                "import-seed",
+                "--weights",
+                str(out),
+                "--stats",
+                str(stats),
+                "--out",
+                str(tmp_path / "again.pt"),
+            ]
+        )
+        == 1
+    )
     assert "already a damagenet checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "again.pt").exists()

@@ -35,8 +35,19 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm"
 DEVICE_RULES = {"train", "evaluate", "damage_map"}
 # Resources that the rules derive from the config; a profile setting them overrides it.
-CONFIG_DERIVED = {"mem_mb", "mem", "mem_mib", "mem_mb_per_cpu", "cpus_per_task",
-                  "cpus_per_gpu", "gpu", "gpus", "gres", "gpu_model", "_cores"}
+CONFIG_DERIVED = {
+    "mem_mb",
+    "mem",
+    "mem_mib",
+    "mem_mb_per_cpu",
+    "cpus_per_task",
+    "cpus_per_gpu",
+    "gpu",
+    "gpus",
+    "gres",
+    "gpu_model",
+    "_cores",
+}
 
 
 def profile_yaml_problems(profile: Path) -> list[str]:
@@ -44,15 +55,17 @@ def profile_yaml_problems(profile: Path) -> list[str]:
     doc = yaml.safe_load((profile / "config.yaml").read_text())
     problems = [f"set-threads for {rule}" for rule in doc.get("set-threads") or {}]
     blocks = {"default-resources": doc.get("default-resources") or {}}
-    blocks.update({f"set-resources {rule}": res
-                   for rule, res in (doc.get("set-resources") or {}).items()})
+    blocks.update(
+        {f"set-resources {rule}": res for rule, res in (doc.get("set-resources") or {}).items()}
+    )
     for where, res in blocks.items():
-        problems += [f"{where}: {key} overrides the config" for key in res
-                     if key in CONFIG_DERIVED]
+        problems += [f"{where}: {key} overrides the config" for key in res if key in CONFIG_DERIVED]
         extra = str(res.get("slurm_extra", ""))
-        problems += [f"{where}: slurm_extra sets the {name}"
-                     for pattern, name in get_forbidden_slurm_options().items()
-                     if re.search(pattern, extra)]
+        problems += [
+            f"{where}: slurm_extra sets the {name}"
+            for pattern, name in get_forbidden_slurm_options().items()
+            if re.search(pattern, extra)
+        ]
     return problems
 
 
@@ -75,14 +88,16 @@ def demo_jobs(profile: Path, config: dict, tmp_path: Path) -> list:
                 overwrite_resources=args.set_resources,
                 default_resources=args.default_resources,
             ),
-            config_settings=ConfigSettings(configfiles=args.configfile,
-                                           config=parse_config(args.config)),
+            config_settings=ConfigSettings(
+                configfiles=args.configfile, config=parse_config(args.config)
+            ),
             snakefile=REPO / "Snakefile",
             workdir=tmp_path,
         )
         workflow = workflow_api.dag(DAGSettings(forceall=True)).workflow_api._workflow
-        workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True,
-                              nolock=True)
+        workflow._prepare_dag(
+            forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True
+        )
         workflow._build_dag()
         return [job for job in workflow.dag.jobs if job.rule.name != "all"]
 
@@ -90,9 +105,14 @@ def demo_jobs(profile: Path, config: dict, tmp_path: Path) -> list:
 def sbatch_call(job) -> str:
     """The sbatch command line the plugin builds for ``job`` (after its slurm_extra check)."""
     validate_slurm_extra(job)
-    params = {"run_uuid": "check", "slurm_logfile": "log", "comment_str": job.rule.name,
-              "account": "", "partition": f"-p {job.resources.get('slurm_partition')}",
-              "workdir": str(REPO)}
+    params = {
+        "run_uuid": "check",
+        "slurm_logfile": "log",
+        "comment_str": job.rule.name,
+        "account": "",
+        "partition": f"-p {job.resources.get('slurm_partition')}",
+        "workdir": str(REPO),
+    }
     return get_submit_command(job, params) + set_gres_string(job)
 
 
@@ -102,8 +122,11 @@ def job_problems(jobs: list, config: dict) -> list[str]:
     for job in jobs:
         name = job.rule.name
         call = sbatch_call(job)
-        threads = (config["train"]["threads"] if name == "train"
-                   else config["resources"]["threads"].get(name, 1))
+        threads = (
+            config["train"]["threads"]
+            if name == "train"
+            else config["resources"]["threads"].get(name, 1)
+        )
         if f"--cpus-per-task={threads}" not in call:
             problems.append(f"{name}: config threads {threads}, sbatch: {call}")
         mem = config["resources"]["mem_mb"][name]
@@ -111,8 +134,7 @@ def job_problems(jobs: list, config: dict) -> list[str]:
             problems.append(f"{name}: config mem_mb {mem}, sbatch: {call}")
         gpus = int(name in DEVICE_RULES and config["device"] != "cpu")
         if ("--gpus=1" in call) != bool(gpus) or "--gres" in call:
-            problems.append(f"{name}: device {config['device']} wants {gpus} GPU, "
-                            f"sbatch: {call}")
+            problems.append(f"{name}: device {config['device']} wants {gpus} GPU, sbatch: {call}")
     return problems
 
 
@@ -124,9 +146,19 @@ def demo_config() -> dict:
     config["train"]["threads"] = 3
     config["resources"] = {
         "threads": {"evaluate": 3, "damage_map": 5},
-        "mem_mb": {"synthetic": 1111, "scene": 1212, "unosat": 1313, "labels": 1414,
-                   "patches": 1515, "dataset": 1616, "train": 1717, "evaluate": 1818,
-                   "damage_map": 1919, "aggregate": 2020, "crossval": 2121},
+        "mem_mb": {
+            "synthetic": 1111,
+            "scene": 1212,
+            "unosat": 1313,
+            "labels": 1414,
+            "patches": 1515,
+            "dataset": 1616,
+            "train": 1717,
+            "evaluate": 1818,
+            "damage_map": 1919,
+            "aggregate": 2020,
+            "crossval": 2121,
+        },
     }
     return config
 
@@ -157,6 +189,7 @@ def _broken_profile(tmp_path: Path, edit) -> Path:
 
 def test_check_catches_the_old_profile(demo_config, tmp_path):
     """The profile shipped before issue 22: GRES in slurm_extra, set-threads, fixed memory."""
+
     def old(doc):
         doc["set-threads"] = {"train": 8}
         doc["set-resources"]["train"].update(slurm_extra="'--gres=gpu:1'", mem_mb=32000)
@@ -179,7 +212,9 @@ def test_check_catches_threads_and_memory_overriding_the_config(demo_config, tmp
 
     profile = _broken_profile(tmp_path, override)
     assert profile_yaml_problems(profile) == [
-        "set-threads for damage_map", "default-resources: mem_mb overrides the config"]
+        "set-threads for damage_map",
+        "default-resources: mem_mb overrides the config",
+    ]
     config = {**demo_config, "device": "cpu"}
     problems = job_problems(demo_jobs(profile, config, tmp_path), config)
     assert [p.split(",")[0] for p in problems] == ["damage_map: config threads 5"] * 3

@@ -102,8 +102,14 @@ def test_nuisances_present_and_switchable(synth, tmp_path):
     classes = set(np.unique(scl[0])) | set(np.unique(scl[1]))
     assert {0, 3, 9}.issubset(classes)  # swath nodata, cloud shadow, cloud
     assert (_read(paths.before)[0] == 0).any() or (_read(paths.after)[0] == 0).any()
-    clean = generate_synthetic(aoi, tmp_path, seed=3, max_size_km=SIZE_KM, mode=_mode(paths),
-                               nuisances=Nuisances(cloud=False, swath_edge=False, offset=False))
+    clean = generate_synthetic(
+        aoi,
+        tmp_path,
+        seed=3,
+        max_size_km=SIZE_KM,
+        mode=_mode(paths),
+        nuisances=Nuisances(cloud=False, swath_edge=False, offset=False),
+    )
     with rasterio.open(clean.after_scl) as src:
         s = src.read(1)
     assert not np.isin(s, (0, 3, 8, 9)).any()
@@ -111,8 +117,9 @@ def test_nuisances_present_and_switchable(synth, tmp_path):
     assert rasterio.open(clean.after).tags(1)["BOA_ADD_OFFSET"] == "0"
     # the offset is the only difference in level: +1000 DN in the offset version
     a_off, a_clean = _read(paths.after), _read(clean.after)
-    both = (a_off[0] > 0) & np.isin(rasterio.open(paths.after_scl).read(1).repeat(2, 0)
-                                    .repeat(2, 1)[:200, :200], (4, 5, 6))
+    both = (a_off[0] > 0) & np.isin(
+        rasterio.open(paths.after_scl).read(1).repeat(2, 0).repeat(2, 1)[:200, :200], (4, 5, 6)
+    )
     assert abs(np.median(a_off[:, both] - a_clean[:, both]) - 1000) < 5
 
 
@@ -209,24 +216,60 @@ def test_shapefile_truncated_and_gpkg_full_names(synth):
 @pytest.mark.parametrize("mode", ["realistic", "easy"])
 def test_deterministic_bytes(tmp_path, bucha_aoi_path, mode):
     aoi = load_aoi(bucha_aoi_path)
-    runs = [generate_synthetic(aoi, tmp_path / str(i), seed=7, max_size_km=1.0, mode=mode)
-            for i in range(2)]
+    runs = [
+        generate_synthetic(aoi, tmp_path / str(i), seed=7, max_size_km=1.0, mode=mode)
+        for i in range(2)
+    ]
     other = generate_synthetic(aoi, tmp_path / "other", seed=8, max_size_km=1.0, mode=mode)
-    for name in ("before", "after", "before_scl", "unosat_zip", "unosat_gpkg", "truth",
-                 "buildings"):
+    for name in (
+        "before",
+        "after",
+        "before_scl",
+        "unosat_zip",
+        "unosat_gpkg",
+        "truth",
+        "buildings",
+    ):
         a, b = getattr(runs[0], name).read_bytes(), getattr(runs[1], name).read_bytes()
         assert a == b, name
     assert runs[0].before.read_bytes() != other.before.read_bytes()
 
 
 def test_cli(tmp_path, bucha_aoi_path, capsys):
-    assert main(["synthetic", str(bucha_aoi_path), "--out", str(tmp_path), "--seed", "1",
-                 "--max-size-km", "0.5", "--no-cloud"]) == 0
+    assert (
+        main(
+            [
+                "synthetic",
+                str(bucha_aoi_path),
+                "--out",
+                str(tmp_path),
+                "--seed",
+                "1",
+                "--max-size-km",
+                "0.5",
+                "--no-cloud",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "before.tif").exists() and (tmp_path / "unosat.zip").exists()
     assert (tmp_path / "buildings.gpkg").exists()
     assert _tag(tmp_path / "before.tif", "SYNTHETIC_MODE") == "realistic"
-    assert main(["synthetic", str(bucha_aoi_path), "--out", str(tmp_path / "e"), "--mode",
-                 "easy", "--max-size-km", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "synthetic",
+                str(bucha_aoi_path),
+                "--out",
+                str(tmp_path / "e"),
+                "--mode",
+                "easy",
+                "--max-size-km",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     assert _tag(tmp_path / "e" / "before.tif", "SYNTHETIC_MODE") == "easy"
     with pytest.raises(SystemExit) as exc:
         main(["synthetic", str(bucha_aoi_path), "--out", str(tmp_path), "--mode", "hard"])

@@ -39,9 +39,17 @@ def test_fast_path_gives_the_plain_path_losses(tmp_path):
     npz = write_study_npz(tmp_path / "d.npz", sizes=(64, 32, 4))
     curves = {}
     for fast in (True, False):
-        cfg = TrainConfig(epochs=2, patience=2, backbone="resnet18", batch_size=32, seed=3,
-                          progress=False, threads=1, fused_optimizer=fast,
-                          memory_format="channels-last" if fast else "contiguous")
+        cfg = TrainConfig(
+            epochs=2,
+            patience=2,
+            backbone="resnet18",
+            batch_size=32,
+            seed=3,
+            progress=False,
+            threads=1,
+            fused_optimizer=fast,
+            memory_format="channels-last" if fast else "contiguous",
+        )
         train(npz, tmp_path / f"r{fast}", tmp_path / f"m{fast}.pt", cfg, run_evaluation=False)
         curves[fast] = _losses(tmp_path / f"r{fast}")
         assert (tmp_path / f"m{fast}.pt").exists()
@@ -77,9 +85,9 @@ def test_background_writer_writes_the_newest_and_waits_on_close():
         written.append(job)
 
     writer = BackgroundWriter(write)
-    writer.submit(1)      # starts writing 1, blocked on the gate
-    writer.submit(2)      # waits
-    writer.submit(3)      # replaces 2: an older best is never worth writing
+    writer.submit(1)  # starts writing 1, blocked on the gate
+    writer.submit(2)  # waits
+    writer.submit(3)  # replaces 2: an older best is never worth writing
     gate.set()
     writer.close()
     assert written[-1] == 3 and 2 not in written
@@ -114,8 +122,16 @@ def test_precision_choices():
 
 def test_bfloat16_training_learns_and_records_its_precision(tmp_path):
     npz = write_study_npz(tmp_path / "d.npz", sizes=(64, 32, 32))
-    cfg = TrainConfig(epochs=3, patience=3, backbone="resnet18", batch_size=32, seed=3,
-                      progress=False, threads=1, precision="bfloat16")
+    cfg = TrainConfig(
+        epochs=3,
+        patience=3,
+        backbone="resnet18",
+        batch_size=32,
+        seed=3,
+        progress=False,
+        threads=1,
+        precision="bfloat16",
+    )
     result = train(npz, tmp_path / "r", tmp_path / "m.pt", cfg)
     losses = _losses(tmp_path / "r")
     assert all(math.isfinite(t) and math.isfinite(v) for t, v in losses)
@@ -128,8 +144,9 @@ def test_bfloat16_training_learns_and_records_its_precision(tmp_path):
 def test_bfloat16_steps_with_non_finite_gradients_are_skipped():
     torch.manual_seed(0)
     model = build_model("resnet18", "none")
-    stepper = Stepper(model, make_optimizer(model, TrainConfig()), torch.device("cpu"), 1.5,
-                      torch.bfloat16)
+    stepper = Stepper(
+        model, make_optimizer(model, TrainConfig()), torch.device("cpu"), 1.5, torch.bfloat16
+    )
     before = {k: v.clone() for k, v in model.state_dict().items()}
     xb = torch.full((4, 4, 16, 16), float("nan"))
     assert stepper(xb, torch.zeros(4, 4, 16, 16), torch.tensor([0.0, 1.0, 0.0, 1.0])) is None
@@ -142,14 +159,15 @@ def test_bfloat16_steps_with_non_finite_gradients_are_skipped():
 
 
 def test_no_provisional_save_after_the_last_epoch_and_the_threshold_from_its_logits(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     """The final checkpoint follows the last epoch at once; its threshold is the best epoch's."""
     npz = write_study_npz(tmp_path / "d.npz", sizes=(64, 32, 4))
     submitted = []
-    monkeypatch.setattr(BackgroundWriter, "submit",
-                        lambda self, job: submitted.append(job[1]))
-    cfg = TrainConfig(epochs=2, patience=2, backbone="resnet18", batch_size=32, seed=3,
-                      progress=False, threads=1)
+    monkeypatch.setattr(BackgroundWriter, "submit", lambda self, job: submitted.append(job[1]))
+    cfg = TrainConfig(
+        epochs=2, patience=2, backbone="resnet18", batch_size=32, seed=3, progress=False, threads=1
+    )
     train(npz, tmp_path / "r", tmp_path / "m.pt", cfg, run_evaluation=False)
     assert 2 not in submitted
     model, payload = load_checkpoint(tmp_path / "m.pt")
@@ -157,4 +175,5 @@ def test_no_provisional_save_after_the_last_epoch_and_the_threshold_from_its_log
     val = to_tensors(splits["val"], norm_of(payload))
     prob = sigmoid(predict_logits(model, val, 512, torch.device("cpu")))
     assert payload["threshold"]["value"] == pytest.approx(
-        choose_threshold(splits["val"].y, prob, cfg.threshold_rule), abs=1e-6)
+        choose_threshold(splits["val"].y, prob, cfg.threshold_rule), abs=1e-6
+    )

@@ -17,14 +17,16 @@ URL = "https://data.example.org/cda.zip"
 def aoi(aoi_copy):
     def with_url(doc):
         doc["features"][0]["properties"]["labels"]["url"] = URL
+
     return load_aoi(aoi_copy("bucha", with_url))
 
 
 def test_html_error_page_is_not_saved_as_zip(aoi, tmp_path):
     dest = tmp_path / "bucha.zip"
     with responses.RequestsMock() as rsps:
-        rsps.add(responses.GET, URL, body=b"<!DOCTYPE html><html>Login</html>",
-                 content_type="text/html")
+        rsps.add(
+            responses.GET, URL, body=b"<!DOCTYPE html><html>Login</html>", content_type="text/html"
+        )
         with pytest.raises(ServiceError, match="did not return a zip or GeoPackage.*text/html"):
             fetch_unosat(aoi, dest)
     assert [p.name for p in tmp_path.iterdir()] == ["bucha.geojson"]  # the AOI copy only
@@ -48,6 +50,7 @@ def test_unreachable_host_is_named(aoi, tmp_path):
 def test_map_only_aoi_has_nothing_to_fetch(aoi_copy, tmp_path):
     def drop_labels(doc):
         del doc["features"][0]["properties"]["labels"]
+
     aoi = load_aoi(aoi_copy("bucha", drop_labels))
     with pytest.raises(InputFileError, match="map-only"):
         fetch_unosat(aoi, tmp_path / "b.zip")

@@ -27,8 +27,9 @@ def _env(**extra):
 
 
 def _run(args, cwd, **env):
-    return subprocess.run(SNAKEMAKE + args, cwd=cwd, env=_env(**env), capture_output=True,
-                          text=True, timeout=1500)
+    return subprocess.run(
+        SNAKEMAKE + args, cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=1500
+    )
 
 
 def test_dry_run_lists_every_rule_for_all_22_aois(tmp_path):
@@ -47,8 +48,18 @@ def test_dry_run_lists_every_rule_for_all_22_aois(tmp_path):
 
 
 def test_no_credentials_fails_fast_without_outputs(tmp_path):
-    proc = _run(["--cores", "1", "--config", f"aoi_dir={ROOT / 'aois'}", "aois=[bucha]",
-                 "scenes={source: sentinelhub}"], tmp_path, home=str(tmp_path))
+    proc = _run(
+        [
+            "--cores",
+            "1",
+            "--config",
+            f"aoi_dir={ROOT / 'aois'}",
+            "aois=[bucha]",
+            "scenes={source: sentinelhub}",
+        ],
+        tmp_path,
+        home=str(tmp_path),
+    )
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "no Sentinel Hub credentials" in out and "SH_CLIENT_ID" in out
@@ -82,8 +93,10 @@ def test_demo_workflow_runs_end_to_end(tmp_path):
     metrics = json.loads((tmp_path / "results" / "metrics.json").read_text())
     assert "roc_auc" in json.dumps(metrics)
     for aoi in ("bucha", "irpin", "hostomel"):
-        with rasterio.open(tmp_path / "data" / "scenes" / aoi / "after.tif") as scene, \
-                rasterio.open(tmp_path / "results" / "maps" / f"{aoi}_damage_prob.tif") as m:
+        with (
+            rasterio.open(tmp_path / "data" / "scenes" / aoi / "after.tif") as scene,
+            rasterio.open(tmp_path / "results" / "maps" / f"{aoi}_damage_prob.tif") as m,
+        ):
             assert m.crs == scene.crs and m.transform == scene.transform
             assert m.shape == scene.shape and m.descriptions == ("damage_probability",)
         assert (tmp_path / "results" / "maps" / f"{aoi}_damage_class.qml").exists()
@@ -92,8 +105,7 @@ def test_demo_workflow_runs_end_to_end(tmp_path):
         assert (tmp_path / "results" / "aggregate" / f"{aoi}.gpkg").exists()
     # The rules run without -q: each log holds its command's messages.
     assert "INFO" in (tmp_path / "logs" / "scene" / "bucha_after.log").read_text()
-    proc = _run(["--configfile", str(tmp_path / "test.yaml"), "--report", "report.html"],
-                tmp_path)
+    proc = _run(["--configfile", str(tmp_path / "test.yaml"), "--report", "report.html"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "report.html").stat().st_size > 0
 
@@ -124,8 +136,16 @@ def _commands(out, word):
 
 
 def test_lint_reports_only_the_software_environment_advice(tmp_path):
-    proc = _run(["--lint", "--configfile", str(ROOT / "config" / "demo.yaml"), "--config",
-                 f"aoi_dir={ROOT / 'aois'}"], tmp_path)
+    proc = _run(
+        [
+            "--lint",
+            "--configfile",
+            str(ROOT / "config" / "demo.yaml"),
+            "--config",
+            f"aoi_dir={ROOT / 'aois'}",
+        ],
+        tmp_path,
+    )
     out = proc.stdout + proc.stderr
     findings = {line.strip() for line in out.splitlines() if line.startswith("    * ")}
     assert findings == {"* Specify a conda environment or container for each rule.:"}, out
@@ -165,8 +185,13 @@ def _aoi_file(folder, slug, labels):
 
 
 def _aoi_check(path):
-    return subprocess.run([sys.executable, "-m", "pipeline", "aoi", "check", str(path)],
-                          capture_output=True, text=True, env=_env(), timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "aoi", "check", str(path)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
 
 
 def test_aoi_without_labels_maps_but_does_not_train(tmp_path):
@@ -177,8 +202,10 @@ def test_aoi_without_labels_maps_but_does_not_train(tmp_path):
     proc = _run(["-n", "--config", f"aoi_dir={tmp_path / 'aois'}"], tmp_path)
     assert proc.returncode != 0
     assert "newcity" in proc.stderr + proc.stdout and "mode=map" in proc.stderr + proc.stdout
-    proc = _run(["-n", "--config", f"aoi_dir={tmp_path / 'aois'}", "mode=map",
-                 f"checkpoint={ckpt}"], tmp_path)
+    proc = _run(
+        ["-n", "--config", f"aoi_dir={tmp_path / 'aois'}", "mode=map", f"checkpoint={ckpt}"],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
 
 
@@ -203,8 +230,10 @@ def test_shell_metacharacters_in_labels_path_run_nothing(tmp_path):
     scene = tmp_path / "data" / "scenes" / "evil" / "after.tif"
     scene.parent.mkdir(parents=True)
     scene.write_bytes(b"not a raster either")  # newer than the AOI file: no scene job
-    proc = _run(["data/labels/evil.tif", "--cores", "1", "--config",
-                 f"aoi_dir={tmp_path / 'aois'}"], tmp_path)
+    proc = _run(
+        ["data/labels/evil.tif", "--cores", "1", "--config", f"aoi_dir={tmp_path / 'aois'}"],
+        tmp_path,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0  # the labels step refuses the junk inputs...
     assert not list(tmp_path.rglob("PWNED*")) and not list(ROOT.glob("PWNED*"))
@@ -222,16 +251,28 @@ def test_scene_sources_are_wired_to_the_scene_command(tmp_path):
     (cmd,) = scene_commands({"source": "stac"}, "data/scenes/bucha/after.tif")
     assert "--source stac --stac-url https://earth-search.aws.element84.com/v1" in cmd
     assert "--collection sentinel-2-c1-l2a" in cmd and "--sh-base-url" not in cmd
-    (cmd,) = scene_commands({"source": "sentinelhub", "mosaic": True},
-                            "data/scenes/bucha/after.tif")
+    (cmd,) = scene_commands(
+        {"source": "sentinelhub", "mosaic": True}, "data/scenes/bucha/after.tif"
+    )
     assert "--sh-base-url https://sh.dataspace.copernicus.eu --mosaic" in cmd
     assert "--stac-url" not in cmd
     (tmp_path / "my downloads").mkdir()
     (tmp_path / "before.tif").write_bytes(b"x")
-    local = {"bucha": {"before": "before.tif", "after": {
-        "path": "my downloads", "date": "2022-05-05", "bands": ["B04", "B03", "B02", "B08"]}}}
-    cmds = scene_commands({"source": "local", "local": local}, "data/scenes/bucha/after.tif",
-                          "data/scenes/bucha/before.tif")
+    local = {
+        "bucha": {
+            "before": "before.tif",
+            "after": {
+                "path": "my downloads",
+                "date": "2022-05-05",
+                "bands": ["B04", "B03", "B02", "B08"],
+            },
+        }
+    }
+    cmds = scene_commands(
+        {"source": "local", "local": local},
+        "data/scenes/bucha/after.tif",
+        "data/scenes/bucha/before.tif",
+    )
     after, before = ([c for c in cmds if f"--epoch {e}" in c] for e in ("after", "before"))
     assert "--input 'my downloads' --date 2022-05-05 --bands B04,B03,B02,B08" in after[0]
     assert "--input before.tif --min-valid-fraction" in before[0]
@@ -242,8 +283,10 @@ def test_aggregate_rule_follows_the_config(tmp_path):
     out = _dry(tmp_path, configfiles=[demo])
     cmds = _commands(out, "damagenet aggregate")
     assert len(cmds) == 3
-    assert ("--map results/maps/bucha_damage_prob.tif --buildings "
-            "data/synthetic/bucha/buildings.gpkg --out results/aggregate/bucha.gpkg") in out
+    assert (
+        "--map results/maps/bucha_damage_prob.tif --buildings "
+        "data/synthetic/bucha/buildings.gpkg --out results/aggregate/bucha.gpkg"
+    ) in out
     assert all("--grid-m 500 --threshold auto" in c for c in cmds)
     (tmp_path / "off.yaml").write_text(yaml.safe_dump({"aggregate": {"buildings": None}}))
     out = _dry(tmp_path, configfiles=[demo, tmp_path / "off.yaml"])
@@ -274,8 +317,11 @@ def _doc_path_regex(path):
 
 def test_docs_name_only_paths_the_workflow_writes(tmp_path):
     declared = set()
-    runs = [((), [ROOT / "config" / "demo.yaml"]), ((), []),
-            (("crossval",), [ROOT / "config" / "demo.yaml"])]  # a target outside `all`
+    runs = [
+        ((), [ROOT / "config" / "demo.yaml"]),
+        ((), []),
+        (("crossval",), [ROOT / "config" / "demo.yaml"]),
+    ]  # a target outside `all`
     for targets, configfiles in runs:
         out = _dry(tmp_path, targets=targets, configfiles=configfiles)
         for line in out.splitlines():

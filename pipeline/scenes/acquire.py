@@ -18,13 +18,21 @@ from pipeline.scenes.stac_source import StacOptions
 EPOCHS = ("before", "after")
 
 
-def acquire_scene(aoi: AOI, epoch: str, out: str | Path, source: str = "sentinelhub",
-                  input_path: str | Path | None = None, *, max_size_km: float | None = None,
-                  min_valid_fraction: float = DEFAULT_MIN_VALID_FRACTION,
-                  mask_classes: Sequence[int] = DEFAULT_MASK_CLASSES, seed: int = 0,
-                  local: LocalOptions | None = None,
-                  sentinelhub: SentinelHubOptions | None = None,
-                  stac: StacOptions | None = None) -> dict[str, Any]:
+def acquire_scene(
+    aoi: AOI,
+    epoch: str,
+    out: str | Path,
+    source: str = "sentinelhub",
+    input_path: str | Path | None = None,
+    *,
+    max_size_km: float | None = None,
+    min_valid_fraction: float = DEFAULT_MIN_VALID_FRACTION,
+    mask_classes: Sequence[int] = DEFAULT_MASK_CLASSES,
+    seed: int = 0,
+    local: LocalOptions | None = None,
+    sentinelhub: SentinelHubOptions | None = None,
+    stac: StacOptions | None = None,
+) -> dict[str, Any]:
     """Produce ``out`` for one AOI and epoch; return the acquisition summary.
 
     ``local`` carries what the user says about a local input (date, band order, scale, SCL).
@@ -35,13 +43,20 @@ def acquire_scene(aoi: AOI, epoch: str, out: str | Path, source: str = "sentinel
     if epoch not in EPOCHS:
         raise PipelineUsageError(f"epoch must be one of {EPOCHS}, got {epoch!r}")
     if source not in READERS:
-        raise PipelineUsageError(f"unknown source {source!r}; choose one of "
-                                 f"{', '.join(SOURCES)}")
+        raise PipelineUsageError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
     grid = aoi_grid(aoi, max_size_km)
-    request = SceneRequest(aoi=aoi, epoch=epoch, grid=grid,
-                           input_path=Path(input_path) if input_path is not None else None,
-                           max_size_km=max_size_km, seed=seed, local=local,
-                           sentinelhub=sentinelhub, stac=stac)
+    request = SceneRequest(
+        aoi=aoi,
+        epoch=epoch,
+        grid=grid,
+        input_path=Path(input_path) if input_path is not None else None,
+        max_size_km=max_size_km,
+        seed=seed,
+        local=local,
+        sentinelhub=sentinelhub,
+        stac=stac,
+    )
     raw = READERS[source](request)
-    return finalise_scene(raw, aoi, grid, out, epoch, mask_classes=mask_classes,
-                          min_valid_fraction=min_valid_fraction)
+    return finalise_scene(
+        raw, aoi, grid, out, epoch, mask_classes=mask_classes, min_valid_fraction=min_valid_fraction
+    )

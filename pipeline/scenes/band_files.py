@@ -37,8 +37,11 @@ BAND_TOKENS: dict[str, set[str]] = {
     "B08": {"b08", "b8", "nir", "band8"},
     "SCL": {"scl"},
 }
-BROWSER_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})-\d{2}_\d{2}_(\d{4}-\d{2}-\d{2})-\d{2}_\d{2}_"
-                          r"Sentinel-2_L2A_([A-Za-z0-9]+)_\(Raw\)", re.IGNORECASE)
+BROWSER_NAME = re.compile(
+    r"(\d{4}-\d{2}-\d{2})-\d{2}_\d{2}_(\d{4}-\d{2}-\d{2})-\d{2}_\d{2}_"
+    r"Sentinel-2_L2A_([A-Za-z0-9]+)_\(Raw\)",
+    re.IGNORECASE,
+)
 ISO_DATE = re.compile(r"(?<!\d)(20\d{2})-(\d{2})-(\d{2})(?!\d)")
 COMPACT_DATE = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})(?=T\d|[^0-9]|$)")
 BASELINE = re.compile(r"_N(\d{4})_")
@@ -46,8 +49,7 @@ BASELINE = re.compile(r"_N(\d{4})_")
 
 def band_of(name: str) -> str | None:
     """The band (or ``SCL``) a file name or description names, if exactly one."""
-    tokens = set(re.split(r"[^a-z0-9]+", Path(name).stem.lower() if "." in name
-                          else name.lower()))
+    tokens = set(re.split(r"[^a-z0-9]+", Path(name).stem.lower() if "." in name else name.lower()))
     hits = [band for band, names in BAND_TOKENS.items() if tokens & names]
     return hits[0] if len(hits) == 1 else None
 
@@ -65,7 +67,8 @@ def date_from_names(names: list[str], source: str) -> str | None:
             raise InputFileError(
                 f"{source}: the Copernicus Browser names give a time range "
                 f"{min(days)}..{max(days)}, not one acquisition date; give the date of the "
-                "image with --date YYYY-MM-DD")
+                "image with --date YYYY-MM-DD"
+            )
         return days.pop()
     found: set[str] = set()
     for name in names:
@@ -75,8 +78,10 @@ def date_from_names(names: list[str], source: str) -> str | None:
             except ValueError:
                 continue
     if len(found) > 1:
-        raise InputFileError(f"{source}: the file names give several dates {sorted(found)}; "
-                             "give the acquisition date with --date YYYY-MM-DD")
+        raise InputFileError(
+            f"{source}: the file names give several dates {sorted(found)}; "
+            "give the acquisition date with --date YYYY-MM-DD"
+        )
     return found.pop() if found else None
 
 
@@ -93,7 +98,7 @@ class Download:
     """The files of a folder or zip download, as GDAL paths and display names."""
 
     source: Path
-    rasters: dict[str, str]                    # display name -> GDAL path
+    rasters: dict[str, str]  # display name -> GDAL path
     texts: dict[str, bytes] = field(default_factory=dict)  # JSON/XML members by name
 
 
@@ -112,9 +117,11 @@ def read_member(zf: zipfile.ZipFile, name: str, path: Path) -> bytes:
         while chunk := member.read(1 << 16):
             total += len(chunk)
             if total > MAX_TEXT_BYTES:
-                raise InputFileError(f"{path}: member {name} inflates past "
-                                     f"{MAX_TEXT_BYTES // 1_000_000} MB; not a metadata file "
-                                     "of a Sentinel-2 download")
+                raise InputFileError(
+                    f"{path}: member {name} inflates past "
+                    f"{MAX_TEXT_BYTES // 1_000_000} MB; not a metadata file "
+                    "of a Sentinel-2 download"
+                )
             chunks.append(chunk)
     return b"".join(chunks)
 
@@ -123,21 +130,29 @@ def open_download(path: Path) -> Download:
     """List a folder's or zip's raster files and small metadata files."""
     if path.is_dir():
         files = {str(p.relative_to(path)): p for p in sorted(path.rglob("*")) if p.is_file()}
-        rasters = {n: str(p.resolve()) for n, p in files.items()
-                   if p.suffix.lower() in RASTER_SUFFIXES}
-        texts = {n: p.read_bytes() for n, p in files.items()
-                 if p.suffix.lower() in (".json", ".xml") and p.stat().st_size < MAX_TEXT_BYTES}
+        rasters = {
+            n: str(p.resolve()) for n, p in files.items() if p.suffix.lower() in RASTER_SUFFIXES
+        }
+        texts = {
+            n: p.read_bytes()
+            for n, p in files.items()
+            if p.suffix.lower() in (".json", ".xml") and p.stat().st_size < MAX_TEXT_BYTES
+        }
         return Download(path, rasters, texts)
     try:
         with zipfile.ZipFile(path) as zf:
             names = sorted(n for n in zf.namelist() if not n.endswith("/"))
-            texts = {n: read_member(zf, n, path) for n in names
-                     if n.lower().endswith((".json", ".xml"))
-                     and zf.getinfo(n).file_size < MAX_TEXT_BYTES}
+            texts = {
+                n: read_member(zf, n, path)
+                for n in names
+                if n.lower().endswith((".json", ".xml"))
+                and zf.getinfo(n).file_size < MAX_TEXT_BYTES
+            }
     except zipfile.BadZipFile as exc:
         raise InputFileError(f"{path}: not a readable zip file ({exc})") from exc
-    rasters = {n: f"/vsizip/{path.resolve()}/{n}" for n in names
-               if n.lower().endswith(RASTER_SUFFIXES)}
+    rasters = {
+        n: f"/vsizip/{path.resolve()}/{n}" for n in names if n.lower().endswith(RASTER_SUFFIXES)
+    }
     return Download(path, rasters, texts)
 
 
@@ -152,21 +167,30 @@ def assign_bands(download: Download) -> tuple[dict[str, str], str | None]:
         else:
             by_band.setdefault(band, []).append(name)
     if ignored:
-        log.info("%s: ignoring files that name none of %s: %s", download.source,
-                 ", ".join((*BANDS, "SCL")), ignored)
+        log.info(
+            "%s: ignoring files that name none of %s: %s",
+            download.source,
+            ", ".join((*BANDS, "SCL")),
+            ignored,
+        )
     for band, names in by_band.items():
         if len(names) > 1:
-            raise InputFileError(f"{download.source}: two files for band {band}: "
-                                 f"{', '.join(names)}; keep one of them")
+            raise InputFileError(
+                f"{download.source}: two files for band {band}: "
+                f"{', '.join(names)}; keep one of them"
+            )
     missing = [b for b in BANDS if b not in by_band]
     if missing:
         raise InputFileError(
             f"{download.source}: no file for band(s) {', '.join(missing)} among "
             f"{sorted(download.rasters) or 'no raster files'}; a per-band download needs one "
-            "file each for B02, B03, B04 and B08, named with the band (B04, red, B4, ...)")
+            "file each for B02, B03, B04 and B08, named with the band (B04, red, B4, ...)"
+        )
     scl = by_band.get("SCL", [None])[0]
-    return ({b: download.rasters[by_band[b][0]] for b in BANDS},
-            download.rasters[scl] if scl else None)
+    return (
+        {b: download.rasters[by_band[b][0]] for b in BANDS},
+        download.rasters[scl] if scl else None,
+    )
 
 
 def stac_item(download: Download) -> dict[str, object]:
@@ -185,9 +209,13 @@ def stac_item(download: Download) -> dict[str, object]:
         for key in ("datetime", "earthsearch:boa_offset_applied", "s2:processing_baseline"):
             if key in props:
                 facts[key] = props[key]
-        offsets = {b.get("offset") for key, a in doc["assets"].items()
-                   if isinstance(a, dict) and band_of(key) in BANDS
-                   for b in a.get("raster:bands", []) if isinstance(b, dict) and "offset" in b}
+        offsets = {
+            b.get("offset")
+            for key, a in doc["assets"].items()
+            if isinstance(a, dict) and band_of(key) in BANDS
+            for b in a.get("raster:bands", [])
+            if isinstance(b, dict) and "offset" in b
+        }
         if len(offsets) == 1:
             facts["raster_offset"] = offsets.pop()
         return facts

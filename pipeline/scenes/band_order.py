@@ -40,7 +40,7 @@ class BandOrder:
 
     indexes: tuple[int, ...]
     scl: int | None
-    names: tuple[str, ...]     # the file's bands in file order
+    names: tuple[str, ...]  # the file's bands in file order
     evidence: str
     assumed: bool
 
@@ -58,7 +58,8 @@ def parse_bands(text: str) -> tuple[str, ...]:
         raise PipelineUsageError(
             f"--bands {text!r}: {'unknown names ' + str(unknown) + '; ' if unknown else ''}"
             f"must name each of {', '.join(BANDS)} exactly once (and SCL at most once), in the "
-            "file's band order, e.g. B04,B03,B02,B08")
+            "file's band order, e.g. B04,B03,B02,B08"
+        )
     return names
 
 
@@ -73,8 +74,9 @@ def _from_descriptions(descriptions: tuple[str | None, ...]) -> tuple[str, ...] 
     return None
 
 
-def band_order(source: str, descriptions: tuple[str | None, ...],
-               bands: tuple[str, ...] | None) -> BandOrder:
+def band_order(
+    source: str, descriptions: tuple[str | None, ...], bands: tuple[str, ...] | None
+) -> BandOrder:
     """Decide the order of a stack's bands, or refuse naming what was found."""
     count = len(descriptions)
     named = _from_descriptions(descriptions)
@@ -82,27 +84,38 @@ def band_order(source: str, descriptions: tuple[str | None, ...],
         return _order(named, "band descriptions", assumed=False)
     if bands is not None:
         if len(bands) != count:
-            raise InputFileError(f"{source}: --bands names {len(bands)} bands but the file has "
-                                 f"{count}")
+            raise InputFileError(
+                f"{source}: --bands names {len(bands)} bands but the file has {count}"
+            )
         return _order(bands, "--bands", assumed=False)
     if any(descriptions):
         raise InputFileError(
             f"{source}: cannot find bands B02, B03, B04, B08 among the band descriptions "
-            f"{list(descriptions)}; give the file's order with --bands, e.g. B04,B03,B02,B08")
+            f"{list(descriptions)}; give the file's order with --bands, e.g. B04,B03,B02,B08"
+        )
     if count == 1:
         raise InputFileError(
             f"{source}: a single band file; put the four band files (B02, B03, B04, B08) in one "
-            "folder or zip and pass that as --input")
+            "folder or zip and pass that as --input"
+        )
     if count not in (4, 5):
         raise InputFileError(
             f"{source}: cannot find bands B02, B03, B04, B08: {count} unnamed band(s); give "
-            "the file's order with --bands (e.g. B04,B03,B02,B08)")
+            "the file's order with --bands (e.g. B04,B03,B02,B08)"
+        )
     scl = ("SCL",) if count == 5 else ()
     if STUDY_STACK.search(Path(source).name):
-        return _order(STUDY_ORDER + scl, "file name *RGBNIR* (the study's stacks are B04, "
-                      "B03, B02, B08)", assumed=True)
-    return _order(BANDS + scl, "assumed: unnamed bands in the documented order B02, B03, "
-                  "B04, B08 (say otherwise with --bands)", assumed=True)
+        return _order(
+            STUDY_ORDER + scl,
+            "file name *RGBNIR* (the study's stacks are B04, B03, B02, B08)",
+            assumed=True,
+        )
+    return _order(
+        BANDS + scl,
+        "assumed: unnamed bands in the documented order B02, B03, "
+        "B04, B08 (say otherwise with --bands)",
+        assumed=True,
+    )
 
 
 def _order(names: tuple[str, ...], evidence: str, assumed: bool) -> BandOrder:
@@ -126,10 +139,12 @@ def check_order(source: str, order: BandOrder, data: np.ndarray) -> None:
     if share >= MIN_RED_OVER_BLUE:
         return
     swapped = tuple({"B02": "B04", "B04": "B02"}.get(b, b) for b in order.names)
-    message = (f"{source}: the band order {','.join(order.names)} ({order.evidence}) is "
-               f"contradicted by the data: 'B04' exceeds 'B02' on only {share:.0%} of {n} land "
-               f"pixels (on real L2A land red exceeds blue on ~98%); the likely order is "
-               f"{','.join(swapped)}: pass --bands {','.join(swapped)}")
+    message = (
+        f"{source}: the band order {','.join(order.names)} ({order.evidence}) is "
+        f"contradicted by the data: 'B04' exceeds 'B02' on only {share:.0%} of {n} land "
+        f"pixels (on real L2A land red exceeds blue on ~98%); the likely order is "
+        f"{','.join(swapped)}: pass --bands {','.join(swapped)}"
+    )
     if order.assumed:
         raise InputFileError(message)
     log.warning("%s", message)

@@ -32,15 +32,21 @@ from pipeline.errors import InputFileError
 
 SCALES: tuple[str, ...] = ("dn", "dn-offset", "reflectance", "browser-uint16", "browser-uint8")
 #: Digital numbers per input unit of each scale.
-FACTORS: dict[str, float] = {"dn": 1.0, "dn-offset": 1.0, "reflectance": 10000.0,
-                             "browser-uint16": 10000.0 / 65535.0,
-                             "browser-uint8": 10000.0 / 255.0}
+FACTORS: dict[str, float] = {
+    "dn": 1.0,
+    "dn-offset": 1.0,
+    "reflectance": 10000.0,
+    "browser-uint16": 10000.0 / 65535.0,
+    "browser-uint8": 10000.0 / 255.0,
+}
 BOA_OFFSET = -1000
 #: First day on which ESA's products carried the offset (processing baseline 04.00).
 OFFSET_EPOCH = dt.date(2022, 1, 25)
-SCALE_HELP = ("dn (digital numbers, offset removed), dn-offset (digital numbers with the +1000 "
-              "BOA offset of baseline >= 04.00 products), reflectance (float 0..1), "
-              "browser-uint16 or browser-uint8 (Copernicus Browser integer exports)")
+SCALE_HELP = (
+    "dn (digital numbers, offset removed), dn-offset (digital numbers with the +1000 "
+    "BOA offset of baseline >= 04.00 products), reflectance (float 0..1), "
+    "browser-uint16 or browser-uint8 (Copernicus Browser integer exports)"
+)
 
 
 @dataclass(frozen=True)
@@ -57,22 +63,26 @@ class Scale:
 
     def record(self) -> dict[str, object]:
         """How the JSON record and the log state it."""
-        return {"input": self.name, "factor_to_dn": round(self.factor, 6),
-                "boa_add_offset": list(self.offsets), "evidence": self.reason}
+        return {
+            "input": self.name,
+            "factor_to_dn": round(self.factor, 6),
+            "boa_add_offset": list(self.offsets),
+            "evidence": self.reason,
+        }
 
 
 @dataclass
 class ScaleEvidence:
     """What an input says about its scale, gathered by the reader."""
 
-    source: str                          # file (or folder) named in messages
+    source: str  # file (or folder) named in messages
     dtype: str
-    values: np.ndarray                   # a sample of valid values, all bands
-    browser_name: bool = False           # Copernicus Browser raw-band file name
+    values: np.ndarray  # a sample of valid values, all bands
+    browser_name: bool = False  # Copernicus Browser raw-band file name
     tag_offsets: list[int] | None = None  # BOA_ADD_OFFSET band tags, per band
     gdal_scale_offset: tuple[float, float] | None = None  # (scale, offset) of GDAL metadata
     stac: dict[str, object] = field(default_factory=dict)  # from a STAC item beside the files
-    baseline: str | None = None          # processing baseline, e.g. "04.00"
+    baseline: str | None = None  # processing baseline, e.g. "04.00"
     date: str | None = None
 
 
@@ -103,7 +113,8 @@ def detect_scale(ev: ScaleEvidence) -> Scale:
         raise InputFileError(
             f"{ev.source}: 8-bit values cannot be L2A digital numbers; if this is a Copernicus "
             "Browser UINT8 raw-band export pass --scale browser-uint8 (a true-colour or other "
-            "visualised image cannot be used)")
+            "visualised image cannot be used)"
+        )
     if ev.browser_name:
         return _browser_uint16(ev)
     return _dn_scale(ev)
@@ -117,7 +128,8 @@ def _float_scale(ev: ScaleEvidence) -> Scale:
         return _dn_scale(ev)
     raise InputFileError(
         f"{ev.source}: {ev.dtype} values up to {hi:.1f} are neither reflectance 0..1 nor "
-        f"digital numbers; pass --scale with one of: {SCALE_HELP}")
+        f"digital numbers; pass --scale with one of: {SCALE_HELP}"
+    )
 
 
 def _browser_uint16(ev: ScaleEvidence) -> Scale:
@@ -126,9 +138,13 @@ def _browser_uint16(ev: ScaleEvidence) -> Scale:
         raise InputFileError(
             f"{ev.source}: named like a Copernicus Browser export but its {ev.dtype} values "
             f"(median {median:.0f}) are too dark for 65535 x reflectance; pass --scale dn or "
-            "--scale dn-offset if it holds digital numbers")
-    return Scale("browser-uint16", "16-bit Copernicus Browser raw-band export (file name; "
-                 f"median {median:.0f} = reflectance {median / 65535:.3f})")
+            "--scale dn-offset if it holds digital numbers"
+        )
+    return Scale(
+        "browser-uint16",
+        "16-bit Copernicus Browser raw-band export (file name; "
+        f"median {median:.0f} = reflectance {median / 65535:.3f})",
+    )
 
 
 def _dn_scale(ev: ScaleEvidence) -> Scale:
@@ -147,16 +163,26 @@ def _dn_scale(ev: ScaleEvidence) -> Scale:
         offset = BOA_OFFSET if _baseline_has_offset(ev.baseline) else 0
         return offset_scale([offset] * 4, f"processing baseline {ev.baseline}")
     if ev.date and dt.date.fromisoformat(ev.date[:10]) < OFFSET_EPOCH:
-        return Scale("dn", f"integer DN acquired {ev.date[:10]}, before the 2022 offset (assumed "
-                     "an original product; pass --scale dn-offset for a reprocessed "
-                     "Collection-1 one)")
+        return Scale(
+            "dn",
+            f"integer DN acquired {ev.date[:10]}, before the 2022 offset (assumed "
+            "an original product; pass --scale dn-offset for a reprocessed "
+            "Collection-1 one)",
+        )
     median = float(np.median(ev.values)) if ev.values.size else 0.0
-    hint = (f" The values (median {median:.0f}) suggest a Copernicus Browser UINT16 export "
-            "(--scale browser-uint16).") if median > 3500 else ""
+    hint = (
+        (
+            f" The values (median {median:.0f}) suggest a Copernicus Browser UINT16 export "
+            "(--scale browser-uint16)."
+        )
+        if median > 3500
+        else ""
+    )
     raise InputFileError(
         f"{ev.source}: cannot tell the value scale: {ev.dtype} digital numbers acquired "
         f"{ev.date or 'on an unknown date'} without BOA_ADD_OFFSET tags, scale metadata, a "
-        f"STAC item or a processing baseline.{hint} Pass --scale with one of: {SCALE_HELP}")
+        f"STAC item or a processing baseline.{hint} Pass --scale with one of: {SCALE_HELP}"
+    )
 
 
 def _baseline_has_offset(baseline: str) -> bool:

@@ -61,8 +61,13 @@ from pipeline.scenes.safe import is_safe, open_safe
 
 log = logging.getLogger(__name__)
 
-DATE_TAGS = ("ACQUISITION_DATE", "DATATAKE_1_DATATAKE_SENSING_START", "PRODUCT_START_TIME",
-             "SENSING_TIME", "DATE_ACQUIRED")
+DATE_TAGS = (
+    "ACQUISITION_DATE",
+    "DATATAKE_1_DATATAKE_SENSING_START",
+    "PRODUCT_START_TIME",
+    "SENSING_TIME",
+    "DATE_ACQUIRED",
+)
 SAMPLE_SIZE = 200_000
 
 
@@ -81,14 +86,15 @@ class LocalOptions:
 class Layer:
     """One band's values read around the AOI, before resampling."""
 
-    values: np.ndarray          # (h, w) float32, NaN = no data
+    values: np.ndarray  # (h, w) float32, NaN = no data
     transform: Any
     crs: Any
     dtype: str
 
 
-def read_local(path: str | Path, grid: Grid, aoi_slug: str,
-               options: LocalOptions | None = None) -> RawScene:
+def read_local(
+    path: str | Path, grid: Grid, aoi_slug: str, options: LocalOptions | None = None
+) -> RawScene:
     """Any supported local input onto the AOI grid, as digital numbers with their offsets."""
     path, options = Path(path), options or LocalOptions()
     if not path.exists():
@@ -112,8 +118,7 @@ def _sample(values: np.ndarray) -> np.ndarray:
     return flat[:: max(1, flat.size // SAMPLE_SIZE)]
 
 
-def _tag_offsets(tag_sets: list[dict[str, str]], dataset_tags: dict[str, str]
-                 ) -> list[int] | None:
+def _tag_offsets(tag_sets: list[dict[str, str]], dataset_tags: dict[str, str]) -> list[int] | None:
     values = [t.get("BOA_ADD_OFFSET", dataset_tags.get("BOA_ADD_OFFSET")) for t in tag_sets]
     if any(v is None for v in values):
         return None
@@ -128,8 +133,9 @@ def _gdal_scale_offset(src, indexes: list[int]) -> tuple[float, float] | None:
     return None if pair == (1.0, 0.0) else pair
 
 
-def acquisition_date(source: str, given: str | None, tags: dict[str, str],
-                     names: list[str], stac: dict[str, object]) -> str:
+def acquisition_date(
+    source: str, given: str | None, tags: dict[str, str], names: list[str], stac: dict[str, object]
+) -> str:
     """``--date``, else a date tag, the STAC item, or the file names; else refuse."""
     if given:
         return given
@@ -144,35 +150,65 @@ def acquisition_date(source: str, given: str | None, tags: dict[str, str],
     raise InputFileError(
         f"{source}: no acquisition date found (no ACQUISITION_DATE tag, no STAC item, no date "
         "in the file names); give it with --date YYYY-MM-DD (workflow: "
-        "scenes.local.<aoi>.<epoch>.date)")
+        "scenes.local.<aoi>.<epoch>.date)"
+    )
 
 
 def _decide_scale(options: LocalOptions, evidence: ScaleEvidence) -> Scale:
     scale = forced_scale(options.scale or "", options.boa_offset) or detect_scale(evidence)
-    log.info("%s: value scale %s (%s) -> digital numbers x %.6g, BOA offset %s", evidence.source,
-             scale.name, scale.reason, scale.factor, list(scale.offsets))
+    log.info(
+        "%s: value scale %s (%s) -> digital numbers x %.6g, BOA offset %s",
+        evidence.source,
+        scale.name,
+        scale.reason,
+        scale.factor,
+        list(scale.offsets),
+    )
     return scale
 
 
-def _to_raw(layers: list[Layer], scale: Scale, grid: Grid, scl: np.ndarray | None, date: str,
-            source: str, metadata: dict[str, Any]) -> RawScene:
+def _to_raw(
+    layers: list[Layer],
+    scale: Scale,
+    grid: Grid,
+    scl: np.ndarray | None,
+    date: str,
+    source: str,
+    metadata: dict[str, Any],
+) -> RawScene:
     _check_date(date, metadata["input"])
-    dn = np.stack([float_onto_grid(to_dn(layer.values, scale)[None], layer.transform, layer.crs,
-                                   grid)[0] for layer in layers])
-    return RawScene(dn=to_uint16(dn), scl=scl, offsets=list(scale.offsets), dates=[date[:10]],
-                    source=source, metadata={**metadata, "scale": scale.record()})
+    dn = np.stack(
+        [
+            float_onto_grid(to_dn(layer.values, scale)[None], layer.transform, layer.crs, grid)[0]
+            for layer in layers
+        ]
+    )
+    return RawScene(
+        dn=to_uint16(dn),
+        scl=scl,
+        offsets=list(scale.offsets),
+        dates=[date[:10]],
+        source=source,
+        metadata={**metadata, "scale": scale.record()},
+    )
 
 
 def _check_date(date: str, source: str) -> None:
     try:
         dt.date.fromisoformat(date[:10])
     except ValueError as exc:
-        raise InputFileError(f"{source}: acquisition date {date!r} is not YYYY-MM-DD; give it "
-                             "with --date YYYY-MM-DD") from exc
+        raise InputFileError(
+            f"{source}: acquisition date {date!r} is not YYYY-MM-DD; give it with --date YYYY-MM-DD"
+        ) from exc
 
 
-def read_geotiff(path: str | Path, grid: Grid, aoi_slug: str,
-                 options: LocalOptions | None = None, source: str = "local") -> RawScene:
+def read_geotiff(
+    path: str | Path,
+    grid: Grid,
+    aoi_slug: str,
+    options: LocalOptions | None = None,
+    source: str = "local",
+) -> RawScene:
     """A multi-band GeoTIFF (any CRS and resolution) onto the AOI grid."""
     gdal_path, options = str(path), options or LocalOptions()
     path = Path(gdal_path)  # for its name only: a /vsizip/ path must reach GDAL unchanged
@@ -190,31 +226,46 @@ def read_geotiff(path: str | Path, grid: Grid, aoi_slug: str,
             tags = src.tags()
             date = acquisition_date(gdal_path, options.date, tags, [path.name], {})
             evidence = ScaleEvidence(
-                source=gdal_path, dtype=src.dtypes[indexes[0] - 1], values=_sample(values),
+                source=gdal_path,
+                dtype=src.dtypes[indexes[0] - 1],
+                values=_sample(values),
                 browser_name=is_browser_name(path.name),
                 tag_offsets=_tag_offsets([src.tags(i) for i in indexes], tags),
                 gdal_scale_offset=_gdal_scale_offset(src, indexes),
                 baseline=tags.get("PROCESSING_BASELINE") or baseline_from_names([path.name]),
-                date=date)
+                date=date,
+            )
             scl = None
             if order.scl is not None and scl_path is None:
                 sdata, stransform = read_window(src, grid, [order.scl])
                 scl = classes_onto_grid(sdata[0], stransform, src.crs, grid)
             layers = [Layer(values[i], transform, src.crs, evidence.dtype) for i in range(4)]
     except rasterio.errors.RasterioIOError as exc:
-        raise InputFileError(f"{gdal_path}: cannot read the scene for AOI {aoi_slug} "
-                             f"({exc})") from exc
+        raise InputFileError(
+            f"{gdal_path}: cannot read the scene for AOI {aoi_slug} ({exc})"
+        ) from exc
     scale = _decide_scale(options, evidence)
     if scl_path is not None:
         scl = read_scl(str(scl_path), grid)
     log.info("%s: bands %s (%s)", gdal_path, ",".join(order.names), order.evidence)
-    return _to_raw(layers, scale, grid, scl, date, source,
-                   {"input": gdal_path, "scl_input": str(scl_path) if scl_path else None,
-                    "band_order": order.record()})
+    return _to_raw(
+        layers,
+        scale,
+        grid,
+        scl,
+        date,
+        source,
+        {
+            "input": gdal_path,
+            "scl_input": str(scl_path) if scl_path else None,
+            "band_order": order.record(),
+        },
+    )
 
 
-def _read_layers(files: dict[str, str], grid: Grid, aoi_slug: str
-                 ) -> tuple[list[Layer], list[dict[str, str]], list[tuple[float, float]]]:
+def _read_layers(
+    files: dict[str, str], grid: Grid, aoi_slug: str
+) -> tuple[list[Layer], list[dict[str, str]], list[tuple[float, float]]]:
     """Each band file's values around the AOI, its tags and its GDAL scale/offset."""
     layers, tags, scales = [], [], []
     for band in BANDS:
@@ -223,8 +274,9 @@ def _read_layers(files: dict[str, str], grid: Grid, aoi_slug: str
             with rasterio.open(path) as src:
                 check_covers(path, src, grid, aoi_slug)
                 data, transform = read_window(src, grid, [1])
-                layers.append(Layer(as_float(data[0], src.nodata), transform, src.crs,
-                                    src.dtypes[0]))
+                layers.append(
+                    Layer(as_float(data[0], src.nodata), transform, src.crs, src.dtypes[0])
+                )
                 tags.append({**src.tags(), **src.tags(1)})
                 scales.append((src.scales[0], src.offsets[0]))
         except rasterio.errors.RasterioIOError as exc:
@@ -234,12 +286,14 @@ def _read_layers(files: dict[str, str], grid: Grid, aoi_slug: str
         raise InputFileError(
             f"{files['B02']}: the band files have different data types "
             f"{dict(zip(BANDS, (layer.dtype for layer in layers), strict=True))}, so no one "
-            "value scale fits them; download all bands in one format")
+            "value scale fits them; download all bands in one format"
+        )
     return layers, tags, scales
 
 
-def read_band_files(download: Download, grid: Grid, aoi_slug: str,
-                    options: LocalOptions) -> RawScene:
+def read_band_files(
+    download: Download, grid: Grid, aoi_slug: str, options: LocalOptions
+) -> RawScene:
     """A folder or zip of one file per band, each band reprojected onto the grid on its own."""
     files, scl_file = assign_bands(download)
     layers, tags, scales = _read_layers(files, grid, aoi_slug)
@@ -249,21 +303,39 @@ def read_band_files(download: Download, grid: Grid, aoi_slug: str,
     date = acquisition_date(source, options.date, tags[0], names, stac)
     gdal_pairs = set(scales)
     evidence = ScaleEvidence(
-        source=source, dtype=layers[0].dtype,
+        source=source,
+        dtype=layers[0].dtype,
         values=_sample(np.concatenate([_sample(layer.values) for layer in layers])),
         browser_name=all(is_browser_name(f) for f in files.values()),
         tag_offsets=_tag_offsets(tags, {}),
-        gdal_scale_offset=gdal_pairs.pop() if len(gdal_pairs) == 1
-        and (1.0, 0.0) not in gdal_pairs else None,
-        stac=stac, baseline=tags[0].get("PROCESSING_BASELINE") or baseline_from_names(names),
-        date=date)
+        gdal_scale_offset=gdal_pairs.pop()
+        if len(gdal_pairs) == 1 and (1.0, 0.0) not in gdal_pairs
+        else None,
+        stac=stac,
+        baseline=tags[0].get("PROCESSING_BASELINE") or baseline_from_names(names),
+        date=date,
+    )
     scale = _decide_scale(options, evidence)
-    scl = read_scl(str(options.scl_path or scl_file), grid) \
-        if (options.scl_path or scl_file) else None
+    scl = (
+        read_scl(str(options.scl_path or scl_file), grid)
+        if (options.scl_path or scl_file)
+        else None
+    )
     log.info("%s: band files %s", source, files)
-    return _to_raw(layers, scale, grid, scl, date, "local",
-                   {"input": source, "band_files": files, "scl_input": scl_file,
-                    **({"stac_item": stac.get("item")} if stac else {})})
+    return _to_raw(
+        layers,
+        scale,
+        grid,
+        scl,
+        date,
+        "local",
+        {
+            "input": source,
+            "band_files": files,
+            "scl_input": scl_file,
+            **({"stac_item": stac.get("item")} if stac else {}),
+        },
+    )
 
 
 def read_safe(download: Download, grid: Grid, aoi_slug: str, options: LocalOptions) -> RawScene:
@@ -271,12 +343,27 @@ def read_safe(download: Download, grid: Grid, aoi_slug: str, options: LocalOptio
     product = open_safe(download)
     layers, _, _ = _read_layers(product.bands, grid, aoi_slug)
     scale = forced_scale(options.scale or "", options.boa_offset) or offset_scale(
-        product.offsets, f"{download.source.name} MTD_MSIL2A.xml BOA_ADD_OFFSET")
+        product.offsets, f"{download.source.name} MTD_MSIL2A.xml BOA_ADD_OFFSET"
+    )
     log.info("%s: value scale %s (%s)", download.source, scale.name, scale.reason)
     if options.date and options.date[:10] != product.date:
-        log.warning("%s: --date %s differs from the product's sensing date %s; using --date",
-                    download.source, options.date, product.date)
+        log.warning(
+            "%s: --date %s differs from the product's sensing date %s; using --date",
+            download.source,
+            options.date,
+            product.date,
+        )
     scl = read_scl(product.scl, grid)
-    return _to_raw(layers, scale, grid, scl, options.date or product.date, "local-safe",
-                   {"input": str(download.source), "product": download.source.name,
-                    "processing_baseline": product.baseline})
+    return _to_raw(
+        layers,
+        scale,
+        grid,
+        scl,
+        options.date or product.date,
+        "local-safe",
+        {
+            "input": str(download.source),
+            "product": download.source.name,
+            "processing_baseline": product.baseline,
+        },
+    )

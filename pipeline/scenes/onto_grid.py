@@ -22,14 +22,18 @@ from pipeline.grid import Grid
 def check_covers(path: str, src, grid: Grid, aoi_slug: str) -> None:
     """Refuse a raster without a CRS or whose footprint misses the AOI grid."""
     if src.crs is None:
-        raise InputFileError(f"{path}: raster has no CRS, so it cannot be placed on the AOI "
-                             "grid; write it with its CRS (a GeoTIFF, not a plain TIFF)")
+        raise InputFileError(
+            f"{path}: raster has no CRS, so it cannot be placed on the AOI "
+            "grid; write it with its CRS (a GeoTIFF, not a plain TIFF)"
+        )
     left, bottom, right, top = transform_bounds(src.crs, grid.crs, *src.bounds, densify_pts=21)
     g_left, g_bottom, g_right, g_top = grid.bounds
     if right <= g_left or left >= g_right or top <= g_bottom or bottom >= g_top:
-        raise InputFileError(f"{path} does not cover AOI {aoi_slug}: its footprint "
-                             f"({left:.0f}, {bottom:.0f}, {right:.0f}, {top:.0f}) misses the "
-                             f"AOI grid {grid.bounds} in {grid.crs}")
+        raise InputFileError(
+            f"{path} does not cover AOI {aoi_slug}: its footprint "
+            f"({left:.0f}, {bottom:.0f}, {right:.0f}, {top:.0f}) misses the "
+            f"AOI grid {grid.bounds} in {grid.crs}"
+        )
 
 
 def read_window(src, grid: Grid, indexes: list[int]) -> tuple[np.ndarray, Affine]:
@@ -37,8 +41,11 @@ def read_window(src, grid: Grid, indexes: list[int]) -> tuple[np.ndarray, Affine
     left, bottom, right, top = transform_bounds(grid.crs, src.crs, *grid.bounds, densify_pts=21)
     pad = 2 * max(abs(src.transform.a), abs(src.transform.e))
     window = src.window(left - pad, bottom - pad, right + pad, top + pad)
-    window = window.round_offsets().round_lengths().intersection(
-        rasterio.windows.Window(0, 0, src.width, src.height))
+    window = (
+        window.round_offsets()
+        .round_lengths()
+        .intersection(rasterio.windows.Window(0, 0, src.width, src.height))
+    )
     return src.read(indexes, window=window), src.window_transform(window)
 
 
@@ -55,18 +62,34 @@ def as_float(data: np.ndarray, nodata: float | None) -> np.ndarray:
 def float_onto_grid(values: np.ndarray, transform: Affine, crs, grid: Grid) -> np.ndarray:
     """(B, h, w) float32 with NaN no data, bilinearly onto the grid."""
     out = np.full((values.shape[0], *grid.shape), np.nan, dtype=np.float32)
-    reproject(values, out, src_transform=transform, src_crs=crs, src_nodata=np.nan,
-              dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=np.nan,
-              resampling=Resampling.bilinear)
+    reproject(
+        values,
+        out,
+        src_transform=transform,
+        src_crs=crs,
+        src_nodata=np.nan,
+        dst_transform=grid.transform,
+        dst_crs=grid.crs,
+        dst_nodata=np.nan,
+        resampling=Resampling.bilinear,
+    )
     return out
 
 
 def classes_onto_grid(values: np.ndarray, transform: Affine, crs, grid: Grid) -> np.ndarray:
     """A class raster (uint8, 0 = no data) onto the grid with nearest neighbour."""
     out = np.zeros(grid.shape, dtype=np.uint8)
-    reproject(values.astype(np.uint8), out, src_transform=transform, src_crs=crs, src_nodata=0,
-              dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=0,
-              resampling=Resampling.nearest)
+    reproject(
+        values.astype(np.uint8),
+        out,
+        src_transform=transform,
+        src_crs=crs,
+        src_nodata=0,
+        dst_transform=grid.transform,
+        dst_crs=grid.crs,
+        dst_nodata=0,
+        resampling=Resampling.nearest,
+    )
     return out
 
 

@@ -40,12 +40,12 @@ MIN_LAND_PIXELS = 100
 class RawScene:
     """Digital numbers on the AOI grid as a source delivered them, before masking."""
 
-    dn: np.ndarray                 # (4, H, W) uint16, 0 = no data
-    scl: np.ndarray | None         # (H, W) uint8 scene classification on the same grid
-    offsets: Sequence[int]         # BOA_ADD_OFFSET per band still present in ``dn``
-    dates: list[str]               # acquisition date(s), ISO
+    dn: np.ndarray  # (4, H, W) uint16, 0 = no data
+    scl: np.ndarray | None  # (H, W) uint8 scene classification on the same grid
+    offsets: Sequence[int]  # BOA_ADD_OFFSET per band still present in ``dn``
+    dates: list[str]  # acquisition date(s), ISO
     source: str
-    extra_mask: np.ndarray | None = None   # (H, W) bool, True = invalid (service masks)
+    extra_mask: np.ndarray | None = None  # (H, W) bool, True = invalid (service masks)
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -62,15 +62,24 @@ def harmonise(dn: np.ndarray, offsets: Sequence[int]) -> np.ndarray:
     return out.astype(np.uint16)
 
 
-def finalise_scene(raw: RawScene, aoi: AOI, grid: Grid, out: str | Path, epoch: str,
-                   mask_classes: Sequence[int] = DEFAULT_MASK_CLASSES,
-                   min_valid_fraction: float = DEFAULT_MIN_VALID_FRACTION) -> dict[str, Any]:
+def finalise_scene(
+    raw: RawScene,
+    aoi: AOI,
+    grid: Grid,
+    out: str | Path,
+    epoch: str,
+    mask_classes: Sequence[int] = DEFAULT_MASK_CLASSES,
+    min_valid_fraction: float = DEFAULT_MIN_VALID_FRACTION,
+) -> dict[str, Any]:
     """Mask, harmonise and write the product; return the summary written beside it."""
     if raw.dn.shape != (len(BANDS), *grid.shape):
-        raise PipelineError(f"{aoi.slug}: scene array {raw.dn.shape} does not match the AOI "
-                            f"grid {(len(BANDS), *grid.shape)}")
-    in_aoi = geometry_mask([aoi.geometry_in(grid.crs)], out_shape=grid.shape,
-                           transform=grid.transform, invert=True)
+        raise PipelineError(
+            f"{aoi.slug}: scene array {raw.dn.shape} does not match the AOI "
+            f"grid {(len(BANDS), *grid.shape)}"
+        )
+    in_aoi = geometry_mask(
+        [aoi.geometry_in(grid.crs)], out_shape=grid.shape, transform=grid.transform, invert=True
+    )
     if not in_aoi.any():  # a capped grid always holds AOI ground; guard odd polygons anyway
         in_aoi = np.ones(grid.shape, dtype=bool)
     invalid = (raw.dn == 0).any(axis=0)
@@ -89,36 +98,65 @@ def finalise_scene(raw: RawScene, aoi: AOI, grid: Grid, out: str | Path, epoch: 
         raise PipelineError(
             f"{aoi.slug} ({epoch}): only {valid_fraction:.1%} of the AOI has a valid "
             f"observation (cloud {cloud_fraction:.1%}) on {', '.join(raw.dates)}, below the "
-            f"minimum {min_valid_fraction:.0%}; choose another date or lower the minimum")
-    check_plausible(dn, ~invalid & in_aoi, raw.scl, f"{aoi.slug} ({epoch}) from "
-                    f"{raw.metadata.get('input', raw.source)}")
-    tags = {"ACQUISITION_DATE": ",".join(raw.dates), "SOURCE": raw.source, "EPOCH": epoch,
-            "AOI": aoi.slug, "CLOUD_FRACTION": f"{cloud_fraction:.4f}",
-            "VALID_FRACTION": f"{valid_fraction:.4f}", "HARMONISED": "pre-2022 DN scale",
-            "BOA_ADD_OFFSET_APPLIED": ",".join(str(o) for o in raw.offsets),
-            "MASKED_SCL_CLASSES": ",".join(str(c) for c in mask_classes)}
+            f"minimum {min_valid_fraction:.0%}; choose another date or lower the minimum"
+        )
+    check_plausible(
+        dn,
+        ~invalid & in_aoi,
+        raw.scl,
+        f"{aoi.slug} ({epoch}) from {raw.metadata.get('input', raw.source)}",
+    )
+    tags = {
+        "ACQUISITION_DATE": ",".join(raw.dates),
+        "SOURCE": raw.source,
+        "EPOCH": epoch,
+        "AOI": aoi.slug,
+        "CLOUD_FRACTION": f"{cloud_fraction:.4f}",
+        "VALID_FRACTION": f"{valid_fraction:.4f}",
+        "HARMONISED": "pre-2022 DN scale",
+        "BOA_ADD_OFFSET_APPLIED": ",".join(str(o) for o in raw.offsets),
+        "MASKED_SCL_CLASSES": ",".join(str(c) for c in mask_classes),
+    }
     if "scale" in raw.metadata:  # how a local input's values were brought to DN
         tags["INPUT_SCALE"] = str(raw.metadata["scale"]["input"])
     if "acquisition" in raw.metadata:  # the Catalog's choice within a date window
         tags["ACQUISITION_ID"] = raw.metadata["acquisition"]["id"]
         tags["ACQUISITION_CLOUD_COVER"] = str(raw.metadata["acquisition"]["cloud_cover"])
-    summary = {"aoi": aoi.slug, "epoch": epoch, "source": raw.source, "dates": raw.dates,
-               "cloud_fraction": round(cloud_fraction, 4),
-               "valid_fraction": round(valid_fraction, 4),
-               "boa_add_offset_applied": list(map(int, raw.offsets)),
-               "grid": {"crs": grid.crs.to_string(), "transform": list(grid.transform)[:6],
-                        "width": grid.width, "height": grid.height}, **raw.metadata}
+    summary = {
+        "aoi": aoi.slug,
+        "epoch": epoch,
+        "source": raw.source,
+        "dates": raw.dates,
+        "cloud_fraction": round(cloud_fraction, 4),
+        "valid_fraction": round(valid_fraction, 4),
+        "boa_add_offset_applied": list(map(int, raw.offsets)),
+        "grid": {
+            "crs": grid.crs.to_string(),
+            "transform": list(grid.transform)[:6],
+            "width": grid.width,
+            "height": grid.height,
+        },
+        **raw.metadata,
+    }
     out = Path(out)
-    write_cog(out, dn, grid, nodata=0, descriptions=BANDS, tags=tags,
-              band_tags=band_tags())
+    write_cog(out, dn, grid, nodata=0, descriptions=BANDS, tags=tags, band_tags=band_tags())
     write_text_atomic(sidecar_path(out), json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    log.info("%s %s: wrote %s (%s, %s; valid %.1f%%, cloud %.1f%%)", aoi.slug, epoch, out,
-             raw.source, ",".join(raw.dates), 100 * valid_fraction, 100 * cloud_fraction)
+    log.info(
+        "%s %s: wrote %s (%s, %s; valid %.1f%%, cloud %.1f%%)",
+        aoi.slug,
+        epoch,
+        out,
+        raw.source,
+        ",".join(raw.dates),
+        100 * valid_fraction,
+        100 * cloud_fraction,
+    )
     return summary
 
 
-def land_medians(dn: np.ndarray, valid: np.ndarray, scl: np.ndarray | None
-                 ) -> tuple[list[float], int]:
+def land_medians(
+    dn: np.ndarray, valid: np.ndarray, scl: np.ndarray | None
+) -> tuple[list[float], int]:
     """Per-band medians over valid land pixels (SCL 4/5, else where NIR exceeds green)."""
     land = valid & (np.isin(scl, LAND_CLASSES) if scl is not None else dn[3] > dn[1])
     if int(land.sum()) < MIN_LAND_PIXELS:
@@ -126,8 +164,7 @@ def land_medians(dn: np.ndarray, valid: np.ndarray, scl: np.ndarray | None
     return [float(np.median(band[land])) for band in dn], int(land.sum())
 
 
-def check_plausible(dn: np.ndarray, valid: np.ndarray, scl: np.ndarray | None,
-                    what: str) -> None:
+def check_plausible(dn: np.ndarray, valid: np.ndarray, scl: np.ndarray | None, what: str) -> None:
     """Refuse a harmonised scene whose land medians are not L2A surface reflectance DN.
 
     Why these ranges (reflectance x 10000): over cloud-free land, median L2A surface
@@ -144,8 +181,11 @@ def check_plausible(dn: np.ndarray, valid: np.ndarray, scl: np.ndarray | None,
     if not valid.any():
         return
     medians, n = land_medians(dn, valid, scl)
-    bad = [b for b, m in zip(BANDS, medians, strict=True)
-           if not PLAUSIBLE_MEDIANS[b][0] <= m <= PLAUSIBLE_MEDIANS[b][1]]
+    bad = [
+        b
+        for b, m in zip(BANDS, medians, strict=True)
+        if not PLAUSIBLE_MEDIANS[b][0] <= m <= PLAUSIBLE_MEDIANS[b][1]
+    ]
     if not bad:
         return
     measured = ", ".join(f"{b}={m:.0f}" for b, m in zip(BANDS, medians, strict=True))
@@ -153,31 +193,38 @@ def check_plausible(dn: np.ndarray, valid: np.ndarray, scl: np.ndarray | None,
     raise InputFileError(
         f"{what}: implausible values after harmonisation: medians over {n} valid land pixels "
         f"{measured}, outside the L2A surface-reflectance DN ranges ({ranges}) for "
-        f"{', '.join(bad)}; likely cause: {likely_cause(medians)}. Nothing written")
+        f"{', '.join(bad)}; likely cause: {likely_cause(medians)}. Nothing written"
+    )
 
 
 def likely_cause(medians: list[float]) -> str:
     """The scale error that would bring the medians into the plausible ranges."""
+
     def fits(values: list[float]) -> bool:
-        return all(lo <= v <= hi for v, (lo, hi) in zip(values, PLAUSIBLE_MEDIANS.values(),
-                                                         strict=True))
+        return all(
+            lo <= v <= hi for v, (lo, hi) in zip(values, PLAUSIBLE_MEDIANS.values(), strict=True)
+        )
 
     if fits([m - 1000 for m in medians]):
         return "the +1000 BOA offset is still in: pass --scale dn-offset"
     if fits([m * 10000 / 65535 for m in medians]):
-        return ("a Copernicus Browser UINT16 export (65535 x reflectance) read as digital "
-                "numbers, 6.55x too bright: pass --scale browser-uint16")
+        return (
+            "a Copernicus Browser UINT16 export (65535 x reflectance) read as digital "
+            "numbers, 6.55x too bright: pass --scale browser-uint16"
+        )
     if max(medians) <= 300:
-        return ("reflectance (0..1) or 8-bit values read as digital numbers, the x10000 scale "
-                "missing: pass --scale reflectance (float 0..1) or --scale browser-uint8")
+        return (
+            "reflectance (0..1) or 8-bit values read as digital numbers, the x10000 scale "
+            "missing: pass --scale reflectance (float 0..1) or --scale browser-uint8"
+        )
     if fits([m / 10 for m in medians]):
-        return ("values about 10x too large: check the scale the file was exported with "
-                "(--scale)")
-    return ("not surface reflectance: a visualised (true-colour) image, wrong bands, or a "
-            "scene mostly of cloud or snow without an SCL mask")
+        return "values about 10x too large: check the scale the file was exported with (--scale)"
+    return (
+        "not surface reflectance: a visualised (true-colour) image, wrong bands, or a "
+        "scene mostly of cloud or snow without an SCL mask"
+    )
 
 
 def sidecar_path(scene: str | Path) -> Path:
     """``scene.tif`` -> ``scene.json``: the acquisition record beside a scene."""
     return Path(scene).with_suffix(".json")
-

@@ -25,9 +25,9 @@ MTD_NAME = "MTD_MSIL2A.xml"
 class SafeProduct:
     """The parts of an L2A SAFE product this project needs."""
 
-    bands: dict[str, str]     # band -> GDAL path of its 10 m file
-    scl: str                  # GDAL path of the 20 m SCL file
-    offsets: list[int]        # BOA_ADD_OFFSET of B02, B03, B04, B08
+    bands: dict[str, str]  # band -> GDAL path of its 10 m file
+    scl: str  # GDAL path of the 20 m SCL file
+    offsets: list[int]  # BOA_ADD_OFFSET of B02, B03, B04, B08
     date: str
     baseline: str | None
 

@@ -39,15 +39,17 @@ from pipeline.scenes.product import RawScene
 log = logging.getLogger(__name__)
 
 CDSE_BASE_URL = "https://sh.dataspace.copernicus.eu"
-CDSE_TOKEN_URL = ("https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/"
-                  "openid-connect/token")
+CDSE_TOKEN_URL = (
+    "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
+)
 MAX_REQUEST_PX = 2500
 CREDENTIALS_HELP = (
     "Create a free Copernicus Data Space Ecosystem account and an OAuth client "
     "(https://shapps.dataspace.copernicus.eu/dashboard/ > User settings > OAuth clients), then "
     "export SH_CLIENT_ID=<client id> and SH_CLIENT_SECRET=<client secret> (or store them with "
     "'sentinelhub.config --sh_client_id ... --sh_client_secret ...'). See docs/data-sources.md. "
-    "To try the workflow offline instead: snakemake --cores 2 --configfile config/demo.yaml")
+    "To try the workflow offline instead: snakemake --cores 2 --configfile config/demo.yaml"
+)
 
 EVALSCRIPT = """//VERSION=3
 function setup() {
@@ -68,9 +70,9 @@ class SentinelHubOptions:
 
     base_url: str = CDSE_BASE_URL
     token_url: str = CDSE_TOKEN_URL
-    mosaic: bool = False          # least-cloud mosaic over a window instead of one acquisition
-    max_attempts: int = 5         # attempts for 5xx responses and connection errors
-    retry_sleep_s: float = 5.0    # first backoff; multiplied by 3 after each failure
+    mosaic: bool = False  # least-cloud mosaic over a window instead of one acquisition
+    max_attempts: int = 5  # attempts for 5xx responses and connection errors
+    retry_sleep_s: float = 5.0  # first backoff; multiplied by 3 after each failure
     rate_limit_wait_s: float = 30.0  # wait after a 429 without a Retry-After header
     max_cloud_cover: float = 1.0  # for mosaics: skip acquisitions cloudier than this (0-1)
 
@@ -83,8 +85,10 @@ def make_config(options: SentinelHubOptions) -> SHConfig:
     config.max_download_attempts = options.max_attempts
     config.download_sleep_time = options.retry_sleep_s
     if not (config.sh_client_id and config.sh_client_secret):
-        raise CredentialsError("no Sentinel Hub credentials found (SH_CLIENT_ID and "
-                               f"SH_CLIENT_SECRET are not set). {CREDENTIALS_HELP}")
+        raise CredentialsError(
+            "no Sentinel Hub credentials found (SH_CLIENT_ID and "
+            f"SH_CLIENT_SECRET are not set). {CREDENTIALS_HELP}"
+        )
     return config
 
 
@@ -98,8 +102,9 @@ def has_credentials() -> bool:
 
 def collection(config: SHConfig) -> DataCollection:
     """Sentinel-2 L2A as served by the configured (CDSE) endpoint."""
-    return DataCollection.SENTINEL2_L2A.define_from("SENTINEL2_L2A_CDSE",
-                                                    service_url=config.sh_base_url)
+    return DataCollection.SENTINEL2_L2A.define_from(
+        "SENTINEL2_L2A_CDSE", service_url=config.sh_base_url
+    )
 
 
 def _day_range(window: DateWindow) -> tuple[str, str]:
@@ -111,8 +116,9 @@ def _day_range(window: DateWindow) -> tuple[str, str]:
 def _http_status(exc: BaseException) -> int | None:
     cur: BaseException | None = exc
     while cur is not None:
-        resp = getattr(cur, "response", None) or getattr(getattr(cur, "request_exception",
-                                                                  None), "response", None)
+        resp = getattr(cur, "response", None) or getattr(
+            getattr(cur, "request_exception", None), "response", None
+        )
         if resp is not None and getattr(resp, "status_code", None) is not None:
             return int(resp.status_code)
         cur = cur.__cause__ or cur.__context__
@@ -122,14 +128,22 @@ def _http_status(exc: BaseException) -> int | None:
 def _explain(exc: Exception, aoi: AOI, what: str) -> PipelineError:
     status = _http_status(exc)
     if status in (401, 403) or "invalid_client" in str(exc) or "Unauthorized" in str(exc):
-        return CredentialsError(f"{aoi.slug}: Sentinel Hub refused the credentials "
-                                f"(HTTP {status or 401}) while {what}. {CREDENTIALS_HELP}")
-    return ServiceError(f"{aoi.slug}: Sentinel Hub request failed while {what}: "
-                        f"{str(exc).splitlines()[0]}")
+        return CredentialsError(
+            f"{aoi.slug}: Sentinel Hub refused the credentials "
+            f"(HTTP {status or 401}) while {what}. {CREDENTIALS_HELP}"
+        )
+    return ServiceError(
+        f"{aoi.slug}: Sentinel Hub request failed while {what}: {str(exc).splitlines()[0]}"
+    )
 
 
-def choose_acquisition(aoi: AOI, epoch: str, window: DateWindow, grid: Grid, config: SHConfig,
-                       ) -> dict[str, Any]:
+def choose_acquisition(
+    aoi: AOI,
+    epoch: str,
+    window: DateWindow,
+    grid: Grid,
+    config: SHConfig,
+) -> dict[str, Any]:
     """The least-cloudy acquisition over the AOI in the window (Catalog API).
 
     Ties go to the latest acquisition for *before* and the earliest for *after*, keeping both as
@@ -138,25 +152,51 @@ def choose_acquisition(aoi: AOI, epoch: str, window: DateWindow, grid: Grid, con
     catalog = SentinelHubCatalog(config=config)
     bbox = BBox(grid.bounds, crs=SHCRS(grid.crs.to_epsg()))
     try:
-        items = list(catalog.search(collection(config), bbox=bbox, time=_day_range(window),
-                                    fields={"include": ["id", "properties.datetime",
-                                                        "properties.eo:cloud_cover"],
-                                            "exclude": []}))
+        items = list(
+            catalog.search(
+                collection(config),
+                bbox=bbox,
+                time=_day_range(window),
+                fields={
+                    "include": ["id", "properties.datetime", "properties.eo:cloud_cover"],
+                    "exclude": [],
+                },
+            )
+        )
     except Exception as exc:  # DownloadFailedException, HTTPError, OAuth errors
         raise _explain(exc, aoi, "searching the catalog") from exc
     if not items:
-        raise InputFileError(f"{aoi.slug} ({epoch}): no Sentinel-2 L2A acquisition between "
-                            f"{window.start} and {window.end} over the AOI; widen the window in "
-                            f"{aoi.source_file}")
+        raise InputFileError(
+            f"{aoi.slug} ({epoch}): no Sentinel-2 L2A acquisition between "
+            f"{window.start} and {window.end} over the AOI; widen the window in "
+            f"{aoi.source_file}"
+        )
     sign = -1 if epoch == "before" else 1
-    best = min(items, key=lambda it: (float(it["properties"].get("eo:cloud_cover", 100.0)),
-                                      sign * dt.datetime.fromisoformat(
-                                          it["properties"]["datetime"].replace("Z", "+00:00")
-                                      ).timestamp()))
-    log.info("%s %s: %d acquisitions in %s; chose %s (cloud cover %.1f%%)", aoi.slug, epoch,
-             len(items), window, best["id"], best["properties"].get("eo:cloud_cover", -1))
-    return {"id": best["id"], "datetime": best["properties"]["datetime"],
-            "cloud_cover": best["properties"].get("eo:cloud_cover"), "candidates": len(items)}
+    best = min(
+        items,
+        key=lambda it: (
+            float(it["properties"].get("eo:cloud_cover", 100.0)),
+            sign
+            * dt.datetime.fromisoformat(
+                it["properties"]["datetime"].replace("Z", "+00:00")
+            ).timestamp(),
+        ),
+    )
+    log.info(
+        "%s %s: %d acquisitions in %s; chose %s (cloud cover %.1f%%)",
+        aoi.slug,
+        epoch,
+        len(items),
+        window,
+        best["id"],
+        best["properties"].get("eo:cloud_cover", -1),
+    )
+    return {
+        "id": best["id"],
+        "datetime": best["properties"]["datetime"],
+        "cloud_cover": best["properties"].get("eo:cloud_cover"),
+        "candidates": len(items),
+    }
 
 
 def tiles(grid: Grid, max_px: int = MAX_REQUEST_PX) -> list[tuple[int, int, int, int]]:
@@ -172,8 +212,11 @@ def download_scene(aoi: AOI, epoch: str, grid: Grid, options: SentinelHubOptions
     """Fetch the AOI grid from the Process API, tile by tile, into one array."""
     config = make_config(options)
     window = aoi.before if epoch == "before" else aoi.after
-    meta: dict[str, Any] = {"service": options.base_url, "collection": "sentinel-2-l2a",
-                            "harmonize_values": True}
+    meta: dict[str, Any] = {
+        "service": options.base_url,
+        "collection": "sentinel-2-l2a",
+        "harmonize_values": True,
+    }
     if window.is_single_day:
         time_range = _day_range(window)
         dates = [window.start.isoformat()]
@@ -196,25 +239,46 @@ def download_scene(aoi: AOI, epoch: str, grid: Grid, options: SentinelHubOptions
     for row, col, h, w in parts:
         left = grid.transform.c + col * grid.transform.a
         top = grid.transform.f + row * grid.transform.e
-        bbox = BBox((left, top + h * grid.transform.e, left + w * grid.transform.a, top),
-                    crs=SHCRS(grid.crs.to_epsg()))
+        bbox = BBox(
+            (left, top + h * grid.transform.e, left + w * grid.transform.a, top),
+            crs=SHCRS(grid.crs.to_epsg()),
+        )
         input_data = SentinelHubRequest.input_data(
-            data_collection=collection(config), time_interval=time_range,
+            data_collection=collection(config),
+            time_interval=time_range,
             mosaicking_order=order,
             maxcc=options.max_cloud_cover if options.mosaic else None,
-            other_args={"processing": {"harmonizeValues": True}})
-        requests.append(SentinelHubRequest(
-            evalscript=EVALSCRIPT, input_data=[input_data],
-            responses=[SentinelHubRequest.output_response("default", MimeType.TIFF)],
-            bbox=bbox, size=(w, h), config=config))
-    client = SentinelHubDownloadClient(config=config,
-                                       default_retry_time=options.rate_limit_wait_s * 1000)
+            other_args={"processing": {"harmonizeValues": True}},
+        )
+        requests.append(
+            SentinelHubRequest(
+                evalscript=EVALSCRIPT,
+                input_data=[input_data],
+                responses=[SentinelHubRequest.output_response("default", MimeType.TIFF)],
+                bbox=bbox,
+                size=(w, h),
+                config=config,
+            )
+        )
+    client = SentinelHubDownloadClient(
+        config=config, default_retry_time=options.rate_limit_wait_s * 1000
+    )
     out = np.zeros((6, *grid.shape), dtype=np.uint16)
-    log.info("%s %s: requesting %d x %d px in %d part(s) from %s", aoi.slug, epoch, grid.width,
-             grid.height, len(parts), options.base_url)
-    for (row, col, h, w), req in tqdm(list(zip(parts, requests, strict=True)),
-                                      desc=f"{aoi.slug} {epoch}", unit="tile",
-                                      disable=True if len(parts) == 1 else None):
+    log.info(
+        "%s %s: requesting %d x %d px in %d part(s) from %s",
+        aoi.slug,
+        epoch,
+        grid.width,
+        grid.height,
+        len(parts),
+        options.base_url,
+    )
+    for (row, col, h, w), req in tqdm(
+        list(zip(parts, requests, strict=True)),
+        desc=f"{aoi.slug} {epoch}",
+        unit="tile",
+        disable=True if len(parts) == 1 else None,
+    ):
         try:
             (data,) = client.download(req.download_list, decode_data=True)
         except PipelineError:
@@ -225,14 +289,25 @@ def download_scene(aoi: AOI, epoch: str, grid: Grid, options: SentinelHubOptions
         if arr.ndim == 2:
             arr = arr[..., None]
         if arr.shape[:2] != (h, w) or arr.shape[2] != 6:
-            raise ServiceError(f"{aoi.slug}: Sentinel Hub returned an array of shape "
-                                f"{arr.shape}, expected ({h}, {w}, 6)")
-        out[:, row:row + h, col:col + w] = np.moveaxis(arr, -1, 0)
+            raise ServiceError(
+                f"{aoi.slug}: Sentinel Hub returned an array of shape "
+                f"{arr.shape}, expected ({h}, {w}, 6)"
+            )
+        out[:, row : row + h, col : col + w] = np.moveaxis(arr, -1, 0)
     meta["request_parts"] = len(parts)
     no_data = out[5] == 0
     if no_data.all():
-        raise InputFileError(f"{aoi.slug} ({epoch}): Sentinel Hub has no Sentinel-2 L2A "
-                            f"observation over the AOI in {time_range[0]}..{time_range[1]}; "
-                            f"check the date in {aoi.source_file}")
-    return RawScene(dn=out[:4], scl=out[4].astype(np.uint8), offsets=[0, 0, 0, 0], dates=dates,
-                    source="sentinelhub", extra_mask=no_data, metadata=meta)
+        raise InputFileError(
+            f"{aoi.slug} ({epoch}): Sentinel Hub has no Sentinel-2 L2A "
+            f"observation over the AOI in {time_range[0]}..{time_range[1]}; "
+            f"check the date in {aoi.source_file}"
+        )
+    return RawScene(
+        dn=out[:4],
+        scl=out[4].astype(np.uint8),
+        offsets=[0, 0, 0, 0],
+        dates=dates,
+        source="sentinelhub",
+        extra_mask=no_data,
+        metadata=meta,
+    )

@@ -48,8 +48,10 @@ def read_stac(req: SceneRequest) -> RawScene:
 def read_user_download(req: SceneRequest) -> RawScene:
     """A GeoTIFF, a folder or zip of band files, or an L2A SAFE product the user downloaded."""
     if req.input_path is None:
-        raise PipelineUsageError(f"{req.aoi.slug}: --source local needs --input (a GeoTIFF, a "
-                                 "folder or zip of band files, or an L2A SAFE folder or zip)")
+        raise PipelineUsageError(
+            f"{req.aoi.slug}: --source local needs --input (a GeoTIFF, a "
+            "folder or zip of band files, or an L2A SAFE folder or zip)"
+        )
     if not req.input_path.exists():
         raise PipelineUsageError(f"{req.input_path}: --input for AOI {req.aoi.slug} not found")
     return read_local(req.input_path, req.grid, req.aoi.slug, req.local)
@@ -60,9 +62,11 @@ def read_synthetic(req: SceneRequest) -> RawScene:
     if req.input_path is not None:
         path = req.input_path / f"{req.epoch}.tif"
         if not path.exists():
-            raise InputFileError(f"{path}: no synthetic {req.epoch} scene for AOI "
-                                 f"{req.aoi.slug} (write it with: pipeline synthetic --out "
-                                 f"{req.input_path})")
+            raise InputFileError(
+                f"{path}: no synthetic {req.epoch} scene for AOI "
+                f"{req.aoi.slug} (write it with: pipeline synthetic --out "
+                f"{req.input_path})"
+            )
         raw = read_geotiff(path, req.grid, req.aoi.slug, source="synthetic")
         raw.metadata = {"synthetic": True, "input": str(req.input_path)}
         return raw

@@ -47,8 +47,8 @@ class ItemBands:
     """Where one item keeps B02, B03, B04, B08 and SCL, and the offset still in its DN."""
 
     item_id: str
-    keys: dict[str, str]          # band id (B02..B08, SCL) -> asset key
-    offsets: tuple[int, ...]      # BOA_ADD_OFFSET still in the DN of B02, B03, B04, B08
+    keys: dict[str, str]  # band id (B02..B08, SCL) -> asset key
+    offsets: tuple[int, ...]  # BOA_ADD_OFFSET still in the DN of B02, B03, B04, B08
 
 
 def _band_entries(asset: pystac.Asset) -> list[dict[str, Any]]:
@@ -84,8 +84,9 @@ def _resolution(asset: pystac.Asset) -> float:
 
 
 def _find(item: pystac.Item, wanted: set[str]) -> str | None:
-    hits = [(_resolution(a), k) for k, a in item.assets.items()
-            if _is_cog(a) and _names(k, a) & wanted]
+    hits = [
+        (_resolution(a), k) for k, a in item.assets.items() if _is_cog(a) and _names(k, a) & wanted
+    ]
     return min(hits)[1] if hits else None
 
 
@@ -103,7 +104,8 @@ def band_keys(item: pystac.Item) -> dict[str, str]:
         if key is None:
             raise InputFileError(
                 f"{_describe(item)} has no Cloud Optimized GeoTIFF asset for {band} "
-                f"(assets: {', '.join(sorted(item.assets))}); is the collection Sentinel-2 L2A?")
+                f"(assets: {', '.join(sorted(item.assets))}); is the collection Sentinel-2 L2A?"
+            )
         keys[band] = key
     return keys
 
@@ -140,7 +142,8 @@ def boa_offsets(item: pystac.Item, keys: dict[str, str]) -> tuple[int, ...]:
         if scale is not None and not math.isclose(scale, 1 / QUANTIFICATION, rel_tol=1e-6):
             raise InputFileError(
                 f"{_describe(item)}: asset {keys[band]} has scale {scale}, not "
-                f"1/{QUANTIFICATION}; its values are not Sentinel-2 L2A digital numbers")
+                f"1/{QUANTIFICATION}; its values are not Sentinel-2 L2A digital numbers"
+            )
         if offset is not None:
             out.append(round(offset * QUANTIFICATION))
         elif baseline is not None:
@@ -151,7 +154,8 @@ def boa_offsets(item: pystac.Item, keys: dict[str, str]) -> tuple[int, ...]:
             raise InputFileError(
                 f"{_describe(item)}: asset {keys[band]} states neither a raster:bands "
                 "scale/offset nor a processing baseline, so whether its values carry "
-                "BOA_ADD_OFFSET (-1000) is unknown; use a collection that records it")
+                "BOA_ADD_OFFSET (-1000) is unknown; use a collection that records it"
+            )
     return tuple(out)
 
 

@@ -71,12 +71,12 @@ class StacOptions:
 
     url: str = EARTH_SEARCH_URL
     collection: str = DEFAULT_COLLECTION
-    signing: str = "auto"         # auto: sign asset URLs when the API is Planetary Computer's
-    max_attempts: int = 5         # per request, API and COG reads alike
-    backoff_s: float = 1.0        # backoff factor: retries at once, then after 2, 4, 8 s
-    timeout_s: float = 60.0       # connect and read timeout of each request
-    shortlist: int = 3            # dates (by eo:cloud_cover) whose SCL over the AOI is checked
-    chunk_px: int = 2048          # dask chunk side on the AOI grid
+    signing: str = "auto"  # auto: sign asset URLs when the API is Planetary Computer's
+    max_attempts: int = 5  # per request, API and COG reads alike
+    backoff_s: float = 1.0  # backoff factor: retries at once, then after 2, 4, 8 s
+    timeout_s: float = 60.0  # connect and read timeout of each request
+    shortlist: int = 3  # dates (by eo:cloud_cover) whose SCL over the AOI is checked
+    chunk_px: int = 2048  # dask chunk side on the AOI grid
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -95,18 +95,25 @@ class StacOptions:
 
     def retry(self) -> Retry:
         """Backoff on 429/5xx and connection errors; POST too, since a search is read-only."""
-        return Retry(total=self.max_attempts - 1, backoff_factor=self.backoff_s,
-                     status_forcelist=RETRY_STATUS, allowed_methods=None,
-                     raise_on_status=False, respect_retry_after_header=True)
+        return Retry(
+            total=self.max_attempts - 1,
+            backoff_factor=self.backoff_s,
+            status_forcelist=RETRY_STATUS,
+            allowed_methods=None,
+            raise_on_status=False,
+            respect_retry_after_header=True,
+        )
 
     def gdal_env(self) -> dict[str, str]:
         """GDAL's own retry, timeout and no-directory-listing settings for the COG reads."""
-        return {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-                "GDAL_HTTP_MAX_RETRY": str(self.max_attempts - 1),
-                "GDAL_HTTP_RETRY_DELAY": f"{self.backoff_s:g}",
-                "GDAL_HTTP_TIMEOUT": str(max(1, round(self.timeout_s))),
-                "GDAL_HTTP_CONNECTTIMEOUT": str(max(1, round(self.timeout_s))),
-                "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES"}
+        return {
+            "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+            "GDAL_HTTP_MAX_RETRY": str(self.max_attempts - 1),
+            "GDAL_HTTP_RETRY_DELAY": f"{self.backoff_s:g}",
+            "GDAL_HTTP_TIMEOUT": str(max(1, round(self.timeout_s))),
+            "GDAL_HTTP_CONNECTTIMEOUT": str(max(1, round(self.timeout_s))),
+            "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+        }
 
 
 def _host_of(text: str) -> str | None:
@@ -121,8 +128,10 @@ def _service_error(exc: BaseException, host: str, what: str) -> ServiceError:
         if isinstance(cur, requests.Timeout) or "timed out" in str(cur).lower():
             return ServiceError(f"{host} did not answer in time while {what}; try again later")
         if isinstance(cur, requests.ConnectionError):
-            return ServiceError(f"cannot reach {host} while {what} (network down, wrong "
-                                f"--stac-url, or the service is offline)")
+            return ServiceError(
+                f"cannot reach {host} while {what} (network down, wrong "
+                f"--stac-url, or the service is offline)"
+            )
         cur = cur.__cause__ or cur.__context__
     status = getattr(exc, "status_code", None)
     detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
@@ -144,21 +153,22 @@ class PlanetaryComputerSigner:
 
     def __init__(self, options: StacOptions):
         parts = urlsplit(options.url)
-        self.token_url = (f"{parts.scheme}://{parts.netloc}"
-                          + SAS_TOKEN_PATH.format(collection=options.collection))
+        self.token_url = f"{parts.scheme}://{parts.netloc}" + SAS_TOKEN_PATH.format(
+            collection=options.collection
+        )
         self._options = options
         self._token: str | None = None
 
     def token(self) -> str:
         if self._token is None:
             try:
-                resp = _session(self._options).get(self.token_url,
-                                                   timeout=self._options.timeout_s)
+                resp = _session(self._options).get(self.token_url, timeout=self._options.timeout_s)
                 resp.raise_for_status()
                 self._token = str(resp.json()["token"])
             except (requests.RequestException, ValueError, KeyError) as exc:
-                raise _service_error(exc, self._options.host,
-                                     f"getting a URL token from {self.token_url}") from exc
+                raise _service_error(
+                    exc, self._options.host, f"getting a URL token from {self.token_url}"
+                ) from exc
         return self._token
 
     def __call__(self, href: str) -> str:
@@ -175,11 +185,11 @@ def open_catalog(options: StacOptions) -> Client:
     try:
         found = client.get_collection(options.collection)  # None when the API answers 404
     except (APIError, requests.RequestException) as exc:
-        raise _service_error(exc, options.host,
-                             f"reading collection {options.collection}") from exc
+        raise _service_error(exc, options.host, f"reading collection {options.collection}") from exc
     if found is None:
-        raise PipelineUsageError(f"{options.url} has no collection {options.collection!r}; "
-                                 "see --collection")
+        raise PipelineUsageError(
+            f"{options.url} has no collection {options.collection!r}; see --collection"
+        )
     return client
 
 
@@ -193,12 +203,18 @@ def _time_range(window: DateWindow) -> str:
     return f"{window.start.isoformat()}T00:00:00Z/{window.end.isoformat()}T23:59:59Z"
 
 
-def search_items(client: Client, aoi: AOI, epoch: str, window: DateWindow, grid: Grid,
-                 options: StacOptions) -> list[pystac.Item]:
+def search_items(
+    client: Client, aoi: AOI, epoch: str, window: DateWindow, grid: Grid, options: StacOptions
+) -> list[pystac.Item]:
     """Every item of the collection over the AOI grid in the window, or a clear refusal."""
     try:
-        found = client.search(collections=[options.collection], intersects=_footprint(grid),
-                              datetime=_time_range(window), max_items=MAX_ITEMS, limit=100)
+        found = client.search(
+            collections=[options.collection],
+            intersects=_footprint(grid),
+            datetime=_time_range(window),
+            max_items=MAX_ITEMS,
+            limit=100,
+        )
         items = list(found.items())
     except (APIError, requests.RequestException) as exc:
         raise _service_error(exc, options.host, f"searching {options.collection}") from exc
@@ -206,7 +222,8 @@ def search_items(client: Client, aoi: AOI, epoch: str, window: DateWindow, grid:
         raise InputFileError(
             f"{aoi.source_file or aoi.slug}: no {options.collection} item over AOI "
             f"{aoi.slug} ({epoch}) in {window} at {options.url}; widen the {epoch} window "
-            "in the AOI file or choose another --collection")
+            "in the AOI file or choose another --collection"
+        )
     return sorted(items, key=lambda it: it.id)
 
 
@@ -234,14 +251,14 @@ def _read_order(items: Sequence[pystac.Item], grid: Grid) -> list[pystac.Item]:
     def key(item: pystac.Item) -> tuple[bool, str]:
         code = item.properties.get("proj:code") or f"EPSG:{item.properties.get('proj:epsg')}"
         return code.upper() != f"EPSG:{epsg}", item.id
+
     return sorted(items, key=key)
 
 
 class Loader:
     """Lazy reads of chosen bands of several items onto one grid, fused into one mosaic."""
 
-    def __init__(self, grid: Grid, options: StacOptions,
-                 patch_url: Callable[[str], str] | None):
+    def __init__(self, grid: Grid, options: StacOptions, patch_url: Callable[[str], str] | None):
         self.grid = grid
         self.geobox = _geobox(grid)
         self.options = options
@@ -250,15 +267,27 @@ class Loader:
     def _item(self, item: pystac.Item, info: ItemBands, bands: Sequence[str]) -> xr.DataArray:
         keys = [info.keys[b] for b in bands]
         with rasterio.Env(**self.options.gdal_env()):  # odc-stac captures it for every read
-            ds = odc.stac.load([item], bands=keys, geobox=self.geobox, groupby="id",
-                               resampling={"*": "bilinear", info.keys[SCL]: "nearest"},
-                               dtype="uint16", nodata=0, patch_url=self.patch_url,
-                               chunks={"x": self.options.chunk_px, "y": self.options.chunk_px})
+            ds = odc.stac.load(
+                [item],
+                bands=keys,
+                geobox=self.geobox,
+                groupby="id",
+                resampling={"*": "bilinear", info.keys[SCL]: "nearest"},
+                dtype="uint16",
+                nodata=0,
+                patch_url=self.patch_url,
+                chunks={"x": self.options.chunk_px, "y": self.options.chunk_px},
+            )
         return xr.concat([ds[k].isel(time=0, drop=True) for k in keys], dim="band")
 
-    def mosaic(self, items: Sequence[pystac.Item], infos: dict[str, ItemBands],
-               bands: Sequence[str], offsets: Sequence[int] | None = None,
-               desc: str = "") -> np.ndarray:
+    def mosaic(
+        self,
+        items: Sequence[pystac.Item],
+        infos: dict[str, ItemBands],
+        bands: Sequence[str],
+        offsets: Sequence[int] | None = None,
+        desc: str = "",
+    ) -> np.ndarray:
         """(bands, H, W) uint16; each pixel from the first item holding all bands there.
 
         With ``offsets``, each item's reflectance is shifted onto that common BOA_ADD_OFFSET,
@@ -268,18 +297,28 @@ class Loader:
         for item in _read_order(items, self.grid):
             arr = self._item(item, infos[item.id], bands)
             if offsets is not None:
-                arr = _shift(arr, [o - r for o, r in zip(infos[item.id].offsets, offsets,
-                                                         strict=True)])
-            out = arr if out is None else xr.where((out > 0).all("band"), out, arr).transpose(
-                "band", "y", "x")
+                arr = _shift(
+                    arr, [o - r for o, r in zip(infos[item.id].offsets, offsets, strict=True)]
+                )
+            out = (
+                arr
+                if out is None
+                else xr.where((out > 0).all("band"), out, arr).transpose("band", "y", "x")
+            )
         assert out is not None
-        with TqdmCallback(desc=desc, unit="chunk",
-                          disable=not log.isEnabledFor(logging.INFO) or None):
+        with TqdmCallback(
+            desc=desc, unit="chunk", disable=not log.isEnabledFor(logging.INFO) or None
+        ):
             try:
                 (values,) = dask.compute(out.data)
             except (RasterioError, OSError, RuntimeError) as exc:
-                hosts = sorted({urlsplit(it.assets[infos[it.id].keys[b]].href).netloc
-                                for it in items for b in bands})
+                hosts = sorted(
+                    {
+                        urlsplit(it.assets[infos[it.id].keys[b]].href).netloc
+                        for it in items
+                        for b in bands
+                    }
+                )
                 raise _read_error(exc, hosts) from exc
         return np.asarray(values, dtype=np.uint16)
 
@@ -303,10 +342,13 @@ def _read_error(exc: BaseException, hosts: Sequence[str]) -> ServiceError:
     else:
         host = _host_of(text) or " or ".join(hosts)
     if re.search(r"resolve host|connect to|Connection refused|timed out", text, re.I):
-        return ServiceError(f"cannot reach {host} while reading Sentinel-2 assets: "
-                            f"{text.splitlines()[0][:200]}")
-    return ServiceError(f"reading a Sentinel-2 asset from {host} failed: "
-                        f"{text.splitlines()[0][:200] if text else type(exc).__name__}")
+        return ServiceError(
+            f"cannot reach {host} while reading Sentinel-2 assets: {text.splitlines()[0][:200]}"
+        )
+    return ServiceError(
+        f"reading a Sentinel-2 asset from {host} failed: "
+        f"{text.splitlines()[0][:200] if text else type(exc).__name__}"
+    )
 
 
 def _unusable(scl: np.ndarray, in_aoi: np.ndarray) -> int:
@@ -314,8 +356,13 @@ def _unusable(scl: np.ndarray, in_aoi: np.ndarray) -> int:
     return int((np.isin(scl, DEFAULT_MASK_CLASSES) & in_aoi).sum())
 
 
-def choose_date(groups: dict[dt.date, list[pystac.Item]], epoch: str, aoi: AOI,
-                loader: Loader, infos: dict[str, ItemBands]) -> tuple[dt.date, dict[str, Any]]:
+def choose_date(
+    groups: dict[dt.date, list[pystac.Item]],
+    epoch: str,
+    aoi: AOI,
+    loader: Loader,
+    infos: dict[str, ItemBands],
+) -> tuple[dt.date, dict[str, Any]]:
     """The date with the least unusable AOI by SCL among the least cloudy few.
 
     Shortlisting and ties follow the Sentinel Hub source: ``eo:cloud_cover``, then the latest
@@ -324,21 +371,30 @@ def choose_date(groups: dict[dt.date, list[pystac.Item]], epoch: str, aoi: AOI,
     sign = -1 if epoch == "before" else 1
     ranked = sorted(groups, key=lambda d: (_cloud_cover(groups[d]), sign * d.toordinal()))
     grid = loader.grid
-    in_aoi = geometry_mask([aoi.geometry_in(grid.crs)], out_shape=grid.shape,
-                           transform=grid.transform, invert=True)
+    in_aoi = geometry_mask(
+        [aoi.geometry_in(grid.crs)], out_shape=grid.shape, transform=grid.transform, invert=True
+    )
     scores: dict[dt.date, int] = {}
     if len(ranked) > 1:
-        for day in ranked[:loader.options.shortlist]:
+        for day in ranked[: loader.options.shortlist]:
             scl = loader.mosaic(groups[day], infos, (SCL,), desc=f"{aoi.slug} SCL {day}")[0]
             scores[day] = _unusable(scl, in_aoi)
-            log.info("%s %s: %s cloud cover %.1f%%, unusable over the AOI %.1f%%", aoi.slug,
-                     epoch, day, _cloud_cover(groups[day]),
-                     100 * scores[day] / max(1, int(in_aoi.sum())))
-    best = min(ranked[:max(1, len(scores))], key=lambda d: (scores.get(d, 0), ranked.index(d)))
+            log.info(
+                "%s %s: %s cloud cover %.1f%%, unusable over the AOI %.1f%%",
+                aoi.slug,
+                epoch,
+                day,
+                _cloud_cover(groups[day]),
+                100 * scores[day] / max(1, int(in_aoi.sum())),
+            )
+    best = min(ranked[: max(1, len(scores))], key=lambda d: (scores.get(d, 0), ranked.index(d)))
     chosen = groups[best]
-    info = {"id": ",".join(it.id for it in chosen),
-            "datetime": min(it.datetime for it in chosen).isoformat(),
-            "cloud_cover": round(_cloud_cover(chosen), 2), "candidates": len(ranked)}
+    info = {
+        "id": ",".join(it.id for it in chosen),
+        "datetime": min(it.datetime for it in chosen).isoformat(),
+        "cloud_cover": round(_cloud_cover(chosen), 2),
+        "candidates": len(ranked),
+    }
     if best in scores:
         info["aoi_unusable_fraction"] = round(scores[best] / max(1, int(in_aoi.sum())), 4)
     return best, info
@@ -356,17 +412,31 @@ def read_stac_scene(aoi: AOI, epoch: str, grid: Grid, options: StacOptions) -> R
     day, acquisition = choose_date(groups, epoch, aoi, loader, infos)
     chosen = _read_order(groups[day], grid)
     offsets = infos[chosen[0].id].offsets
-    log.info("%s %s: reading %s (%d item(s)) from %s", aoi.slug, epoch, day, len(chosen),
-             options.host)
-    data = loader.mosaic(chosen, infos, (*BANDS, SCL), offsets=offsets,
-                         desc=f"{aoi.slug} {epoch}")
-    meta = {"service": options.url, "collection": options.collection,
-            "acquisition": acquisition, "time_range": _time_range(window),
-            "items": [{"id": it.id, "boa_add_offset": list(infos[it.id].offsets),
-                       "crs": it.properties.get("proj:code")
-                       or f"EPSG:{it.properties.get('proj:epsg')}"} for it in chosen]}
+    log.info(
+        "%s %s: reading %s (%d item(s)) from %s", aoi.slug, epoch, day, len(chosen), options.host
+    )
+    data = loader.mosaic(chosen, infos, (*BANDS, SCL), offsets=offsets, desc=f"{aoi.slug} {epoch}")
+    meta = {
+        "service": options.url,
+        "collection": options.collection,
+        "acquisition": acquisition,
+        "time_range": _time_range(window),
+        "items": [
+            {
+                "id": it.id,
+                "boa_add_offset": list(infos[it.id].offsets),
+                "crs": it.properties.get("proj:code") or f"EPSG:{it.properties.get('proj:epsg')}",
+            }
+            for it in chosen
+        ],
+    }
     if signer is not None:
         meta["signing"] = "planetary-computer"
-    return RawScene(dn=data[:len(BANDS)], scl=data[len(BANDS)].astype(np.uint8),
-                    offsets=list(offsets), dates=[day.isoformat()], source="stac",
-                    metadata=meta)
+    return RawScene(
+        dn=data[: len(BANDS)],
+        scl=data[len(BANDS)].astype(np.uint8),
+        offsets=list(offsets),
+        dates=[day.isoformat()],
+        source="stac",
+        metadata=meta,
+    )

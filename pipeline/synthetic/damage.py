@@ -25,13 +25,18 @@ STRENGTH = {1: (1.0, 1.0), 2: (0.7, 0.75), 3: (0.4, 0.5), 4: (0.25, 0.2), 11: (0
 class DamagePlan:
     """Per-building damage: UNOSAT class now (0 = intact) and class reached only later."""
 
-    now: np.ndarray     # (n+1,) int: class visible in the after scene, 0 if none
-    later: np.ndarray   # (n+1,) int: class first assessed after the after scene, 0 if none
+    now: np.ndarray  # (n+1,) int: class visible in the after scene, 0 if none
+    later: np.ndarray  # (n+1,) int: class first assessed after the after scene, 0 if none
     subtle: np.ndarray  # (n+1,) bool: weak change although classed as damage
 
 
-def plan_damage(rng: np.random.Generator, eligible: np.ndarray, n: int,
-                fraction: float = 0.12, weight: np.ndarray | None = None) -> DamagePlan:
+def plan_damage(
+    rng: np.random.Generator,
+    eligible: np.ndarray,
+    n: int,
+    fraction: float = 0.12,
+    weight: np.ndarray | None = None,
+) -> DamagePlan:
     """Choose damaged buildings among the ``eligible`` ids (those inside the AOI).
 
     ``weight`` (per building id) makes some buildings likelier to be hit: real damage
@@ -53,8 +58,8 @@ def plan_damage(rng: np.random.Generator, eligible: np.ndarray, n: int,
     n_poss = int(round(0.02 * ids.size))
     late = rest[:n_late]
     later[late] = rng.choice([1, 2, 3], size=late.size)
-    now[rest[n_late:n_late + n_poss]] = 4
-    now[rest[n_late + n_poss:n_late + 2 * n_poss]] = 11
+    now[rest[n_late : n_late + n_poss]] = 4
+    now[rest[n_late + n_poss : n_late + 2 * n_poss]] = 11
     return DamagePlan(now=now, later=later, subtle=subtle)
 
 
@@ -70,8 +75,13 @@ def damage_strength(plan: DamagePlan) -> tuple[np.ndarray, np.ndarray]:
     return share, power
 
 
-def apply_damage(rng: np.random.Generator, after: np.ndarray, building_id: np.ndarray,
-                 plan: DamagePlan, anchors: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def apply_damage(
+    rng: np.random.Generator,
+    after: np.ndarray,
+    building_id: np.ndarray,
+    plan: DamagePlan,
+    anchors: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
     """Write the damage into ``after``; return the (H, W) float32 change strength.
 
     ``anchors`` are the pixels (rows, cols) where the damage sites are placed, one per building

@@ -25,30 +25,34 @@ SPECTRA = {
     BUILDING: ((1150, 1300, 1450, 2000), 0.15),
 }
 #: Roof types: multipliers on the building spectrum (grey concrete, red tile, dark, bright metal).
-ROOFS = np.array([[1.0, 1.0, 1.0, 1.0], [0.8, 0.85, 1.25, 1.0],
-                  [0.75, 0.75, 0.72, 0.8], [1.3, 1.3, 1.25, 1.15]], dtype=np.float32)
+ROOFS = np.array(
+    [[1.0, 1.0, 1.0, 1.0], [0.8, 0.85, 1.25, 1.0], [0.75, 0.75, 0.72, 0.8], [1.3, 1.3, 1.25, 1.15]],
+    dtype=np.float32,
+)
 
 
 @dataclass
 class Landscape:
     """The synthetic ground truth of one scene."""
 
-    cover: np.ndarray        # (H, W) uint8 land-cover class
+    cover: np.ndarray  # (H, W) uint8 land-cover class
     building_id: np.ndarray  # (H, W) int32, 0 = no building
-    roof: np.ndarray         # (n_buildings + 1,) int roof type per building id
+    roof: np.ndarray  # (n_buildings + 1,) int roof type per building id
     reflectance: np.ndarray  # (4, H, W) float32 DN before any epoch effect
-    texture: np.ndarray      # (H, W) float32 spatial texture field around 1
+    texture: np.ndarray  # (H, W) float32 spatial texture field around 1
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
     """Gaussian-smoothed white noise rescaled to zero mean and unit variance."""
-    field = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma,
-                                    mode="wrap")
+    field = ndimage.gaussian_filter(
+        rng.standard_normal(shape, dtype=np.float32), sigma, mode="wrap"
+    )
     return (field - field.mean()) / (field.std() + 1e-6)
 
 
-def make_landscape(rng: np.random.Generator, height: int, width: int,
-                   centre_rc: tuple[float, float]) -> Landscape:
+def make_landscape(
+    rng: np.random.Generator, height: int, width: int, centre_rc: tuple[float, float]
+) -> Landscape:
     """Build land cover, building footprints and base reflectance for one grid."""
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
     cover = np.full((height, width), VEGETATION, dtype=np.uint8)
@@ -56,7 +60,8 @@ def make_landscape(rng: np.random.Generator, height: int, width: int,
     # Farmland: rectangular parcels of crops and bare soil, with forest patches.
     parcel = rng.integers(25, 60)
     parcel_id = (rows // parcel).astype(np.int64) * 100_003 + (cols // (parcel * 2)).astype(
-        np.int64)
+        np.int64
+    )
     parcel_kind = _hash01(parcel_id, rng.integers(1 << 30))
     cover[parcel_kind < 0.35] = SOIL
     forest = smooth_noise(rng, (height, width), 25) > 1.1
@@ -84,19 +89,43 @@ def make_landscape(rng: np.random.Generator, height: int, width: int,
     lot_r, lot_c = inner_r // (size_r // 2), inner_c // (size_c // 2)
     in_lot_r = inner_r % (size_r // 2)
     in_lot_c = inner_c % (size_c // 2)
-    house = (resid & (in_lot_r >= 1) & (in_lot_r < size_r // 2 - 1) & (in_lot_c >= 1)
-             & (in_lot_c < size_c // 2 - 1) & (lot_r < 2) & (lot_c < 2))
+    house = (
+        resid
+        & (in_lot_r >= 1)
+        & (in_lot_r < size_r // 2 - 1)
+        & (in_lot_c >= 1)
+        & (in_lot_c < size_c // 2 - 1)
+        & (lot_r < 2)
+        & (lot_c < 2)
+    )
     building |= house
-    lot_key = np.where(house, block_id * 4 + lot_r.astype(np.int64) * 2 + lot_c.astype(np.int64),
-                       lot_key)
+    lot_key = np.where(
+        house, block_id * 4 + lot_r.astype(np.int64) * 2 + lot_c.astype(np.int64), lot_key
+    )
     # Apartment slabs (25 %): one long building per block.
-    slab = (urban & ~on_street & (block_kind >= 0.6) & (block_kind < 0.85)
-            & (inner_r >= 2) & (inner_r < size_r - 2) & (inner_c >= 1) & (inner_c < size_c - 1))
+    slab = (
+        urban
+        & ~on_street
+        & (block_kind >= 0.6)
+        & (block_kind < 0.85)
+        & (inner_r >= 2)
+        & (inner_r < size_r - 2)
+        & (inner_c >= 1)
+        & (inner_c < size_c - 1)
+    )
     building |= slab
     lot_key = np.where(slab, block_id * 4, lot_key)
     # Industrial halls (10 %): the whole block; parks (5 %) stay green.
-    hall = (urban & ~on_street & (block_kind >= 0.85) & (block_kind < 0.95)
-            & (inner_r >= 1) & (inner_c >= 1) & (inner_r < size_r - 1) & (inner_c < size_c - 1))
+    hall = (
+        urban
+        & ~on_street
+        & (block_kind >= 0.85)
+        & (block_kind < 0.95)
+        & (inner_r >= 1)
+        & (inner_c >= 1)
+        & (inner_r < size_r - 1)
+        & (inner_c < size_c - 1)
+    )
     building |= hall
     lot_key = np.where(hall, block_id * 4, lot_key)
     cover[building] = BUILDING
@@ -118,8 +147,11 @@ def make_landscape(rng: np.random.Generator, height: int, width: int,
     n = int(building_id.max())
     roof = rng.integers(0, len(ROOFS), size=n + 1)
 
-    texture = 1.0 + 0.06 * smooth_noise(rng, (height, width), 2.0) \
+    texture = (
+        1.0
+        + 0.06 * smooth_noise(rng, (height, width), 2.0)
         + 0.04 * smooth_noise(rng, (height, width), 8.0)
+    )
     reflectance = np.empty((4, height, width), dtype=np.float32)
     for cls, (mean, spread) in SPECTRA.items():
         mask = cover == cls
@@ -130,11 +162,13 @@ def make_landscape(rng: np.random.Generator, height: int, width: int,
             reflectance[b][mask] = mean[b] * local
     roof_gain = ROOFS[roof[building_id]]  # (H, W, 4)
     for b in range(4):
-        reflectance[b] = np.where(cover == BUILDING, reflectance[b] * roof_gain[..., b],
-                                  reflectance[b])
+        reflectance[b] = np.where(
+            cover == BUILDING, reflectance[b] * roof_gain[..., b], reflectance[b]
+        )
     reflectance *= texture
-    return Landscape(cover=cover, building_id=building_id, roof=roof, reflectance=reflectance,
-                     texture=texture)
+    return Landscape(
+        cover=cover, building_id=building_id, roof=roof, reflectance=reflectance, texture=texture
+    )
 
 
 def _hash01(keys: np.ndarray, salt: int) -> np.ndarray:

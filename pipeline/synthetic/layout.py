@@ -19,32 +19,38 @@ import shapely
 #: Building kinds.
 HOUSE, APARTMENT, HALL = 1, 2, 3
 #: Roof materials: (B02, B03, B04, B08) digital numbers of the clean roof.
-ROOF_SPECTRA = np.array([
-    [780, 840, 1250, 1650],    # red clay tile
-    [1150, 1220, 1260, 1500],  # grey concrete / asbestos cement
-    [520, 560, 600, 720],      # dark bitumen
-    [1650, 1750, 1800, 2050],  # bright metal
-    [700, 900, 800, 1300],     # green painted metal
-    [950, 1000, 1050, 1350],   # weathered grey
-], dtype=np.float32)
+ROOF_SPECTRA = np.array(
+    [
+        [780, 840, 1250, 1650],  # red clay tile
+        [1150, 1220, 1260, 1500],  # grey concrete / asbestos cement
+        [520, 560, 600, 720],  # dark bitumen
+        [1650, 1750, 1800, 2050],  # bright metal
+        [700, 900, 800, 1300],  # green painted metal
+        [950, 1000, 1050, 1350],  # weathered grey
+    ],
+    dtype=np.float32,
+)
 #: Roof material probabilities per building kind.
-ROOF_P = {HOUSE: (0.35, 0.15, 0.15, 0.1, 0.15, 0.1), APARTMENT: (0.0, 0.45, 0.3, 0.05, 0.0, 0.2),
-          HALL: (0.0, 0.3, 0.15, 0.4, 0.05, 0.1)}
+ROOF_P = {
+    HOUSE: (0.35, 0.15, 0.15, 0.1, 0.15, 0.1),
+    APARTMENT: (0.0, 0.45, 0.3, 0.05, 0.0, 0.2),
+    HALL: (0.0, 0.3, 0.15, 0.4, 0.05, 0.1),
+}
 
 
 @dataclass
 class TownPlan:
     """Footprints (index i is building id i + 1) and the street frame of one town."""
 
-    cx: np.ndarray       # centre x (m)
-    cy: np.ndarray       # centre y (m)
-    length: np.ndarray   # side along the rotated u axis (m)
-    width: np.ndarray    # side along the rotated v axis (m)
-    angle: np.ndarray    # rotation of the footprint (radians)
-    height: np.ndarray   # building height (m), for shadows
-    kind: np.ndarray     # HOUSE, APARTMENT, HALL
-    roof: np.ndarray     # index into ROOF_SPECTRA
-    vacant: np.ndarray   # bool: a lot without a building before, where one may be built
+    cx: np.ndarray  # centre x (m)
+    cy: np.ndarray  # centre y (m)
+    length: np.ndarray  # side along the rotated u axis (m)
+    width: np.ndarray  # side along the rotated v axis (m)
+    angle: np.ndarray  # rotation of the footprint (radians)
+    height: np.ndarray  # building height (m), for shadows
+    kind: np.ndarray  # HOUSE, APARTMENT, HALL
+    roof: np.ndarray  # index into ROOF_SPECTRA
+    vacant: np.ndarray  # bool: a lot without a building before, where one may be built
     street_angle: float
     u_lines: np.ndarray  # street centre lines (m along u)
     v_lines: np.ndarray
@@ -74,8 +80,12 @@ def _lines(rng: np.random.Generator, extent: float, gap: tuple[float, float]) ->
     return -extent + np.cumsum(steps)
 
 
-def plan_town(rng: np.random.Generator, centre: tuple[float, float], radius: float,
-              urban: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> TownPlan:
+def plan_town(
+    rng: np.random.Generator,
+    centre: tuple[float, float],
+    radius: float,
+    urban: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> TownPlan:
     """Lay out streets and buildings around ``centre`` (x, y in m) within ``radius``.
 
     ``urban(x, y)`` says (vectorised) whether points lie in the (irregular) built-up area.
@@ -97,13 +107,23 @@ def plan_town(rng: np.random.Generator, centre: tuple[float, float], radius: flo
             if not urban(np.array([x]), np.array([y]))[0]:
                 continue
             r = rng.random()
-            kind = ("house" if r < 0.58 else "apartment" if r < 0.76 else "hall" if r < 0.86
-                    else "park" if r < 0.93 else "empty")
+            kind = (
+                "house"
+                if r < 0.58
+                else "apartment"
+                if r < 0.76
+                else "hall"
+                if r < 0.86
+                else "park"
+                if r < 0.93
+                else "empty"
+            )
             block_kind[(i, j)] = kind
             if kind in ("park", "empty"):
                 continue
             rects = {"house": _houses, "apartment": _slabs, "hall": _halls}[kind](
-                rng, u0, u1, v0, v1)
+                rng, u0, u1, v0, v1
+            )
             parts.append(rects)
     if parts:
         uu, vv, ll, ww, aa, hh, kk, vac = (np.concatenate(c) for c in zip(*parts, strict=True))
@@ -118,10 +138,22 @@ def plan_town(rng: np.random.Generator, centre: tuple[float, float], radius: flo
     for k, p in ROOF_P.items():
         sel = kind == k
         roof[sel] = rng.choice(len(ROOF_SPECTRA), size=int(sel.sum()), p=p)
-    return TownPlan(cx=x[keep], cy=y[keep], length=ll[keep], width=ww[keep],
-                    angle=theta + aa[keep], height=hh[keep], kind=kind, roof=roof,
-                    vacant=vac[keep].astype(bool), street_angle=theta, u_lines=u_lines,
-                    v_lines=v_lines, street_width=street_w, block_kind=block_kind)
+    return TownPlan(
+        cx=x[keep],
+        cy=y[keep],
+        length=ll[keep],
+        width=ww[keep],
+        angle=theta + aa[keep],
+        height=hh[keep],
+        kind=kind,
+        roof=roof,
+        vacant=vac[keep].astype(bool),
+        street_angle=theta,
+        u_lines=u_lines,
+        v_lines=v_lines,
+        street_width=street_w,
+        block_kind=block_kind,
+    )
 
 
 def _houses(rng: np.random.Generator, u0: float, u1: float, v0: float, v1: float):
@@ -167,8 +199,16 @@ def _slabs(rng: np.random.Generator, u0: float, u1: float, v0: float, v1: float)
     lb = np.full(rows.size, depth)
     u, v, lu, lv = (ca, rows, la, lb) if along_u else (rows, ca, lb, la)
     n = rows.size
-    return (u, v, lu, lv, rng.normal(0, 0.02, n), rng.uniform(14, 32, n),
-            np.full(n, APARTMENT), np.zeros(n, dtype=bool))
+    return (
+        u,
+        v,
+        lu,
+        lv,
+        rng.normal(0, 0.02, n),
+        rng.uniform(14, 32, n),
+        np.full(n, APARTMENT),
+        np.zeros(n, dtype=bool),
+    )
 
 
 def _halls(rng: np.random.Generator, u0: float, u1: float, v0: float, v1: float):
@@ -180,6 +220,13 @@ def _halls(rng: np.random.Generator, u0: float, u1: float, v0: float, v1: float)
     u = u0 + span * (np.arange(n) + 0.5) + rng.uniform(-2, 2, n)
     v = (v0 + v1) / 2 + rng.uniform(-3, 3, n)
     ok = (lu > 8) & (lv > 8)
-    return (u[ok], v[ok], lu[ok], lv[ok], rng.normal(0, 0.01, int(ok.sum())),
-            rng.uniform(7, 12, int(ok.sum())), np.full(int(ok.sum()), HALL),
-            np.zeros(int(ok.sum()), dtype=bool))
+    return (
+        u[ok],
+        v[ok],
+        lu[ok],
+        lv[ok],
+        rng.normal(0, 0.01, int(ok.sum())),
+        rng.uniform(7, 12, int(ok.sum())),
+        np.full(int(ok.sum()), HALL),
+        np.zeros(int(ok.sum()), dtype=bool),
+    )

@@ -34,8 +34,9 @@ def scl_from_cover(cover: np.ndarray) -> np.ndarray:
     return scl
 
 
-def add_cloud(rng: np.random.Generator, dn: np.ndarray, scl: np.ndarray,
-              cover_fraction: float = 0.03) -> np.ndarray:
+def add_cloud(
+    rng: np.random.Generator, dn: np.ndarray, scl: np.ndarray, cover_fraction: float = 0.03
+) -> np.ndarray:
     """Paint a cumulus with a displaced shadow into ``dn`` and ``scl``; return the cloud mask."""
     _, h, w = dn.shape
     field = smooth_noise(rng, (h, w), max(h, w) / 25)

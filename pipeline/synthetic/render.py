@@ -31,8 +31,10 @@ SUB_M = 10.0 / FACTOR
 # Sub-pixel surface classes.
 GRASS, TREE, ASPHALT, PAVED, ROOF, RIVER, FIELD, WOOD, BARE, RUBBLE, PLOT = range(11)
 #: Truth land-cover class of each surface class (see landscape.py).
-COVER_OF = np.array([VEGETATION, FOREST, ROAD, ROAD, BUILDING, WATER, VEGETATION, FOREST, SOIL,
-                     SOIL, VEGETATION], dtype=np.uint8)
+COVER_OF = np.array(
+    [VEGETATION, FOREST, ROAD, ROAD, BUILDING, WATER, VEGETATION, FOREST, SOIL, SOIL, VEGETATION],
+    dtype=np.uint8,
+)
 #: (dormant, green) spectra (B02, B03, B04, B08) per surface; mixed by the date's greenness.
 SURFACE = {
     GRASS: ((700, 850, 950, 2100), (380, 680, 420, 3700)),
@@ -63,14 +65,14 @@ HOUR_ANGLE_DEG = -22.5
 class RealisticTown:
     """What the realistic renderer hands back to the orchestration (10 m grids)."""
 
-    before: np.ndarray        # (4, H, W) float32 DN, before noise
-    after: np.ndarray         # (4, H, W) float32 DN
-    cover: np.ndarray         # (H, W) uint8 dominant truth class
+    before: np.ndarray  # (4, H, W) float32 DN, before noise
+    after: np.ndarray  # (4, H, W) float32 DN
+    cover: np.ndarray  # (H, W) uint8 dominant truth class
     damage_class: np.ndarray  # (H, W) uint8 UNOSAT class of visible damage, 0 none
     plan: DamagePlan
-    footprints: np.ndarray    # shapely polygons in the local metre frame, building id i + 1
-    eligible: np.ndarray      # building ids inside the AOI
-    change: np.ndarray        # (n + 1,) str: non-war change of each building
+    footprints: np.ndarray  # shapely polygons in the local metre frame, building id i + 1
+    eligible: np.ndarray  # building ids inside the AOI
+    change: np.ndarray  # (n + 1,) str: non-war change of each building
 
 
 def greenness(date: dt.date) -> float:
@@ -92,8 +94,9 @@ def sun_position(lat_deg: float, date: dt.date) -> tuple[float, float]:
 
 
 def _smooth(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    field = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma,
-                                    mode="reflect")
+    field = ndimage.gaussian_filter(
+        rng.standard_normal(shape, dtype=np.float32), sigma, mode="reflect"
+    )
     return (field - field.mean()) / (field.std() + 1e-6)
 
 
@@ -127,8 +130,9 @@ def cast_shadow(height: np.ndarray, elevation: float, azimuth: float) -> np.ndar
     return shadow
 
 
-def _fields(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, g_before: float,
-            g_after: float) -> tuple[np.ndarray, list[np.ndarray]]:
+def _fields(
+    rng: np.random.Generator, x: np.ndarray, y: np.ndarray, g_before: float, g_after: float
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Farmland parcels (id per sub-pixel) and their spectra in both epochs: each parcel
     ploughed, sown or harvested, so fields change with the season."""
     theta = rng.uniform(-0.8, 0.8)
@@ -147,16 +151,23 @@ def _fields(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, g_before: fl
     for e, (state, g) in enumerate(((state_b, g_before), (state_a, g_after))):
         green = np.clip(vigour[e] * (0.4 + g), 0, 1)[:, None]
         meadow = FIELD_BARE * 0.2 + FIELD_CROP * 0.8
-        spectra = np.select([state[:, None] == 0, state[:, None] == 1, state[:, None] == 2],
-                            [FIELD_BARE, FIELD_BARE * (1 - green) + FIELD_CROP * green,
-                             FIELD_STUBBLE], meadow * (0.6 + 0.4 * g))
+        spectra = np.select(
+            [state[:, None] == 0, state[:, None] == 1, state[:, None] == 2],
+            [FIELD_BARE, FIELD_BARE * (1 - green) + FIELD_CROP * green, FIELD_STUBBLE],
+            meadow * (0.6 + 0.4 * g),
+        )
         out.append((spectra * gain[e][:, None]).astype(np.float32))
     return pid, out
 
 
-def render_town(rng: np.random.Generator, shape: tuple[int, int], centre_rc: tuple[float, float],
-                inside: np.ndarray, dates: tuple[dt.date, dt.date], lat: float
-                ) -> RealisticTown:
+def render_town(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    centre_rc: tuple[float, float],
+    inside: np.ndarray,
+    dates: tuple[dt.date, dt.date],
+    lat: float,
+) -> RealisticTown:
     """Paint both epochs of a town on a grid of ``shape`` 10 m pixels."""
     h, w = shape
     fh, fw = h * FACTOR, w * FACTOR
@@ -166,8 +177,13 @@ def render_town(rng: np.random.Generator, shape: tuple[int, int], centre_rc: tup
     polys = town.polygons()
     bid = np.zeros((fh, fw), dtype=np.int32)
     if n:
-        bid = rasterize(zip(polys, range(1, n + 1), strict=True), out_shape=(fh, fw),
-                        transform=fine_t, fill=0, dtype="int32")
+        bid = rasterize(
+            zip(polys, range(1, n + 1), strict=True),
+            out_shape=(fh, fw),
+            transform=fine_t,
+            fill=0,
+            dtype="int32",
+        )
     # building ids and anchors: the 10 m pixel of each footprint's centre
     prow = np.clip((town.cy // 10).astype(int), 0, h - 1)
     pcol = np.clip((town.cx // 10).astype(int), 0, w - 1)
@@ -198,19 +214,19 @@ def render_town(rng: np.random.Generator, shape: tuple[int, int], centre_rc: tup
     height_a = np.where(rubble > 0.5, height_a * (1 - rubble), height_a)
 
     # plot-scale texture shared by the epochs
-    tex = (1 + 0.09 * _smooth(rng, (fh, fw), 0.8)) * _upsample(
-        1 + 0.06 * _smooth(rng, (h, w), 1.5))
+    tex = (1 + 0.09 * _smooth(rng, (fh, fw), 0.8)) * _upsample(1 + 0.06 * _smooth(rng, (h, w), 1.5))
     g_b, g_a = greenness(dates[0]), greenness(dates[1])
     x_f = (np.arange(fw, dtype=np.float32) + 0.5) * SUB_M
     y_f = (np.arange(fh, dtype=np.float32) + 0.5) * SUB_M
     parcel, spectra = _fields(rng, x_f[None, :], y_f[:, None], g_b, g_a)
-    plot = ((y_f[:, None] // PLOT_M[0]).astype(np.int64) * 7919
-            + (x_f[None, :] // PLOT_M[1]).astype(np.int64))
+    plot = (y_f[:, None] // PLOT_M[0]).astype(np.int64) * 7919 + (x_f[None, :] // PLOT_M[1]).astype(
+        np.int64
+    )
     plots = _plots(rng, 4099, g_b, g_a)
     epochs = []
-    for e, (surf, height, roofs, g, date) in enumerate((
-            (surface, height_b, roof_b, g_b, dates[0]),
-            (surface_a, height_a, roof_a, g_a, dates[1]))):
+    for e, (surf, height, roofs, g, date) in enumerate(
+        ((surface, height_b, roof_b, g_b, dates[0]), (surface_a, height_a, roof_a, g_a, dates[1]))
+    ):
         refl = _paint(surf, bid, roofs, g, parcel, spectra[e], plot, plots[e], tex)
         refl *= _upsample(1 + 0.08 * _smooth(rng, (h, w), 0.5))
         if e == 1:
@@ -228,13 +244,21 @@ def render_town(rng: np.random.Generator, shape: tuple[int, int], centre_rc: tup
     cover = _dominant(_truth_cover(surface, parcel, spectra[0], plot, plots[0]), (h, w))
     dmg10 = dmg_cls.reshape(h, FACTOR, w, FACTOR).max(axis=(1, 3)).astype(np.uint8)
     before, after = atmosphere(rng, epochs[0], epochs[1])
-    return RealisticTown(before=before, after=after, cover=cover, damage_class=dmg10,
-                         plan=plan, footprints=polys, eligible=eligible,
-                         change=change)
+    return RealisticTown(
+        before=before,
+        after=after,
+        cover=cover,
+        damage_class=dmg10,
+        plan=plan,
+        footprints=polys,
+        eligible=eligible,
+        change=change,
+    )
 
 
-def _place_town(rng: np.random.Generator, shape: tuple[int, int],
-                centre_rc: tuple[float, float]) -> tuple[TownPlan, np.ndarray]:
+def _place_town(
+    rng: np.random.Generator, shape: tuple[int, int], centre_rc: tuple[float, float]
+) -> tuple[TownPlan, np.ndarray]:
     """The town's plan inside an irregular urban area (a noisy disc, as a 10 m mask)."""
     h, w = shape
     centre = ((centre_rc[1] + 0.5) * 10.0, (centre_rc[0] + 0.5) * 10.0)
@@ -250,8 +274,9 @@ def _place_town(rng: np.random.Generator, shape: tuple[int, int],
     return plan_town(rng, centre, radius, urban), urban10
 
 
-def _changed_ground(surface: np.ndarray, height: np.ndarray, change: np.ndarray,
-                    bid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _changed_ground(
+    surface: np.ndarray, height: np.ndarray, change: np.ndarray, bid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Surfaces and heights in the after epoch once the town has changed by itself."""
     surface_a, height_a = surface.copy(), height.copy()
     demolished = (change == "demolished")[bid]
@@ -263,8 +288,9 @@ def _changed_ground(surface: np.ndarray, height: np.ndarray, change: np.ndarray,
     return surface_a, height_a
 
 
-def _truth_cover(surface: np.ndarray, parcel: np.ndarray, fields: np.ndarray,
-                 plot: np.ndarray, plots: np.ndarray) -> np.ndarray:
+def _truth_cover(
+    surface: np.ndarray, parcel: np.ndarray, fields: np.ndarray, plot: np.ndarray, plots: np.ndarray
+) -> np.ndarray:
     """Truth land cover per sub-pixel; fields and plots bare in the before scene are soil."""
     cover = COVER_OF[surface]
 
@@ -278,13 +304,26 @@ def _truth_cover(surface: np.ndarray, parcel: np.ndarray, fields: np.ndarray,
 
 def _table(g: float) -> np.ndarray:
     """(surface, band) spectra for a date of greenness ``g``."""
-    return np.array([np.array(SURFACE[s][0]) * (1 - g) + np.array(SURFACE[s][1]) * g
-                     for s in range(len(SURFACE))], dtype=np.float32)
+    return np.array(
+        [
+            np.array(SURFACE[s][0]) * (1 - g) + np.array(SURFACE[s][1]) * g
+            for s in range(len(SURFACE))
+        ],
+        dtype=np.float32,
+    )
 
 
-def _paint(surf: np.ndarray, bid: np.ndarray, roofs: np.ndarray, g: float, parcel: np.ndarray,
-           spectra: np.ndarray, plot: np.ndarray, plots: np.ndarray, tex: np.ndarray
-           ) -> np.ndarray:
+def _paint(
+    surf: np.ndarray,
+    bid: np.ndarray,
+    roofs: np.ndarray,
+    g: float,
+    parcel: np.ndarray,
+    spectra: np.ndarray,
+    plot: np.ndarray,
+    plots: np.ndarray,
+    tex: np.ndarray,
+) -> np.ndarray:
     """(4, h, w) reflectance of one epoch's surfaces, roofs, fields and garden plots."""
     refl = np.take(_table(g).T, surf, axis=1)
     here = surf == ROOF
@@ -308,21 +347,21 @@ def _rubble(rng: np.random.Generator, refl: np.ndarray, weight: np.ndarray) -> N
     refl[:, here] = refl[:, here] * (1 - wt) + target * wt
 
 
-def _plots(rng: np.random.Generator, n: int, g_before: float, g_after: float
-           ) -> list[np.ndarray]:
+def _plots(rng: np.random.Generator, n: int, g_before: float, g_after: float) -> list[np.ndarray]:
     """Spectra of ``n`` garden plots per epoch: dug over, planted or grassed, independently."""
     out = []
     for g in (g_before, g_after):
         green = (rng.random(n) * (0.3 + 0.7 * g))[:, None]
         bare = rng.random(n) < 0.4
         mix = FIELD_BARE * (1 - green) + FIELD_CROP * green
-        out.append(np.where(bare[:, None], FIELD_BARE, mix).astype(np.float32)
-                   * rng.uniform(0.85, 1.15, (n, 1)).astype(np.float32))
+        out.append(
+            np.where(bare[:, None], FIELD_BARE, mix).astype(np.float32)
+            * rng.uniform(0.85, 1.15, (n, 1)).astype(np.float32)
+        )
     return out
 
 
-def _scorch(rng: np.random.Generator, refl: np.ndarray, surf: np.ndarray, dmg: np.ndarray
-            ) -> None:
+def _scorch(rng: np.random.Generator, refl: np.ndarray, surf: np.ndarray, dmg: np.ndarray) -> None:
     """Burnt and cratered vegetation around destroyed and severely damaged buildings.
 
     Fires and shell craters scar gardens and trees near the buildings that were hit; UNOSAT
@@ -350,8 +389,9 @@ def _dominant(classes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.argmax(counts, axis=1).reshape(h, w).astype(np.uint8)
 
 
-def _ground(rng: np.random.Generator, town: TownPlan, urban10: np.ndarray,
-            shape: tuple[int, int]) -> np.ndarray:
+def _ground(
+    rng: np.random.Generator, town: TownPlan, urban10: np.ndarray, shape: tuple[int, int]
+) -> np.ndarray:
     """Surface class of every sub-pixel before buildings: fields, woods, river, town ground."""
     fh, fw = shape
     surface = np.full(shape, FIELD, dtype=np.int8)
@@ -364,10 +404,14 @@ def _ground(rng: np.random.Generator, town: TownPlan, urban10: np.ndarray,
     u = (x - cx) * c + (y - cy) * s
     v = -(x - cx) * s + (y - cy) * c
     iu, iv = np.searchsorted(town.u_lines, u), np.searchsorted(town.v_lines, v)
-    du = np.minimum(np.abs(u - town.u_lines[np.clip(iu - 1, 0, None)]),
-                    np.abs(u - town.u_lines[np.clip(iu, None, town.u_lines.size - 1)]))
-    dv = np.minimum(np.abs(v - town.v_lines[np.clip(iv - 1, 0, None)]),
-                    np.abs(v - town.v_lines[np.clip(iv, None, town.v_lines.size - 1)]))
+    du = np.minimum(
+        np.abs(u - town.u_lines[np.clip(iu - 1, 0, None)]),
+        np.abs(u - town.u_lines[np.clip(iu, None, town.u_lines.size - 1)]),
+    )
+    dv = np.minimum(
+        np.abs(v - town.v_lines[np.clip(iv - 1, 0, None)]),
+        np.abs(v - town.v_lines[np.clip(iv, None, town.v_lines.size - 1)]),
+    )
     half = town.street_width / 2
     street = (np.minimum(du, dv) < half) & urban
     kinds = np.zeros((town.u_lines.size + 1, town.v_lines.size + 1), dtype=np.int8)
@@ -378,8 +422,7 @@ def _ground(rng: np.random.Generator, town: TownPlan, urban10: np.ndarray,
     trees = _smooth(rng, shape, 2.0)
     patchy = _upsample(_smooth(rng, (fh // FACTOR, fw // FACTOR), 1.0))
     surface[urban] = GRASS
-    surface[(kind == 1) & (_upsample(_smooth(rng, (fh // FACTOR, fw // FACTOR), 1.5)) > 0.3)
-            ] = PLOT
+    surface[(kind == 1) & (_upsample(_smooth(rng, (fh // FACTOR, fw // FACTOR), 1.5)) > 0.3)] = PLOT
     surface[(kind == 1) & (trees > 0.55)] = TREE
     surface[(kind == 1) & (patchy > 1.3)] = PAVED
     surface[(kind == 2) & (patchy > 0.4)] = PAVED
@@ -401,8 +444,9 @@ def _ground(rng: np.random.Generator, town: TownPlan, urban10: np.ndarray,
     return surface
 
 
-def _non_war_change(rng: np.random.Generator, town: TownPlan, plan: DamagePlan,
-                    existing: np.ndarray) -> np.ndarray:
+def _non_war_change(
+    rng: np.random.Generator, town: TownPlan, plan: DamagePlan, existing: np.ndarray
+) -> np.ndarray:
     """Per building id: 'none', 'demolished', 'new_roof', 'new_building' (not war damage)."""
     n = town.n
     change = np.full(n + 1, "none", dtype=object)
@@ -417,8 +461,9 @@ def _non_war_change(rng: np.random.Generator, town: TownPlan, plan: DamagePlan,
     return change.astype(str)
 
 
-def _damage(rng: np.random.Generator, bid: np.ndarray, plan: DamagePlan, built: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
+def _damage(
+    rng: np.random.Generator, bid: np.ndarray, plan: DamagePlan, built: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Rubble weight per sub-pixel (0-1) and the UNOSAT class where it changed."""
     share, power = damage_strength(plan)
     cls = np.where(built, plan.now[bid], 0)
@@ -433,19 +478,27 @@ def _damage(rng: np.random.Generator, bid: np.ndarray, plan: DamagePlan, built: 
 
 def _sensor(refl: np.ndarray) -> np.ndarray:
     """The 10 m sensor's point-spread function: a little blur of the averaged sub-pixels."""
-    return np.stack([ndimage.gaussian_filter(b, 0.45, mode="nearest") for b in refl]
-                    ).astype(np.float32)
+    return np.stack([ndimage.gaussian_filter(b, 0.45, mode="nearest") for b in refl]).astype(
+        np.float32
+    )
 
 
 def footprints_to_crs(polys: np.ndarray, transform: Affine) -> np.ndarray:
     """Local-metre footprints into the grid's CRS (``transform`` of the 10 m grid)."""
-    return shapely.transform(polys, lambda xy: np.column_stack(
-        [transform.c + xy[:, 0] * transform.a / 10.0, transform.f + xy[:, 1] * transform.e
-         / 10.0]))
+    return shapely.transform(
+        polys,
+        lambda xy: np.column_stack(
+            [
+                transform.c + xy[:, 0] * transform.a / 10.0,
+                transform.f + xy[:, 1] * transform.e / 10.0,
+            ]
+        ),
+    )
 
 
-def atmosphere(rng: np.random.Generator, before: np.ndarray, after: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
+def atmosphere(
+    rng: np.random.Generator, before: np.ndarray, after: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Residual illumination and atmosphere after L2A correction, and haze in one date.
 
     The haze is thin and smooth: brighter and flatter in the visible, barely in the NIR, and

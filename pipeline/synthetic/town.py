@@ -81,13 +81,13 @@ class SyntheticScenes:
 class _Ground:
     """What either mode hands to the common part: reflectance, truth and buildings."""
 
-    before: np.ndarray        # (4, H, W) float32 DN
+    before: np.ndarray  # (4, H, W) float32 DN
     after: np.ndarray
-    cover: np.ndarray         # (H, W) truth land cover
+    cover: np.ndarray  # (H, W) truth land cover
     damage_class: np.ndarray  # (H, W) UNOSAT class visible in the after scene
     plan: DamagePlan
-    eligible: np.ndarray      # building ids inside the AOI
-    site_xy: np.ndarray       # (n + 1, 2) damage-site point of each building, grid CRS
+    eligible: np.ndarray  # building ids inside the AOI
+    site_xy: np.ndarray  # (n + 1, 2) damage-site point of each building, grid CRS
     footprints: gpd.GeoDataFrame
 
 
@@ -100,10 +100,14 @@ def _rng(aoi: AOI, seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(aoi.slug.encode())])
 
 
-def generate_synthetic(aoi: AOI, out_dir: str | Path, seed: int = 0,
-                       max_size_km: float | None = DEFAULT_MAX_SIZE_KM,
-                       nuisances: Nuisances = Nuisances(),
-                       mode: str = DEFAULT_MODE) -> SyntheticScenes:
+def generate_synthetic(
+    aoi: AOI,
+    out_dir: str | Path,
+    seed: int = 0,
+    max_size_km: float | None = DEFAULT_MAX_SIZE_KM,
+    nuisances: Nuisances = Nuisances(),
+    mode: str = DEFAULT_MODE,
+) -> SyntheticScenes:
     """Write a synthetic scene pair, SCL rasters, UNOSAT files, footprints and a truth raster."""
     if mode not in MODES:
         raise PipelineUsageError(f"synthetic mode must be one of {MODES}, got {mode!r}")
@@ -116,8 +120,15 @@ def generate_synthetic(aoi: AOI, out_dir: str | Path, seed: int = 0,
     centre = (float(np.clip(cy, 0, h - 1)), float(np.clip(cx, 0, w - 1)))
     inside = geometry_mask([aoi_utm], out_shape=(h, w), transform=grid.transform, invert=True)
     dates = (scene_date(aoi.before), scene_date(aoi.after))
-    log.info("%s: synthesising a %s town of %d x %d px on %s (seed %d)", aoi.slug, mode, w, h,
-             grid.crs, seed)
+    log.info(
+        "%s: synthesising a %s town of %d x %d px on %s (seed %d)",
+        aoi.slug,
+        mode,
+        w,
+        h,
+        grid.crs,
+        seed,
+    )
     if mode == "easy":
         ground = _easy_ground(rng, grid, centre, inside)
     else:
@@ -139,59 +150,113 @@ def generate_synthetic(aoi: AOI, out_dir: str | Path, seed: int = 0,
     after_dn = np.where(after_dn > 0, after_dn + offset, 0).astype(np.uint16)
 
     paths = SyntheticScenes(
-        before=out / "before.tif", after=out / "after.tif", before_scl=out / "before_scl.tif",
-        after_scl=out / "after_scl.tif", unosat_zip=out / "unosat.zip",
-        unosat_gpkg=out / "unosat.gpkg", truth=out / "truth.tif",
-        buildings=out / "buildings.gpkg")
-    _write_scenes(paths, grid, aoi, seed, mode, dates, (before_dn, after_dn), (scl_b, scl_a),
-                  offset)
+        before=out / "before.tif",
+        after=out / "after.tif",
+        before_scl=out / "before_scl.tif",
+        after_scl=out / "after_scl.tif",
+        unosat_zip=out / "unosat.zip",
+        unosat_gpkg=out / "unosat.gpkg",
+        truth=out / "truth.tif",
+        buildings=out / "buildings.gpkg",
+    )
+    _write_scenes(
+        paths, grid, aoi, seed, mode, dates, (before_dn, after_dn), (scl_b, scl_a), offset
+    )
     truth = np.stack([ground.cover, ground.damage_class])
-    write_cog(paths.truth, truth.astype(np.uint8), grid, nodata=None,
-              descriptions=["land_cover", "damage_class_visible_after"],
-              tags={"LAND_COVER_CLASSES": "1 water, 2 vegetation, 3 soil, 4 road, "
-                                          "5 building, 6 forest", "SYNTHETIC": "yes",
-                    "MODE": mode},
-              resampling="NEAREST")
+    write_cog(
+        paths.truth,
+        truth.astype(np.uint8),
+        grid,
+        nodata=None,
+        descriptions=["land_cover", "damage_class_visible_after"],
+        tags={
+            "LAND_COVER_CLASSES": "1 water, 2 vegetation, 3 soil, 4 road, 5 building, 6 forest",
+            "SYNTHETIC": "yes",
+            "MODE": mode,
+        },
+        resampling="NEAREST",
+    )
 
     site_dates = assessment_dates(dates[1], rng)
-    sites = build_sites(rng, ground.plan, ground.site_xy, ground.eligible, site_dates, aoi_utm,
-                        grid.crs.to_wkt(), aoi.unosat_aoi, nvd_share=NVD_SHARE[mode])
+    sites = build_sites(
+        rng,
+        ground.plan,
+        ground.site_xy,
+        ground.eligible,
+        site_dates,
+        aoi_utm,
+        grid.crs.to_wkt(),
+        aoi.unosat_aoi,
+        nvd_share=NVD_SHARE[mode],
+    )
     write_geopackage(sites, paths.unosat_gpkg, site_dates[-1])
     write_zipped_shapefile(sites, paths.unosat_zip, site_dates[-1])
     write_buildings(ground.footprints, paths.buildings, site_dates[-1])
     plan = ground.plan
-    log.info("%s: %d buildings, %d damaged visibly, %d sites (%d no visible damage) -> %s",
-             aoi.slug, len(ground.footprints), int(np.isin(plan.now, (1, 2, 3)).sum()),
-             len(sites), int((sites["Main_Damage_Site_Class"] == 6).sum()), out)
+    log.info(
+        "%s: %d buildings, %d damaged visibly, %d sites (%d no visible damage) -> %s",
+        aoi.slug,
+        len(ground.footprints),
+        int(np.isin(plan.now, (1, 2, 3)).sum()),
+        len(sites),
+        int((sites["Main_Damage_Site_Class"] == 6).sum()),
+        out,
+    )
     return paths
 
 
-def _write_scenes(paths: SyntheticScenes, grid: Grid, aoi: AOI, seed: int, mode: str,
-                  dates: tuple[dt.date, dt.date], dns: tuple[np.ndarray, np.ndarray],
-                  scls: tuple[np.ndarray, np.ndarray], offset: int) -> None:
+def _write_scenes(
+    paths: SyntheticScenes,
+    grid: Grid,
+    aoi: AOI,
+    seed: int,
+    mode: str,
+    dates: tuple[dt.date, dt.date],
+    dns: tuple[np.ndarray, np.ndarray],
+    scls: tuple[np.ndarray, np.ndarray],
+    offset: int,
+) -> None:
     """The two scenes with ESA-like tags, and their 20 m SCL rasters."""
     h, w = grid.shape
     for path, dn, date, boa, baseline, scl in (
-            (paths.before, dns[0], dates[0], 0, "03.01", scls[0]),
-            (paths.after, dns[1], dates[1], -offset, "04.00" if offset else "03.01", scls[1])):
-        tags = {"ACQUISITION_DATE": date.isoformat(), "SOURCE": "synthetic", "SYNTHETIC": "yes",
-                "AOI": aoi.slug, "SEED": str(seed), "SYNTHETIC_MODE": mode,
-                "PROCESSING_BASELINE": baseline, "BOA_QUANTIFICATION_VALUE": "10000"}
+        (paths.before, dns[0], dates[0], 0, "03.01", scls[0]),
+        (paths.after, dns[1], dates[1], -offset, "04.00" if offset else "03.01", scls[1]),
+    ):
+        tags = {
+            "ACQUISITION_DATE": date.isoformat(),
+            "SOURCE": "synthetic",
+            "SYNTHETIC": "yes",
+            "AOI": aoi.slug,
+            "SEED": str(seed),
+            "SYNTHETIC_MODE": mode,
+            "PROCESSING_BASELINE": baseline,
+            "BOA_QUANTIFICATION_VALUE": "10000",
+        }
         tags_per_band = [dict(t, BOA_ADD_OFFSET=str(boa)) for t in band_tags()]
-        write_cog(path, dn, grid, nodata=0, descriptions=BANDS, tags=tags,
-                  band_tags=tags_per_band)
+        write_cog(path, dn, grid, nodata=0, descriptions=BANDS, tags=tags, band_tags=tags_per_band)
         scl_path = path.with_name(path.stem + "_scl.tif")
-        scl_grid = Grid(grid.crs, grid.transform @ grid.transform.scale(2),
-                        (w + 1) // 2, (h + 1) // 2)
-        write_cog(scl_path, to_scl_20m(scl), scl_grid, nodata=0,
-                  descriptions=["SCL"], tags={"ACQUISITION_DATE": date.isoformat(),
-                                              "SOURCE": "synthetic", "SYNTHETIC": "yes"},
-                  resampling="NEAREST")
+        scl_grid = Grid(
+            grid.crs, grid.transform @ grid.transform.scale(2), (w + 1) // 2, (h + 1) // 2
+        )
+        write_cog(
+            scl_path,
+            to_scl_20m(scl),
+            scl_grid,
+            nodata=0,
+            descriptions=["SCL"],
+            tags={"ACQUISITION_DATE": date.isoformat(), "SOURCE": "synthetic", "SYNTHETIC": "yes"},
+            resampling="NEAREST",
+        )
 
 
-def _realistic_ground(rng: np.random.Generator, grid: Grid, centre: tuple[float, float],
-                      inside: np.ndarray, dates: tuple[dt.date, dt.date], lat: float
-                      ) -> _Ground:
+def _realistic_ground(
+    rng: np.random.Generator,
+    grid: Grid,
+    centre: tuple[float, float],
+    inside: np.ndarray,
+    dates: tuple[dt.date, dt.date],
+    lat: float,
+) -> _Ground:
     town = render_town(rng, grid.shape, centre, inside, dates, lat)
     n = len(town.footprints)
     polys = footprints_to_crs(town.footprints, grid.transform)
@@ -201,18 +266,30 @@ def _realistic_ground(rng: np.random.Generator, grid: Grid, centre: tuple[float,
     existing = np.nonzero(~np.isin(town.change[1:], ("vacant", "new_building")))[0]
     ids = existing + 1
     frame = gpd.GeoDataFrame(
-        {"building_id": ids.astype(np.int64),
-         "damaged": np.isin(town.plan.now[ids], (1, 2, 3)).astype(np.int64),
-         "damage_class": town.plan.now[ids].astype(np.int64),
-         "change": town.change[ids]},
-        geometry=polys[existing], crs=grid.crs)
-    return _Ground(before=town.before, after=town.after, cover=town.cover,
-                   damage_class=town.damage_class, plan=town.plan, eligible=town.eligible,
-                   site_xy=xy, footprints=frame)
+        {
+            "building_id": ids.astype(np.int64),
+            "damaged": np.isin(town.plan.now[ids], (1, 2, 3)).astype(np.int64),
+            "damage_class": town.plan.now[ids].astype(np.int64),
+            "change": town.change[ids],
+        },
+        geometry=polys[existing],
+        crs=grid.crs,
+    )
+    return _Ground(
+        before=town.before,
+        after=town.after,
+        cover=town.cover,
+        damage_class=town.damage_class,
+        plan=town.plan,
+        eligible=town.eligible,
+        site_xy=xy,
+        footprints=frame,
+    )
 
 
-def _easy_ground(rng: np.random.Generator, grid: Grid, centre: tuple[float, float],
-                 inside: np.ndarray) -> _Ground:
+def _easy_ground(
+    rng: np.random.Generator, grid: Grid, centre: tuple[float, float], inside: np.ndarray
+) -> _Ground:
     """The clean 10 m town: a street grid of whole-pixel roofs, strong damage."""
     h, w = grid.shape
     land = make_landscape(rng, h, w, centre)
@@ -238,18 +315,27 @@ def _easy_ground(rng: np.random.Generator, grid: Grid, centre: tuple[float, floa
     xy = np.zeros((n + 1, 2))
     xy[1:, 0] = grid.transform.c + (pcol + 0.5) * grid.transform.a
     xy[1:, 1] = grid.transform.f + (prow + 0.5) * grid.transform.e
-    return _Ground(before=before, after=after, cover=land.cover,
-                   damage_class=np.where(strength > 0, plan.now[land.building_id], 0),
-                   plan=plan, eligible=eligible, site_xy=xy,
-                   footprints=_vectorise(land.building_id, plan, grid))
+    return _Ground(
+        before=before,
+        after=after,
+        cover=land.cover,
+        damage_class=np.where(strength > 0, plan.now[land.building_id], 0),
+        plan=plan,
+        eligible=eligible,
+        site_xy=xy,
+        footprints=_vectorise(land.building_id, plan, grid),
+    )
 
 
 def _vectorise(building_id: np.ndarray, plan: DamagePlan, grid: Grid) -> gpd.GeoDataFrame:
     """Footprints of the easy town's raster buildings, one (multi)polygon per id."""
-    geoms = [(shapely.geometry.shape(g), int(v)) for g, v in
-             shapes(building_id, mask=building_id > 0, transform=grid.transform)]
-    frame = gpd.GeoDataFrame({"building_id": [v for _, v in geoms]},
-                             geometry=[g for g, _ in geoms], crs=grid.crs)
+    geoms = [
+        (shapely.geometry.shape(g), int(v))
+        for g, v in shapes(building_id, mask=building_id > 0, transform=grid.transform)
+    ]
+    frame = gpd.GeoDataFrame(
+        {"building_id": [v for _, v in geoms]}, geometry=[g for g, _ in geoms], crs=grid.crs
+    )
     frame = frame.dissolve(by="building_id", as_index=False, sort=True)
     ids = frame["building_id"].to_numpy()
     frame["building_id"] = ids.astype(np.int64)
@@ -281,6 +367,7 @@ def _easy_epochs(rng: np.random.Generator, land) -> tuple[np.ndarray, np.ndarray
 
 def _to_dn(rng: np.random.Generator, refl: np.ndarray) -> np.ndarray:
     """Add sensor noise and quantise to uint16 digital numbers (0 is reserved for nodata)."""
-    noisy = refl * (1 + 0.012 * rng.standard_normal(refl.shape, dtype=np.float32)) \
-        + 8 * rng.standard_normal(refl.shape, dtype=np.float32)
+    noisy = refl * (
+        1 + 0.012 * rng.standard_normal(refl.shape, dtype=np.float32)
+    ) + 8 * rng.standard_normal(refl.shape, dtype=np.float32)
     return np.clip(np.round(noisy), 1, 65535 - BASELINE_OFFSET).astype(np.uint16)

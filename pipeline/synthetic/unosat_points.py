@@ -37,9 +37,17 @@ def assessment_dates(after: dt.date, rng: np.random.Generator) -> list[dt.date]:
     return [first, second, third]
 
 
-def build_sites(rng: np.random.Generator, plan: DamagePlan, xy: np.ndarray, eligible: np.ndarray,
-                dates: list[dt.date], aoi_utm: BaseGeometry, crs: str, code: str,
-                nvd_share: float = 0.1) -> gpd.GeoDataFrame:
+def build_sites(
+    rng: np.random.Generator,
+    plan: DamagePlan,
+    xy: np.ndarray,
+    eligible: np.ndarray,
+    dates: list[dt.date],
+    aoi_utm: BaseGeometry,
+    crs: str,
+    code: str,
+    nvd_share: float = 0.1,
+) -> gpd.GeoDataFrame:
     """One row per site in the CDA's wide layout, in EPSG:4326.
 
     ``xy`` holds each building's point in the grid CRS (row = building id). A share
@@ -78,26 +86,33 @@ def build_sites(rng: np.random.Generator, plan: DamagePlan, xy: np.ndarray, elig
     cls = np.array(classes, dtype=float)
     status = []
     for prev, cur in ((np.full(len(cls), np.nan), cls[:, 1]), (cls[:, 1], cls[:, 2])):
-        col = np.where(np.isnan(cur), None,
-                       np.where(np.isin(cur, (1, 2, 3, 4, 11)),
-                                np.where(np.isin(prev, (1, 2, 3, 4, 11)), STATUS_SAME,
-                                         STATUS_NEW), STATUS_NONE))
+        col = np.where(
+            np.isnan(cur),
+            None,
+            np.where(
+                np.isin(cur, (1, 2, 3, 4, 11)),
+                np.where(np.isin(prev, (1, 2, 3, 4, 11)), STATUS_SAME, STATUS_NEW),
+                STATUS_NONE,
+            ),
+        )
         status.append(col)
     status[0] = np.where(np.isnan(cls[:, 0]), None, status[0])  # first change vs date one
     n = len(cls)
-    frame = pd.DataFrame({
-        "SiteID": [f"{code}-{i + 1:05d}" for i in range(n)],
-        "SensorDate": pd.to_datetime([dates[0]] * n),
-        "Main_Damage_Site_Class": pd.array(cls[:, 0], dtype="Int32"),
-        "SensorDate_2": pd.to_datetime([dates[1]] * n),
-        "Main_Damage_Site_Class_2": pd.array(cls[:, 1], dtype="Int32"),
-        "Damage_Status_2": status[0],
-        "SensorDate_3": pd.to_datetime([dates[2]] * n),
-        "Main_Damage_Site_Class_3": pd.array(cls[:, 2], dtype="Int32"),
-        "Damage_Status_3": status[1],
-        "Confidence": rng.choice(["High", "Medium"], size=n, p=[0.7, 0.3]),
-        "Neighborhood": "Synthetic",
-    })
+    frame = pd.DataFrame(
+        {
+            "SiteID": [f"{code}-{i + 1:05d}" for i in range(n)],
+            "SensorDate": pd.to_datetime([dates[0]] * n),
+            "Main_Damage_Site_Class": pd.array(cls[:, 0], dtype="Int32"),
+            "SensorDate_2": pd.to_datetime([dates[1]] * n),
+            "Main_Damage_Site_Class_2": pd.array(cls[:, 1], dtype="Int32"),
+            "Damage_Status_2": status[0],
+            "SensorDate_3": pd.to_datetime([dates[2]] * n),
+            "Main_Damage_Site_Class_3": pd.array(cls[:, 2], dtype="Int32"),
+            "Damage_Status_3": status[1],
+            "Confidence": rng.choice(["High", "Medium"], size=n, p=[0.7, 0.3]),
+            "Neighborhood": "Synthetic",
+        }
+    )
     gdf = gpd.GeoDataFrame(frame, geometry=points, crs=crs).to_crs("EPSG:4326")
     return gdf
 
@@ -121,7 +136,8 @@ def write_zipped_shapefile(gdf: gpd.GeoDataFrame, path: Path, stamp: dt.date) ->
         dbf.write_bytes(bytes(raw))
         with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             for part in sorted(Path(tmpdir).iterdir()):
-                info = zipfile.ZipInfo(part.name, date_time=(stamp.year, stamp.month,
-                                                             stamp.day, 0, 0, 0))
+                info = zipfile.ZipInfo(
+                    part.name, date_time=(stamp.year, stamp.month, stamp.day, 0, 0, 0)
+                )
                 info.compress_type = zipfile.ZIP_DEFLATED
                 zf.writestr(info, part.read_bytes())
