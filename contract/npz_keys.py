@@ -23,6 +23,9 @@ PATCH_KEYS: tuple[str, ...] = (
 #: Per-split arrays besides Xb/Xa/y: position and provenance of every pair.
 DATASET_EXTRA: tuple[str, ...] = ("aoi", "row", "col", "lon", "lat", "block")
 FLAT_KEYS: tuple[str, ...] = ("x_before", "x_after", "y")
+#: Optional 0-d string array in a patch file and in the dataset: the scenes' processing level
+#: (:mod:`contract.processing_level`); absent in files written before it was recorded.
+PROCESSING_LEVEL = "processing_level"
 
 
 def split_key(kind: str, split: str) -> str:
