@@ -26,6 +26,13 @@ FLAT_KEYS: tuple[str, ...] = ("x_before", "x_after", "y")
 #: Optional 0-d string array in a patch file and in the dataset: the scenes' processing level
 #: (:mod:`contract.processing_level`); absent in files written before it was recorded.
 PROCESSING_LEVEL = "processing_level"
+#: 0-d string array naming what a dataset holds: :data:`PATCHES` (``y_<split>`` of shape (N,),
+#: one 0/1 label per pair, the study's layout; files without the key are patch datasets) or
+#: :data:`TILES` (``y_<split>`` of shape (N, H, W) uint8 per-pixel targets: 1 change or damage,
+#: 0 negative, 255 ignore, i.e. :data:`contract.labels.UNKNOWN`). Both keep the other keys.
+DATASET_KIND = "kind"
+PATCHES = "patches"
+TILES = "tiles"
 
 
 def split_key(kind: str, split: str) -> str:
