@@ -33,7 +33,7 @@ from _common import CRS, OUT, TRANSFORM, baseline_rss, run_child  # noqa: E402
 
 OURS = """
 import json
-from damagenet.aggregate import AggregateOptions, aggregate
+from damagenet.buildings.aggregate import AggregateOptions, aggregate
 s = aggregate({map!r}, {buildings!r}, {out!r}, AggregateOptions(progress=False))
 print(json.dumps({{"seconds": s["seconds"], "buildings": s["buildings"],
                    "assessed": s["buildings_assessed"]}}))
@@ -141,8 +141,8 @@ def main() -> None:
         f"machine: {platform.machine()}, {platform.python_version()}; map {args.size} x "
         f"{args.size} px, {args.buildings:,} footprints (EPSG:4326, random order)"
     )
-    floor = baseline_rss("damagenet.aggregate")
-    print(f"importing damagenet.aggregate alone: peak RSS {floor:.0f} MiB")
+    floor = baseline_rss("damagenet.buildings.aggregate")
+    print(f"importing damagenet.buildings.aggregate alone: peak RSS {floor:.0f} MiB")
     for n in (args.buildings // 2, args.buildings):
         buildings = make_buildings(args.size, n, folder)
         out = folder / f"result_{n}" / "agg.gpkg"

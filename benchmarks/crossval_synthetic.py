@@ -157,8 +157,8 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from damagenet.crossval import crossval
-    from damagenet.train import TrainConfig
+    from damagenet.evaluation.crossval import crossval
+    from damagenet.training.train import TrainConfig
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

@@ -32,22 +32,22 @@ from contract.windows import (  # noqa: E402
     window_any,
     window_positions,
 )
-from damagenet.checkpoint import load_checkpoint, norm_of, save_checkpoint  # noqa: E402
-from damagenet.data import Normalisation  # noqa: E402
-from damagenet.inference import (  # noqa: E402
+from damagenet.data.pairs import Normalisation  # noqa: E402
+from damagenet.inference.scoring import (  # noqa: E402
     PairScorer,
     optimise_for_inference,
     resolve_device,
 )
-from damagenet.model import SiameseResNet  # noqa: E402
-from damagenet.predict import PredictOptions, predict_map  # noqa: E402
+from damagenet.maps.predict import PredictOptions, predict_map  # noqa: E402
+from damagenet.models.checkpoint import load_checkpoint, norm_of, save_checkpoint  # noqa: E402
+from damagenet.models.siamese_resnet import SiameseResNet  # noqa: E402
 
 BATCH = 256
 ROUNDS = 3
 
 CHILD = """
 import json
-from damagenet.predict import PredictOptions, predict_map
+from damagenet.maps.predict import PredictOptions, predict_map
 s = predict_map({before!r}, {after!r}, {ckpt!r}, {out!r},
                 PredictOptions(stride=16, device={device!r}, progress=False))
 print(json.dumps({{"seconds": s["seconds"], "scored": s["windows_scored"]}}))
@@ -235,7 +235,7 @@ def main() -> None:
             device=args.device,
         )
         (r,), peak = run_child(code)
-        floor = baseline_rss("damagenet.predict")
+        floor = baseline_rss("damagenet.maps.predict")
         print(
             f"{args.memory_size} x {args.memory_size} px pair, stride 16, "
             f"{args.memory_backbone}: {r['scored']} windows in {r['seconds']:.0f} s; peak "

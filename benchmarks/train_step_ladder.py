@@ -7,7 +7,7 @@ built up from the original study's (two encoder passes with plain batch norms, d
 Adam's per-tensor loop) by adding one change at a time: fused Adam, the layout
 ``--memory-format auto`` picks for the size, one encoder pass with ``PairBatchNorm2d``, the
 centre tap sliced but still convolved (to show where the gain of the next row comes from),
-one-pixel convolutions as matrix products (``damagenet.centre_tap``), and bfloat16 autocast.
+one-pixel convolutions as matrix products (``damagenet.models.centre_tap``), and bfloat16 autocast.
 All variants step in turn, round after round, in one process; the median step time of each
 (first round left out as warm-up) is printed with its ratio to the row before and to the first.
 ``--flops`` also counts the study step's floating-point operations (``torch.utils.flop_counter``).
@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from damagenet.centre_tap import use_centre_taps
-from damagenet.model import SiameseResNet, build_model, use_plain_batch_norms
-from damagenet.train import memory_format
+from damagenet.models.centre_tap import use_centre_taps
+from damagenet.models.siamese_resnet import SiameseResNet, build_model, use_plain_batch_norms
+from damagenet.training.train import memory_format
 
 
 @dataclass(frozen=True)

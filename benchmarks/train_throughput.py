@@ -40,8 +40,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-from damagenet.model import SiameseResNet, build_model, use_plain_batch_norms
-from damagenet.train import TrainConfig, train
+from damagenet.models.siamese_resnet import SiameseResNet, build_model, use_plain_batch_norms
+from damagenet.training.train import TrainConfig, train
 
 Curve = list[tuple[float, float]]
 

@@ -27,3 +27,16 @@ PLAUSIBLE_MEDIANS: dict[str, tuple[int, int]] = {
 def band_tags() -> list[dict[str, str]]:
     """Per-band GeoTIFF tags (band id and name) that GIS tools and readers use."""
     return [{"BAND": b, "NAME": BAND_LABELS[b]} for b in BANDS]
+
+
+def band_permutation(bands: object) -> tuple[str, ...] | None:
+    """``bands`` as a tuple of band names if it orders exactly :data:`BANDS`, else None.
+
+    The one check behind every "is this a band order?" question: ``--bands`` options, checkpoint
+    input conventions, scenes whose bands a user names.
+    """
+    try:
+        names = tuple(str(b).strip().upper() for b in bands)  # type: ignore[attr-defined]
+    except TypeError:
+        return None
+    return names if sorted(names) == sorted(BANDS) and len(names) == len(BANDS) else None

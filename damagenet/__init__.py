@@ -4,4 +4,6 @@ Reads the dataset NPZ and scene GeoTIFFs the :mod:`pipeline` package writes, thr
 it never imports :mod:`pipeline`.
 """
 
-__version__ = "0.1.0"
+from contract.version import __version__
+
+__all__ = ["__version__"]

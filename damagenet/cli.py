@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from contract.cli import run_command, setup_logging
 
 COMMAND_MODULES = (
-    "damagenet.train",
-    "damagenet.evaluate",
-    "damagenet.predict",
-    "damagenet.crossval",
-    "damagenet.aggregate",
-    "damagenet.seed_import",
-    "damagenet.info",
+    "damagenet.commands.train",
+    "damagenet.commands.evaluate",
+    "damagenet.commands.predict",
+    "damagenet.commands.crossval",
+    "damagenet.commands.aggregate",
+    "damagenet.commands.import_seed",
+    "damagenet.commands.info",
 )
 
 

@@ -16,11 +16,10 @@ from contract.cli import run_command, setup_logging
 
 #: Modules providing ``add_parser(subparsers)``; each sets ``func`` on its parser.
 COMMAND_MODULES = (
-    "pipeline.aoi_tools",
+    "pipeline.aoi.cli",
     "pipeline.synthetic.cli",
     "pipeline.scenes.cli",
-    "pipeline.unosat_fetch",
-    "pipeline.labels",
+    "pipeline.labels.cli",
     "pipeline.patches",
     "pipeline.dataset",
 )

@@ -18,8 +18,8 @@ from pathlib import Path
 from shapely.geometry import MultiPoint, Point
 from shapely.ops import voronoi_diagram
 
-from pipeline.aoi_fields import parse_window
-from pipeline.aoi_writer import aoi_feature, dump_aoi_json
+from pipeline.aoi.fields import parse_window
+from pipeline.aoi.writer import aoi_feature, dump_aoi_json
 from pipeline.geo import reproject_geometry, utm_epsg_for
 from pipeline.reference import unosat_area
 

@@ -61,7 +61,7 @@ DEMO_AOIS = ("bucha", "irpin", "hostomel")
 def aoi_rasters(tmp_path_factory):
     """Scenes and labels for three neighbouring AOIs, made by the pipeline's own steps."""
     from pipeline.aoi import load_aoi
-    from pipeline.labels import make_labels
+    from pipeline.labels.rasterise import make_labels
     from pipeline.scenes import acquire_scene
     from pipeline.synthetic import generate_synthetic
 

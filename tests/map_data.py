@@ -7,9 +7,9 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from damagenet.checkpoint import save_checkpoint
-from damagenet.data import Normalisation
-from damagenet.model import SiameseResNet
+from damagenet.data.pairs import Normalisation
+from damagenet.models.checkpoint import save_checkpoint
+from damagenet.models.siamese_resnet import SiameseResNet
 
 
 def mean_blue(before: np.ndarray, after: np.ndarray) -> np.ndarray:

@@ -14,10 +14,10 @@ import rasterio
 import shapely
 from rasterio.transform import from_origin
 
-from damagenet.aggregate import AggregateOptions, aggregate
+from damagenet.buildings.aggregate import AggregateOptions, aggregate
+from damagenet.buildings.zones import wilson
 from damagenet.cli import main
 from damagenet.errors import DamagenetUsageError, GridMismatchError, InputFileError
-from damagenet.zones import wilson
 
 CRS_UTM = "EPSG:32636"
 X0, Y0, PX = 500_000.0, 5_600_000.0, 10.0
@@ -410,7 +410,7 @@ def test_cli_exit_codes(tmp_path, prob_map, capsys):
 
 
 def test_cell_overlap_matches_geos_on_random_concave_shapes():
-    from damagenet.zonal import MapGrid, pixel_pairs
+    from damagenet.buildings.zonal import MapGrid, pixel_pairs
 
     rng = np.random.default_rng(7)
     grid = MapGrid(X0, Y0, PX, PX, W, H, 16, 16)
@@ -452,7 +452,7 @@ def test_missing_point_and_invalid_geometries(tmp_path, prob_map):
 
 
 def test_layer_named_for_buildings_is_chosen(tmp_path):
-    from damagenet.footprints import open_vector
+    from damagenet.buildings.footprints import open_vector
 
     path = tmp_path / "extract.gpkg"
     line = gpd.GeoDataFrame(
@@ -471,12 +471,12 @@ def test_layer_named_for_buildings_is_chosen(tmp_path):
 
 
 def test_huge_footprints_are_clipped_in_chunks(tmp_path, prob_map, monkeypatch):
-    import damagenet.zonal
+    import damagenet.buildings.zonal
 
     map_path, _ = prob_map
     bld = write_buildings(tmp_path / "b.gpkg")
     _, whole, _ = run(tmp_path, map_path, bld, "whole")
-    monkeypatch.setattr(damagenet.zonal, "MAX_VERTICES", 7)
+    monkeypatch.setattr(damagenet.buildings.zonal, "MAX_VERTICES", 7)
     _, chunked, _ = run(tmp_path, map_path, bld, "chunked")
     np.testing.assert_allclose(chunked.probability_mean, whole.probability_mean)
     np.testing.assert_allclose(chunked.valid_share, whole.valid_share)

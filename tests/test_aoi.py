@@ -10,8 +10,8 @@ import pytest
 from shapely.geometry import Point
 
 from pipeline.aoi import discover_aoi_files, load_aoi, validate_aoi_file
-from pipeline.aoi_fields import parse_window
-from pipeline.aoi_tools import bbox_geometry, default_after, new_aoi
+from pipeline.aoi.cli import bbox_geometry, default_after, new_aoi
+from pipeline.aoi.fields import parse_window
 from pipeline.cli import main
 from pipeline.errors import InputFileError, PipelineError
 from pipeline.reference import unosat_area

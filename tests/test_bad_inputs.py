@@ -35,9 +35,9 @@ import rasterio
 
 from contract.errors import SceneScaleError
 from contract.scene_scale import check_scene_scale
-from damagenet.checkpoint import save_checkpoint
-from damagenet.data import Normalisation
-from damagenet.model import SiameseResNet
+from damagenet.data.pairs import Normalisation
+from damagenet.models.checkpoint import save_checkpoint
+from damagenet.models.siamese_resnet import SiameseResNet
 from tests.model_data import write_study_npz
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from damagenet.baselines import baseline_scores, change_magnitude, patch_features
-from damagenet.data import Split
-from damagenet.scores import (
+from damagenet.data.pairs import Split
+from damagenet.evaluation.baselines import baseline_scores, change_magnitude, patch_features
+from damagenet.evaluation.scores import (
     average_precision,
     bootstrap_ci,
     roc_auc,
@@ -78,10 +78,10 @@ def test_evaluate_reports_baselines_and_calibration(tmp_path):
 
     import torch
 
-    from damagenet.checkpoint import save_checkpoint
-    from damagenet.data import Normalisation
-    from damagenet.evaluate import evaluate
-    from damagenet.model import SiameseResNet
+    from damagenet.data.pairs import Normalisation
+    from damagenet.evaluation.evaluate import evaluate
+    from damagenet.models.checkpoint import save_checkpoint
+    from damagenet.models.siamese_resnet import SiameseResNet
     from tests.model_data import write_study_npz
 
     npz = write_study_npz(tmp_path / "d.npz", sizes=(64, 32, 40))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from damagenet.calibration import (
+from damagenet.evaluation.calibration import (
     apply_calibration,
     calibration_report,
     expected_calibration_error,

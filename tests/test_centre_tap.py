@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from damagenet.centre_tap import CentreTapConv2d, use_centre_taps
-from damagenet.inference import fold_batch_norms
-from damagenet.model import SiameseResNet
+from damagenet.inference.scoring import fold_batch_norms
+from damagenet.models.centre_tap import CentreTapConv2d, use_centre_taps
+from damagenet.models.siamese_resnet import SiameseResNet
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from damagenet.checkpoint import save_checkpoint
 from damagenet.cli import main
-from damagenet.crossval import assign_folds, pooled
-from damagenet.data import Normalisation
-from damagenet.ensemble import ensemble_predict, load_ensemble, mean_and_spread
+from damagenet.data.pairs import Normalisation
 from damagenet.errors import DamagenetError
-from damagenet.model import SiameseResNet
+from damagenet.evaluation.crossval import assign_folds, pooled
+from damagenet.inference.ensemble import ensemble_predict, load_ensemble, mean_and_spread
+from damagenet.models.checkpoint import save_checkpoint
+from damagenet.models.siamese_resnet import SiameseResNet
 from tests.model_data import planted
 
 AOIS = ["a", "b", "c", "d", "e", "f", "g"]

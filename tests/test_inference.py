@@ -7,10 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from damagenet.centre_tap import CentreTapConv2d
-from damagenet.data import Normalisation
+from damagenet.data.pairs import Normalisation
 from damagenet.errors import DamagenetError
-from damagenet.inference import (
+from damagenet.inference.scoring import (
     COMPILE_MIN_WINDOWS_CPU,
     FixedBatch,
     PairScorer,
@@ -19,7 +18,8 @@ from damagenet.inference import (
     optimise_for_inference,
     wants_compile,
 )
-from damagenet.model import SiameseResNet
+from damagenet.models.centre_tap import CentreTapConv2d
+from damagenet.models.siamese_resnet import SiameseResNet
 
 
 def _random_model() -> SiameseResNet:

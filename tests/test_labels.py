@@ -18,7 +18,7 @@ from pipeline.aoi import load_aoi
 from pipeline.cli import main
 from pipeline.errors import PipelineError
 from pipeline.grid import grid_of
-from pipeline.labels import DAMAGE, NO_DAMAGE, UNKNOWN, make_labels
+from pipeline.labels.rasterise import DAMAGE, NO_DAMAGE, UNKNOWN, make_labels
 from pipeline.synthetic import Nuisances, generate_synthetic
 
 AFTER = dt.date(2022, 5, 5)
@@ -310,7 +310,7 @@ def test_cli(tmp_path, bucha_aoi_path, synth, capsys):
 def test_unosat_fetch(tmp_path, aoi_copy):
     import responses
 
-    from pipeline.unosat_fetch import fetch_unosat
+    from pipeline.labels.fetch import fetch_unosat
 
     def with_url(doc):
         doc["features"][0]["properties"]["labels"]["url"] = "https://example.org/cda.zip"

@@ -13,13 +13,19 @@ import torch
 from model_data import write_study_npz
 
 import damagenet
-from damagenet.checkpoint import checkpoint_hash, input_of, load_checkpoint, norm_of
 from damagenet.cli import main
-from damagenet.data import Normalisation, augment, load_splits, symmetry, to_tensors
+from damagenet.data.pairs import Normalisation, augment, load_splits, symmetry, to_tensors
 from damagenet.errors import CheckpointError, DamagenetError
-from damagenet.evaluate import evaluate, probabilities
-from damagenet.model import BACKBONES, SiameseResNet, build_model, load_imagenet, rgb_to_bands
-from damagenet.train import TrainConfig, train
+from damagenet.evaluation.evaluate import evaluate, probabilities
+from damagenet.models.checkpoint import checkpoint_hash, input_of, load_checkpoint, norm_of
+from damagenet.models.siamese_resnet import (
+    BACKBONES,
+    SiameseResNet,
+    build_model,
+    load_imagenet,
+    rgb_to_bands,
+)
+from damagenet.training.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -327,7 +333,7 @@ def test_all_backbones_known():
 
 def test_interrupted_training_leaves_only_a_provisional_checkpoint(npz, tmp_path, monkeypatch):
     """Ctrl-C after the first epoch: no final checkpoint; the provisional one is refused."""
-    import damagenet.train as train_module
+    import damagenet.training.train as train_module
 
     real, calls = train_module.train_epoch, []
 

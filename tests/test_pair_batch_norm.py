@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from damagenet.errors import DamagenetError
-from damagenet.model import PairBatchNorm2d, SiameseResNet, use_plain_batch_norms
+from damagenet.models.siamese_resnet import PairBatchNorm2d, SiameseResNet, use_plain_batch_norms
 
 
 def _study_forward(model: SiameseResNet, xb: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:

@@ -17,14 +17,14 @@ import rasterio
 from map_data import mean_blue, write_pair
 from shapely.geometry import Point
 
-from damagenet.checkpoint import save_checkpoint
 from damagenet.cli import main
-from damagenet.data import Normalisation
+from damagenet.data.pairs import Normalisation
+from damagenet.data.scene_pair import open_scene_pair
 from damagenet.errors import DamagenetError
-from damagenet.model import SiameseResNet
-from damagenet.predict import PredictOptions, predict_map
-from damagenet.quicklook import TRUE_COLOUR, true_colour
-from damagenet.scene_pair import open_scene_pair
+from damagenet.maps.predict import PredictOptions, predict_map
+from damagenet.maps.quicklook import TRUE_COLOUR, true_colour
+from damagenet.models.checkpoint import save_checkpoint
+from damagenet.models.siamese_resnet import SiameseResNet
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from distributed import LocalCluster
 from map_data import tiny_checkpoint, write_pair
 
 from damagenet.cli import main
-from damagenet.predict import PredictOptions, predict_map
+from damagenet.maps.predict import PredictOptions, predict_map
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,14 @@ import torch
 from distributed import LocalCluster
 from map_data import write_pair
 
-from damagenet.calibration import apply_calibration
-from damagenet.checkpoint import checkpoint_hash, load_checkpoint, norm_of, save_checkpoint
 from damagenet.cli import main
-from damagenet.data import Normalisation
+from damagenet.data.pairs import Normalisation
 from damagenet.errors import CheckpointError
-from damagenet.inference import PairScorer, optimise_for_inference
-from damagenet.model import SiameseResNet
-from damagenet.predict import PredictOptions, predict_map
+from damagenet.evaluation.calibration import apply_calibration
+from damagenet.inference.scoring import PairScorer, optimise_for_inference
+from damagenet.maps.predict import PredictOptions, predict_map
+from damagenet.models.checkpoint import checkpoint_hash, load_checkpoint, norm_of, save_checkpoint
+from damagenet.models.siamese_resnet import SiameseResNet
 
 RASTERS = ("prob.tif", "class.tif", "agreement.tif")
 

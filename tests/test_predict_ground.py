@@ -10,10 +10,10 @@ import rasterio
 import torch
 from map_data import mean_blue, write_pair
 
-from damagenet.checkpoint import save_checkpoint
-from damagenet.data import Normalisation
-from damagenet.model import SiameseResNet
-from damagenet.predict import PredictOptions, predict_map
+from damagenet.data.pairs import Normalisation
+from damagenet.maps.predict import PredictOptions, predict_map
+from damagenet.models.checkpoint import save_checkpoint
+from damagenet.models.siamese_resnet import SiameseResNet
 
 H, W, S = 200, 240, 16
 

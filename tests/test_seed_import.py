@@ -17,13 +17,13 @@ import torch
 from torch import nn
 from torchvision import models
 
-from damagenet.checkpoint import checkpoint_hash, input_of, load_checkpoint
 from damagenet.cli import main
-from damagenet.data import Split
+from damagenet.data.pairs import Split
 from damagenet.errors import CheckpointError, DamagenetUsageError, InputFileError
-from damagenet.evaluate import probabilities
-from damagenet.model import SiameseResNet
-from damagenet.seed_import import import_seed
+from damagenet.evaluation.evaluate import probabilities
+from damagenet.models.checkpoint import checkpoint_hash, input_of, load_checkpoint
+from damagenet.models.seed_import import import_seed
+from damagenet.models.siamese_resnet import SiameseResNet
 
 #: Index of each of the project's bands (B02, B03, B04, B08) in the study's R, G, B, NIR arrays.
 STUDY_TO_PROJECT = [2, 1, 0, 3]

@@ -10,13 +10,13 @@ import pytest
 import torch
 from model_data import write_study_npz
 
-from damagenet.checkpoint import load_checkpoint, norm_of
-from damagenet.data import TensorSplit, load_splits, to_tensors
+from damagenet.data.pairs import TensorSplit, load_splits, to_tensors
 from damagenet.errors import DamagenetError, DamagenetUsageError
-from damagenet.inference import predict_logits, sigmoid
-from damagenet.metrics import choose_threshold
-from damagenet.model import build_model
-from damagenet.train import (
+from damagenet.evaluation.metrics import choose_threshold
+from damagenet.inference.scoring import predict_logits, sigmoid
+from damagenet.models.checkpoint import load_checkpoint, norm_of
+from damagenet.models.siamese_resnet import build_model
+from damagenet.training.train import (
     BackgroundWriter,
     Stepper,
     TrainConfig,

@@ -8,7 +8,7 @@ import responses
 
 from pipeline.aoi import load_aoi
 from pipeline.errors import InputFileError, ServiceError
-from pipeline.unosat_fetch import fetch_unosat
+from pipeline.labels.fetch import fetch_unosat
 
 URL = "https://data.example.org/cda.zip"
 

@@ -19,10 +19,10 @@ from pipeline.aoi import load_aoi
 from pipeline.cli import main
 from pipeline.errors import InputFileError, PipelineUsageError
 from pipeline.grid import grid_of
-from pipeline.labels import make_labels, nvd_path
+from pipeline.labels.rasterise import make_labels, nvd_path
+from pipeline.labels.unosat import read_sites
+from pipeline.labels.unosat_values import parse_class_map
 from pipeline.synthetic import Nuisances, generate_synthetic
-from pipeline.unosat import read_sites
-from pipeline.unosat_values import parse_class_map
 
 AFTER = "2022-05-05"  # the clean scene's acquisition date
 

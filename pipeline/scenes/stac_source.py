@@ -47,8 +47,9 @@ from tqdm.dask import TqdmCallback
 from urllib3 import Retry
 
 from contract.bands import BANDS
-from pipeline.aoi import AOI, DateWindow, reproject_geometry
+from pipeline.aoi import AOI, DateWindow
 from pipeline.errors import InputFileError, PipelineUsageError, ServiceError
+from pipeline.geo import reproject_geometry
 from pipeline.grid import Grid
 from pipeline.scenes.product import DEFAULT_MASK_CLASSES, RawScene
 from pipeline.scenes.stac_assets import SCL, ItemBands, item_bands

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from damagenet.outputs import (PROB_SUFFIX, QUICKLOOK_SUFFIX, SUMMARY_SUFFIX, aggregate_suffixes,
+                               map_suffixes)
 from pipeline.aoi import discover_aoi_files, load_aoi
 from pipeline.errors import PipelineError
 
@@ -61,26 +63,15 @@ else:
 # In a training run the map is also compared with the labels (agreement raster) and split by the
 # checkpoint's record of its training ground (split raster); a mapping run's checkpoint may be an
 # imported model without that record, so its split raster is not promised.
-MAP_PREFIX = f"{RESULTS}/maps/{{aoi}}_"
-# Categorical rasters carry their short colour table in a GDAL .aux.xml sidecar.
-MAP_FILES = {"prob": "damage_prob.tif", "cls": "damage_class.tif", "gpkg": "damage_patches.gpkg",
-             "prob_style": "damage_prob.qml", "cls_style": "damage_class.qml",
-             "cls_aux": "damage_class.tif.aux.xml", "gpkg_style": "damage_patches.qml"}
-if MODE == "train":
-    MAP_FILES |= {"agreement": "damage_agreement.tif", "agreement_style": "damage_agreement.qml",
-                  "agreement_aux": "damage_agreement.tif.aux.xml",
-                  "split": "damage_split.tif", "split_style": "damage_split.qml",
-                  "split_aux": "damage_split.tif.aux.xml"}
+MAP_PREFIX = f"{RESULTS}/maps/{{aoi}}"
+MAP_FILES = map_suffixes(with_truth=MODE == "train")
 # Files `damagenet aggregate --out <aoi>.gpkg` writes.
-AGGREGATE_FILES = {"gpkg": ".gpkg", "buildings_csv": "_buildings.csv", "zones_csv": "_zones.csv",
-                   "buildings_style": "_buildings.qml", "zones_style": "_zones.qml",
-                   "summary": "_summary.json"}
+AGGREGATE_FILES = aggregate_suffixes()
 
 
 # The targets of the default rule; maps (and aggregates) always, the model and its metrics in a
 # training run.
-ALL_TARGETS = expand(f"{RESULTS}/maps/{{aoi}}_{{f}}", aoi=AOIS,
-                     f=["damage_prob.tif", "quicklook.png"])
+ALL_TARGETS = expand(f"{RESULTS}/maps/{{aoi}}{{f}}", aoi=AOIS, f=[PROB_SUFFIX, QUICKLOOK_SUFFIX])
 if AGGREGATE["buildings"]:
     ALL_TARGETS += expand(f"{RESULTS}/aggregate/{{aoi}}.gpkg", aoi=AOIS)
 if MODE == "train":

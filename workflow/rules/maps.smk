@@ -10,14 +10,14 @@ rule damage_map:
     output:
         multiext(MAP_PREFIX, **MAP_FILES),
         summary=report(
-            f"{MAP_PREFIX}damage_summary.json",
+            f"{MAP_PREFIX}{SUMMARY_SUFFIX}",
             caption="../report/aoi_summary.rst",
             category="4. Maps",
             subcategory="{aoi}",
             labels={"AOI": "{aoi}", "figure": "summary"},
         ),
         quicklook=report(
-            f"{RESULTS}/maps/{{aoi}}_quicklook.png",
+            f"{MAP_PREFIX}{QUICKLOOK_SUFFIX}",
             caption="../report/quicklook.rst",
             category="4. Maps",
             subcategory="{aoi}",
@@ -49,7 +49,7 @@ rule damage_map:
 rule aggregate:
     # With aggregate.buildings set: damage per building footprint and per zone or grid cell.
     input:
-        prob=f"{RESULTS}/maps/{{aoi}}_damage_prob.tif",
+        prob=f"{MAP_PREFIX}{PROB_SUFFIX}",
         buildings=buildings_file,
         zones=zones_file,
     output:

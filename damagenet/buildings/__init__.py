@@ -1,0 +1,1 @@
+"""Damage per building footprint and per zone (``damagenet aggregate``)."""

@@ -1,0 +1,92 @@
+"""``damagenet crossval``: leave-AOI-out folds (:mod:`damagenet.evaluation.crossval`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from contract.options import positive_int
+from damagenet.defaults import BACKBONE_FEATURES, N_BOOT
+from damagenet.training.config import TrainConfig
+
+
+def _run(args: argparse.Namespace) -> int:
+    from damagenet.evaluation.crossval import crossval  # heavy: only when the command runs
+
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        patience=args.patience,
+        backbone=args.backbone,
+        weights=args.weights,
+        device=args.device,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    crossval(args.npz, args.out, args.k, cfg, args.seed, args.n_boot, args.keep_data)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    d = TrainConfig()
+    p = sub.add_parser(
+        "crossval",
+        help="leave-AOI-out cross-validation of the network and baselines",
+        description="Pool every pair of a dataset NPZ, hold out whole AOIs in k folds (each "
+        "AOI test once, one training-side AOI for validation), train the network "
+        "and both baselines per fold, and write crossval.json, crossval.md, "
+        "predictions.npz, roc_models.png and fold<i>/model.pt (the ensemble).",
+    )
+    p.add_argument("--npz", required=True, help="dataset NPZ whose pairs carry 'aoi' arrays")
+    p.add_argument(
+        "--k", type=positive_int, required=True, help="number of folds (2 to the number of AOIs)"
+    )
+    p.add_argument("--out", required=True, help="results folder")
+    p.add_argument(
+        "--backbone",
+        choices=list(BACKBONE_FEATURES),
+        default=d.backbone,
+        help="ResNet depth (%(default)s)",
+    )
+    p.add_argument(
+        "--weights",
+        choices=("none", "imagenet"),
+        default=d.weights,
+        help="initialisation (%(default)s)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=d.epochs,
+        help="maximum epochs per fold (%(default)s)",
+    )
+    p.add_argument(
+        "--patience",
+        type=positive_int,
+        default=d.patience,
+        help="early-stopping patience in epochs (%(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=d.batch_size,
+        help="pairs per batch (%(default)s)",
+    )
+    p.add_argument("--device", default=d.device, help="auto, cpu or cuda (%(default)s)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="seed of the fold assignment, training and bootstrap (%(default)s)",
+    )
+    p.add_argument(
+        "--n-boot",
+        type=positive_int,
+        default=N_BOOT,
+        help="bootstrap resamples per interval (%(default)s)",
+    )
+    p.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep each fold's dataset NPZ (deleted after training by default)",
+    )
+    p.set_defaults(func=_run)

@@ -1,0 +1,119 @@
+"""``damagenet predict``: a damage map of a scene pair (:mod:`damagenet.maps.predict`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from contract.options import positive_float, positive_int, threshold_or_auto
+from damagenet.defaults import COMPILE_CHOICES
+
+
+def _run(args: argparse.Namespace) -> int:
+    from damagenet.maps.predict import (  # heavy: only when the command runs
+        PredictOptions,
+        predict_map,
+    )
+
+    predict_map(
+        args.before,
+        args.after,
+        args.ckpt,
+        args.out,
+        PredictOptions(
+            stride=args.stride,
+            batch_size=args.batch_size,
+            tta=args.tta,
+            threshold=args.threshold,
+            device=args.device,
+            memory_mb=args.memory_mb,
+            progress=not args.quiet,
+            compile=args.compile,
+            dask_scheduler=args.dask_scheduler,
+            allow_provisional=args.allow_provisional,
+        ),
+        labels=args.labels,
+    )
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="write damage maps for a before/after scene pair",
+        description="Slide the model over an aligned scene pair and write a float32 "
+        "probability COG (<aoi>_damage_prob.tif; with several --ckpt the "
+        "members' mean, and their spread in <aoi>_damage_uncertainty.tif), a "
+        "uint8 class COG with colour "
+        "table (<aoi>_damage_class.tif), QGIS styles (.qml), a styled GeoPackage "
+        "of damaged patches, a JSON summary and a quick-look PNG; with --labels "
+        "also an agreement raster and patch-level metrics; over an AOI the model "
+        "was trained on, a split raster (<aoi>_damage_split.tif).",
+    )
+    p.add_argument("--before", required=True, help="before scene GeoTIFF (B02, B03, B04, B08)")
+    p.add_argument("--after", required=True, help="after scene GeoTIFF on the same grid")
+    p.add_argument(
+        "--ckpt",
+        required=True,
+        action="append",
+        help="checkpoint from 'damagenet train' or 'damagenet crossval' (its "
+        "calibration, if any, is applied); repeat for an ensemble: mean "
+        "probability, the members' spread in <stem>_uncertainty.tif and "
+        "the members' mean threshold",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="probability GeoTIFF path, e.g. results/maps/bucha_damage_prob.tif; "
+        "the other outputs go beside it",
+    )
+    p.add_argument(
+        "--allow-provisional",
+        action="store_true",
+        help="accept the provisional checkpoint of an unfinished training run",
+    )
+    p.add_argument(
+        "--stride",
+        type=positive_int,
+        default=8,
+        help="step between windows in px; smaller = smoother, slower (%(default)s)",
+    )
+    p.add_argument(
+        "--batch-size", type=positive_int, default=256, help="windows per model call (%(default)s)"
+    )
+    p.add_argument(
+        "--tta", action="store_true", help="average over the 8 symmetries of the square (8x slower)"
+    )
+    p.add_argument(
+        "--threshold",
+        default="auto",
+        type=threshold_or_auto,
+        help="probability for the class map: 'auto' = the checkpoint's "
+        "validation-chosen threshold, or a number in (0, 1) (%(default)s)",
+    )
+    p.add_argument(
+        "--labels",
+        help="label GeoTIFF (1/0/255) on the same grid for an "
+        "agreement raster and patch-level metrics",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (%(default)s)")
+    p.add_argument(
+        "--compile",
+        default="auto",
+        choices=COMPILE_CHOICES,
+        help="torch.compile the model: auto = on CUDA, and on a CPU for maps of at "
+        "least 150,000 windows, where compiling pays; falls back to the "
+        "uncompiled model when no compiler works (%(default)s)",
+    )
+    p.add_argument(
+        "--memory-mb",
+        type=positive_float,
+        default=256.0,
+        help="memory budget for reading scenes, in MiB (%(default)s)",
+    )
+    p.add_argument(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        help="score windows as tasks on this dask.distributed scheduler (e.g. "
+        "tcp://10.0.0.5:8786); the scenes are read there in chunks",
+    )
+    p.set_defaults(func=_run)

@@ -1,0 +1,1 @@
+"""Honest evaluation: metrics, baselines, calibration, model comparison and cross-validation."""

@@ -1,0 +1,1 @@
+"""Scoring scene windows with one model or an ensemble."""

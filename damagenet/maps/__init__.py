@@ -1,0 +1,1 @@
+"""Damage maps: ``damagenet predict``, its raster and vector writers, tallies and quick-looks."""

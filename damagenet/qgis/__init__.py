@@ -1,0 +1,1 @@
+"""QGIS styles for the raster maps and the vector layers."""

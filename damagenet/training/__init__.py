@@ -1,0 +1,1 @@
+"""Training: the loop, its options and the per-epoch log."""
