@@ -1,0 +1,12 @@
+"""Damage from Sentinel-1 radar with no training: the Pixel-Wise T-Test (PWTT), without Earth
+Engine, and its combinations with the Sentinel-2 model.
+
+:mod:`~damagenet.radar.store` reads an AOI's radar store (:mod:`contract.radar`),
+:mod:`~damagenet.radar.speckle` filters each image, :mod:`~damagenet.radar.ttest` holds the
+per-orbit statistics and the test, :mod:`~damagenet.radar.smoothing` PWTT's spatial smoothing,
+:mod:`~damagenet.radar.stream` runs them over the store in row strips with bounded memory, and
+:mod:`~damagenet.radar.outputs` writes the T map, its class map, styles and quick-look.
+"""
+
+#: PWTT's default damage threshold on T.
+DEFAULT_THRESHOLD = 3.3
