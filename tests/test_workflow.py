@@ -221,6 +221,23 @@ def test_aoi_check_and_workflow_agree_on_plain_string_labels(tmp_path):
         assert "--unosat data/unosat/stringy.zip" in out
 
 
+def test_unosat_rule_follows_the_configured_data_folder(tmp_path):
+    """Issue 31: rule unosat wrote to data/unosat/ whatever paths.data said."""
+    _aoi_file(
+        tmp_path / "aois", "moved", {"path": "data/unosat/moved.zip", "url": "https://x/y.zip"}
+    )
+    (tmp_path / "store.yaml").write_text(yaml.safe_dump({"paths": {"data": "store"}}))
+    out = _dry(
+        tmp_path,
+        ["store/labels/moved.tif"],
+        [tmp_path / "store.yaml"],
+        [f"aoi_dir={tmp_path / 'aois'}"],
+    )
+    (cmd,) = _commands(out, "pipeline unosat")
+    assert "--out store/unosat/moved.zip" in cmd
+    assert "--unosat store/unosat/moved.zip" in _commands(out, "pipeline labels")[0]
+
+
 def test_shell_metacharacters_in_labels_path_run_nothing(tmp_path):
     """Issue 21: an AOI whose labels.path holds $(...) must not run it in any rule."""
     evil = "data/unosat/c$(touch PWNED)`touch PWNED2`.zip"

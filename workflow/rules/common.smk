@@ -88,11 +88,17 @@ def aoi_file(wildcards):
 
 
 def unosat_file(wildcards):
-    """The AOI's UNOSAT file: the config pattern, or the AOI's labels.path."""
+    """The AOI's UNOSAT file: the config pattern, or the AOI's labels.path.
+
+    AOI files name paths under the default data folder (``data/unosat/<slug>.zip``); with
+    ``paths.data`` set elsewhere, such a path moves with it, so the download (rule unosat) and
+    the labels step agree on one file.
+    """
     pattern = config["labels"]["unosat"]
     if pattern:
         return pattern.format(aoi=wildcards.aoi, data=DATA)
-    return AOI_OBJECTS[wildcards.aoi].labels.path
+    path = AOI_OBJECTS[wildcards.aoi].labels.path
+    return f"{DATA}/{path[len('data/'):]}" if path.startswith("data/") else path
 
 
 def scene_paths(aoi):

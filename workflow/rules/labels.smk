@@ -6,7 +6,7 @@ rule unosat:
     input:
         aoi=aoi_file,
     output:
-        "data/unosat/{aoi}.zip",
+        f"{DATA}/unosat/{{aoi}}.zip",
     log:
         f"{LOGS}/unosat/{{aoi}}.log",
     benchmark:
