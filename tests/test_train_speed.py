@@ -16,17 +16,15 @@ from damagenet.evaluation.metrics import choose_threshold
 from damagenet.inference.scoring import predict_logits, sigmoid
 from damagenet.models.checkpoint import load_checkpoint, norm_of
 from damagenet.models.siamese_resnet import build_model
-from damagenet.training.train import (
-    BackgroundWriter,
+from damagenet.training.saving import BackgroundWriter, Snapshot
+from damagenet.training.steps import (
     Stepper,
-    TrainConfig,
-    _Snapshot,
     autocast_dtype,
     make_optimizer,
     memory_format,
-    train,
     train_epoch,
 )
+from damagenet.training.train import TrainConfig, train
 
 
 def _losses(folder) -> list[tuple[float, float]]:
@@ -69,7 +67,7 @@ def test_fast_path_gives_the_plain_path_losses(tmp_path):
 
 def test_snapshot_is_frozen_while_training_goes_on():
     model = build_model("resnet18", "none")
-    snap = _Snapshot(model)
+    snap = Snapshot(model)
     before = snap.state_dict()["head.0.weight"].clone()
     with torch.no_grad():
         model.head[0].weight.add_(1.0)

@@ -7,17 +7,21 @@ import argparse
 
 def info(path: str, as_json: bool = False) -> str:
     """The card of ``path`` (any checkpoint of this project, provisional ones included)."""
-    from damagenet.models.card import card_json, format_card  # heavy: torch
+    from damagenet.models.card import architecture_section, card_json, format_card, input_section
     from damagenet.models.checkpoint import checkpoint_hash, read_payload
 
     payload = read_payload(path)
+    stored = payload["card"]
     card = {
         "checkpoint": {
             "path": str(path),
             "sha256_16": checkpoint_hash(path),
             "format": payload["format"],
         },
-        **payload["card"],
+        **stored,
+        # cards written before the registry lack name, parameters and the input convention
+        "architecture": {**architecture_section(payload["architecture"]), **stored["architecture"]},
+        "input": {**input_section(payload), **stored["input"]},
     }
     if as_json:
         return card_json(card)
@@ -36,8 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "info",
         help="print a checkpoint's model card",
-        description="Print the model card a checkpoint carries: architecture, bands and their "
-        "order, patch size, normalisation, threshold and how it was chosen, "
+        description="Print the model card a checkpoint carries: architecture (name, layout, "
+        "parameter count), input convention (bands and their order, patch or tile size, "
+        "normalisation, processing level of the training scenes), threshold and how it was "
+        "chosen, "
         "training AOIs and dates, test metrics with their protocol, dataset hash, "
         "software versions, and the checkpoint's own hash.",
     )

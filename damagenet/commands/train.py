@@ -13,13 +13,20 @@ from damagenet.defaults import (
     PRECISION_NAMES,
     THRESHOLD_RULES,
 )
+from damagenet.models.choices import ARCHITECTURES, FUSIONS, UNET_ENCODERS
 from damagenet.training.config import TrainConfig
 
 
 def _run(args: argparse.Namespace) -> int:
     from damagenet.training.train import train  # heavy: only when the command runs
 
-    cfg = TrainConfig(
+    train(args.npz, args.out, args.ckpt, config_of(args), run_evaluation=not args.no_evaluate)
+    return 0
+
+
+def config_of(args: argparse.Namespace) -> TrainConfig:
+    """The options record of the parsed command line."""
+    return TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
         patience=args.patience,
@@ -38,9 +45,16 @@ def _run(args: argparse.Namespace) -> int:
         memory_format=args.memory_format,
         precision=args.precision,
         progress=not args.quiet,
+        arch=args.arch,
+        encoder=args.encoder,
+        fusion=args.fusion,
+        fusion_conv=args.fusion_conv,
+        width=args.width,
+        weights_file=args.weights_file,
+        pos_weight=args.pos_weight,
+        dice_weight=args.dice_weight,
+        oversample=args.oversample,
     )
-    train(args.npz, args.out, args.ckpt, cfg, run_evaluation=not args.no_evaluate)
-    return 0
 
 
 def batch_size(text: str) -> int:
@@ -51,19 +65,146 @@ def batch_size(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return value
+
+
+def share(text: str) -> float:
+    """A share in [0, 1) (``--oversample``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     d = TrainConfig()
     p = sub.add_parser(
         "train",
-        help="train the Siamese ResNet on a dataset NPZ",
+        help="train the Siamese ResNet (patches) or the Siamese U-Net (tiles) on a dataset NPZ",
         description="Train on the train split, early-stop on validation loss, keep the best "
-        "checkpoint (self-contained: weights, architecture, bands, patch size, "
-        "normalisation, threshold, history, dataset hash), then evaluate on the "
-        "test split. Writes <out>/train_log.csv and the evaluation artefacts.",
+        "checkpoint (self-contained: weights, architecture, bands, patch or tile size, "
+        "normalisation, threshold, history, dataset hash, model card), then evaluate on the "
+        "test split. Writes <out>/train_log.csv, train_summary.json and the evaluation "
+        "artefacts as one set: a failed run leaves none of them.",
     )
-    p.add_argument("--npz", required=True, help="dataset NPZ (study or flat layout)")
+    p.add_argument("--npz", required=True, help="dataset NPZ (study, flat or tile layout)")
     p.add_argument("--out", required=True, help="results folder (logs, metrics, plots)")
     p.add_argument("--ckpt", required=True, help="checkpoint path, e.g. models/best_resnet101.pt")
+    _architecture_options(p, d)
+    _unet_options(p, d)
+    _recipe_options(p, d)
+    _speed_options(p, d)
+    p.set_defaults(func=_run)
+
+
+def _architecture_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    p.add_argument(
+        "--arch",
+        choices=ARCHITECTURES,
+        default=d.arch,
+        help="siamese-resnet: the study's patch classifier, one value per pair of a patch "
+        "dataset; siamese-unet: one value per pixel of a tile dataset "
+        "('pipeline dataset --tile-size 64') (%(default)s)",
+    )
+    p.add_argument(
+        "--backbone",
+        choices=list(BACKBONE_FEATURES),
+        default=d.backbone,
+        help="siamese-resnet: ResNet depth (%(default)s)",
+    )
+    p.add_argument(
+        "--head",
+        choices=list(HEADS),
+        default=d.head,
+        help="siamese-resnet: the study's README head 4F-256-1 (study-readme) or its "
+        "published code's 4F-4096-1024-256-1 (study-code) (%(default)s)",
+    )
+    p.add_argument(
+        "--weights",
+        choices=("none", "imagenet"),
+        default=d.weights,
+        help="initialisation: random, or torchvision ImageNet weights mapped onto the bands "
+        "(siamese-resnet: through torchvision's cache, needs network or a cached copy; "
+        "siamese-unet: from --weights-file) (%(default)s)",
+    )
+
+
+def _unet_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    p.add_argument(
+        "--encoder",
+        choices=UNET_ENCODERS,
+        default=d.encoder,
+        help="siamese-unet: shared encoder, small (from scratch, about 1 M parameters, "
+        "FC-Siam-like) or a torchvision ResNet (%(default)s)",
+    )
+    p.add_argument(
+        "--fusion",
+        choices=FUSIONS,
+        default=d.fusion,
+        help="siamese-unet: how the dates meet at every skip scale: diff |after - before|, "
+        "conc [before, after], both (%(default)s); the seed's setting is --encoder resnet50 "
+        "--fusion conc --fusion-conv",
+    )
+    p.add_argument(
+        "--fusion-conv",
+        action="store_true",
+        help="siamese-unet: a 1 x 1 convolution after each fusion, back to the encoder's width",
+    )
+    p.add_argument(
+        "--width",
+        type=positive_int,
+        default=d.width,
+        help="siamese-unet: channels of the small encoder's first stage (x 1, 2, 4, 8) "
+        "(%(default)s)",
+    )
+    p.add_argument(
+        "--weights-file",
+        default=None,
+        help="siamese-unet with --weights imagenet: a local torchvision ResNet state dict "
+        "(e.g. resnet50-11ad3fa6.pth); nothing is downloaded",
+    )
+    p.add_argument(
+        "--pos-weight",
+        type=positive_float,
+        default=None,
+        help="siamese-unet: weight of damaged pixels in the masked BCE (default 1)",
+    )
+    p.add_argument(
+        "--dice-weight",
+        type=non_negative,
+        default=d.dice_weight,
+        help="siamese-unet: weight of a masked soft-Dice term added to the BCE (%(default)s)",
+    )
+    p.add_argument(
+        "--oversample",
+        type=share,
+        default=d.oversample,
+        help="siamese-unet: share of each epoch's draws given to tiles holding damage, "
+        "0 for a plain shuffled pass (%(default)s)",
+    )
+
+
+def _recipe_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     p.add_argument(
         "--epochs", type=positive_int, default=d.epochs, help="maximum epochs (%(default)s)"
     )
@@ -71,7 +212,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--batch-size",
         type=batch_size,
         default=d.batch_size,
-        help="pairs per batch, at least 2 for BatchNorm (%(default)s)",
+        help="pairs (patches or tiles) per batch, at least 2 for BatchNorm (%(default)s)",
     )
     p.add_argument(
         "--patience",
@@ -79,39 +220,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=d.patience,
         help="epochs without val-loss improvement before stopping (%(default)s)",
     )
-    p.add_argument(
-        "--backbone",
-        choices=list(BACKBONE_FEATURES),
-        default=d.backbone,
-        help="ResNet depth (%(default)s)",
-    )
-    p.add_argument(
-        "--head",
-        choices=list(HEADS),
-        default=d.head,
-        help="the study's README head 4F-256-1 (study-readme) or its published "
-        "code's 4F-4096-1024-256-1 (study-code) (%(default)s)",
-    )
-    p.add_argument(
-        "--weights",
-        choices=("none", "imagenet"),
-        default=d.weights,
-        help="initialisation: random, or torchvision ImageNet weights mapped onto "
-        "the bands (needs network or a cached copy) (%(default)s)",
-    )
-    p.add_argument("--device", default=d.device, help="auto, cpu or cuda (%(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
     p.add_argument(
         "--lr-backbone",
         type=float,
         default=d.lr_backbone,
-        help="Adam learning rate of the backbone (%(default)s)",
+        help="Adam learning rate of the backbone (the U-Net's shared encoder; FC-Siam used "
+        "1e-3 from scratch) (%(default)s)",
     )
     p.add_argument(
         "--lr-head",
         type=float,
         default=d.lr_head,
-        help="Adam learning rate of the head (%(default)s)",
+        help="Adam learning rate of the head (the U-Net's fusion and decoder) (%(default)s)",
     )
     p.add_argument(
         "--weight-decay", type=float, default=d.weight_decay, help="Adam weight decay (%(default)s)"
@@ -123,10 +244,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--threshold-rule",
         choices=THRESHOLD_RULES,
         default=d.threshold_rule,
-        help="decision threshold chosen on val: recall90 = highest threshold with "
-        "damage recall >= 0.9; f1 = maximum F1 (%(default)s)",
+        help="decision threshold chosen on val (pairs, or labelled pixels): recall90 = "
+        "highest threshold with damage recall >= 0.9; f1 = maximum F1 (%(default)s)",
     )
     p.add_argument("--no-augment", action="store_true", help="no flips/rotations during training")
+    p.add_argument(
+        "--no-evaluate", action="store_true", help="skip the test-split evaluation at the end"
+    )
+
+
+def _speed_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    p.add_argument("--device", default=d.device, help="auto, cpu or cuda (%(default)s)")
     p.add_argument(
         "--threads",
         type=positive_int,
@@ -151,7 +279,3 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "precision, 1.7x faster per step at 64 px on a CPU with AVX-512 BF16; "
         "changes rounding) or float16 (CUDA) (%(default)s)",
     )
-    p.add_argument(
-        "--no-evaluate", action="store_true", help="skip the test-split evaluation at the end"
-    )
-    p.set_defaults(func=_run)

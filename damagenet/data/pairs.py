@@ -9,19 +9,29 @@ validation or test leaks into the inputs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from contract.bands import BANDS, QUANTIFICATION
-from contract.npz_keys import FLAT_KEYS, SPLITS, split_key
+from contract.npz_keys import (
+    DATASET_KIND,
+    FLAT_KEYS,
+    PATCHES,
+    PROCESSING_LEVEL,
+    SPLITS,
+    TILES,
+    split_key,
+)
 from damagenet.errors import DamagenetError, DamagenetUsageError, InputFileError
 
 log = logging.getLogger(__name__)
@@ -96,9 +106,9 @@ def _split_from_flat(d, path: Path) -> dict[str, Split]:
     return out
 
 
-def load_splits(path: str | Path) -> dict[str, Split]:
-    """Read either layout and validate it; the error names the file and the problem."""
-    path = Path(path)
+@contextlib.contextmanager
+def open_npz(path: Path) -> Iterator[Any]:
+    """The opened NPZ (closed on exit); a missing or unreadable file is a clear error."""
     if not path.exists():
         raise DamagenetUsageError(f"{path}: cannot read: no such dataset file")
     try:
@@ -108,22 +118,58 @@ def load_splits(path: str | Path) -> dict[str, Split]:
             f"{path}: cannot read as NPZ, the file is truncated or not an NPZ ({exc})"
         ) from exc
     with d:
+        yield d
+
+
+def dataset_kind(d: Any) -> str:
+    """:data:`~contract.npz_keys.PATCHES` or :data:`~contract.npz_keys.TILES` of an open NPZ
+    (files written before the key existed are patch datasets)."""
+    return str(d[DATASET_KIND]) if DATASET_KIND in d.files else PATCHES
+
+
+def processing_level(path: str | Path) -> str | None:
+    """The scenes' processing level a dataset records (L1C or L2A), or None when it does not."""
+    with open_npz(Path(path)) as d:
+        return str(d[PROCESSING_LEVEL]) if PROCESSING_LEVEL in d.files else None
+
+
+def study_splits(d: Any, path: Path, int_labels: bool = True) -> dict[str, Split]:
+    """The ``Xb_<s>``, ``Xa_<s>``, ``y_<s>`` splits (and their provenance) of an open NPZ.
+
+    ``int_labels`` turns labels into int64 (patch labels); tile targets keep their dtype.
+    """
+    splits = {}
+    for s in SPLITS:
+        keys = [split_key(k, s) for k in ("Xb", "Xa", "y")]
+        present = [k in d.files for k in keys]
+        if not any(present):
+            continue
+        if not all(present):
+            lacking = [k for k, p in zip(keys, present, strict=True) if not p]
+            raise DamagenetError(f"{path}: split {s!r} misses {lacking}")
+        aoi, row, col = (d.get(split_key(k, s)) for k in ("aoi", "row", "col"))
+        y = d[keys[2]]
+        splits[s] = Split(
+            d[keys[0]], d[keys[1]], y.astype(np.int64) if int_labels else y, aoi, row, col
+        )
+    return splits
+
+
+def load_splits(path: str | Path) -> dict[str, Split]:
+    """Read either patch layout and validate it; the error names the file and the problem.
+
+    Tile datasets (per-pixel targets) are refused: :func:`damagenet.data.tiles.load_tiles`.
+    """
+    path = Path(path)
+    with open_npz(path) as d:
+        if dataset_kind(d) == TILES:
+            raise DamagenetError(
+                f"{path}: a tile dataset (one target per pixel); the patch model "
+                "(--arch siamese-resnet) trains on patch datasets; train the pixel model "
+                "with --arch siamese-unet"
+            )
         if any(k.startswith("Xb_") for k in d.files):
-            splits = {}
-            for s in SPLITS:
-                keys = [split_key(k, s) for k in ("Xb", "Xa", "y")]
-                present = [k in d.files for k in keys]
-                if not any(present):
-                    continue
-                if not all(present):
-                    lacking = [k for k, p in zip(keys, present, strict=True) if not p]
-                    raise DamagenetError(f"{path}: split {s!r} misses {lacking}")
-                extra = [split_key(k, s) for k in ("aoi", "row", "col")]
-                splits[s] = Split(
-                    *(d[k] for k in keys[:2]),
-                    d[keys[2]].astype(np.int64),
-                    *(d[k] if k in d.files else None for k in extra),
-                )
+            splits = study_splits(d, path)
         elif "x_before" in d.files or "x_after" in d.files:
             splits = _split_from_flat(d, path)
         else:
@@ -149,31 +195,38 @@ def dataset_config(path: str | Path) -> dict | None:
         return None
 
 
-def _validate(path: Path, name: str, sp: Split) -> None:
+def check_pairs(path: Path, name: str, sp: Split, what: str = "patches") -> None:
+    """What patches and tiles share: two dates of one shape, 4 bands, square, finite values,
+    one provenance entry per pair."""
     if sp.before.shape != sp.after.shape:
         raise DamagenetError(
             f"{path}: {name}: before {sp.before.shape} and after {sp.after.shape} shapes differ"
         )
     if sp.before.ndim != 4:
         raise DamagenetError(
-            f"{path}: {name}: patches must be (N, bands, H, W), got {sp.before.shape}"
+            f"{path}: {name}: {what} must be (N, bands, H, W), got {sp.before.shape}"
         )
     if sp.before.shape[1] != N_BANDS:
         raise DamagenetError(
             f"{path}: {name}: {sp.before.shape[1]} bands, expected {N_BANDS} (B02, B03, B04, B08)"
         )
     if sp.before.shape[2] != sp.before.shape[3]:
-        raise DamagenetError(f"{path}: {name}: patches must be square, got {sp.before.shape[2:]}")
+        raise DamagenetError(f"{path}: {name}: {what} must be square, got {sp.before.shape[2:]}")
+    for arr, date in ((sp.before, "before"), (sp.after, "after")):
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            raise DamagenetError(f"{path}: {name}: {date} {what} contain NaN or infinite values")
+    n = len(sp.before)
+    for extra, key in ((sp.aoi, "aoi"), (sp.row, "row"), (sp.col, "col")):
+        if extra is not None and extra.shape != (n,):
+            raise DamagenetError(
+                f"{path}: {name}: {key} array of shape {extra.shape} for {n} pairs"
+            )
+
+
+def _validate(path: Path, name: str, sp: Split) -> None:
+    check_pairs(path, name, sp)
     if len(sp.y) != len(sp.before) or sp.y.ndim != 1:
         raise DamagenetError(f"{path}: {name}: {len(sp.y)} labels for {len(sp.before)} pairs")
-    for arr, what in ((sp.before, "before"), (sp.after, "after")):
-        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-            raise DamagenetError(f"{path}: {name}: {what} patches contain NaN or infinite values")
-    for arr, what in ((sp.aoi, "aoi"), (sp.row, "row"), (sp.col, "col")):
-        if arr is not None and arr.shape != sp.y.shape:
-            raise DamagenetError(
-                f"{path}: {name}: {what} array of shape {arr.shape} for {len(sp.y)} pairs"
-            )
     if len(sp.y) and not np.isin(sp.y, (0, 1)).all():
         raise DamagenetError(f"{path}: {name}: labels must be 0 or 1, found {np.unique(sp.y)[:5]}")
 
@@ -192,19 +245,23 @@ def training_ground(splits: dict[str, Split], patch_size: int) -> dict | None:
     """Per AOI and split, the (row, col) of every patch in the AOI's grid; None if unknown.
 
     Maps drawn over an AOI the model was trained on use it to tell ground the model saw in
-    training from ground it never saw (``training_ground`` of the checkpoint).
+    training from ground it never saw (``training_ground`` of the checkpoint). Tiles give the
+    top-left pixel of every tile, ``patch_size`` their size.
     """
-    if not splits or any(
-        sp.aoi is None or sp.row is None or sp.col is None for sp in splits.values()
-    ):
+    known = {
+        name: (sp.aoi, sp.row, sp.col)
+        for name, sp in splits.items()
+        if sp.aoi is not None and sp.row is not None and sp.col is not None
+    }
+    if not splits or len(known) != len(splits):
         return None
     aois: dict[str, dict[str, torch.Tensor]] = {}
-    for slug in sorted({str(a) for sp in splits.values() for a in sp.aoi.tolist()}):
+    for slug in sorted({str(a) for aoi, _, _ in known.values() for a in aoi.tolist()}):
         aois[slug] = {}
         for name in SPLITS:
-            sp = splits.get(name)
-            m = (sp.aoi == slug) if sp is not None else np.zeros(0, dtype=bool)
-            rc = np.stack([sp.row[m], sp.col[m]], axis=1) if m.any() else np.zeros((0, 2))
+            aoi, row, col = known.get(name, (np.zeros(0), np.zeros(0), np.zeros(0)))
+            m = aoi == slug
+            rc = np.stack([row[m], col[m]], axis=1) if m.any() else np.zeros((0, 2))
             aois[slug][name] = torch.from_numpy(np.ascontiguousarray(rc, dtype=np.int32))
     return {"patch_size": int(patch_size), "aois": aois}
 
@@ -245,21 +302,30 @@ def to_tensors(sp: Split, norm: Preprocess) -> TensorSplit:
 def augment(
     before: torch.Tensor, after: torch.Tensor, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One random symmetry of the square per pair, the same for both epochs.
+    """One random symmetry of the square per pair, the same for both epochs."""
+    out_b, out_a = augment_all((before, after), generator)
+    return out_b, out_a
 
-    The 8 symmetries (4 rotations, each optionally transposed) are applied group-wise, 8
-    tensor operations per batch rather than one per sample.
+
+def augment_all(
+    tensors: Sequence[torch.Tensor], generator: torch.Generator
+) -> tuple[torch.Tensor, ...]:
+    """One random symmetry of the square per sample, the same for every tensor given.
+
+    For both epochs of a pair, and for a tile's per-pixel target with them. The 8 symmetries
+    (4 rotations, each optionally transposed) act on the last two axes and are applied
+    group-wise, 8 tensor operations per batch rather than one per sample.
     """
-    n = before.shape[0]
-    k = torch.randint(0, 8, (n,), generator=generator).to(before.device)
-    out_b, out_a = before.clone(), after.clone()
+    n = tensors[0].shape[0]
+    k = torch.randint(0, 8, (n,), generator=generator).to(tensors[0].device)
+    out = [t.clone() for t in tensors]
     for sym in range(8):
         idx = (k == sym).nonzero(as_tuple=True)[0]
         if idx.numel() == 0:
             continue
-        out_b[idx] = symmetry(before[idx], sym)
-        out_a[idx] = symmetry(after[idx], sym)
-    return out_b, out_a
+        for o, t in zip(out, tensors, strict=True):
+            o[idx] = symmetry(t[idx], sym)
+    return tuple(out)
 
 
 def symmetry(x: torch.Tensor, sym: int) -> torch.Tensor:

@@ -17,6 +17,14 @@ from typing import Any
 import torch
 
 import damagenet
+from damagenet.models import registry
+
+#: How the fusions of the Siamese U-Net read on a card.
+FUSION_TEXT = {
+    "diff": "|after - before|",
+    "conc": "[before, after]",
+    "both": "[before, after, |after - before|]",
+}
 
 #: What a threshold rule means, for readers of the card.
 THRESHOLD_HOW = {
@@ -43,29 +51,12 @@ def build_card(
     and ``complete``, as :func:`damagenet.models.checkpoint.save_checkpoint` assembles them.
     """
     arch = payload["architecture"]
-    inp = payload["input"]
     threshold = dict(payload["threshold"])
     rule = str(threshold.get("rule", "fixed"))
     dataset = payload.get("dataset") or {}
     return {
-        "architecture": {
-            "network": f"Siamese {arch['backbone']} (shared weights for both epochs), "
-            f"{arch['in_bands']}-band first convolution",
-            "backbone": arch["backbone"],
-            "features_per_epoch": arch["features"],
-            "fusion": arch["fusion"],
-            "head": head_text(arch),
-            "head_name": arch.get("head_name"),
-        },
-        "input": {
-            "bands": list(inp["bands"]),
-            "band_order": "network input channels in this order; scenes in B02, B03, B04, "
-            "B08 are reordered to it",
-            "patch_size": int(payload["patch_size"]),
-            "normalisation": f"x * {inp['scale']:g}, then (x - mean) / std per band",
-            "mean": [float(v) for v in inp["mean"]],
-            "std": [float(v) for v in inp["std"]],
-        },
+        "architecture": architecture_section(arch),
+        "input": input_section(payload),
         "threshold": {
             "value": float(threshold["value"]),
             "rule": rule,
@@ -79,6 +70,59 @@ def build_card(
         "dataset": {"path": dataset.get("path"), "sha256": dataset.get("sha256")},
         "complete": bool(payload["complete"]),
         "software": software(),
+    }
+
+
+def architecture_section(arch: Mapping[str, Any]) -> dict[str, Any]:
+    """What the network is: its registry name, layout, parameter count and output."""
+    name = registry.arch_name(arch)
+    common = {"name": name, "parameters": registry.parameter_count(arch)}
+    if registry.output_of(arch) == registry.PAIR:
+        return {
+            **common,
+            "network": f"Siamese {arch['backbone']} (shared weights for both epochs), "
+            f"{arch['in_bands']}-band first convolution",
+            "backbone": arch["backbone"],
+            "features_per_epoch": arch["features"],
+            "fusion": arch["fusion"],
+            "head": head_text(arch),
+            "head_name": arch.get("head_name"),
+            "output": "one change logit per before/after pair",
+        }
+    return {
+        **common,
+        "network": f"Siamese U-Net, {arch['encoder']} encoder shared by both dates, "
+        f"{arch['in_bands']}-band first convolution",
+        "encoder": arch["encoder"],
+        "fusion": f"{FUSION_TEXT[arch['fusion']]} at every skip scale"
+        + (", then a 1 x 1 convolution" if arch["fusion_conv"] else ""),
+        "encoder_channels": list(arch["encoder_channels"]),
+        "decoder_channels": list(arch["decoder_channels"]),
+        "output": "one change logit per pixel",
+    }
+
+
+def input_section(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The input convention: two dates, their bands and order, size, scaling, processing level."""
+    inp = payload["input"]
+    size = int(payload["patch_size"])
+    pixel = registry.output_of(payload["architecture"]) == registry.PIXEL
+    level = payload.get("processing_level")
+    return {
+        "convention": f"model(before, after): two (N, {len(inp['bands'])}, H, W) float tensors, "
+        + (
+            f"any H and W (trained on {size} px tiles) -> (N, 1, H, W) logits"
+            if pixel
+            else f"H = W = {size} -> (N,) logits"
+        ),
+        "bands": list(inp["bands"]),
+        "band_order": "network input channels in this order; scenes in B02, B03, B04, "
+        "B08 are reordered to it",
+        "patch_size": size,
+        "normalisation": f"x * {inp['scale']:g}, then (x - mean) / std per band",
+        "mean": [float(v) for v in inp["mean"]],
+        "std": [float(v) for v in inp["std"]],
+        "processing_level": level or "not recorded by the dataset",
     }
 
 

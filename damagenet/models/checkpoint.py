@@ -1,10 +1,12 @@
 """Self-contained checkpoints: everything needed to reuse a model without its dataset.
 
-Weights, architecture, the network's band order and input convention (``input``), patch size,
-the decision threshold chosen on validation, the training history, a hash of the dataset, the
-ground it was trained on (``training_ground``), whether training finished (``complete``) and a
-model card (:mod:`damagenet.models.card`). Saved with plain types and tensors only, so loading uses
-``torch.load(weights_only=True)``.
+Weights, architecture (a record naming its entry in :mod:`damagenet.models.registry`, which
+rebuilds it), the network's band order and input convention (``input``), patch size (the tile
+size of a pixel model), the decision threshold chosen on validation, the training history, a
+hash of the dataset, the ground it was trained on (``training_ground``), the processing level of
+its scenes (``processing_level``, None when the dataset did not record it), whether training
+finished (``complete``) and a model card (:mod:`damagenet.models.card`). Saved with plain
+types and tensors only, so loading uses ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from contract.atomic import atomic_path
 from contract.bands import BANDS, band_permutation
 from damagenet.data.pairs import Normalisation, file_sha256
 from damagenet.errors import CheckpointError, DamagenetError, DamagenetUsageError
+from damagenet.models import registry
 from damagenet.models.card import build_card, software
-from damagenet.models.siamese_resnet import SiameseResNet
+from damagenet.models.registry import Network, Weights
 
 FORMAT = "damagenet-checkpoint/2"
 
@@ -61,7 +64,7 @@ def check_bands(bands: Sequence[str], what: str) -> tuple[str, ...]:
 
 def save_checkpoint(
     path: str | Path,
-    model: SiameseResNet,
+    model: Weights,
     *,
     patch_size: int,
     norm: Normalisation,
@@ -73,6 +76,7 @@ def save_checkpoint(
     card: Mapping[str, Any] | None = None,
     training_ground: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    processing_level: str | None = None,
 ) -> dict[str, Any]:
     """Write atomically (temporary file, then rename); return the payload.
 
@@ -102,6 +106,7 @@ def save_checkpoint(
         "history": history,
         "dataset": dataset,
         "complete": bool(complete),
+        "processing_level": processing_level,
         **software(),
         **(extra or {}),
     }
@@ -144,8 +149,13 @@ def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
 
 def load_checkpoint(
     path: str | Path, map_location: str | torch.device = "cpu", allow_provisional: bool = False
-) -> tuple[SiameseResNet, dict[str, Any]]:
+) -> tuple[Network, dict[str, Any]]:
     """The model (in eval mode) and the checkpoint's metadata.
+
+    The network is rebuilt through :mod:`damagenet.models.registry` from the recorded
+    architecture (records without a name are ``siamese-resnet``); call it as
+    ``model(before, after)``; :func:`damagenet.models.registry.output_of` of
+    ``payload["architecture"]`` says whether it returns (N,) pair or (N, 1, H, W) pixel logits.
 
     A provisional checkpoint (saved during training, ``complete`` False) is refused unless
     ``allow_provisional``: a model from an interrupted run must not slip into maps unnoticed.
@@ -164,12 +174,14 @@ def load_checkpoint(
             "or pass --allow-provisional to use it anyway"
         )
     try:
-        model = SiameseResNet.from_architecture(arch)
+        model = registry.rebuild(arch)
         model.load_state_dict(payload["state_dict"])
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
     except (RuntimeError, KeyError, TypeError, DamagenetError) as exc:
         raise CheckpointError(
             f"{path}: weights do not match the recorded architecture "
-            f"{arch.get('backbone')} ({str(exc).splitlines()[0]})"
+            f"{registry.describe(arch)} ({str(exc).splitlines()[0]})"
         ) from exc
     model.eval()
     return model, payload
@@ -195,3 +207,12 @@ def norm_of(payload: dict[str, Any]) -> Normalisation:
 def input_of(payload: dict[str, Any]) -> ModelInput:
     """Reordering plus normalisation, for arrays in B02, B03, B04, B08 (scenes, the dataset)."""
     return ModelInput(bands=tuple(payload["input"]["bands"]), norm=norm_of(payload))
+
+
+def processing_level(payload: Mapping[str, Any]) -> str | None:
+    """The processing level (L1C, L2A) of the scenes the model was trained on, None if unknown.
+
+    For :func:`contract.processing_level.warn_if_mismatch` when the model scores a scene.
+    """
+    level = payload.get("processing_level")
+    return str(level) if level else None

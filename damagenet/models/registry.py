@@ -18,19 +18,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
-from torch import nn
 
 from damagenet.errors import CheckpointError
+from damagenet.models.choices import ARCHITECTURES as NAMES
+from damagenet.models.choices import DEFAULT_ARCHITECTURE
 from damagenet.models.siamese_resnet import SiameseResNet
 from damagenet.models.unet import SiameseUNet
 
+#: Every registered network (all are ``nn.Module`` with ``architecture()``).
+Network = SiameseResNet | SiameseUNet
 PAIR = "pair"
 PIXEL = "pixel"
 #: The name of records that carry none (checkpoints older than the registry).
-LEGACY = "siamese-resnet"
+LEGACY = DEFAULT_ARCHITECTURE
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Architecture:
     """One registered architecture: its name, how to rebuild it, what its forward returns."""
 
     name: str
-    rebuild: Callable[[Mapping[str, Any]], nn.Module]
+    rebuild: Callable[[Mapping[str, Any]], Network]
     output: str
     summary: str
 
@@ -75,7 +78,14 @@ def entry(arch: Mapping[str, Any] | str) -> Architecture:
     return ARCHITECTURES[name]
 
 
-def rebuild(arch: Mapping[str, Any]) -> nn.Module:
+class Weights(Protocol):
+    """What a checkpoint saves: a network, or a frozen snapshot of one's weights."""
+
+    def state_dict(self) -> Mapping[str, Any]: ...
+    def architecture(self) -> dict[str, Any]: ...
+
+
+def rebuild(arch: Mapping[str, Any]) -> Network:
     """The network a record describes, with random weights."""
     return entry(arch).rebuild(arch)
 
@@ -85,9 +95,20 @@ def output_of(arch: Mapping[str, Any]) -> str:
     return entry(arch).output
 
 
+def describe(arch: Mapping[str, Any]) -> str:
+    """``siamese-resnet (resnet18)``, ``siamese-unet (small, diff)``: for messages."""
+    name = arch_name(arch)
+    if name == "siamese-resnet":
+        return f"{name} ({arch.get('backbone')})"
+    return f"{name} ({arch.get('encoder')}, {arch.get('fusion')})"
+
+
 def parameter_count(arch: Mapping[str, Any]) -> int:
     """Trainable parameters of the network a record describes (built on the meta device:
     no memory is allocated, so a 60 M parameter ResNet costs nothing to count)."""
     with torch.device("meta"):
         model = rebuild(arch)
     return sum(p.numel() for p in model.parameters())
+
+
+assert tuple(ARCHITECTURES) == NAMES, "damagenet.models.choices lists the registered names"

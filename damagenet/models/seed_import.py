@@ -255,7 +255,7 @@ def import_seed(
         ) from exc
     model.eval()
     name = head_name(hidden)
-    card = {
+    card: dict[str, dict[str, Any]] = {
         "training": {
             "origin": f"imported from the original study's published weights ({weights.name}, "
             f"statistics {stats.name}) with damagenet import-seed",

@@ -96,7 +96,7 @@ def use_plain_batch_norms(model: nn.Module) -> None:
     """
     for module in model.modules():
         if type(module) is PairBatchNorm2d:
-            module.__class__ = nn.BatchNorm2d
+            module.__class__ = nn.BatchNorm2d  # type: ignore[assignment]  # a class swap
 
 
 class SiameseResNet(nn.Module):
@@ -133,6 +133,7 @@ class SiameseResNet(nn.Module):
     def architecture(self) -> dict[str, Any]:
         """Everything needed to rebuild the network: backbone, bands, head layers."""
         return {
+            "name": "siamese-resnet",
             "backbone": self.backbone,
             "in_bands": self.in_bands,
             "features": self.features,

@@ -46,19 +46,19 @@ from torchvision import models
 
 from contract.bands import BANDS
 from damagenet.errors import DamagenetError, DamagenetUsageError
+from damagenet.models.choices import FUSIONS, UNET_ENCODERS
 from damagenet.models.siamese_resnet import rgb_to_bands
 
 log = logging.getLogger(__name__)
 
 NAME = "siamese-unet"
-FUSIONS: tuple[str, ...] = ("diff", "conc", "both")
 #: torchvision encoders: constructor, channels of stem and layer1-4, decoder widths per scale.
 RESNETS: dict[str, tuple[Any, tuple[int, ...], tuple[int, ...]]] = {
     "resnet18": (models.resnet18, (64, 64, 128, 256, 512), (32, 64, 128, 256, 256)),
     "resnet34": (models.resnet34, (64, 64, 128, 256, 512), (32, 64, 128, 256, 256)),
     "resnet50": (models.resnet50, (64, 256, 512, 1024, 2048), (64, 128, 256, 512, 512)),
 }
-ENCODERS: tuple[str, ...] = ("small", *RESNETS)
+ENCODERS = UNET_ENCODERS
 #: Convolutions per stage of the small encoder (FC-Siam's 2, 2, 3, 3).
 SMALL_DEPTHS = (2, 2, 3, 3)
 #: Named settings: the published small baselines and the seed's configuration.
@@ -189,8 +189,9 @@ class SiameseUNet(nn.Module):
             self.encoder = ResNetEncoder(encoder, in_bands)
             dec = RESNETS[encoder][2]
         enc = self.encoder.channels
-        self.fuse = nn.ModuleList(Fuse(fusion, c, fusion_conv) for c in enc)
-        fused = [f.out_channels for f in self.fuse]
+        fuses = [Fuse(fusion, c, fusion_conv) for c in enc]
+        self.fuse = nn.ModuleList(fuses)
+        fused = [f.out_channels for f in fuses]
         self.bottom = nn.Sequential(
             *conv_bn_relu(fused[-1], dec[-1]), *conv_bn_relu(dec[-1], dec[-1])
         )
