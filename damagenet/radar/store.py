@@ -88,7 +88,7 @@ def _open(path: Path) -> Any:
     if not path.exists():
         raise InputFileError(f"{path}: no such radar store (make it with 'pipeline radar')")
     try:
-        return xr.open_zarr(path, chunks=None, decode_coords="all")
+        return xr.open_dataset(path, engine="zarr", chunks=None, cache=False, decode_coords="all")
     except Exception as exc:  # zarr and xarray raise many kinds for a folder that is no store
         raise InputFileError(f"{path}: not a readable Zarr radar store ({exc})") from exc
 

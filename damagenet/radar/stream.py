@@ -25,9 +25,8 @@ from damagenet.radar.speckle import lee_filter
 from damagenet.radar.store import OrbitStack, RadarStore
 from damagenet.radar.ttest import (
     COMBINE_MAX,
-    OrbitTest,
+    OrbitCombination,
     WindowSums,
-    combine_orbits,
     combine_polarisations,
     t_statistic,
 )
@@ -36,6 +35,28 @@ log = logging.getLogger(__name__)
 #: Convert natural-log power to dB.
 DB_PER_NEPER = 10.0 / np.log(10.0)
 BuiltRows = Callable[[int, int], np.ndarray]
+#: Columns of a strip filtered or smoothed at a time: the temporaries of the filter and of the
+#: smoothing stay a few MiB and in cache, whatever the grid's width.
+TILE_COLS = 512
+
+
+def by_columns(
+    fn: Callable[..., np.ndarray], halo: int, a: np.ndarray, *more: np.ndarray | None
+) -> np.ndarray:
+    """``fn(a, *more)`` computed on column tiles with ``halo`` columns of context each side.
+
+    Exact for any neighbourhood operation reaching at most ``halo`` columns: each tile's
+    interior sees everything it would see in the whole strip, and a tile's outer edge is the
+    grid's edge wherever it is not cut off.
+    """
+    width = a.shape[1]
+    out = np.empty(a.shape, dtype=np.float64)
+    for c0 in range(0, width, TILE_COLS):
+        c1 = min(c0 + TILE_COLS, width)
+        lo, hi = max(c0 - halo, 0), min(c1 + halo, width)
+        parts = [None if m is None else m[:, lo:hi] for m in more]
+        out[:, c0:c1] = fn(a[:, lo:hi], *parts)[:, c0 - lo : c1 - lo]
+    return out
 
 
 @dataclass(frozen=True)
@@ -70,7 +91,7 @@ class EdgeRows:
     def extend(self, pol: str, time: int, block: np.ndarray) -> np.ndarray:
         above = self.rows.get((pol, time), np.full((1, self.width), np.nan, np.float32))
         full = np.concatenate([above, block])
-        self.rows[(pol, time)] = full[-2:]
+        self.rows[(pol, time)] = full[-2:].copy()  # a view would keep the whole strip
         return full
 
 
@@ -84,30 +105,53 @@ def filtered_log(
     if last:
         full = np.concatenate([full, np.full((1, store.width), np.nan, np.float32)])
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.log(lee_filter(full)[1:-1])
+        return np.log(by_columns(lee_filter, 1, full)[1:-1])
+
+
+def orbit_sums(
+    store: RadarStore, edges: EdgeRows, pol: str, stack: OrbitStack, r0: int, r1: int
+) -> tuple[WindowSums, WindowSums]:
+    """One orbit and polarisation's pre and post window sums over one strip."""
+    sums = []
+    for times in (stack.pre, stack.post):
+        acc: WindowSums | None = None
+        for time in times:
+            x = filtered_log(store, edges, pol, time, r0, r1)
+            acc = acc or WindowSums(x.shape)
+            acc.add(x)
+        assert acc is not None, "an orbit without acquisitions in a window is not tested"
+        sums.append(acc)
+    return sums[0], sums[1]
 
 
 def polarisation_strip(
     store: RadarStore, edges: EdgeRows, pol: str, r0: int, r1: int, opts: TestOptions
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One polarisation's t over orbits and the mean pre-war log power, for one strip."""
-    tests: list[OrbitTest] = []
+    """One polarisation's t over orbits and the mean pre-war log power, for one strip.
+
+    Orbits are folded in one at a time and tested a column tile at a time, so the strip holds
+    one orbit's sums and the running result, not every orbit's statistics.
+    """
+    combined: OrbitCombination | None = None
     pre_sum: np.ndarray | None = None
-    pre_count = None
+    pre_count: np.ndarray | None = None
     for stack in filter(testable, store.orbits):
-        sums: dict[str, WindowSums] = {}
-        for key, times in (("pre", stack.pre), ("post", stack.post)):
-            for time in times:
-                x = filtered_log(store, edges, pol, time, r0, r1)
-                sums.setdefault(key, WindowSums(x.shape)).add(x)
-        tests.append(t_statistic(sums["pre"], sums["post"], welch=opts.welch))
-        n, mean, _ = sums["pre"].moments()
-        pre_sum = np.where(n > 0, mean, 0.0) + (0.0 if pre_sum is None else pre_sum)
-        pre_count = (n > 0).astype(np.int32) + (0 if pre_count is None else pre_count)
-    assert pre_sum is not None and pre_count is not None, "no testable orbit"
+        pre, post = orbit_sums(store, edges, pol, stack, r0, r1)
+        if combined is None or pre_sum is None or pre_count is None:
+            combined = OrbitCombination(pre.n.shape, opts.combine)
+            pre_sum, pre_count = np.zeros(pre.n.shape), np.zeros(pre.n.shape, np.int16)
+        for c0 in range(0, store.width, TILE_COLS):
+            cols = slice(c0, min(c0 + TILE_COLS, store.width))
+            test = t_statistic(pre.columns(cols), post.columns(cols), welch=opts.welch)
+            combined.add(test, cols)
+        n, mean, _ = pre.moments()
+        pre_sum += np.where(n > 0, mean, 0.0)
+        pre_count += n > 0
+        del pre, post, n, mean  # before the next orbit's sums are allocated
+    assert combined is not None and pre_sum is not None and pre_count is not None, "no orbit"
     with np.errstate(invalid="ignore", divide="ignore"):
         backdrop = np.where(pre_count > 0, pre_sum / pre_count, np.nan)
-    return combine_orbits(tests, opts.combine), backdrop
+    return combined.result(), backdrop
 
 
 def raw_strips(store: RadarStore, opts: TestOptions, strip_rows: int) -> Iterator[Rows]:
@@ -140,6 +184,9 @@ class Smoother:
         self.t: np.ndarray | None = None
         self.backdrop: np.ndarray | None = None
 
+    def _smooth(self, t: np.ndarray, built: np.ndarray | None) -> np.ndarray:
+        return pwtt_smooth(t, self.pixel_size, built)
+
     def push(self, rows: Rows) -> Rows | None:
         t = rows.t if self.t is None else np.concatenate([self.t, rows.t])
         back = (
@@ -154,7 +201,7 @@ class Smoother:
             return None
         o0, o1 = self.next_out, out_end
         built = None if self.built is None else self.built(self.start, end)
-        smooth = pwtt_smooth(t, self.pixel_size, built)
+        smooth = by_columns(self._smooth, self.halo, t, built)
         done = Rows(
             o0, smooth[o0 - self.start : o1 - self.start], back[o0 - self.start : o1 - self.start]
         )

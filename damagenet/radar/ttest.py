@@ -33,9 +33,15 @@ class WindowSums:
     """Running count, sum and sum of squares of one window's log backscatter, per pixel."""
 
     def __init__(self, shape: tuple[int, int]) -> None:
-        self.n = np.zeros(shape, dtype=np.int32)
+        self.n = np.zeros(shape, dtype=np.int16)  # at most 32767 acquisitions
         self.s = np.zeros(shape, dtype=np.float64)
         self.ss = np.zeros(shape, dtype=np.float64)
+
+    def columns(self, cols: slice) -> WindowSums:
+        """A view of some columns (to test a wide strip a tile at a time)."""
+        view = WindowSums((0, 0))
+        view.n, view.s, view.ss = self.n[:, cols], self.s[:, cols], self.ss[:, cols]
+        return view
 
     def add(self, log_power: np.ndarray) -> None:
         valid = np.isfinite(log_power)
@@ -79,20 +85,33 @@ def t_statistic(pre: WindowSums, post: WindowSums, welch: bool = False) -> Orbit
     return OrbitTest(np.where(ok, t, np.nan), df)
 
 
-def combine_orbits(tests: Sequence[OrbitTest], method: str = COMBINE_MAX) -> np.ndarray:
-    """One polarisation's t over orbits: the maximum, or Stouffer's ``sqrt(df)``-weighted sum."""
-    if method == COMBINE_MAX:
-        return np.fmax.reduce([x.t for x in tests])
-    if method != COMBINE_STOUFFER:
-        raise ValueError(f"unknown orbit combination {method!r}")
-    num = np.zeros(tests[0].t.shape)
-    den = np.zeros(tests[0].t.shape)
-    for x in tests:
-        w = np.sqrt(x.df.astype(np.float64))
-        num += np.where(x.df > 0, w * np.nan_to_num(x.t), 0.0)
-        den += np.where(x.df > 0, x.df, 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.sqrt(den), np.nan)
+class OrbitCombination:
+    """One polarisation's t over orbits, folded in orbit by orbit: the running maximum, or
+    Stouffer's ``sum(sqrt(df) t) / sqrt(sum(df))`` over the orbits that test a pixel."""
+
+    def __init__(self, shape: tuple[int, int], method: str = COMBINE_MAX) -> None:
+        if method not in COMBINES:
+            raise ValueError(f"unknown orbit combination {method!r}")
+        self.method = method
+        stouffer = method == COMBINE_STOUFFER
+        self.t = np.full((0, 0) if stouffer else shape, np.nan)
+        self.num = np.zeros(shape if stouffer else (0, 0))
+        self.den = np.zeros(shape if stouffer else (0, 0))
+
+    def add(self, test: OrbitTest, cols: slice = slice(None)) -> None:
+        if self.method == COMBINE_MAX:
+            self.t[:, cols] = np.fmax(self.t[:, cols], test.t)
+            return
+        tested = test.df > 0
+        df = test.df.astype(np.float64)
+        self.num[:, cols] += np.where(tested, np.sqrt(df) * np.nan_to_num(test.t), 0.0)
+        self.den[:, cols] += np.where(tested, df, 0.0)
+
+    def result(self) -> np.ndarray:
+        if self.method == COMBINE_MAX:
+            return self.t
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.den > 0, self.num / np.sqrt(self.den), np.nan)
 
 
 def combine_polarisations(per_pol: Sequence[np.ndarray]) -> np.ndarray:
