@@ -24,9 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import zipfile
 import zlib
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,21 @@ from affine import Affine
 
 from contract.atomic import write_text_atomic
 from contract.bands import BANDS
-from contract.npz_keys import DATASET_EXTRA, PATCH_KEYS, SPLITS, split_key
+from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN
+from contract.npz_keys import (
+    DATASET_EXTRA,
+    DATASET_KIND,
+    PATCH_KEYS,
+    PATCHES,
+    PROCESSING_LEVEL,
+    SPLITS,
+    TILES,
+    split_key,
+)
 from pipeline.errors import InputFileError, PipelineError, PipelineUsageError
 from pipeline.npz import save_npz
+from pipeline.tiles import DAMAGE_PIXELS, PAIR, PREWAR, PREWAR_KEY, TILE_EXTRA
+from pipeline.tiles.summary import TILE_COUNTS, tile_log_line, tile_markdown, tile_totals
 
 log = logging.getLogger(__name__)
 DEFAULT_HARD_NEGATIVE_SHARE = 0.7
@@ -64,13 +77,32 @@ class PatchSet:
     summary: dict[str, Any]
     crs: str | None = None
     transform: tuple[float, ...] | None = None
+    #: :data:`contract.npz_keys.PATCHES` or :data:`contract.npz_keys.TILES` (``label`` (N, T, T))
+    kind: str = PATCHES
+    #: the scenes' processing level, when the file records it
+    level: str | None = None
+    #: tiles of a temporal negative pair (two dates before the war, all negative)
+    prewar: bool = False
+    source: Path | None = None
 
     @property
     def size(self) -> int:
         return int(self.before.shape[-1])
 
+    @property
+    def positives(self) -> np.ndarray:
+        """(N,) 0/1: the pair is damaged (a patch) or holds a damage pixel (a tile)."""
+        if self.kind == TILES:
+            return (self.label == DAMAGE).any(axis=(1, 2)).astype(int)
+        return self.label.astype(int)
+
 
 def load_patches(path: str | Path) -> PatchSet:
+    """A patch file (``pipeline patches``) or tile file (``pipeline tiles``), read whole.
+
+    A truncated or corrupt file fails here, naming the file, whatever layer of the zip or
+    ``.npy`` reader notices it first.
+    """
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as d:
@@ -79,22 +111,34 @@ def load_patches(path: str | Path) -> PatchSet:
                 raise PipelineError(
                     f"{path}: not a patch file from 'pipeline patches' (missing {missing})"
                 )
-            return PatchSet(
-                aoi=str(d["aoi"]),
-                before=d["before"],
-                after=d["after"],
-                label=d["label"],
-                row=d["row"],
-                col=d["col"],
-                lon=d["lon"],
-                lat=d["lat"],
-                resolution=float(abs(d["transform"][0])),
-                summary=json.loads(str(d["summary"])),
-                crs=str(d["crs"]) if "crs" in d.files else None,
-                transform=tuple(float(v) for v in d["transform"]),
-            )
-    except (OSError, ValueError) as exc:
-        raise PipelineError(f"{path}: cannot read patch file ({exc})") from exc
+            return _patch_set(path, d)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise InputFileError(
+            f"{path}: truncated or corrupt patch file ({exc}); cut it again with "
+            "'pipeline patches' (or 'pipeline tiles')"
+        ) from exc
+
+
+def _patch_set(path: Path, d: Any) -> PatchSet:
+    level = str(d[PROCESSING_LEVEL]) if PROCESSING_LEVEL in d.files else None
+    return PatchSet(
+        aoi=str(d["aoi"]),
+        before=d["before"],
+        after=d["after"],
+        label=d["label"],
+        row=d["row"],
+        col=d["col"],
+        lon=d["lon"],
+        lat=d["lat"],
+        resolution=float(abs(d["transform"][0])),
+        summary=json.loads(str(d["summary"])),
+        crs=str(d["crs"]) if "crs" in d.files else None,
+        transform=tuple(float(v) for v in d["transform"]),
+        kind=str(d[DATASET_KIND]) if DATASET_KIND in d.files else PATCHES,
+        level=level,
+        prewar=PAIR in d.files and str(d[PAIR]) == PREWAR,
+        source=path,
+    )
 
 
 def built_up(before: np.ndarray) -> np.ndarray:
@@ -227,167 +271,476 @@ def _assign_blocks(
     return assigned
 
 
+@dataclass(frozen=True)
+class DatasetOptions:
+    """What ``pipeline dataset`` is told: how to split, how to balance, what to write.
+
+    Lists given for the AOI and file fields are kept as tuples, so the record stays hashable
+    and a caller's list cannot change it afterwards.
+    """
+
+    split: str = "blocks"
+    block_m: float = 640.0
+    test_aois: tuple[str, ...] = ()
+    val_aois: tuple[str, ...] = ()
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    negatives_per_positive: float = 1.0
+    seed: int = 42
+    hard_negative_share: float = DEFAULT_HARD_NEGATIVE_SHARE
+    nvd_files: tuple[str | Path, ...] = ()
+    allow_empty_split: bool = False
+    #: keep every damaged patch when negatives run short (warned), instead of sampling down
+    keep_imbalance: bool = False
+    #: tiles of this side (``pipeline tiles`` files) instead of patches
+    tile_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("test_aois", "val_aois", "nvd_files"):
+            object.__setattr__(self, name, tuple(getattr(self, name) or ()))
+
+    def check(self) -> None:
+        """Refuse values out of range before any file is read."""
+        if self.split not in ("blocks", "aoi"):
+            raise PipelineError(f"--split must be 'blocks' or 'aoi', got {self.split!r}")
+        vf, tf = self.val_fraction, self.test_fraction
+        if not (0 <= vf < 1 and 0 <= tf < 1 and vf + tf < 1):
+            raise PipelineError(
+                "--val-fraction and --test-fraction must be in [0, 1) and sum to less than 1"
+            )
+        if self.negatives_per_positive <= 0:
+            raise PipelineError("--negatives-per-positive must be positive")
+        if not 0 <= self.hard_negative_share <= 1:
+            raise PipelineUsageError("--hard-negative-share must be in [0, 1]")
+        if self.tile_size is not None and self.tile_size < 1:
+            raise PipelineUsageError(f"--tile-size must be positive, got {self.tile_size}")
+
+    @property
+    def kind(self) -> str:
+        return PATCHES if self.tile_size is None else TILES
+
+
+@dataclass
+class _Placed:
+    """One input's pairs with their ground block and split (None: dropped at a block edge)."""
+
+    ps: PatchSet
+    blocks: np.ndarray
+    inside: np.ndarray
+    split_of: np.ndarray
+
+
+@dataclass
+class _Parts:
+    """Chosen arrays per split and key, the per-AOI table and the balance record."""
+
+    arrays: dict[str, dict[str, list[np.ndarray]]] = field(
+        default_factory=lambda: {s: defaultdict(list) for s in SPLITS}
+    )
+    table: dict[str, dict[str, Any]] = field(default_factory=dict)
+    short: list[dict[str, Any]] = field(default_factory=list)
+
+
 def build_dataset(
-    patch_files: list[str | Path],
+    inputs: list[str | Path],
     out: str | Path,
-    split: str = "blocks",
-    block_m: float = 640.0,
-    test_aois: list[str] | None = None,
-    val_aois: list[str] | None = None,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.2,
-    negatives_per_positive: float = 1.0,
-    seed: int = 42,
-    hard_negative_share: float = DEFAULT_HARD_NEGATIVE_SHARE,
-    nvd_files: list[str | Path] | None = None,
-    allow_empty_split: bool = False,
+    options: DatasetOptions | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
-    """Split, balance and write the dataset NPZ with its summary (JSON and Markdown)."""
-    if not patch_files:
+    """Split, balance and write the dataset NPZ with its summary (JSON and Markdown).
+
+    ``overrides`` replace fields of ``options``: ``build_dataset(files, out, block_m=320)``.
+    """
+    opts = replace(options or DatasetOptions(), **overrides)
+    opts.check()
+    sets = load_inputs(inputs, opts)
+    level = common_level(sets)
+    size = sets_size(sets)
+    sites = read_nvd_sites(list(opts.nvd_files)) if opts.kind == PATCHES else []
+    parts = _Parts()
+    for aoi, group in _groups(sets).items():
+        _take_aoi(aoi, group, opts, sites, parts)
+    _report_balance(parts.short, opts)
+    arrays = _assemble(parts, opts, size)
+    config = _config(opts, sets, size)
+    arrays["bands"] = np.array(BANDS)
+    arrays["config"] = np.array(json.dumps(config, sort_keys=True))
+    arrays[DATASET_KIND] = np.array(opts.kind)
+    if level is not None:
+        arrays[PROCESSING_LEVEL] = np.array(level)
+    return _write(Path(out), arrays, config, parts, opts)
+
+
+def load_inputs(inputs: list[str | Path], opts: DatasetOptions) -> list[PatchSet]:
+    """Read every input and refuse sets that cannot make one dataset, saying why."""
+    if not inputs:
         raise PipelineError("no patch files given")
-    if split not in ("blocks", "aoi"):
-        raise PipelineError(f"--split must be 'blocks' or 'aoi', got {split!r}")
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise PipelineError(
-            "--val-fraction and --test-fraction must be in [0, 1) and sum to less than 1"
-        )
-    if negatives_per_positive <= 0:
-        raise PipelineError("--negatives-per-positive must be positive")
-    if not 0 <= hard_negative_share <= 1:
-        raise PipelineUsageError("--hard-negative-share must be in [0, 1]")
-    sets = [load_patches(p) for p in sorted(map(str, patch_files))]
-    sizes = {ps.size for ps in sets if len(ps.label)} or {s.size for s in sets}
-    if len(sizes) > 1:
-        detail = ", ".join(f"{ps.aoi}: {ps.size}" for ps in sets)
-        raise PipelineError(f"patch files mix patch sizes ({detail}); cut all with one --size")
-    names = [ps.aoi for ps in sets]
-    if len(set(names)) != len(names):
-        raise PipelineError(f"an AOI appears in more than one patch file: {names}")
-    if not any(int(ps.label.sum()) for ps in sets):
+    sets = [load_patches(p) for p in sorted(map(str, inputs))]
+    for ps in sets:
+        _check_kind(ps, opts)
+    sets_size(sets)
+    war = [ps.aoi for ps in sets if not ps.prewar]
+    if len(set(war)) != len(war):
+        raise PipelineError(f"an AOI appears in more than one patch file: {war}")
+    names = list(dict.fromkeys(ps.aoi for ps in sets))
+    if not any(ps.positives.any() for ps in sets):
         raise PipelineError(
             f"no damaged patch in any input ({', '.join(names)}); check the "
             "labels (UNOSAT file, dates, classes)"
         )
-    test_aois, val_aois = list(test_aois or []), list(val_aois or [])
-    unknown = set(test_aois + val_aois) - set(names)
+    _check_held_out(names, opts)
+    return sets
+
+
+def _check_kind(ps: PatchSet, opts: DatasetOptions) -> None:
+    if ps.kind == opts.kind:
+        if opts.tile_size is not None and ps.size != opts.tile_size and len(ps.label):
+            raise PipelineUsageError(
+                f"{ps.source}: tiles of {ps.size} px, but --tile-size {opts.tile_size}; cut "
+                f"them with 'pipeline tiles --size {opts.tile_size}'"
+            )
+        return
+    if ps.kind == TILES:
+        raise PipelineUsageError(
+            f"{ps.source}: a tile file from 'pipeline tiles' ({ps.size} px); build a tile "
+            f"dataset with --tile-size {ps.size}, or give patch files from 'pipeline patches'"
+        )
+    raise PipelineUsageError(
+        f"{ps.source}: a patch file from 'pipeline patches' (one label per patch); a tile "
+        "dataset (--tile-size) is built from 'pipeline tiles' files (one target per pixel)"
+    )
+
+
+def sets_size(sets: list[PatchSet]) -> int:
+    """The one patch (or tile) side of all inputs, or a refusal naming each file's."""
+    sizes = {ps.size for ps in sets if len(ps.label)} or {s.size for s in sets}
+    if len(sizes) > 1:
+        detail = ", ".join(f"{ps.aoi}: {ps.size}" for ps in sets)
+        raise PipelineError(f"patch files mix patch sizes ({detail}); cut all with one --size")
+    return next(iter(sizes))
+
+
+def _check_held_out(names: list[str], opts: DatasetOptions) -> None:
+    """``--test-aois``/``--val-aois`` must name given AOIs and leave some to train on."""
+    held = list(opts.test_aois) + list(opts.val_aois)
+    unknown = set(held) - set(names)
     if unknown:
         raise PipelineError(
             f"--test-aois/--val-aois name AOIs without patches: {sorted(unknown)}; have {names}"
         )
-    if split == "aoi" and not test_aois:
+    if opts.split != "aoi":
+        return
+    if not opts.test_aois:
         raise PipelineError("--split aoi needs --test-aois")
+    if set(names) <= set(held):
+        raise PipelineUsageError(
+            f"--split aoi --test-aois {' '.join(opts.test_aois)}: the inputs hold only "
+            f"{', '.join(names)}, so no AOI is left to train on; give patch files of more "
+            f"AOIs, or use --split blocks to hold out ground blocks of {', '.join(names)}"
+        )
 
-    sites = read_nvd_sites(list(nvd_files or []))
-    parts: dict[str, dict[str, list[np.ndarray]]] = {s: defaultdict(list) for s in SPLITS}
-    table: dict[str, dict[str, Any]] = {}
-    for ps in sets:
-        rng = np.random.default_rng([seed, zlib.crc32(ps.aoi.encode())])
-        blocks, inside = block_ids(ps, block_m)
-        built, nvd = built_up(ps.before), nvd_counts(ps, sites)
-        split_of = np.empty(len(ps.label), dtype=object)
-        if split == "aoi" and ps.aoi in test_aois:
-            split_of[:] = "test"
-            inside[:] = True
-        elif split == "aoi" and ps.aoi in val_aois:
-            split_of[:] = "val"
-            inside[:] = True
-        else:
-            fr = {
-                "test": test_fraction if split == "blocks" else 0.0,
-                "val": 0.0 if split == "aoi" and val_aois else val_fraction,
-            }
-            fr["train"] = 1.0 - fr["test"] - fr["val"]
-            assignment = _assign_blocks(blocks[inside], ps.label[inside].astype(float), fr, rng)
-            split_of[inside] = [assignment[int(b)] for b in blocks[inside]]
-        row = {
-            "dropped_nodata": ps.summary.get("dropped_nodata", 0),
-            "dropped_unknown": ps.summary.get("dropped_unknown", 0),
-            "dropped_block_edge": int((~inside).sum()),
-        }
-        for s in SPLITS:
-            idx = np.nonzero(inside & (split_of == s))[0]
-            pos, neg = idx[ps.label[idx] == 1], idx[ps.label[idx] == 0]
-            n_neg = min(len(neg), int(round(negatives_per_positive * len(pos))))
-            picked = pick_negatives(rng, neg, n_neg, hard_negative_share, nvd, built)
-            chosen = np.sort(np.concatenate([pos, picked]))
-            row[s] = {
-                "blocks": int(len(np.unique(blocks[idx]))),
-                "available": int(len(idx)),
-                "available_damaged": int(len(pos)),
-                "patches": int(len(chosen)),
-                "damaged": int(len(pos)),
-                "no_damage": int(n_neg),
-                "available_no_damage_built_up": int(built[neg].sum()),
-                "damaged_built_up": int(built[pos].sum()),
-                "no_damage_built_up": int(built[picked].sum()),
-                "no_damage_nvd": int((nvd[picked] > 0).sum()),
-            }
-            for key, arr in (
-                ("Xb", ps.before),
-                ("Xa", ps.after),
-                ("row", ps.row),
-                ("col", ps.col),
-                ("lon", ps.lon),
-                ("lat", ps.lat),
-                ("block", blocks),
-            ):
-                parts[s][key].append(arr[chosen])
-            parts[s]["y"].append(ps.label[chosen].astype(np.int64))
-            parts[s]["aoi"].append(np.full(len(chosen), ps.aoi))
-        table[ps.aoi] = row
 
-    arrays: dict[str, np.ndarray] = {}
-    size = next(iter(sizes))
+def common_level(sets: list[PatchSet]) -> str | None:
+    """The processing level every input records; L1C and L2A are never mixed.
+
+    Files that record none (written before levels were recorded) make the dataset's level
+    unknown rather than the level of the others: an unknown file may be of either.
+    """
+    levels = {ps.level for ps in sets if ps.level}
+    if len(levels) > 1:
+        detail = ", ".join(f"{ps.source}: {ps.level or 'unknown'}" for ps in sets)
+        raise InputFileError(
+            f"inputs of different processing levels ({detail}); L1C and L2A differ by the "
+            "atmosphere, so build one dataset per level"
+        )
+    if levels and any(ps.level is None for ps in sets):
+        unknown = [str(ps.source) for ps in sets if ps.level is None]
+        log.warning(
+            "%s record no processing level while the others are %s: the dataset records none",
+            ", ".join(unknown),
+            next(iter(levels)),
+        )
+        return None
+    return next(iter(levels)) if levels else None
+
+
+def _groups(sets: list[PatchSet]) -> dict[str, list[PatchSet]]:
+    """Inputs per AOI, its war pair first: a temporal negative pair shares its AOI's blocks."""
+    groups: dict[str, list[PatchSet]] = defaultdict(list)
+    for ps in sorted(sets, key=lambda p: p.prewar):
+        groups[ps.aoi].append(ps)
+    return dict(sorted(groups.items(), key=lambda kv: [p.aoi for p in sets].index(kv[0])))
+
+
+def _take_aoi(
+    aoi: str, group: list[PatchSet], opts: DatasetOptions, sites: list[Any], parts: _Parts
+) -> None:
+    """Place one AOI's pairs in splits, choose what each split keeps, record the counts."""
+    rng = np.random.default_rng([opts.seed, zlib.crc32(aoi.encode())])
+    placed = _place(aoi, group, opts, rng)
+    row: dict[str, Any] = {
+        "dropped_nodata": sum(p.ps.summary.get("dropped_nodata", 0) for p in placed),
+        "dropped_unknown": sum(p.ps.summary.get("dropped_unknown", 0) for p in placed),
+        "dropped_block_edge": int(sum((~p.inside).sum() for p in placed)),
+    }
+    if opts.kind == TILES:
+        row.update(tile_rows(placed, parts.arrays))
+    else:
+        (p,) = placed
+        row.update(_patch_rows(p, opts, sites, rng, parts))
+    parts.table[aoi] = row
+
+
+def _place(
+    aoi: str, group: list[PatchSet], opts: DatasetOptions, rng: np.random.Generator
+) -> list[_Placed]:
+    """Every input of one AOI on its ground blocks, whole blocks to splits."""
+    ref = group[0]
+    for ps in group[1:]:
+        if ps.transform != ref.transform or ps.crs != ref.crs:
+            raise InputFileError(
+                f"{ps.source}: the pre-war tiles of {aoi} are on another grid than {ref.source}; "
+                "cut both on the AOI's one grid"
+            )
+    placed = []
+    for ps in group:
+        blocks, inside = block_ids(ps, opts.block_m)
+        placed.append(_Placed(ps, blocks, inside, np.empty(len(ps.label), dtype=object)))
+    held = "test" if aoi in opts.test_aois else "val" if aoi in opts.val_aois else None
+    if opts.split == "aoi" and held:
+        for p in placed:
+            p.split_of[:] = held
+            p.inside[:] = True
+        return placed
+    if opts.tile_size is not None and not any(p.inside.any() for p in placed if len(p.inside)):
+        block_px = opts.block_m / ref.resolution
+        raise PipelineUsageError(
+            f"{aoi}: every {ref.size} px tile straddles a {opts.block_m:g} m ({block_px:g} px) "
+            "block edge; make --block-m a multiple of the tile side in metres"
+        )
+    fr = {
+        "test": opts.test_fraction if opts.split == "blocks" else 0.0,
+        "val": 0.0 if opts.split == "aoi" and opts.val_aois else opts.val_fraction,
+    }
+    fr["train"] = 1.0 - fr["test"] - fr["val"]
+    blocks = np.concatenate([p.blocks[p.inside] for p in placed])
+    positives = np.concatenate(
+        [(p.ps.positives * (not p.ps.prewar))[p.inside] for p in placed]
+    ).astype(float)
+    assignment = _assign_blocks(blocks, positives, fr, rng)
+    for p in placed:
+        p.split_of[p.inside] = [assignment[int(b)] for b in p.blocks[p.inside]]
+    return placed
+
+
+def _patch_rows(
+    p: _Placed, opts: DatasetOptions, sites: list[Any], rng: np.random.Generator, parts: _Parts
+) -> dict[str, Any]:
+    """Balance each split of one AOI's patches; their counts per split."""
+    ps = p.ps
+    built, nvd = built_up(ps.before), nvd_counts(ps, sites)
+    rows: dict[str, Any] = {}
     for s in SPLITS:
-        for key in ("Xb", "Xa", "y", *DATASET_EXTRA):
-            chunks = parts[s][key]
+        idx = np.nonzero(p.inside & (p.split_of == s))[0]
+        pos, neg = idx[ps.label[idx] == 1], idx[ps.label[idx] == 0]
+        kept, n_neg = balance(rng, pos, len(neg), opts)
+        if len(kept) < len(pos) or n_neg < round(opts.negatives_per_positive * len(pos)):
+            parts.short.append(
+                {
+                    "aoi": ps.aoi,
+                    "split": s,
+                    "damaged": len(pos),
+                    "no_damage": len(neg),
+                    "damaged_kept": len(kept),
+                }
+            )
+        picked = pick_negatives(rng, neg, n_neg, opts.hard_negative_share, nvd, built)
+        chosen = np.sort(np.concatenate([kept, picked]))
+        rows[s] = {
+            "blocks": int(len(np.unique(p.blocks[idx]))),
+            "available": int(len(idx)),
+            "available_damaged": int(len(pos)),
+            "patches": int(len(chosen)),
+            "damaged": int(len(kept)),
+            "no_damage": int(n_neg),
+            "damaged_dropped_for_balance": int(len(pos) - len(kept)),
+            "available_no_damage_built_up": int(built[neg].sum()),
+            "damaged_built_up": int(built[kept].sum()),
+            "no_damage_built_up": int(built[picked].sum()),
+            "no_damage_nvd": int((nvd[picked] > 0).sum()),
+        }
+        take(parts.arrays[s], p, chosen)
+        parts.arrays[s]["y"].append(ps.label[chosen].astype(np.int64))
+    return rows
+
+
+def balance(
+    rng: np.random.Generator, pos: np.ndarray, n_available_neg: int, opts: DatasetOptions
+) -> tuple[np.ndarray, int]:
+    """(damaged patches kept, no-damage patches to draw) for one split of one AOI.
+
+    When the split has fewer no-damage patches than ``negatives_per_positive`` times its
+    damaged ones, the damaged are sampled down to what the negatives balance (the study's
+    layout promises equal classes), unless ``keep_imbalance`` keeps them all.
+    """
+    want = int(round(opts.negatives_per_positive * len(pos)))
+    if n_available_neg >= want:
+        return pos, want
+    if opts.keep_imbalance:
+        return pos, n_available_neg
+    n_pos = min(len(pos), int(n_available_neg // opts.negatives_per_positive))
+    kept = np.sort(rng.choice(pos, n_pos, replace=False))
+    return kept, min(n_available_neg, int(round(opts.negatives_per_positive * n_pos)))
+
+
+def take(out: dict[str, list[np.ndarray]], p: _Placed, chosen: np.ndarray) -> None:
+    """Append the chosen pairs' images and provenance (all but ``y``) to one split."""
+    ps = p.ps
+    for key, arr in (
+        ("Xb", ps.before),
+        ("Xa", ps.after),
+        ("row", ps.row),
+        ("col", ps.col),
+        ("lon", ps.lon),
+        ("lat", ps.lat),
+        ("block", p.blocks),
+    ):
+        out[key].append(arr[chosen])
+    out["aoi"].append(np.full(len(chosen), ps.aoi))
+
+
+def _report_balance(short: list[dict[str, Any]], opts: DatasetOptions) -> None:
+    """One warning naming every AOI and split where the negatives ran short."""
+    if not short:
+        return
+    detail = "; ".join(
+        f"{r['aoi']} {r['split']}: {r['damaged']} damaged, {r['no_damage']} no damage"
+        + ("" if opts.keep_imbalance else f" -> {r['damaged_kept']} damaged kept")
+        for r in short
+    )
+    if opts.keep_imbalance:
+        log.warning("the dataset is NOT balanced (--keep-imbalance): %s", detail)
+    else:
+        log.warning(
+            "too few no-damage patches to balance; damaged patches sampled down (pass "
+            "--keep-imbalance to keep them all): %s",
+            detail,
+        )
+
+
+def _assemble(parts: _Parts, opts: DatasetOptions, size: int) -> dict[str, np.ndarray]:
+    """The per-split arrays, in the study's key order, and the empty-split refusal."""
+    arrays: dict[str, np.ndarray] = {}
+    keys = ["Xb", "Xa", "y", *DATASET_EXTRA] + (list(TILE_EXTRA) if opts.tile_size else [])
+    for s in SPLITS:
+        for key in keys:
+            chunks = parts.arrays[s][key]
             arr = np.concatenate(chunks) if chunks else np.zeros(0)
             if key in ("Xb", "Xa"):
                 arr = arr.astype(np.uint16).reshape(-1, len(BANDS), size, size)
+            elif key == "y" and opts.tile_size:
+                arr = arr.astype(np.uint8).reshape(-1, size, size)
             arrays[split_key(key, s)] = arr
-        if not arrays[split_key("y", s)].sum() and (s != "val" or val_fraction > 0 or val_aois):
-            if not allow_empty_split:  # a split without positives gives no recall to measure
-                raise PipelineError(
-                    f"split {s} has no damaged patch; use larger AOIs, smaller "
-                    "--block-m or other fractions, or pass --allow-empty-split"
-                )
-            log.warning("split %s has no damaged patch (--allow-empty-split)", s)
-    config = {
-        "split": split,
-        "block_m": block_m,
-        "test_aois": test_aois,
-        "val_aois": val_aois,
-        "val_fraction": val_fraction,
-        "test_fraction": test_fraction,
-        "negatives_per_positive": negatives_per_positive,
-        "seed": seed,
-        "hard_negative_share": hard_negative_share,
-        "nvd_files": [str(p) for p in nvd_files or []],
+        _check_split_has_damage(arrays[split_key("y", s)], s, opts)
+    return arrays
+
+
+def _check_split_has_damage(y: np.ndarray, split: str, opts: DatasetOptions) -> None:
+    """A split without damage gives no recall to measure (an unused val split is fine)."""
+    if (y == DAMAGE).any() or (split == "val" and opts.val_fraction == 0 and not opts.val_aois):
+        return
+    what = "damaged patch" if opts.tile_size is None else "damage pixel"
+    if not opts.allow_empty_split:
+        raise PipelineError(
+            f"split {split} has no {what}; use larger AOIs, smaller "
+            "--block-m or other fractions, or pass --allow-empty-split"
+        )
+    log.warning("split %s has no %s (--allow-empty-split)", split, what)
+
+
+def _config(opts: DatasetOptions, sets: list[PatchSet], size: int) -> dict[str, Any]:
+    """What the dataset was built with, recorded in the NPZ (the patch layout's keys as ever)."""
+    config: dict[str, Any] = {
+        "split": opts.split,
+        "block_m": opts.block_m,
+        "test_aois": list(opts.test_aois),
+        "val_aois": list(opts.val_aois),
+        "val_fraction": opts.val_fraction,
+        "test_fraction": opts.test_fraction,
+        "negatives_per_positive": opts.negatives_per_positive,
+        "seed": opts.seed,
+        "hard_negative_share": opts.hard_negative_share,
+        "nvd_files": [str(p) for p in opts.nvd_files],
         "patch_size": size,
-        "inputs": names,
+        "inputs": [ps.aoi for ps in sets if not ps.prewar],
     }
-    arrays["bands"] = np.array(BANDS)
-    arrays["config"] = np.array(json.dumps(config, sort_keys=True))
-    out = Path(out)
+    if opts.keep_imbalance:
+        config["keep_imbalance"] = True
+    if opts.tile_size is not None:
+        config.update({"kind": TILES, "tile_size": size})
+        config["prewar_inputs"] = [ps.aoi for ps in sets if ps.prewar]
+    return config
+
+
+def _write(
+    out: Path,
+    arrays: dict[str, np.ndarray],
+    config: dict[str, Any],
+    parts: _Parts,
+    opts: DatasetOptions,
+) -> dict[str, Any]:
+    """The NPZ, then its summary as JSON and Markdown; the summary is returned."""
     save_npz(out, arrays)
-    summary = {
-        "config": config,
-        "aois": table,
-        "totals": {s: _totals(table, s, arrays) for s in SPLITS},
-    }
+    if opts.tile_size is None:
+        totals = {s: _totals(parts.table, s, arrays) for s in SPLITS}
+        summary = {"config": config, "aois": parts.table, "totals": totals}
+        summary["balance"] = {
+            "rule": "keep imbalance" if opts.keep_imbalance else "sample damaged down",
+            "short": parts.short,
+        }
+        markdown = summary_markdown(summary)
+    else:
+        totals = {s: tile_totals(arrays, s) for s in SPLITS}
+        summary = {"config": config, "aois": parts.table, "totals": totals}
+        markdown = tile_markdown(summary)
     # with_name, not with_suffix: a dotted stem ("v1.2.npz") must keep its name
     write_text_atomic(
         out.with_name(out.stem + "_summary.json"), json.dumps(summary, indent=2) + "\n"
     )
-    write_text_atomic(out.with_name(out.stem + "_summary.md"), summary_markdown(summary))
-    log.info(
-        "dataset %s: %s",
-        out,
-        ", ".join(
-            f"{s} {v['patches']} ({v['damaged']} damaged)" for s, v in summary["totals"].items()
-        ),
-    )
+    write_text_atomic(out.with_name(out.stem + "_summary.md"), markdown)
+    if opts.tile_size is None:
+        line = ", ".join(f"{s} {v['patches']} ({v['damaged']} damaged)" for s, v in totals.items())
+    else:
+        line = tile_log_line(totals)
+    log.info("dataset %s: %s", out, line)
     return summary
+
+
+def tile_rows(placed: list[_Placed], arrays: dict[str, dict[str, list[np.ndarray]]]) -> dict:
+    """Every tile of one AOI goes to its block's split (tiles are not balanced by sampling:
+    training oversamples tiles with damage); their counts per split."""
+    rows: dict[str, Any] = {}
+    for s in SPLITS:
+        blocks: set[int] = set()
+        row = dict.fromkeys(TILE_COUNTS, 0)
+        for p in placed:
+            idx = np.nonzero(p.inside & (p.split_of == s))[0]
+            y = p.ps.label[idx]
+            damage = (y == DAMAGE).sum(axis=(1, 2)).astype(np.int32)
+            blocks.update(int(b) for b in p.blocks[idx])
+            row["tiles"] += len(idx)
+            row["prewar_tiles"] += len(idx) if p.ps.prewar else 0
+            row["tiles_with_damage"] += int((damage > 0).sum())
+            row["damage_pixels"] += int(damage.sum())
+            row["negative_pixels"] += int((y == NO_DAMAGE).sum())
+            row["ignored_pixels"] += int((y == UNKNOWN).sum())
+            take(arrays[s], p, idx)
+            arrays[s]["y"].append(y)
+            arrays[s][DAMAGE_PIXELS].append(damage)
+            arrays[s][PREWAR_KEY].append(np.full(len(idx), int(p.ps.prewar), dtype=np.uint8))
+        row["blocks"] = len(blocks)
+        rows[s] = row
+    return rows
 
 
 def _totals(
@@ -440,9 +793,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    build_dataset(
-        args.patch_files,
-        args.out,
+    opts = DatasetOptions(
         split=args.split,
         block_m=args.block_m,
         test_aois=args.test_aois,
@@ -454,7 +805,10 @@ def _run(args: argparse.Namespace) -> int:
         hard_negative_share=args.hard_negative_share,
         nvd_files=args.nvd,
         allow_empty_split=args.allow_empty_split,
+        keep_imbalance=args.keep_imbalance,
+        tile_size=args.tile_size,
     )
+    build_dataset(args.patch_files, args.out, opts)
     return 0
 
 
@@ -468,7 +822,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "between splits. No augmentation. A summary per AOI and split is written "
         "as <out>_summary.json and .md.",
     )
-    p.add_argument("patch_files", nargs="+", help="patch NPZ files from 'pipeline patches'")
+    p.add_argument(
+        "patch_files",
+        nargs="+",
+        help="patch NPZ files from 'pipeline patches' (tile files from 'pipeline tiles' "
+        "with --tile-size)",
+    )
     p.add_argument(
         "--out",
         default="data/processed/FinalBalanced_splits.npz",
@@ -530,6 +889,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "patches holding them are preferred as hard negatives",
     )
     p.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
+    p.add_argument(
+        "--keep-imbalance",
+        action="store_true",
+        help="when a split of an AOI has too few no-damage patches, keep all its damaged "
+        "ones (warned, naming AOIs and counts) instead of sampling them down to balance",
+    )
+    p.add_argument(
+        "--tile-size",
+        type=int,
+        metavar="PX",
+        help="build a tile dataset for the pixel model from 'pipeline tiles' files of this "
+        "side: y_<split> (N, PX, PX) uint8 per-pixel targets, every tile of a split kept "
+        "(no balancing by sampling); pre-war tile files join their AOI's blocks",
+    )
     p.add_argument(
         "--allow-empty-split",
         action="store_true",

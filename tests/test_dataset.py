@@ -251,3 +251,87 @@ def test_hard_negative_share_option_checked(tmp_path, patch_files, capsys):
             ]
         )
     assert exc.value.code == 2 and "must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_short_negatives_sample_damaged_down_and_say_so(tmp_path, patch_files, caplog):
+    """Issue 31: at 640 m blocks some splits lack negatives; the dataset must stay balanced."""
+    with caplog.at_level("WARNING", logger="pipeline.dataset"):
+        summary = build_dataset(patch_files, tmp_path / "d.npz")
+    short = summary["balance"]["short"]
+    assert short and summary["balance"]["rule"] == "sample damaged down"
+    d = np.load(tmp_path / "d.npz")
+    for s in ("train", "val", "test"):
+        assert 2 * int(d[f"y_{s}"].sum()) == len(d[f"y_{s}"])  # as many of each class
+    first = short[0]
+    row = summary["aois"][first["aoi"]][first["split"]]
+    assert row["damaged"] == first["damaged_kept"] == row["no_damage"] < first["damaged"]
+    assert row["damaged_dropped_for_balance"] == first["damaged"] - first["damaged_kept"]
+    message = caplog.text
+    assert "sampled down" in message and "--keep-imbalance" in message
+    assert f"{first['aoi']} {first['split']}: {first['damaged']} damaged" in message
+
+
+def test_keep_imbalance_only_on_request_with_a_warning(tmp_path, patch_files, caplog):
+    with caplog.at_level("WARNING", logger="pipeline.dataset"):
+        summary = build_dataset(patch_files, tmp_path / "d.npz", keep_imbalance=True)
+    d = np.load(tmp_path / "d.npz")
+    assert any(2 * int(d[f"y_{s}"].sum()) > len(d[f"y_{s}"]) for s in ("train", "val", "test"))
+    assert json.loads(str(d["config"]))["keep_imbalance"] is True
+    assert "NOT balanced (--keep-imbalance)" in caplog.text
+    for r in summary["balance"]["short"]:
+        assert f"{r['aoi']} {r['split']}: {r['damaged']} damaged, {r['no_damage']}" in caplog.text
+
+
+def test_truncated_patch_file_named(tmp_path, patch_files, capsys):
+    """Issue 31: a truncated NPZ used to fail with 'File is not a zip file' and no name."""
+    cut = tmp_path / "cut.npz"
+    data = patch_files[0].read_bytes()
+    for size in (len(data) // 2, 100):
+        cut.write_bytes(data[:size])
+        with pytest.raises(InputFileError, match=r"cut\.npz: truncated or corrupt patch file"):
+            build_dataset([cut, patch_files[1]], tmp_path / "d.npz")
+    code = main(["-q", "dataset", str(cut), str(patch_files[1]), "--out", str(tmp_path / "d.npz")])
+    err = capsys.readouterr().err
+    assert code == 1 and str(cut) in err and "Traceback" not in err
+    assert not (tmp_path / "d.npz").exists()
+
+
+def test_leave_aoi_out_of_a_single_aoi_names_it(tmp_path, patch_files, capsys):
+    """Issue 31: '--split aoi --test-aois bucha' on bucha alone must say what is wrong."""
+    bucha = [p for p in patch_files if np.load(p)["aoi"] == "bucha"]
+    args = ["-q", "dataset", *map(str, bucha), "--split", "aoi", "--test-aois", "bucha"]
+    assert main([*args, "--out", str(tmp_path / "d.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "--test-aois bucha" in err and "only bucha" in err and "--split blocks" in err
+    assert not (tmp_path / "d.npz").exists()
+
+
+def test_processing_level_carried_and_never_mixed(tmp_path, patch_files):
+    from contract.npz_keys import DATASET_KIND, PROCESSING_LEVEL
+
+    files = []
+    for path, level in zip(patch_files, ("L2A", "L2A", "L1C"), strict=True):
+        d = dict(np.load(path))
+        d[PROCESSING_LEVEL] = np.array(level)
+        files.append(tmp_path / path.parent.name / "p.npz")
+        files[-1].parent.mkdir()
+        np.savez(files[-1], **d)
+    build_dataset(files[:2], tmp_path / "l2a.npz", block_m=320)
+    out = np.load(tmp_path / "l2a.npz")
+    assert str(out[PROCESSING_LEVEL]) == "L2A" and str(out[DATASET_KIND]) == "patches"
+    with pytest.raises(InputFileError, match="different processing levels.*L1C"):
+        build_dataset(files, tmp_path / "mixed.npz", block_m=320)
+    build_dataset(patch_files, tmp_path / "old.npz", block_m=320)
+    assert PROCESSING_LEVEL not in np.load(tmp_path / "old.npz").files
+
+
+def test_options_record_and_keyword_overrides_agree(tmp_path, patch_files):
+    from pipeline.dataset import DatasetOptions
+
+    opts = DatasetOptions(block_m=320, seed=5, test_aois=["irpin"], split="aoi")
+    assert opts.test_aois == ("irpin",)
+    build_dataset(patch_files, tmp_path / "a.npz", opts)
+    build_dataset(
+        patch_files, tmp_path / "b.npz", block_m=320, seed=5, test_aois=["irpin"], split="aoi"
+    )
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()

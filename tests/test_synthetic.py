@@ -275,3 +275,46 @@ def test_cli(tmp_path, bucha_aoi_path, capsys):
         main(["synthetic", str(bucha_aoi_path), "--out", str(tmp_path), "--mode", "hard"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["realistic", "easy"])
+def test_prewar_date_is_a_temporal_negative(tmp_path, bucha_aoi_path, mode):
+    """Issue 28: another pre-war date of the same town, undamaged, the rest untouched."""
+    aoi = load_aoi(bucha_aoi_path)
+    plain = generate_synthetic(aoi, tmp_path / "p", seed=4, max_size_km=1.0, mode=mode)
+    both = generate_synthetic(aoi, tmp_path / "w", seed=4, max_size_km=1.0, mode=mode, prewar=True)
+    assert plain.prewar is None and both.prewar is not None and both.prewar_scl is not None
+    for name in ("before", "after", "after_scl", "unosat_zip", "truth", "buildings"):
+        assert getattr(plain, name).read_bytes() == getattr(both, name).read_bytes(), name
+    with rasterio.open(both.prewar) as p, rasterio.open(both.before) as b:
+        assert p.profile["transform"] == b.profile["transform"] and p.crs == b.crs
+        assert p.descriptions == b.descriptions and p.nodata == 0
+        assert p.tags()["ACQUISITION_DATE"] == "2021-04-23"  # half a year before 2021-10-22
+        assert p.tags(1)["BOA_ADD_OFFSET"] == "0"
+        prewar, before = p.read().astype(float), b.read().astype(float)
+    with rasterio.open(both.after) as a, rasterio.open(both.truth) as t:
+        after = a.read().astype(float) - 1000
+        damaged = t.read(2) > 0
+    assert (prewar > 0).all()  # clear: no cloud, no swath edge
+    ok = (before > 0).all(0) & (after > 0).all(0)
+    war = np.abs(after - before)[2][damaged & ok]
+    quiet = np.abs(prewar - before)[2][damaged & ok]
+    assert np.median(quiet) < np.median(war)  # nothing happened to the damaged buildings yet
+    again = generate_synthetic(aoi, tmp_path / "x", seed=4, max_size_km=1.0, mode=mode, prewar=True)
+    assert again.prewar is not None and again.prewar.read_bytes() == both.prewar.read_bytes()
+
+
+def test_prewar_needs_a_prewar_before_scene():
+    from pipeline.errors import PipelineUsageError
+    from pipeline.synthetic.town import prewar_date
+
+    assert prewar_date(dt.date(2021, 10, 22)) == dt.date(2021, 4, 23)
+    with pytest.raises(PipelineUsageError, match="before 2022-02-24"):
+        prewar_date(dt.date(2022, 3, 1))
+
+
+def test_cli_prewar(tmp_path, bucha_aoi_path, capsys):
+    args = ["synthetic", str(bucha_aoi_path), "--out", str(tmp_path), "--max-size-km", "0.5"]
+    assert main([*args, "--mode", "easy", "--prewar"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert str(tmp_path / "prewar.tif") in printed and (tmp_path / "prewar_scl.tif").exists()

@@ -30,9 +30,11 @@ def _run(args: argparse.Namespace) -> int:
                 offset=not args.no_offset,
             ),
             mode=args.mode,
+            prewar=args.prewar,
         )
     for p in vars(paths).values():
-        print(Path(args.out) / Path(p).relative_to(tmp))
+        if p is not None:
+            print(Path(args.out) / Path(p).relative_to(tmp))
     return 0
 
 
@@ -65,6 +67,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_MAX_SIZE_KM,
         help="clip the AOI's bounds to a square of this side, centred in the AOI "
         "(default: %(default)s km)",
+    )
+    p.add_argument(
+        "--prewar",
+        action="store_true",
+        help="also write prewar.tif (and prewar_scl.tif): the same town half a year before the "
+        "before scene, clear and undamaged; with the before scene it is a temporal negative "
+        "pair (pipeline tiles --all-negative)",
     )
     p.add_argument("--no-cloud", action="store_true", help="no cloud and shadow")
     p.add_argument("--no-swath-edge", action="store_true", help="no nodata wedge")

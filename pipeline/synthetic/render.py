@@ -73,6 +73,7 @@ class RealisticTown:
     footprints: np.ndarray  # shapely polygons in the local metre frame, building id i + 1
     eligible: np.ndarray  # building ids inside the AOI
     change: np.ndarray  # (n + 1,) str: non-war change of each building
+    prewar: np.ndarray | None = None  # (4, H, W) float32 DN of another pre-war date
 
 
 def greenness(date: dt.date) -> float:
@@ -149,15 +150,20 @@ def _fields(
     gain = rng.uniform(0.9, 1.1, size=(2, n)).astype(np.float32)
     out = []
     for e, (state, g) in enumerate(((state_b, g_before), (state_a, g_after))):
-        green = np.clip(vigour[e] * (0.4 + g), 0, 1)[:, None]
-        meadow = FIELD_BARE * 0.2 + FIELD_CROP * 0.8
-        spectra = np.select(
-            [state[:, None] == 0, state[:, None] == 1, state[:, None] == 2],
-            [FIELD_BARE, FIELD_BARE * (1 - green) + FIELD_CROP * green, FIELD_STUBBLE],
-            meadow * (0.6 + 0.4 * g),
-        )
+        spectra = _parcel_spectra(state, vigour[e], g)
         out.append((spectra * gain[e][:, None]).astype(np.float32))
     return pid, out
+
+
+def _parcel_spectra(state: np.ndarray, vigour: np.ndarray, g: float) -> np.ndarray:
+    """(n, 4) spectra of parcels ploughed (0), sown (1), harvested (2) or meadow (3)."""
+    green = np.clip(vigour * (0.4 + g), 0, 1)[:, None]
+    meadow = FIELD_BARE * 0.2 + FIELD_CROP * 0.8
+    return np.select(
+        [state[:, None] == 0, state[:, None] == 1, state[:, None] == 2],
+        [FIELD_BARE, FIELD_BARE * (1 - green) + FIELD_CROP * green, FIELD_STUBBLE],
+        meadow * (0.6 + 0.4 * g),
+    )
 
 
 def render_town(
@@ -167,8 +173,13 @@ def render_town(
     inside: np.ndarray,
     dates: tuple[dt.date, dt.date],
     lat: float,
+    prewar: tuple[np.random.Generator, dt.date] | None = None,
 ) -> RealisticTown:
-    """Paint both epochs of a town on a grid of ``shape`` 10 m pixels."""
+    """Paint both epochs of a town on a grid of ``shape`` 10 m pixels.
+
+    With ``prewar`` (its own generator and a date before the war) a third date of the town as
+    it stood before the war is painted too (:func:`paint_prewar`).
+    """
     h, w = shape
     fh, fw = h * FACTOR, w * FACTOR
     town, urban10 = _place_town(rng, shape, centre_rc)
@@ -244,6 +255,7 @@ def render_town(
     cover = _dominant(_truth_cover(surface, parcel, spectra[0], plot, plots[0]), (h, w))
     dmg10 = dmg_cls.reshape(h, FACTOR, w, FACTOR).max(axis=(1, 3)).astype(np.uint8)
     before, after = atmosphere(rng, epochs[0], epochs[1])
+    still = _Still(surface, bid, roof_b, height_b, parcel, len(spectra[0]), plot, tex)
     return RealisticTown(
         before=before,
         after=after,
@@ -253,6 +265,7 @@ def render_town(
         footprints=polys,
         eligible=eligible,
         change=change,
+        prewar=None if prewar is None else paint_prewar(prewar[0], still, prewar[1], lat),
     )
 
 
@@ -504,18 +517,69 @@ def atmosphere(
     The haze is thin and smooth: brighter and flatter in the visible, barely in the NIR, and
     the scene classification does not flag it (as Sen2Cor often does not).
     """
-    out = []
     hazy = int(rng.integers(0, 2))
-    for e, refl in enumerate((before, after)):
-        _, h, w = refl.shape
-        gains = rng.uniform(0.97, 1.03, size=4).astype(np.float32)[:, None, None]
-        spatial = 1 + 0.03 * _smooth(rng, (h, w), 30)
-        refl = refl * gains * spatial
-        if e == hazy:
-            field = np.clip(_smooth(rng, (h, w), 40) + 0.3, 0, None)
-            field /= field.max() + 1e-6
-            amp = rng.uniform(80, 200)
-            add = amp * np.array([1.0, 0.8, 0.6, 0.35], dtype=np.float32)[:, None, None]
-            refl = refl * (1 - 0.15 * field) + add * field
-        out.append(refl.astype(np.float32))
-    return out[0], out[1]
+    return _air(rng, before, hazy == 0), _air(rng, after, hazy == 1)
+
+
+def _air(rng: np.random.Generator, refl: np.ndarray, hazy: bool) -> np.ndarray:
+    """One date's residual gains and illumination, and its haze if ``hazy``."""
+    _, h, w = refl.shape
+    gains = rng.uniform(0.97, 1.03, size=4).astype(np.float32)[:, None, None]
+    spatial = 1 + 0.03 * _smooth(rng, (h, w), 30)
+    refl = refl * gains * spatial
+    if hazy:
+        field = np.clip(_smooth(rng, (h, w), 40) + 0.3, 0, None)
+        field /= field.max() + 1e-6
+        amp = rng.uniform(80, 200)
+        add = amp * np.array([1.0, 0.8, 0.6, 0.35], dtype=np.float32)[:, None, None]
+        refl = refl * (1 - 0.15 * field) + add * field
+    return refl.astype(np.float32)
+
+
+@dataclass
+class _Still:
+    """The town as it stood before the war, at 2.5 m: what a pre-war date is painted from."""
+
+    surface: np.ndarray
+    bid: np.ndarray
+    roofs: np.ndarray
+    height: np.ndarray
+    parcel: np.ndarray
+    n_parcels: int
+    plot: np.ndarray
+    tex: np.ndarray
+
+
+def paint_prewar(rng: np.random.Generator, still: _Still, date: dt.date, lat: float) -> np.ndarray:
+    """(4, H, W) reflectance of another date before the war: same buildings, no damage.
+
+    Season (fields, gardens, greenness), sun and shadows, misregistration and atmosphere are
+    those of ``date``, drawn from ``rng`` (not the town's generator, so the war pair stays the
+    same with or without it): a temporal negative pair differs by everything but war damage.
+    """
+    g = greenness(date)
+    state = rng.choice(4, size=still.n_parcels, p=[0.4, 0.3, 0.2, 0.1])
+    vigour = rng.uniform(0.3, 1.0, size=still.n_parcels)
+    gain = rng.uniform(0.9, 1.1, size=still.n_parcels).astype(np.float32)
+    spectra = (_parcel_spectra(state, vigour, g) * gain[:, None]).astype(np.float32)
+    plots = _plots(rng, 4099, g, g)[0]
+    refl = _paint(
+        still.surface,
+        still.bid,
+        still.roofs,
+        g,
+        still.parcel,
+        spectra,
+        still.plot,
+        plots,
+        still.tex,
+    )
+    h, w = still.surface.shape[0] // FACTOR, still.surface.shape[1] // FACTOR
+    refl *= _upsample(1 + 0.08 * _smooth(rng, (h, w), 0.5))
+    el, az = sun_position(lat, date)
+    refl[:, cast_shadow(still.height, el, az)] *= SHADE[:, 0]
+    dr, dc = rng.integers(-2, 3, size=2)
+    refl = _shift(refl, int(dr), int(dc), fill=np.nan)
+    gaps = np.isnan(refl[0])
+    refl[:, gaps] = _table(g)[GRASS][:, None]
+    return _air(rng, _sensor(_block_mean(refl)), bool(rng.random() < 0.5))

@@ -26,6 +26,7 @@ from contract.atomic import atomic_path
 from contract.bands import BANDS, band_tags
 from contract.gpkg import pinned_ogr_time
 from pipeline.aoi import AOI, DateWindow
+from pipeline.aoi.fields import INVASION_DATE
 from pipeline.errors import PipelineUsageError
 from pipeline.grid import Grid, aoi_grid
 from pipeline.rasters import write_cog
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_SIZE_KM = 5.0
 MODES = ("realistic", "easy")
 DEFAULT_MODE = "realistic"
+#: Days between the extra pre-war date and the before scene: half a year, another season.
+PREWAR_GAP_DAYS = 182
 #: Share of undamaged buildings that UNOSAT marks "No Visible Damage" (class 6), per mode.
 NVD_SHARE = {"easy": 0.1, "realistic": 0.25}
 
@@ -75,6 +78,9 @@ class SyntheticScenes:
     unosat_gpkg: Path
     truth: Path
     buildings: Path
+    #: another date before the war (``prewar=True``): with ``before``, a temporal negative pair
+    prewar: Path | None = None
+    prewar_scl: Path | None = None
 
 
 @dataclass
@@ -89,6 +95,7 @@ class _Ground:
     eligible: np.ndarray  # building ids inside the AOI
     site_xy: np.ndarray  # (n + 1, 2) damage-site point of each building, grid CRS
     footprints: gpd.GeoDataFrame
+    prewar: np.ndarray | None = None  # (4, H, W) float32 DN of another pre-war date
 
 
 def scene_date(window: DateWindow) -> dt.date:
@@ -96,8 +103,25 @@ def scene_date(window: DateWindow) -> dt.date:
     return window.start + (window.end - window.start) // 2
 
 
-def _rng(aoi: AOI, seed: int) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(aoi.slug.encode())])
+def _rng(aoi: AOI, seed: int, stream: int = 0) -> np.random.Generator:
+    """The town's generator (stream 0); stream 1 draws the pre-war date, so asking for it
+    leaves every other output byte-identical."""
+    key = [seed, zlib.crc32(aoi.slug.encode())]
+    return np.random.default_rng(key + [stream] if stream else key)
+
+
+def prewar_date(before: dt.date) -> dt.date:
+    """The extra pre-war date: half a year before the before scene (another season).
+
+    Refused when the before scene is not itself before the war: the pair would not be a
+    temporal negative.
+    """
+    if before >= INVASION_DATE:
+        raise PipelineUsageError(
+            f"--prewar needs a before scene dated before {INVASION_DATE}; the AOI's before "
+            f"date is {before}"
+        )
+    return before - dt.timedelta(days=PREWAR_GAP_DAYS)
 
 
 def generate_synthetic(
@@ -107,8 +131,13 @@ def generate_synthetic(
     max_size_km: float | None = DEFAULT_MAX_SIZE_KM,
     nuisances: Nuisances = Nuisances(),
     mode: str = DEFAULT_MODE,
+    prewar: bool = False,
 ) -> SyntheticScenes:
-    """Write a synthetic scene pair, SCL rasters, UNOSAT files, footprints and a truth raster."""
+    """Write a synthetic scene pair, SCL rasters, UNOSAT files, footprints and a truth raster.
+
+    With ``prewar``, also ``prewar.tif`` (and its SCL): the same town on another date before
+    the war, clear and without damage, so that (prewar, before) is a temporal negative pair.
+    """
     if mode not in MODES:
         raise PipelineUsageError(f"synthetic mode must be one of {MODES}, got {mode!r}")
     out = Path(out_dir)
@@ -120,6 +149,7 @@ def generate_synthetic(
     centre = (float(np.clip(cy, 0, h - 1)), float(np.clip(cx, 0, w - 1)))
     inside = geometry_mask([aoi_utm], out_shape=(h, w), transform=grid.transform, invert=True)
     dates = (scene_date(aoi.before), scene_date(aoi.after))
+    extra = (_rng(aoi, seed, 1), prewar_date(dates[0])) if prewar else None
     log.info(
         "%s: synthesising a %s town of %d x %d px on %s (seed %d)",
         aoi.slug,
@@ -130,10 +160,10 @@ def generate_synthetic(
         seed,
     )
     if mode == "easy":
-        ground = _easy_ground(rng, grid, centre, inside)
+        ground = _easy_ground(rng, grid, centre, inside, extra)
     else:
         lat = aoi.geometry.centroid.y
-        ground = _realistic_ground(rng, grid, centre, inside, dates, lat)
+        ground = _realistic_ground(rng, grid, centre, inside, dates, lat, extra)
 
     before_dn, after_dn = _to_dn(rng, ground.before), _to_dn(rng, ground.after)
     scl_b, scl_a = scl_from_cover(ground.cover), scl_from_cover(ground.cover)
@@ -158,10 +188,16 @@ def generate_synthetic(
         unosat_gpkg=out / "unosat.gpkg",
         truth=out / "truth.tif",
         buildings=out / "buildings.gpkg",
+        prewar=out / "prewar.tif" if extra else None,
+        prewar_scl=out / "prewar_scl.tif" if extra else None,
     )
     _write_scenes(
         paths, grid, aoi, seed, mode, dates, (before_dn, after_dn), (scl_b, scl_a), offset
     )
+    if extra is not None and ground.prewar is not None:  # clear: no cloud, edge or offset
+        prewar_path, prewar_dn = out / "prewar.tif", _to_dn(extra[0], ground.prewar)
+        _write_scene(prewar_path, grid, prewar_dn, _scene_tags(aoi, seed, mode, extra[1]))
+        _write_scl(prewar_path, grid, scl_from_cover(ground.cover), extra[1])
     truth = np.stack([ground.cover, ground.damage_class])
     write_cog(
         paths.truth,
@@ -217,36 +253,51 @@ def _write_scenes(
     offset: int,
 ) -> None:
     """The two scenes with ESA-like tags, and their 20 m SCL rasters."""
-    h, w = grid.shape
     for path, dn, date, boa, baseline, scl in (
         (paths.before, dns[0], dates[0], 0, "03.01", scls[0]),
         (paths.after, dns[1], dates[1], -offset, "04.00" if offset else "03.01", scls[1]),
     ):
-        tags = {
-            "ACQUISITION_DATE": date.isoformat(),
-            "SOURCE": "synthetic",
-            "SYNTHETIC": "yes",
-            "AOI": aoi.slug,
-            "SEED": str(seed),
-            "SYNTHETIC_MODE": mode,
-            "PROCESSING_BASELINE": baseline,
-            "BOA_QUANTIFICATION_VALUE": "10000",
-        }
-        tags_per_band = [dict(t, BOA_ADD_OFFSET=str(boa)) for t in band_tags()]
-        write_cog(path, dn, grid, nodata=0, descriptions=BANDS, tags=tags, band_tags=tags_per_band)
-        scl_path = path.with_name(path.stem + "_scl.tif")
-        scl_grid = Grid(
-            grid.crs, grid.transform @ grid.transform.scale(2), (w + 1) // 2, (h + 1) // 2
-        )
-        write_cog(
-            scl_path,
-            to_scl_20m(scl),
-            scl_grid,
-            nodata=0,
-            descriptions=["SCL"],
-            tags={"ACQUISITION_DATE": date.isoformat(), "SOURCE": "synthetic", "SYNTHETIC": "yes"},
-            resampling="NEAREST",
-        )
+        tags = _scene_tags(aoi, seed, mode, date, baseline)
+        _write_scene(path, grid, dn, tags, boa)
+        _write_scl(path, grid, scl, date)
+
+
+def _scene_tags(
+    aoi: AOI, seed: int, mode: str, date: dt.date, baseline: str = "03.01"
+) -> dict[str, str]:
+    """ESA-like tags of one synthetic scene."""
+    return {
+        "ACQUISITION_DATE": date.isoformat(),
+        "SOURCE": "synthetic",
+        "SYNTHETIC": "yes",
+        "AOI": aoi.slug,
+        "SEED": str(seed),
+        "SYNTHETIC_MODE": mode,
+        "PROCESSING_BASELINE": baseline,
+        "BOA_QUANTIFICATION_VALUE": "10000",
+    }
+
+
+def _write_scene(
+    path: Path, grid: Grid, dn: np.ndarray, tags: dict[str, str], boa: int = 0
+) -> None:
+    tags_per_band = [dict(t, BOA_ADD_OFFSET=str(boa)) for t in band_tags()]
+    write_cog(path, dn, grid, nodata=0, descriptions=BANDS, tags=tags, band_tags=tags_per_band)
+
+
+def _write_scl(path: Path, grid: Grid, scl: np.ndarray, date: dt.date) -> None:
+    """The scene's 20 m SCL raster beside it, ``<stem>_scl.tif``."""
+    h, w = grid.shape
+    scl_grid = Grid(grid.crs, grid.transform @ grid.transform.scale(2), (w + 1) // 2, (h + 1) // 2)
+    write_cog(
+        path.with_name(path.stem + "_scl.tif"),
+        to_scl_20m(scl),
+        scl_grid,
+        nodata=0,
+        descriptions=["SCL"],
+        tags={"ACQUISITION_DATE": date.isoformat(), "SOURCE": "synthetic", "SYNTHETIC": "yes"},
+        resampling="NEAREST",
+    )
 
 
 def _realistic_ground(
@@ -256,8 +307,9 @@ def _realistic_ground(
     inside: np.ndarray,
     dates: tuple[dt.date, dt.date],
     lat: float,
+    extra: tuple[np.random.Generator, dt.date] | None = None,
 ) -> _Ground:
-    town = render_town(rng, grid.shape, centre, inside, dates, lat)
+    town = render_town(rng, grid.shape, centre, inside, dates, lat, prewar=extra)
     n = len(town.footprints)
     polys = footprints_to_crs(town.footprints, grid.transform)
     xy = np.zeros((n + 1, 2))
@@ -284,11 +336,16 @@ def _realistic_ground(
         eligible=town.eligible,
         site_xy=xy,
         footprints=frame,
+        prewar=town.prewar,
     )
 
 
 def _easy_ground(
-    rng: np.random.Generator, grid: Grid, centre: tuple[float, float], inside: np.ndarray
+    rng: np.random.Generator,
+    grid: Grid,
+    centre: tuple[float, float],
+    inside: np.ndarray,
+    extra: tuple[np.random.Generator, dt.date] | None = None,
 ) -> _Ground:
     """The clean 10 m town: a street grid of whole-pixel roofs, strong damage."""
     h, w = grid.shape
@@ -324,6 +381,7 @@ def _easy_ground(
         eligible=eligible,
         site_xy=xy,
         footprints=_vectorise(land.building_id, plan, grid),
+        prewar=None if extra is None else _easy_prewar(extra[0], land),
     )
 
 
@@ -363,6 +421,16 @@ def _easy_epochs(rng: np.random.Generator, land) -> tuple[np.ndarray, np.ndarray
     after[3] = np.where(green, after[3] * season * rng.uniform(0.88, 1.0), after[3])
     after[2] = np.where(green, after[2] * (2.0 - season), after[2])
     return before, after
+
+
+def _easy_prewar(rng: np.random.Generator, land) -> np.ndarray:
+    """Another date before the war of the easy town: its own illumination and season."""
+    h, w = land.cover.shape
+    prewar = land.reflectance * rng.uniform(0.95, 1.05, size=4).astype(np.float32)[:, None, None]
+    green = np.isin(land.cover, (VEGETATION, FOREST))
+    season = (1.0 + 0.08 * smooth_noise(rng, (h, w), 20.0)).astype(np.float32)
+    prewar[3] = np.where(green, prewar[3] * season * rng.uniform(0.88, 1.0), prewar[3])
+    return prewar
 
 
 def _to_dn(rng: np.random.Generator, refl: np.ndarray) -> np.ndarray:

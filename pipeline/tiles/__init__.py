@@ -1,0 +1,28 @@
+"""Per-pixel targets and the tiles the pixel model trains on.
+
+:mod:`.targets` turns what the labels really are (UNOSAT points, or a change map) into a target
+raster of 1 damage, 0 negative, 255 ignore; :mod:`.cut` cuts aligned before/after/target tiles
+of one AOI into a tile file; :mod:`.cli` holds the ``pipeline targets`` and ``pipeline tiles``
+commands. ``pipeline dataset --tile-size`` (:mod:`pipeline.dataset`) splits the tile files.
+"""
+
+#: Radius (px) of the positive disc around a destroyed or severely damaged site: UNOSAT places
+#: a point to about 10-30 m, so the pixel holding it and its neighbours within 10 m.
+DEFAULT_DISC_PX = 1.0
+#: Radius (px) of the ignore ring around every site of any class: the point may be this far
+#: from the damage it marks, so ground this near a site is neither positive nor negative.
+DEFAULT_RING_PX = 3.0
+#: UNOSAT classes whose sites are positive: destroyed and severe damage. Moderate and possible
+#: damage are rarely visible at 10 m, so they are ignored (their ring), not positives.
+DEFAULT_TARGET_CLASSES = (1, 2)
+DEFAULT_TILE_SIZE = 64
+#: Key of a tile file naming its pair: :data:`WAR` (before and after the war's damage) or
+#: :data:`PREWAR` (a temporal negative pair: two dates before the war, all negative).
+PAIR = "pair"
+WAR, PREWAR = "war", "prewar"
+#: Per-tile keys of a tile file, and per split (``<key>_<split>``) of a tile dataset besides
+#: :data:`contract.npz_keys.DATASET_EXTRA`: damage pixels per tile (training oversamples tiles
+#: holding damage) and 1 for a tile of a temporal negative pair.
+DAMAGE_PIXELS = "damage_pixels"
+PREWAR_KEY = "prewar"
+TILE_EXTRA: tuple[str, ...] = (DAMAGE_PIXELS, PREWAR_KEY)
