@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline.aoi import AOI, DateWindow
 from pipeline.errors import PipelineUsageError
-from pipeline.grid import aoi_grid
+from pipeline.grid import Grid, aoi_grid
 from pipeline.radar import SOURCES
 from pipeline.radar.series import (
     Acquisition,
@@ -54,7 +54,7 @@ class RadarRequest:
 
 
 def _gather(
-    aoi: AOI, req: RadarRequest, grid: Any, windows: list[DateWindow]
+    aoi: AOI, req: RadarRequest, grid: Grid, windows: list[DateWindow]
 ) -> tuple[list[Acquisition], str, dict[str, Any]]:
     if req.source == "stac":
         from pipeline.radar.stac import stac_series

@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from pipeline.radar.grd import read_grd
 from pipeline.radar.rtc_files import RtcFile, check_one_orbit, inspect, read_rtc
 from pipeline.radar.safe import SafeProduct, open_safe
 from pipeline.radar.series import Acquisition, first_valid
+
+if TYPE_CHECKING:
+    from pipeline.radar.build import LocalRadarOptions
 
 log = logging.getLogger(__name__)
 
@@ -86,44 +90,55 @@ def _rtc_reader(pair: dict[str, RtcFile], grid: Grid) -> Callable[[], np.ndarray
     return lambda: np.stack([read_rtc(pair[pol], grid) for pol in radar.POLARISATIONS])
 
 
-def _rtc_series(paths: list[Path], grid: Grid, opts: Any) -> tuple[list[Acquisition], str]:
-    files = [inspect(p, opts.scale, opts.calibration) for p in paths]
-    if any(f.orbit is None or f.orbit_state is None for f in files):
-        if opts.orbit is None or opts.orbit_state is None:
-            bad = next(f for f in files if f.orbit is None or f.orbit_state is None)
-            raise InputFileError(
-                f"{bad.path}: relative orbit or orbit direction is not in its tags "
-                "(RELATIVE_ORBIT, ORBIT_STATE); pass --orbit N --orbit-state "
-                "ascending|descending (all files of one orbit)"
-            )
-        check_one_orbit(files, opts.orbit, paths[0].parent)
-    calibrations = {f.calibration for f in files}
-    if len(calibrations) > 1:
-        raise InputFileError(f"{paths[0].parent}: files mix calibrations {sorted(calibrations)}")
+def _with_orbits(files: list[RtcFile], opts: LocalRadarOptions, where: Path) -> list[RtcFile]:
+    """Every file with its relative orbit and direction: its own tags, else the options."""
+    if all(f.orbit is not None and f.orbit_state is not None for f in files):
+        return files
+    if opts.orbit is None or opts.orbit_state is None:
+        bad = next(f for f in files if f.orbit is None or f.orbit_state is None)
+        raise InputFileError(
+            f"{bad.path}: relative orbit or orbit direction is not in its tags "
+            "(RELATIVE_ORBIT, ORBIT_STATE); pass --orbit N --orbit-state "
+            "ascending|descending (all files of one orbit)"
+        )
+    check_one_orbit(files, opts.orbit, where)
+    return [replace(f, orbit=opts.orbit, orbit_state=opts.orbit_state) for f in files]
+
+
+def _pairs(files: list[RtcFile]) -> dict[tuple[int, dt.date], dict[str, RtcFile]]:
+    """VV and VH of each orbit and day; a missing or doubled polarisation is refused."""
     pairs: dict[tuple[int, dt.date], dict[str, RtcFile]] = {}
     for f in files:
-        orbit = f.orbit if f.orbit is not None else opts.orbit
-        pair = pairs.setdefault((orbit, f.start.date()), {})
+        pair = pairs.setdefault((int(f.orbit or 0), f.start.date()), {})
         if f.pol in pair:
             raise InputFileError(
                 f"{f.path} and {pair[f.pol].path}: two {f.pol.upper()} files of one orbit and day"
             )
         pair[f.pol] = f
-    out = []
-    for (orbit, _day), pair in sorted(pairs.items()):
+    for pair in pairs.values():
         if set(pair) != set(radar.POLARISATIONS):
             only = next(iter(pair.values()))
-            raise InputFileError(
-                f"{only.path}: no {('vh' if only.pol == 'vv' else 'vv').upper()}"
-                " file of the same date beside it"
-            )
-        vv = pair["vv"]
+            other = "VH" if only.pol == "vv" else "VV"
+            raise InputFileError(f"{only.path}: no {other} file of the same date beside it")
+    return pairs
+
+
+def _rtc_series(
+    paths: list[Path], grid: Grid, opts: LocalRadarOptions
+) -> tuple[list[Acquisition], str]:
+    files = [inspect(p, opts.scale, opts.calibration) for p in paths]
+    files = _with_orbits(files, opts, paths[0].parent)
+    calibrations = {f.calibration for f in files}
+    if len(calibrations) > 1:
+        raise InputFileError(f"{paths[0].parent}: files mix calibrations {sorted(calibrations)}")
+    out = []
+    for (orbit, _day), pair in sorted(_pairs(files).items()):
         out.append(
             Acquisition(
                 start=min(f.start for f in pair.values()),
                 orbit=orbit,
-                orbit_state=vv.orbit_state or opts.orbit_state,
-                platform=vv.platform,
+                orbit_state=str(pair["vv"].orbit_state),
+                platform=pair["vv"].platform,
                 read=_rtc_reader(pair, grid),
                 items=tuple(
                     {"id": f.path.name, "path": str(f.path), "scale": f.scale}
@@ -134,7 +149,9 @@ def _rtc_series(paths: list[Path], grid: Grid, opts: Any) -> tuple[list[Acquisit
     return out, calibrations.pop()
 
 
-def local_series(path: Path, grid: Grid, opts: Any) -> tuple[list[Acquisition], str, dict]:
+def local_series(
+    path: Path, grid: Grid, opts: LocalRadarOptions
+) -> tuple[list[Acquisition], str, dict]:
     """Acquisitions from local files, their calibration and the record."""
     safes, tifs = _entries(Path(path))
     if safes:

@@ -335,13 +335,14 @@ class Reads:
 
 
 def _record(item: pystac.Item) -> dict[str, Any]:
+    orbit, state, platform = _orbit(item)
     return {
         "id": item.id,
         "collection": item.collection_id,
         "start": _start(item).isoformat(),
-        "relative_orbit": _orbit(item)[0],
-        "orbit_state": _orbit(item)[1],
-        "platform": _orbit(item)[2],
+        "relative_orbit": orbit,
+        "orbit_state": state,
+        "platform": platform,
         "assets": {
             k: a.href.split("?")[0]
             for k, a in sorted(item.assets.items())

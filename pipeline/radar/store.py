@@ -48,7 +48,7 @@ def _stack(acquisitions: Sequence[Acquisition], grid: Grid) -> Any:
 
     shape = (len(radar.POLARISATIONS), *grid.shape)
     parts = [
-        da.from_delayed(dask.delayed(a.read, pure=True)(), shape=shape, dtype=np.float32)
+        da.from_delayed(dask.delayed(a.read, pure=False)(), shape=shape, dtype=np.float32)
         for a in acquisitions
     ]
     stack = da.stack(parts, axis=1)

@@ -72,7 +72,7 @@ INCIDENCE_SLOPE = -0.15
 #: Spread (dB) of a building's level between orbits: orientation against the look direction.
 ORBIT_VIEW_DB = 2.5
 #: Mean and spread (dB) of a destroyed building's change, and the share that brightens.
-DAMAGE_DB, DAMAGE_SPREAD_DB, BRIGHTER_SHARE = -4.5, 1.5, 0.25
+DAMAGE_DB, DAMAGE_SPREAD_DB, BRIGHTER_SHARE = -5.5, 1.5, 0.25
 
 
 @dataclass
