@@ -97,3 +97,28 @@ def test_imagenet_weights_refused_for_the_small_encoder_and_a_wrong_file(tmp_pat
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
     with pytest.raises(DamagenetError, match="do not fit resnet34"):
         load_imagenet_file(SiameseUNet("resnet34"), tmp_path / "r18.pth")
+
+
+def test_a_checkpoint_from_before_the_registry_loads_as_the_siamese_resnet(tmp_path, capsys):
+    """Old checkpoints name no architecture and record no level: still loaded, still shown."""
+    from damagenet.cli import main
+    from damagenet.data.pairs import Normalisation
+    from damagenet.models.checkpoint import load_checkpoint, processing_level, save_checkpoint
+
+    path = tmp_path / "old.pt"
+    net = SiameseResNet("resnet18")
+    norm = Normalisation(mean=[0.1] * 4, std=[0.2] * 4)
+    payload = save_checkpoint(
+        path, net, patch_size=16, norm=norm, threshold={"value": 0.5}, history=[], dataset=None
+    )
+    del payload["architecture"]["name"], payload["processing_level"]
+    for section in ("architecture", "input"):  # the card as it was before
+        for key in ("name", "parameters", "output", "convention", "processing_level"):
+            payload["card"][section].pop(key, None)
+    torch.save(payload, path)
+    model, loaded = load_checkpoint(path)
+    assert isinstance(model, SiameseResNet) and processing_level(loaded) is None
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "name: siamese-resnet" in out and f"parameters: {parameter_count(net)}" in out
+    assert "processing level: not recorded" in out

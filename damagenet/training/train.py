@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from contract.atomic import staged_folder, write_text_atomic
+from contract.cli import describe_os_error
 from damagenet.data.pairs import (
     Normalisation,
     Split,
@@ -42,7 +43,7 @@ from damagenet.data.pairs import (
     processing_level,
     training_ground,
 )
-from damagenet.errors import DamagenetError
+from damagenet.errors import DamagenetError, DamagenetUsageError
 from damagenet.evaluation.metrics import choose_threshold, ranking_metrics
 from damagenet.inference.scoring import predict_logits, resolve_device, sigmoid
 from damagenet.models.centre_tap import use_centre_taps
@@ -117,9 +118,15 @@ def train(
 
 def _check_writable(ckpt: Path) -> None:
     """Fail before training, not after it, when the checkpoint's folder cannot take a file."""
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=ckpt.parent):
-        pass
+    try:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=ckpt.parent):
+            pass
+    except OSError as exc:
+        raise DamagenetUsageError(
+            f"{ckpt}: cannot write the checkpoint in {ckpt.parent} ({describe_os_error(exc)}); "
+            "choose a folder you can write to"
+        ) from exc
 
 
 def prepare(npz: Path, cfg: TrainConfig) -> Run:
