@@ -237,43 +237,9 @@ def import_seed(
     if patch_size < 1:
         raise DamagenetUsageError(f"--patch-size must be at least 1, got {patch_size}")
     mean, std = read_stats(stats)
-    encoder, head = split_study_keys(weights, read_state_dict(weights))
-    backbone = detect_backbone(weights, encoder)
-    hidden, dropout = detect_head(weights, head, 4 * BACKBONES[backbone][2])
-    model = SiameseResNet(backbone, hidden=hidden, dropout=dropout)
-    state = {f"encoder.{k}": v for k, v in encoder.items()} | {
-        f"head.{k}": v for k, v in head.items()
-    }
-    for key, value in model.state_dict().items():  # older torch saved no batch counters
-        if key.endswith("num_batches_tracked"):
-            state.setdefault(key, torch.zeros_like(value))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"{weights}: does not fit {backbone} with the study's head ({str(exc).splitlines()[0]})"
-        ) from exc
-    model.eval()
-    name = head_name(hidden)
-    card: dict[str, dict[str, Any]] = {
-        "training": {
-            "origin": f"imported from the original study's published weights ({weights.name}, "
-            f"statistics {stats.name}) with damagenet import-seed",
-            "aois": "the study's 22 Ukrainian cities (all splits drawn from all cities)",
-            "dates": "before: a 2021 scene per city; after: a scene on or after 2022-03-01 "
-            "(per city in the study's seed_aois.csv)",
-            "head": f"{name} ({'published code, Model_3' if name == 'study-code' else 'README'})",
-        }
-    }
-    reported = STUDY_REPORTED.get(int(patch_size))
-    card["test"] = (
-        {"metrics": reported, "protocol": STUDY_PROTOCOL}
-        if reported
-        else {
-            "metrics": None,
-            "protocol": f"the study reported no figures for {patch_size} px patches",
-        }
-    )
+    model = study_model(weights)
+    name = head_name(model.hidden)
+    card = _study_card(weights, stats, name, patch_size)
     payload = save_checkpoint(
         out,
         model,
@@ -290,10 +256,52 @@ def import_seed(
     log.info(
         "imported %s (%s backbone, %s head, bands %s, %d px) -> %s",
         weights,
-        backbone,
+        model.backbone,
         name,
         ",".join(bands),
         patch_size,
         out,
     )
     return payload
+
+
+def study_model(weights: Path) -> SiameseResNet:
+    """The study's network (backbone and head read off its state dict) with its weights."""
+    encoder, head = split_study_keys(weights, read_state_dict(weights))
+    backbone = detect_backbone(weights, encoder)
+    hidden, dropout = detect_head(weights, head, 4 * BACKBONES[backbone][2])
+    model = SiameseResNet(backbone, hidden=hidden, dropout=dropout)
+    state = {f"encoder.{k}": v for k, v in encoder.items()} | {
+        f"head.{k}": v for k, v in head.items()
+    }
+    for key, value in model.state_dict().items():  # older torch saved no batch counters
+        if key.endswith("num_batches_tracked"):
+            state.setdefault(key, torch.zeros_like(value))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{weights}: does not fit {backbone} with the study's head ({str(exc).splitlines()[0]})"
+        ) from exc
+    return model.eval()
+
+
+def _study_card(weights: Path, stats: Path, name: str | None, patch_size: int) -> dict[str, Any]:
+    """The card's training and test sections of an imported study model."""
+    reported = STUDY_REPORTED.get(int(patch_size))
+    return {
+        "training": {
+            "origin": f"imported from the original study's published weights ({weights.name}, "
+            f"statistics {stats.name}) with damagenet import-seed",
+            "aois": "the study's 22 Ukrainian cities (all splits drawn from all cities)",
+            "dates": "before: a 2021 scene per city; after: a scene on or after 2022-03-01 "
+            "(per city in the study's seed_aois.csv)",
+            "head": f"{name} ({'published code, Model_3' if name == 'study-code' else 'README'})",
+        },
+        "test": {"metrics": reported, "protocol": STUDY_PROTOCOL}
+        if reported
+        else {
+            "metrics": None,
+            "protocol": f"the study reported no figures for {patch_size} px patches",
+        },
+    }
