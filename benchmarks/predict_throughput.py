@@ -2,13 +2,16 @@
 
 Usage: python benchmarks/predict_throughput.py [--size 800] [--backbone resnet101]
        [--memory-size 10000] [--memory-backbone resnet18] [--device auto] [--compile on|off]
+       [--pixel-encoder small] [--pixel-memory-mb 256]
 
 Prints, in one run on a synthetic scene pair: km2 per second of ``predict_map`` at stride 16
-and at stride 8; the scoring rate on the stride-16 map's windows of the model as prediction ran
-it before issue 19 (eager, default memory layout, no_grad) beside the optimised form it runs
-now (inference mode, batch norms folded, and compiled), interleaved,
-with the largest probability difference; and the peak resident memory of a fresh process
-predicting a ``--memory-size`` square pair at stride 16.
+and at stride 8; the same for the pixel model (a Siamese U-Net checkpoint, ``--pixel-encoder``)
+over overlapping tiles, end to end on the same pair, with its speed-up over the patch model at
+stride 8 and the largest difference between its map in two tilings; the scoring rate on the
+stride-16 map's windows of the model as prediction ran it before issue 19 (eager, default
+memory layout, no_grad) beside the optimised form it runs now (inference mode, batch norms
+folded, and compiled), interleaved, with the largest probability difference; and the peak
+resident memory of a fresh process predicting a ``--memory-size`` square pair at stride 16.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from damagenet.inference.scoring import (  # noqa: E402
 from damagenet.maps.predict import PredictOptions, predict_map  # noqa: E402
 from damagenet.models.checkpoint import load_checkpoint, norm_of, save_checkpoint  # noqa: E402
 from damagenet.models.siamese_resnet import SiameseResNet  # noqa: E402
+from damagenet.models.unet import SiameseUNet  # noqa: E402
 
 BATCH = 256
 ROUNDS = 3
@@ -78,6 +82,62 @@ def make_checkpoint(backbone: str) -> Path:
             dataset={"sha256": "benchmark"},
         )
     return path
+
+
+def make_pixel_checkpoint(encoder: str) -> Path:
+    """A Siamese U-Net with random weights and batch-norm statistics away from the identity."""
+    path = OUT / f"bench_unet_{encoder}.pt"
+    if not path.exists():
+        OUT.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        model = SiameseUNet(encoder).eval()
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.5, 2.0)
+        save_checkpoint(
+            path,
+            model,
+            patch_size=64,
+            norm=Normalisation([0.15] * 4, [0.08] * 4),
+            threshold={"value": 0.5, "rule": "fixed"},
+            history=[],
+            dataset={"sha256": "benchmark"},
+        )
+    return path
+
+
+def pixel_maps(
+    pair: dict[str, Path], encoder: str, device: str, memory_mb: float, patch_seconds: float
+) -> None:
+    """The pixel model's whole map, end to end, against the patch model's at stride 8; and its
+    map in the tiles of ``memory_mb`` against one scored in tiles of a quarter of it."""
+    ckpt = make_pixel_checkpoint(encoder)
+    with rasterio.open(pair["before"]) as src:
+        km2 = src.width * src.height * 1e-4  # 10 m pixels
+    probs = {}
+    for mb in (memory_mb, memory_mb / 4):
+        out = OUT / f"pred_pixel_{mb:g}" / "bench_damage_prob.tif"
+        s = predict_map(
+            pair["before"],
+            pair["after"],
+            ckpt,
+            out,
+            PredictOptions(device=device, progress=False, memory_mb=mb),
+        )
+        tiles = s["model"]["tiles"]
+        with rasterio.open(out) as src:
+            probs[mb] = src.read(1)
+        print(
+            f"pixel model (siamese-unet, {encoder} encoder), --memory-mb {mb:g}: "
+            f"{tiles['tiles']} tiles of {tiles['tile_core']} px + {tiles['tile_halo']} px "
+            f"context in {s['seconds']:.1f} s = {km2 / s['seconds']:.3f} km2/s, "
+            f"x{patch_seconds / s['seconds']:.1f} the patch model at stride 8"
+        )
+    a, b = probs.values()
+    valid = a != -9999
+    print(f"  max |one tiling - another| over the map: {np.abs(a[valid] - b[valid]).max():.1e}")
 
 
 def map_windows(pair: dict[str, Path], stride: int) -> tuple[np.ndarray, np.ndarray]:
@@ -178,6 +238,10 @@ def main() -> None:
         help="backbone for the peak-memory run (resnet101 takes ~15 min on a 2-core CPU)",
     )
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--pixel-encoder", default="small", help="U-Net encoder (small)")
+    parser.add_argument(
+        "--pixel-memory-mb", type=float, default=256.0, help="pixel model's tile budget (256)"
+    )
     parser.add_argument(
         "--compile",
         default="on",
@@ -211,6 +275,7 @@ def main() -> None:
             f"{km2 / s['seconds']:.3f} km2/s ({s['windows_scored'] / s['seconds']:.0f} "
             "windows/s)"
         )
+    pixel_maps(pair, args.pixel_encoder, args.device, args.pixel_memory_mb, results[8]["seconds"])
     windows = map_windows(pair, 16)
     model, payload = load_checkpoint(ckpt, map_location=device)
     print(

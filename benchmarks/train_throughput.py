@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/train_throughput.py [--threads 2] [--epochs 2] [--device cpu]
        [--train16 494 --val16 128] [--train64 256 --val64 64] [--backbone resnet101]
+       [--tiles-train 256 --tiles-val 64] [--pixel-only]
 
 All runs start from the same NPZ on disk (random digital numbers, both classes), the same seed
 and initial weights, ResNet-101 from random weights and the same number of epochs, and are
@@ -15,6 +16,11 @@ with train statistics, a ``DataLoader`` over a ``TensorDataset`` (batch 64, shuf
 batch, validation at batch 64, and the best model saved with ``torch.save`` after every
 improving epoch. It augments offline (before training), so ``damagenet train`` runs with
 ``augment=False``: same work, same batch order and dropout draws.
+
+The pixel model (``damagenet train --arch siamese-unet``, small encoder) trains on a tile
+dataset of the 64 px size (per-pixel targets: a bright disc of damage in damaged tiles, an
+ignore ring around it) from the same loop as a user runs it; its rate is printed in tiles, km2
+of ground and labelled pixels per second, beside the patch network's on 64 px pairs.
 
 ``damagenet train`` runs twice: as a user gets it (``--precision auto``: float32 on a CPU) and
 with ``--precision bfloat16``. A third run with the next seed shows how far two curves differ
@@ -40,6 +46,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
+from contract.labels import DAMAGE, UNKNOWN
+from contract.npz_keys import TILES
 from damagenet.models.siamese_resnet import SiameseResNet, build_model, use_plain_batch_norms
 from damagenet.training.train import TrainConfig, train
 
@@ -77,6 +85,42 @@ def write_npz(path: Path, n_train: int, n_val: int, size: int) -> None:
         )
         arrays |= {f"Xb_{split}": before, f"Xa_{split}": after, f"y_{split}": y}
     np.savez(path, **arrays)
+
+
+def write_tile_npz(path: Path, n_train: int, n_val: int, size: int = 64) -> None:
+    """A tile dataset: half the tiles hold a bright 5 px disc of damage inside an ignore ring."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    arrays: dict[str, np.ndarray] = {"kind": np.array(TILES)}
+    for split, n in (("train", n_train), ("val", n_val)):
+        before = rng.integers(500, 3000, (n, 4, size, size), dtype=np.uint16)
+        after = before.copy()
+        y = np.zeros((n, size, size), dtype=np.uint8)
+        for i in range(0, n, 2):
+            r, c = rng.integers(8, size - 8, 2)
+            dist = np.hypot(yy - r, xx - c)
+            y[i][dist <= 5] = UNKNOWN
+            y[i][dist <= 3] = DAMAGE
+            after[i, :, dist <= 3] += 800
+        arrays |= {f"Xb_{split}": before, f"Xa_{split}": after, f"y_{split}": y}
+    np.savez(path, **arrays)
+
+
+def pixel_rates(
+    npz: Path, out: Path, cfg: TrainConfig, tiles: int, size: int
+) -> tuple[float, Curve, float]:
+    """The pixel model's training run, timed as ``damagenet train --arch siamese-unet``."""
+    run = timed(damagenet_run, npz, out, replace(cfg, arch="siamese-unet", batch_size=16))
+    t = run[0]
+    labelled = int((np.load(npz)["y_train"] != UNKNOWN).sum()) * cfg.epochs
+    print(
+        f"\n{size} x {size} px tiles, pixel model (siamese-unet, small encoder, batch 16): "
+        f"{tiles} tiles in {t:.1f} s = {tiles / t:.2f} tiles/s = "
+        f"{tiles * size * size * 1e-4 / t:.3f} km2/s of ground, {labelled / t:,.0f} labelled "
+        f"px/s (load {run[2]:.1f})"
+    )
+    print("  train / val loss per epoch: " + "   ".join(f"{a:.5f} / {b:.5f}" for a, b in run[1]))
+    return run
 
 
 def study_loop(npz: Path, ckpt: Path, cfg: TrainConfig) -> Curve:
@@ -181,6 +225,11 @@ def main() -> None:
     parser.add_argument("--train64", type=int, default=256, help="64 px train pairs (256)")
     parser.add_argument("--val64", type=int, default=64, help="64 px val pairs (64)")
     parser.add_argument("--backbone", default="resnet101", help="ResNet depth (resnet101)")
+    parser.add_argument("--tiles-train", type=int, default=256, help="64 px train tiles (256)")
+    parser.add_argument("--tiles-val", type=int, default=64, help="64 px val tiles (64)")
+    parser.add_argument(
+        "--pixel-only", action="store_true", help="time the pixel model only (no patch runs)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(
@@ -206,6 +255,11 @@ def main() -> None:
         "damagenet train, next seed (noise)": replace(cfg, seed=cfg.seed + 1),
     }
     with tempfile.TemporaryDirectory() as tmp:
+        tiles = Path(tmp) / "tiles64.npz"
+        write_tile_npz(tiles, args.tiles_train, args.tiles_val)
+        pixel_rates(tiles, Path(tmp) / "pixel", cfg, args.tiles_train * args.epochs, 64)
+        if args.pixel_only:
+            return
         for size, n_tr, n_val in ((16, args.train16, args.val16), (64, args.train64, args.val64)):
             npz = Path(tmp) / f"d{size}.npz"
             write_npz(npz, n_tr, n_val, size)

@@ -10,10 +10,10 @@ same, byte for byte, as the one computed in this process.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask
 import numpy as np
@@ -25,11 +25,14 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from contract.bands import BANDS, SCENE_NODATA
+from contract.processing_level import TAG as LEVEL_TAG
 from contract.windows import Strip, gather_windows, nodata_pixels, plan_strips, window_any
 from damagenet.errors import GridMismatchError, InputFileError
 from damagenet.maps.writers import MapGrid
 
-Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+if TYPE_CHECKING:
+    from damagenet.inference.map_scoring import WindowScorer
+
 #: rows per dask chunk when the scenes are opened for a cluster
 CHUNK_ROWS = 512
 
@@ -44,6 +47,8 @@ class ScenePair:
     aoi: str | None
     #: dask-backed (band, y, x) arrays; None when the scenes are read from files
     arrays: tuple[Any, Any] | None = None
+    #: processing level (L1C, L2A) of the before and after scenes from their tags; None: untagged
+    levels: tuple[str | None, str | None] = (None, None)
 
     def after_rgb(self, shape: tuple[int, int], bands: tuple[str, ...]) -> np.ndarray:
         """The after scene's ``bands`` (e.g. B04, B03, B02) decimated to ``shape``."""
@@ -70,6 +75,7 @@ def _describe_file(path: Path) -> dict[str, Any]:
                 "count": src.count,
                 "descriptions": src.descriptions,
                 "aoi": src.tags().get("AOI"),
+                "level": src.tags().get(LEVEL_TAG),
             }
     except rasterio.errors.RasterioIOError as exc:
         raise InputFileError(f"{path}: cannot open raster ({exc})") from exc
@@ -86,6 +92,7 @@ def _describe_array(scene: Any) -> dict[str, Any]:
         "count": int(scene.shape[0]),
         "descriptions": names or (None,) * scene.shape[0],
         "aoi": scene.attrs.get("AOI"),
+        "level": scene.attrs.get(LEVEL_TAG),
     }
 
 
@@ -140,7 +147,8 @@ def open_scene_pair(
         sources: dict[str, Path | str] = dict(paths)
     else:
         profiles = {k: _describe_array(s) for k, s in scenes.items()}
-        names = sources = {k: _source_name(s) for k, s in scenes.items()}
+        names = {k: _source_name(s) for k, s in scenes.items()}
+        sources = dict(names)
         arrays = (before, after)
     if labels is not None:
         profiles["labels"] = _describe_file(labels)
@@ -151,7 +159,8 @@ def open_scene_pair(
     ref = profiles["before"]
     grid = MapGrid(ref["crs"], ref["transform"], ref["width"], ref["height"])
     aoi = profiles["after"]["aoi"] or profiles["before"]["aoi"]
-    return ScenePair(sources["before"], sources["after"], grid, aoi, arrays)
+    levels = (profiles["before"]["level"], profiles["after"]["level"])
+    return ScenePair(sources["before"], sources["after"], grid, aoi, arrays, levels)
 
 
 def _lazy(path: Path) -> Any:
@@ -177,16 +186,17 @@ def score_strip(
     rows: np.ndarray,
     cols: np.ndarray,
     size: int,
-    scorer: Scorer,
+    scorer: WindowScorer,
 ) -> np.ndarray:
-    """Probability of each window of one strip (rows relative to it); NaN where nodata.
+    """(window rows, window cols, layers) scores of one strip (rows relative to it); NaN where
+    nodata.
 
-    A scorer with ``layers`` > 1 (an ensemble: mean and spread) fills a trailing axis.
+    ``scorer`` returns (windows, layers): 1 layer for a model, 2 for an ensemble (mean, spread)
+    (:class:`damagenet.inference.map_scoring.Layered`).
     """
     before, after = as_digital_numbers(before), as_digital_numbers(after)
     bad = window_any(nodata_pixels(before, after), rows, cols, size)
-    layers = getattr(scorer, "layers", 1)
-    prob = np.full(bad.shape + ((layers,) if layers > 1 else ()), np.nan)
+    prob = np.full((*bad.shape, scorer.layers), np.nan)
     ri, ci = np.nonzero(~bad)
     if len(ri):
         prob[ri, ci] = scorer(
@@ -201,7 +211,7 @@ def strip_probabilities(
     rows: np.ndarray,
     cols: np.ndarray,
     size: int,
-    scorer: Scorer,
+    scorer: WindowScorer,
     per_strip: int,
     scheduler: str | None = None,
 ) -> Iterator[tuple[Strip, int, np.ndarray]]:
@@ -211,9 +221,11 @@ def strip_probabilities(
     if scheduler is not None:
         results = _on_cluster(scenes, strips, cols, size, scorer, scheduler)
     elif scenes.arrays is not None:
+        b, a = scenes.arrays
         results = (
             score_strip(
-                *(np.asarray(a.data[:, s.top : s.bottom, :].compute()) for a in scenes.arrays),
+                np.asarray(b.data[:, s.top : s.bottom, :].compute()),
+                np.asarray(a.data[:, s.top : s.bottom, :].compute()),
                 s.local_rows,
                 cols,
                 size,
@@ -227,7 +239,7 @@ def strip_probabilities(
 
 
 def _from_files(
-    scenes: ScenePair, strips: list[Strip], cols: np.ndarray, size: int, scorer: Scorer
+    scenes: ScenePair, strips: list[Strip], cols: np.ndarray, size: int, scorer: WindowScorer
 ) -> Iterator[np.ndarray]:
     with rasterio.open(scenes.before_source) as sb, rasterio.open(scenes.after_source) as sa:
         for s in strips:
@@ -242,10 +254,11 @@ def _on_cluster(
     strips: list[Strip],
     cols: np.ndarray,
     size: int,
-    scorer: Scorer,
+    scorer: WindowScorer,
     address: str,
 ) -> Iterator[np.ndarray]:
     """Each strip a dask task on the cluster; results gathered in strip order."""
+    assert scenes.arrays is not None, "scenes are opened lazily for a cluster"
     before, after = scenes.arrays
     with Client(address) as client:
         remote = client.scatter(scorer, broadcast=True, hash=False)

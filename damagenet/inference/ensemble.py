@@ -10,7 +10,7 @@ writes as ``<stem>_uncertainty.tif``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +23,13 @@ from damagenet.errors import DamagenetError
 from damagenet.evaluation.calibration import apply_calibration
 from damagenet.inference.scoring import predict_logits
 from damagenet.models.checkpoint import load_checkpoint, norm_of
-from damagenet.models.siamese_resnet import SiameseResNet
 
 
 @dataclass
 class Member:
     """One checkpoint of the ensemble, ready to predict."""
 
-    model: SiameseResNet
+    model: torch.nn.Module
     norm: Normalisation
     patch_size: int
     calibration: dict[str, Any] | None
@@ -106,8 +105,8 @@ class EnsembleScorer:
 
     layers = 2
 
-    def __init__(self, members: list[Callable[[np.ndarray, np.ndarray], np.ndarray]]) -> None:
-        self.members = members
+    def __init__(self, members: Sequence[Callable[[np.ndarray, np.ndarray], np.ndarray]]) -> None:
+        self.members = list(members)
 
     def __call__(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         mean, std = mean_and_spread(np.stack([m(before, after) for m in self.members]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from copy import deepcopy
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -111,7 +111,7 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
     use_plain_batch_norms(copy)
     for module in copy.modules():
         if type(module) is CentreTapConv2d:
-            module.__class__ = nn.Conv2d
+            module.__class__ = nn.Conv2d  # type: ignore[assignment]  # a plain one
     return fx_optimization.fuse(copy, inplace=True)
 
 
@@ -149,7 +149,7 @@ def optimise_for_inference(
     use_centre_taps(fast)  # after tracing: fx cannot trace the branch on the input's size
     if not compile:
         return fast
-    compiled = FixedBatch(torch.compile(fast, dynamic=False), batch_size)
+    compiled = FixedBatch(cast(nn.Module, torch.compile(fast, dynamic=False)), batch_size)
     try:
         if example is not None:
             batched_logits(compiled, *example, batch_size, device)
@@ -185,6 +185,9 @@ class PairScorer:
     when the checkpoint carries a ``calibration`` fit (applied to the final probability, so an
     uncalibrated checkpoint gives exactly the uncalibrated numbers).
     """
+
+    #: one score per window (:class:`damagenet.inference.map_scoring.WindowScorer`)
+    layers = 1
 
     def __init__(
         self,

@@ -31,33 +31,32 @@ import torch
 from tqdm import tqdm
 
 from contract.cli import bar_disabled
+from contract.processing_level import warn_if_mismatch
 from contract.scene_scale import check_scene_scale
-from contract.windows import (
-    OverlapAccumulator,
-    Strip,
-    rows_per_strip,
-    window_positions,
-)
+from contract.windows import window_positions
 from damagenet.data.ground import training_ground
-from damagenet.data.pairs import Normalisation, file_sha256
-from damagenet.data.scene_pair import ScenePair, open_scene_pair, strip_probabilities
+from damagenet.data.pairs import file_sha256
+from damagenet.data.scene_pair import ScenePair, open_scene_pair
 from damagenet.errors import CheckpointError, DamagenetError, DamagenetUsageError
 from damagenet.inference.ensemble import EnsembleScorer
+from damagenet.inference.map_scoring import MapBlock, MapScoring, PatchScoring, PixelScoring
+from damagenet.inference.pixel import PixelEnsemble, PixelScorer, prepare_pixel_model
 from damagenet.inference.scoring import (
     PairScorer,
     optimise_for_inference,
     resolve_device,
     wants_compile,
 )
+from damagenet.inference.tiles import MAP_CELL, network_reach, plan_tiles, widest
 from damagenet.maps.quicklook import TRUE_COLOUR, quicklook_shape, write_quicklook
 from damagenet.maps.tally import MapRun, map_summary
 from damagenet.maps.writers import MapGrid, MapWriters
-from damagenet.models.checkpoint import checkpoint_hash, load_checkpoint
+from damagenet.models.checkpoint import checkpoint_hash, load_checkpoint, norm_of
+from damagenet.models.registry import PIXEL, output_of
 
 log = logging.getLogger(__name__)
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
-#: bytes per scene pixel of one strip: two uint16 scenes, window copies, float64 accumulators
-STRIP_BYTES_PER_PX = 2 * (4 * 2 * 2 + 8 * 3)
+Members = list[tuple[torch.nn.Module, dict[str, Any]]]
 
 
 @dataclass
@@ -67,6 +66,7 @@ class PredictOptions:
     tta: bool = False
     threshold: str | float = "auto"
     device: str = "auto"
+    #: the patch path's strips of scene rows, or the pixel path's tile, in MiB
     memory_mb: float = 256.0
     progress: bool = True
     compile: str = "auto"
@@ -74,23 +74,6 @@ class PredictOptions:
     dask_scheduler: str | None = None
     #: accept a checkpoint of an unfinished training run
     allow_provisional: bool = False
-
-
-def model_input(payload: dict[str, Any]) -> tuple[list[str], Normalisation]:
-    """The band order the network expects and its normalisation, from a checkpoint payload.
-
-    Checkpoints with an ``input`` record (imported models) state both there; older ones carry
-    ``bands`` and ``normalisation``.
-    """
-    spec = payload.get("input")
-    if spec:
-        return list(spec["bands"]), Normalisation(
-            mean=list(spec["mean"]), std=list(spec["std"]), scale=float(spec["scale"])
-        )
-    n = payload["normalisation"]
-    return list(payload["bands"]), Normalisation(
-        mean=list(n["mean"]), std=list(n["std"]), scale=float(n["scale"])
-    )
 
 
 def _writable(folder: Path) -> None:
@@ -122,31 +105,83 @@ def _model_scorer(
     size: int,
     windows: int,
 ) -> PairScorer:
-    bands, norm = model_input(payload)
+    bands = payload["input"]["bands"]
     example = torch.zeros(2, len(bands), size, size)
     compile = wants_compile(opts.compile, device, windows * (8 if opts.tta else 1))
     fast = optimise_for_inference(model, device, compile, (example, example), opts.batch_size)
     return PairScorer(
-        fast, norm, device, opts.batch_size, opts.tta, bands, payload.get("calibration")
+        fast, norm_of(payload), device, opts.batch_size, opts.tta, bands, payload.get("calibration")
     )
 
 
-def _load_members(
-    ckpts: list[Path], device: torch.device, opts: PredictOptions
-) -> tuple[list[tuple[torch.nn.Module, dict[str, Any]]], int]:
-    """Every checkpoint's model and payload, and their common patch size (refused if not)."""
-    members = [
+def _load_members(ckpts: list[Path], device: torch.device, opts: PredictOptions) -> Members:
+    """Every checkpoint's model and payload: one kind of model, and patch models of one size."""
+    members: Members = [
         load_checkpoint(c, map_location=device, allow_provisional=opts.allow_provisional)
         for c in ckpts
     ]
+    kinds = [output_of(payload["architecture"]) for _, payload in members]
+    if len(set(kinds)) > 1:
+        detail = ", ".join(f"{c}: {k} model" for c, k in zip(ckpts, kinds, strict=True))
+        raise CheckpointError(
+            f"ensemble checkpoints mix pixel and patch models ({detail}); "
+            "pass checkpoints of one kind"
+        )
     sizes = [int(payload["patch_size"]) for _, payload in members]
-    if len(set(sizes)) > 1:
+    if kinds[0] != PIXEL and len(set(sizes)) > 1:
         detail = ", ".join(f"{c}: {s} px" for c, s in zip(ckpts, sizes, strict=True))
         raise CheckpointError(
             f"ensemble checkpoints differ in patch size ({detail}); "
             "pass checkpoints trained on one patch size"
         )
-    return members, sizes[0]
+    return members
+
+
+def _is_pixel(members: Members) -> bool:
+    return output_of(members[0][1]["architecture"]) == PIXEL
+
+
+def _patch_scoring(
+    members: Members,
+    grid: MapGrid,
+    device: torch.device,
+    opts: PredictOptions,
+    scorer: Scorer | None,
+) -> PatchScoring:
+    """The patch model (or an ensemble, or a stand-in ``scorer``) slid every ``--stride`` px."""
+    size = int(members[0][1]["patch_size"])
+    if scorer is None:
+        windows = len(window_positions(grid.height, size, opts.stride, flush=True)) * len(
+            window_positions(grid.width, size, opts.stride, flush=True)
+        )
+        scorers = [_model_scorer(m, p, device, opts, size, windows) for m, p in members]
+        scorer = scorers[0] if len(scorers) == 1 else EnsembleScorer(scorers)
+    return PatchScoring(
+        scorer, size, opts.stride, grid.height, grid.width, opts.memory_mb, opts.dask_scheduler
+    )
+
+
+def _pixel_scoring(
+    members: Members, grid: MapGrid, device: torch.device, opts: PredictOptions
+) -> PixelScoring:
+    """The pixel model (or an ensemble) over tiles as large as ``--memory-mb`` allows."""
+    scorers = []
+    for model, payload in members:
+        fast = prepare_pixel_model(model, device)
+        scorers.append(
+            PixelScorer(
+                fast,
+                norm_of(payload),
+                device,
+                opts.tta,
+                payload["input"]["bands"],
+                payload.get("calibration"),
+            )
+        )
+    reach = widest([network_reach(s.model, len(s.index), device) for s in scorers])
+    plan = plan_tiles(grid.height, grid.width, reach, opts.memory_mb)
+    scorer = scorers[0] if len(scorers) == 1 else PixelEnsemble(scorers)
+    return PixelScoring(scorer, plan, opts.dask_scheduler)
 
 
 def _ensemble_tags(ckpts: list[Path]) -> dict[str, Any]:
@@ -190,14 +225,13 @@ def _tags(
     scenes: ScenePair,
     labels: Path | None,
     ckpt: Path,
-    size: int,
+    scoring: MapScoring,
     threshold: float,
     opts: PredictOptions,
 ) -> dict[str, Any]:
     """Raster tags: the settings, and every input by path (as given) and content hash."""
     tags: dict[str, Any] = {
-        "PATCH_SIZE": size,
-        "STRIDE": opts.stride,
+        **scoring.tags(),
         "TTA": opts.tta,
         "THRESHOLD": f"{threshold:.4f}",
     }
@@ -215,6 +249,34 @@ def _tags(
     return tags
 
 
+def processing_levels(payloads: list[dict[str, Any]], scenes: ScenePair) -> dict[str, Any]:
+    """The model's and the scenes' processing levels, warned about and recorded when they differ.
+
+    The model's level comes from its checkpoint, the scenes' from their ``PROCESSING_LEVEL`` tags;
+    an unknown level on either side is no mismatch.
+    """
+    models = sorted({lvl for p in payloads if (lvl := model_level(p)) is not None})
+    model = models[0] if len(models) == 1 else None
+    names = (str(scenes.before_source), str(scenes.after_source))
+    mismatch = [
+        warn_if_mismatch(model, level, name)
+        for level, name in zip(scenes.levels, names, strict=True)
+    ]
+    return {
+        "model": model if len(models) < 2 else models,
+        "before": scenes.levels[0],
+        "after": scenes.levels[1],
+        "mismatch": any(mismatch),
+    }
+
+
+def model_level(payload: dict[str, Any]) -> str | None:
+    """The processing level a checkpoint's training scenes had (None: not recorded); its model
+    card shows the same value."""
+    level = payload.get("processing_level")
+    return None if level is None else str(level)
+
+
 def predict_map(
     before: str | Path | Any,
     after: str | Path | Any,
@@ -229,7 +291,9 @@ def predict_map(
     ``before`` and ``after`` are GeoTIFF paths or dask-backed ``xarray.DataArray`` scenes
     (bands B02, B03, B04, B08, as ``rioxarray.open_rasterio(..., chunks=...)`` gives them).
     ``ckpt`` is one checkpoint or several (an ensemble: mean probability, and its spread in
-    ``<stem>_uncertainty.tif``).
+    ``<stem>_uncertainty.tif``). A pixel model's checkpoint is scored over tiles
+    (:class:`~damagenet.inference.map_scoring.PixelScoring`), a patch model's by windows every
+    ``stride`` px; ``scorer`` stands in for a patch model in tests.
     """
     opts = options or PredictOptions()
     ckpts = [Path(c) for c in ([ckpt] if isinstance(ckpt, str | Path) else ckpt)]
@@ -240,52 +304,44 @@ def predict_map(
     for scene in (before, after):
         if isinstance(scene, str | Path):  # a dask-backed xarray scene is checked by its maker
             check_scene_scale(scene)
-    members, size = _load_members(ckpts, device, opts)
+    members = _load_members(ckpts, device, opts)
     payloads = [payload for _, payload in members]
+    pixel = scorer is None and _is_pixel(members)
+    size = MAP_CELL if pixel else int(payloads[0]["patch_size"])
     scenes = open_scene_pair(before, after, labels, size, opts.dask_scheduler is not None)
     threshold = _threshold(opts, payloads)
     _writable(out.parent)
-    grid = scenes.grid
-    rpos = window_positions(grid.height, size, opts.stride, flush=True)
-    cpos = window_positions(grid.width, size, opts.stride, flush=True)
-    scorers = (
-        [_model_scorer(m, p, device, opts, size, len(rpos) * len(cpos)) for m, p in members]
-        if scorer is None
-        else [scorer]
+    scoring: MapScoring = (
+        _pixel_scoring(members, scenes.grid, device, opts)
+        if pixel
+        else _patch_scoring(members, scenes.grid, device, opts, scorer)
     )
-    scorer = scorers[0] if len(scorers) == 1 else EnsembleScorer(scorers)
-    layers = getattr(scorer, "layers", 1)
+    levels = processing_levels(payloads, scenes)
     ground, ground_note = training_ground(payloads[0], scenes.aoi)
-    tags = {**_tags(scenes, labels, ckpts[0], size, threshold, opts), **_ensemble_tags(ckpts)}
+    tags = {**_tags(scenes, labels, ckpts[0], scoring, threshold, opts), **_ensemble_tags(ckpts)}
     with (
         MapWriters(
             out,
-            grid,
+            scenes.grid,
             tags,
             threshold,
-            size,
+            scoring.size,
             agreement=labels is not None,
             split=ground is not None,
-            uncertainty=layers > 1,
+            uncertainty=scoring.layers > 1,
         ) as maps,
         rasterio.open(labels) if labels else contextlib.nullcontext() as lab_src,
         rasterio.Env(GDAL_CACHEMAX=max(8, int(opts.memory_mb // 4))),
     ):
-        run = MapRun(scenes, size, opts.stride, threshold, cpos, lab_src, ground)
-        run.tally.windows = len(rpos) * len(cpos)
+        run = MapRun(scenes, scoring.size, scoring.stride, threshold, scoring.cols, lab_src, ground)
+        run.tally.windows = len(scoring.rows) * len(scoring.cols)
         t0 = time.perf_counter()
-        _draw(
-            run,
-            maps,
-            strip_probabilities(
-                scenes, rpos, cpos, size, scorer, _per_strip(grid, size, opts), opts.dask_scheduler
-            ),
-            opts.progress,
-            len(rpos),
-            layers,
-        )
+        _draw(run, maps, scoring.blocks(scenes), opts.progress, len(scoring.rows))
         seconds = time.perf_counter() - t0
         summary = map_summary(run, maps, ckpts[0], opts.tta, seconds, ground_note)
+        summary["processing_level"] = levels
+        if pixel:
+            summary["model"] = _pixel_note(scoring)
         if len(ckpts) > 1:
             summary.update(_ensemble_summary(ckpts, payloads, opts))
         maps.finish(summary)
@@ -302,40 +358,30 @@ def predict_map(
     return summary
 
 
-def _per_strip(grid: MapGrid, size: int, opts: PredictOptions) -> int:
-    return rows_per_strip(grid.width, size, opts.stride, opts.memory_mb, STRIP_BYTES_PER_PX)
+def _pixel_note(scoring: MapScoring) -> dict[str, Any]:
+    """How a pixel model's map was drawn, for its summary."""
+    return {
+        "kind": "pixel",
+        "tiles": {k.lower(): v for k, v in scoring.tags().items()},
+        "windows": f"cells of {MAP_CELL} px on the patch maps' grid, each its pixels' "
+        "maximum (the GeoPackage and the window metrics); stride and patch size are the cell's",
+    }
 
 
 def _draw(
-    run: MapRun,
-    maps: MapWriters,
-    strips: Iterator[tuple[Strip, int, np.ndarray]],
-    progress: bool,
-    n_rows: int,
-    layers: int = 1,
+    run: MapRun, maps: MapWriters, blocks: Iterator[MapBlock], progress: bool, n_rows: int
 ) -> None:
-    """Accumulate each scored strip and write the rows it finishes.
-
-    An ensemble's strips carry (mean, std) per window; each layer has its own accumulator over
-    the same windows, so the uncertainty is averaged exactly like the probability.
-    """
-    accs = [OverlapAccumulator(run.scenes.grid.width, run.cols, run.size) for _ in range(layers)]
+    """Tally each block's windows and write the rows it finishes."""
     with tqdm(total=n_rows, desc="windows", unit="row", disable=bar_disabled(progress)) as bar:
-        for strip, next_top, scores in strips:
-            values = [scores] if layers == 1 else list(np.moveaxis(scores, -1, 0))
-            lab = run.read_labels(strip, next_top)
-            run.count_windows(strip, values[0], lab, maps)
-            valid = ~np.isnan(values[0])
-            added = [
-                acc.add(strip, np.where(valid, v, 0.0), valid.astype(np.float64), next_top)
-                for acc, v in zip(accs, values, strict=True)
-            ]
-            row0, sums, counts = added[0]
-            if layers > 1:
-                sums = np.stack([a[1] for a in added], axis=-1)
-            if len(sums):
-                maps.write_rows(row0, run.finished_rows(row0, sums, counts, lab, strip.top))
-            bar.update(strip.last - strip.first)
+        for block in blocks:
+            lab = run.read_labels(block.strip, block.next_top)
+            run.count_windows(block.strip, block.windows, lab, maps)
+            if len(block.sums):
+                maps.write_rows(
+                    block.row0,
+                    run.finished_rows(block.row0, block.sums, block.counts, lab, block.strip.top),
+                )
+            bar.update(block.strip.last - block.strip.first)
 
 
 def _log_summary(s: dict[str, Any], scenes: ScenePair) -> None:

@@ -119,7 +119,7 @@ class MapRun:
         )
         self.tally.valid_px += int(covered.sum())
         self.tally.damage_px += int((cls == 1).sum())
-        blocks = {"prob": prob, "class": cls}
+        blocks: dict[str, np.ndarray] = {"prob": prob, "class": cls}
         if len(mean) > 1:
             blocks["uncertainty"] = mean[1]
         split = self.split_rows(row0, len(sums))
