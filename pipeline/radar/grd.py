@@ -35,8 +35,9 @@ from pipeline.grid import Grid
 log = logging.getLogger(__name__)
 #: Smallest sigma0 kept after noise removal (-50 dB): a logarithm must stay defined.
 NOISE_FLOOR = 1e-5
-#: Extra radar-geometry pixels read around the AOI's outline, for the bilinear warp.
-MARGIN_PX = 4
+#: Extra radar-geometry pixels read around the AOI's outline: the bilinear warp's neighbours,
+#: and slack for GCP interpolation between the grid points.
+MARGIN_PX = 16
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def aoi_window(
     outline = shapely.segmentize(shapely.box(*grid.bounds), 250.0)
     ring = reproject_geometry(outline, grid.crs, gcp_crs).exterior.coords
     xs, ys = zip(*ring, strict=True)
-    rows, cols = GCPTransformer(gcps).rowcol(list(xs), list(ys), op=np.floor)
+    rows, cols = GCPTransformer(gcps, tps=True).rowcol(list(xs), list(ys), op=np.floor)
     r0, r1 = int(np.min(rows)) - MARGIN_PX, int(np.max(rows)) + MARGIN_PX + 1
     c0, c1 = int(np.min(cols)) - MARGIN_PX, int(np.max(cols)) + MARGIN_PX + 1
     r0, c0 = max(r0, 0), max(c0, 0)
