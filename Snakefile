@@ -26,6 +26,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/resources.smk"
 include: "workflow/rules/scenes.smk"
+include: "workflow/rules/radar.smk"
 include: "workflow/rules/maps.smk"
 
 

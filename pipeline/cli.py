@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "pipeline.aoi.cli",
     "pipeline.synthetic.cli",
     "pipeline.scenes.cli",
+    "pipeline.radar.cli",
     "pipeline.labels.cli",
     "pipeline.patches",
     "pipeline.dataset",

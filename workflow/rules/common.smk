@@ -185,3 +185,38 @@ def zones_option(wildcards, input):
 def zones_file(wildcards):
     zones = AGGREGATE["zones"]
     return zones.format(aoi=wildcards.aoi, data=DATA) if zones else []
+
+
+RADAR = config["radar"]
+if RADAR["enabled"]:
+    ALL_TARGETS += expand(f"{DATA}/radar/{{aoi}}.zarr", aoi=AOIS)
+
+
+def radar_input(wildcards):
+    """What the radar store is made from: the synthetic town, a local folder, or none."""
+    if RADAR["source"] == "synthetic":
+        return multiext(f"{DATA}/synthetic/{wildcards.aoi}/", "truth.tif", "buildings.gpkg")
+    if RADAR["source"] == "local":
+        try:
+            return RADAR["local"][wildcards.aoi]
+        except KeyError:
+            raise WorkflowError(f"radar.source local: no radar.local entry for {wildcards.aoi}")
+    return []
+
+
+def radar_options(wildcards, input):
+    """Source-specific options of `pipeline radar`, as a list Snakemake quotes item by item."""
+    source = RADAR["source"]
+    opts = ["--source", source]
+    if SCENES["max_size_km"]:  # the same grid as the AOI's scenes and labels
+        opts += ["--max-size-km", SCENES["max_size_km"]]
+    if source == "synthetic":
+        opts += ["--input", str(Path(input.town[0]).parent)]
+    elif source == "local":
+        opts += ["--input", input.town]
+    else:
+        opts += ["--stac-url", RADAR["stac"]["url"], "--collection", RADAR["stac"]["collection"]]
+    for window in ("pre", "post"):
+        if RADAR[window]:
+            opts += [f"--{window}", RADAR[window]]
+    return opts
