@@ -180,7 +180,9 @@ def test_pixel_counts_and_loss_skip_unknown_ground():
 def test_each_architecture_refuses_the_other_dataset_kind(tmp_path):
     tiles = write_tiles_npz(tmp_path / "t.npz", sizes=(8, 8, 8))
     patches = write_study_npz(tmp_path / "p.npz", sizes=(8, 8, 8))
-    with pytest.raises(DamagenetError, match="tile dataset.*--arch siamese-unet"):
+    with pytest.raises(
+        DamagenetError, match="a tile dataset.*pixel model reads it .--arch siamese-unet."
+    ):
         train(tiles, tmp_path / "o1", tmp_path / "m1.pt", TrainConfig(backbone="resnet18"))
     with pytest.raises(DamagenetError, match="pixel model .* tile datasets"):
         train(patches, tmp_path / "o2", tmp_path / "m2.pt", _cfg())

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,10 +60,20 @@ class Normalisation:
     scale: float = SCALE
 
     @classmethod
-    def fit(cls, split: Split) -> Normalisation:
-        both = np.concatenate([split.before, split.after]).astype(np.float64) * SCALE
-        mean = both.mean(axis=(0, 2, 3))
-        std = both.std(axis=(0, 2, 3))
+    def fit(cls, split: Split, chunk: int = 256) -> Normalisation:
+        """Per-band mean and standard deviation of both dates of the split, in reflectance.
+
+        Two passes over ``chunk`` pairs at a time, so ten thousand 64 px tiles need no float64
+        copy of the whole split (2.6 GB) to be summed.
+        """
+        dates = (split.before, split.after)
+        count = 2 * split.before[:, 0].size
+        mean = np.add(*(_band_sums(x, chunk, lambda a: a) for x in dates)) / count
+
+        def centred(a: np.ndarray) -> np.ndarray:
+            return (a - mean[None, :, None, None]) ** 2
+
+        std = np.sqrt(np.add(*(_band_sums(x, chunk, centred) for x in dates)) / count)
         return cls(mean=mean.tolist(), std=np.maximum(std, 1e-6).tolist())
 
     def apply(self, x: np.ndarray) -> torch.Tensor:
@@ -71,6 +81,14 @@ class Normalisation:
         mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
         return (t - mean) / std
+
+
+def _band_sums(x: np.ndarray, chunk: int, f: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Per-band sum of ``f(reflectance)`` over (N, bands, H, W), ``chunk`` samples at a time."""
+    out = np.zeros(x.shape[1])
+    for start in range(0, len(x), chunk):
+        out += f(x[start : start + chunk].astype(np.float64) * SCALE).sum(axis=(0, 2, 3))
+    return out
 
 
 def _split_from_flat(d, path: Path) -> dict[str, Split]:
@@ -164,9 +182,8 @@ def load_splits(path: str | Path) -> dict[str, Split]:
     with open_npz(path) as d:
         if dataset_kind(d) == TILES:
             raise DamagenetError(
-                f"{path}: a tile dataset (one target per pixel); the patch model "
-                "(--arch siamese-resnet) trains on patch datasets; train the pixel model "
-                "with --arch siamese-unet"
+                f"{path}: a tile dataset (one target per pixel), not a patch dataset (one label "
+                "per pair); the pixel model reads it (--arch siamese-unet)"
             )
         if any(k.startswith("Xb_") for k in d.files):
             splits = study_splits(d, path)
