@@ -31,9 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
 import numpy as np
-from affine import Affine
 
 from contract.atomic import write_text_atomic
 from contract.bands import BANDS
@@ -172,6 +170,8 @@ def built_up(before: np.ndarray) -> np.ndarray:
 
 def read_nvd_sites(paths: list[str | Path]) -> list[Any]:
     """The point geometries of UNOSAT "No Visible Damage" site files, as GeoSeries with CRS."""
+    import geopandas as gpd  # here, not at the top: 'pipeline --help' stays fast
+
     series = []
     for path in map(Path, paths):
         if not path.exists():
@@ -193,6 +193,8 @@ def nvd_counts(ps: PatchSet, sites: list[Any]) -> np.ndarray:
     Sites are counted on the patch grid (an integral image over site counts per pixel), so
     any number of overlapping patches and sites costs one pass each.
     """
+    from affine import Affine
+
     counts = np.zeros(len(ps.label), dtype=np.int64)
     if not sites or not len(ps.label) or ps.crs is None or ps.transform is None:
         return counts
@@ -833,6 +835,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="data/processed/FinalBalanced_splits.npz",
         help="output NPZ (default: %(default)s)",
     )
+    _add_split_options(p)
+    _add_balance_options(p)
+    p.set_defaults(func=_run)
+
+
+def _add_split_options(p: argparse.ArgumentParser) -> None:
+    """How ground goes to train, val and test."""
     p.add_argument(
         "--split",
         choices=("blocks", "aoi"),
@@ -865,6 +874,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=0.2,
         help="share of damaged patches for test with --split blocks (default: %(default)s)",
     )
+
+
+def _add_balance_options(p: argparse.ArgumentParser) -> None:
+    """How each split is balanced, and what else is written."""
     p.add_argument(
         "--negatives-per-positive",
         type=float,
@@ -908,7 +921,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write the dataset even if a split has no damaged patch (default: refuse)",
     )
-    p.set_defaults(func=_run)
 
 
 def _share(text: str) -> float:

@@ -357,3 +357,10 @@ def test_aoi_outside_its_assessment_area_refused(aoi_copy, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "entirely outside its assessment area" in err and str(path) in err
     assert not out.exists()
+
+
+def test_same_inputs_same_bytes_nvd_file_included(tmp_path, aoi, clean):
+    for run in ("a", "b"):
+        make_labels(aoi, clean.after, clean.unosat_zip, tmp_path / run / "labels.tif")
+    for name in ("labels.tif", "labels.json", "labels_nvd.gpkg"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

@@ -31,13 +31,14 @@ import rasterio
 from rasterio.features import geometry_mask
 
 from contract.atomic import atomic_path, write_text_atomic
+from contract.gpkg import pinned_ogr_time
 from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN, VALUES_TEXT
 from pipeline.aoi import AOI
 from pipeline.errors import InputFileError, PipelineUsageError
 from pipeline.geo import reproject_geometry
 from pipeline.grid import Grid, grid_of
 from pipeline.labels import DEFAULT_RADIUS_M
-from pipeline.labels.unosat import DEFAULT_DAMAGE_CLASSES, read_sites
+from pipeline.labels.unosat import DEFAULT_DAMAGE_CLASSES, Sites, read_sites
 from pipeline.labels.unosat_values import CLASS_NAMES, ClassMap, class_map_from
 from pipeline.rasters import write_cog
 from pipeline.reference import unosat_area
@@ -121,14 +122,73 @@ def make_labels(
     ``labels.class_map``.
     """
     grid_path, unosat_path, out = Path(grid_path), Path(unosat_path), Path(out)
+    if radius_m < 0:
+        raise PipelineUsageError(f"--radius-m must be >= 0, got {radius_m}")
+    grid, after, mapping, sites = read_aoi_sites(
+        aoi, grid_path, unosat_path, classes, after_date, class_map
+    )
+    frame = sites.frame.to_crs(grid.crs)
+    xs, ys = frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy()
+    in_aoi = _sites_in_aoi(frame, xs, ys, grid, aoi, unosat_path, grid_path)
+    labels = known_labels(aoi, grid, grid_path)
+    first = frame["first_date"].to_numpy(dtype="datetime64[D]")
+    damaged = ~np.isnat(first)
+    positive = damaged & (first <= np.datetime64(after)) & in_aoi
+    late = damaged & (first > np.datetime64(after)) & in_aoi
+    burn_points(labels, xs[positive], ys[positive], grid, radius_m)
+    summary: dict[str, Any] = {
+        "aoi": aoi.slug,
+        "unosat_file": str(unosat_path),
+        "layer": sites.layer,
+        "date_columns": sites.date_columns,
+        "class_columns": sites.class_columns,
+        "grid": str(grid_path),
+        "after_date": after.isoformat(),
+        "damage_classes": list(map(int, classes)),
+        "radius_m": radius_m,
+        "sites_read": int(len(frame)),
+        "sites_per_class": _per_class(frame),
+        "positives_used": int(positive.sum()),
+        "excluded_by_date": int(late.sum()),
+        "damaged_undated": int((frame["damaged_undated"].to_numpy() & in_aoi).sum()),
+        "outside_aoi": int((~in_aoi).sum()),
+        "damage_pixels": int((labels == DAMAGE).sum()),
+        "no_damage_pixels": int((labels == NO_DAMAGE).sum()),
+        "unknown_pixels": int((labels == UNKNOWN).sum()),
+    }
+    if summary["positives_used"] == 0 and summary["damaged_undated"] > 0:
+        raise InputFileError(
+            f"{unosat_path}: no damage site to label in {aoi.slug}: "
+            f"{summary['damaged_undated']} damaged sites in the AOI have no date, so none can "
+            "be placed before the after scene; check the date columns of the UNOSAT file"
+        )
+    nvd = nvd_sites(frame, in_aoi, after, labels, grid)
+    summary.update(
+        {"class_map": mapping, "nvd_sites": int(len(nvd)), "nvd_file": nvd_path(out).name}
+    )
+    _write_labels(out, labels, grid, summary, nvd, unosat_path)
+    return summary
+
+
+def read_aoi_sites(
+    aoi: AOI,
+    grid_path: Path,
+    unosat_path: Path,
+    classes: Sequence[int],
+    after_date: dt.date | None,
+    class_map: ClassMap | None,
+) -> tuple[Grid, dt.date, ClassMap, Sites]:
+    """An assessed AOI's grid, after date, class map and damage sites, or a refusal.
+
+    The first step of every raster made from the sites: the label raster here, and the pixel
+    model's targets (:mod:`pipeline.tiles.targets`).
+    """
     if aoi.labels is None:
         raise InputFileError(
             f"{aoi.source_file or aoi.slug}: AOI {aoi.slug} is map-only (no "
             "labels property): it has no UNOSAT labels to rasterise; add "
             "labels.path to the AOI file, or use it only for damage maps"
         )
-    if radius_m < 0:
-        raise PipelineUsageError(f"--radius-m must be >= 0, got {radius_m}")
     check_assessed(aoi)
     grid = grid_of(grid_path)
     after = after_date or after_date_of(grid_path)
@@ -136,9 +196,19 @@ def make_labels(
         **class_map_from(aoi.labels.class_map, f"{aoi.source_file or aoi.slug}: labels"),
         **(class_map or {}),
     }
-    sites = read_sites(unosat_path, aoi.labels.fields, classes, mapping)
-    frame = sites.frame.to_crs(grid.crs)
-    xs, ys = frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy()
+    return grid, after, mapping, read_sites(unosat_path, aoi.labels.fields, classes, mapping)
+
+
+def _sites_in_aoi(
+    frame: gpd.GeoDataFrame,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    grid: Grid,
+    aoi: AOI,
+    unosat_path: Path,
+    grid_path: Path,
+) -> np.ndarray:
+    """Which sites lie on the grid and in the AOI; none on the grid is the wrong file."""
     left, bottom, right, top = grid.bounds
     on_grid = (xs >= left) & (xs < right) & (ys > bottom) & (ys <= top)
     if not on_grid.any():
@@ -147,8 +217,11 @@ def make_labels(
             f"of {grid_path} ({grid.describe()}); wrong file for AOI {aoi.slug}?"
         )
     aoi_grid_geom = reproject_geometry(aoi.geometry, "EPSG:4326", grid.crs)
-    in_aoi = frame.geometry.within(aoi_grid_geom).to_numpy() & on_grid
+    return frame.geometry.within(aoi_grid_geom).to_numpy() & on_grid
 
+
+def known_labels(aoi: AOI, grid: Grid, grid_path: Path) -> np.ndarray:
+    """(H, W) uint8: 0 on assessed ground the scene observes, 255 elsewhere (unknown)."""
     known_geom = reproject_geometry(assessed_area(aoi), "EPSG:4326", grid.crs)
     labels = np.full(grid.shape, UNKNOWN, dtype=np.uint8)
     if not known_geom.is_empty:
@@ -162,57 +235,37 @@ def make_labels(
             r0, c0 = int(window.row_off), int(window.col_off)
             block = labels[r0 : r0 + int(window.height), c0 : c0 + int(window.width)]
             block[~valid] = UNKNOWN
+    return labels
 
-    first = frame["first_date"].to_numpy(dtype="datetime64[D]")
-    damaged = ~np.isnat(first)
-    positive = damaged & (first <= np.datetime64(after)) & in_aoi
-    late = damaged & (first > np.datetime64(after)) & in_aoi
-    burn_points(labels, xs[positive], ys[positive], grid, radius_m)
 
-    per_class = Counter()
+def _per_class(frame: gpd.GeoDataFrame) -> dict[str, int]:
+    """Sites per class name (the first damage class, else the last class assessed)."""
+    per_class: Counter[str] = Counter()
     for fc, lc in zip(frame["first_class"], frame["last_class"], strict=True):
         code = fc if not np.isnan(fc) else lc
         per_class[
             CLASS_NAMES.get(int(code), str(int(code))) if not np.isnan(code) else "not assessed"
         ] += 1
-    summary = {
-        "aoi": aoi.slug,
-        "unosat_file": str(unosat_path),
-        "layer": sites.layer,
-        "date_columns": sites.date_columns,
-        "class_columns": sites.class_columns,
-        "grid": str(grid_path),
-        "after_date": after.isoformat(),
-        "damage_classes": list(map(int, classes)),
-        "radius_m": radius_m,
-        "sites_read": int(len(frame)),
-        "sites_per_class": dict(sorted(per_class.items())),
-        "positives_used": int(positive.sum()),
-        "excluded_by_date": int(late.sum()),
-        "damaged_undated": int((frame["damaged_undated"].to_numpy() & in_aoi).sum()),
-        "outside_aoi": int((~in_aoi).sum()),
-        "damage_pixels": int((labels == DAMAGE).sum()),
-        "no_damage_pixels": int((labels == NO_DAMAGE).sum()),
-        "unknown_pixels": int((labels == UNKNOWN).sum()),
-    }
+    return dict(sorted(per_class.items()))
+
+
+def _write_labels(
+    out: Path,
+    labels: np.ndarray,
+    grid: Grid,
+    summary: dict[str, Any],
+    nvd: gpd.GeoDataFrame,
+    unosat_path: Path,
+) -> None:
+    """The NVD sites, the label COG and its JSON; the NVD file goes again if the rest fails."""
     tags = {
-        "AOI": aoi.slug,
-        "AFTER_DATE": after.isoformat(),
-        "DAMAGE_CLASSES": ",".join(map(str, classes)),
-        "RADIUS_M": str(radius_m),
+        "AOI": summary["aoi"],
+        "AFTER_DATE": summary["after_date"],
+        "DAMAGE_CLASSES": ",".join(map(str, summary["damage_classes"])),
+        "RADIUS_M": str(summary["radius_m"]),
         "VALUES": VALUES_TEXT,
         "UNOSAT_FILE": unosat_path.name,
     }
-    if summary["positives_used"] == 0 and summary["damaged_undated"] > 0:
-        raise InputFileError(
-            f"{unosat_path}: no damage site to label in {aoi.slug}: "
-            f"{summary['damaged_undated']} damaged sites in the AOI have no date, so none can "
-            "be placed before the after scene; check the date columns of the UNOSAT file"
-        )
-    nvd = nvd_sites(frame, in_aoi, after, labels, grid)
-    summary.update(
-        {"class_map": mapping, "nvd_sites": int(len(nvd)), "nvd_file": nvd_path(out).name}
-    )
     write_nvd(nvd, nvd_path(out))
     try:
         write_cog(
@@ -231,16 +284,15 @@ def make_labels(
     log.info(
         "%s: %d of %d sites positive (%d first damaged after %s, %d outside the AOI); "
         "%d damage pixels -> %s",
-        aoi.slug,
+        summary["aoi"],
         summary["positives_used"],
-        len(frame),
+        summary["sites_read"],
         summary["excluded_by_date"],
-        after,
+        summary["after_date"],
         summary["outside_aoi"],
         summary["damage_pixels"],
         out,
     )
-    return summary
 
 
 def nvd_path(out: str | Path) -> Path:
@@ -284,5 +336,5 @@ def nvd_sites(
 
 def write_nvd(nvd: gpd.GeoDataFrame, path: Path) -> None:
     """Write the NVD sites atomically (an empty layer when there are none)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, pinned_ogr_time():  # same sites, same bytes
         pyogrio.write_dataframe(nvd, tmp, layer=NVD_LAYER, driver="GPKG", geometry_type="Point")

@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,7 +67,7 @@ def _map_key(key: object) -> str:
         return normalise_text(text)
 
 
-def class_map_from(mapping: Mapping[object, object] | None, source: str) -> ClassMap:
+def class_map_from(mapping: Mapping[Any, Any] | None, source: str) -> ClassMap:
     """Validate a ``class_map``: keys are codes or texts, values known codes or None."""
     out: ClassMap = {}
     for key, value in (mapping or {}).items():
@@ -111,8 +112,8 @@ def _code_of(value: object, class_map: ClassMap) -> tuple[float, str | None]:
     if key.isdigit():
         code = int(key)
         return (float(code), None) if code in CLASS_NAMES else (np.nan, key)
-    code = TEXT_CLASSES.get(key)
-    return (float(code), None) if code is not None else (np.nan, text)
+    named = TEXT_CLASSES.get(key)
+    return (float(named), None) if named is not None else (np.nan, text)
 
 
 def parse_classes(

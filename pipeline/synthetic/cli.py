@@ -5,18 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from contract.atomic import staged_folder
-from pipeline.aoi import load_aoi
-from pipeline.synthetic.town import (
-    DEFAULT_MAX_SIZE_KM,
-    DEFAULT_MODE,
-    MODES,
-    Nuisances,
-    generate_synthetic,
-)
+from pipeline.synthetic.options import DEFAULT_MAX_SIZE_KM, DEFAULT_MODE, MODES
 
 
 def _run(args: argparse.Namespace) -> int:
+    from contract.atomic import staged_folder
+    from pipeline.aoi import load_aoi
+    from pipeline.synthetic.town import Nuisances, generate_synthetic
+
     aoi = load_aoi(args.aoi_file)
     with staged_folder(args.out) as tmp:  # the whole set appears at once, or nothing
         paths = generate_synthetic(

@@ -62,7 +62,7 @@ def make_landscape(
     parcel_id = (rows // parcel).astype(np.int64) * 100_003 + (cols // (parcel * 2)).astype(
         np.int64
     )
-    parcel_kind = _hash01(parcel_id, rng.integers(1 << 30))
+    parcel_kind = _hash01(parcel_id, int(rng.integers(1 << 30)))
     cover[parcel_kind < 0.35] = SOIL
     forest = smooth_noise(rng, (height, width), 25) > 1.1
     cover[forest] = FOREST
@@ -75,7 +75,7 @@ def make_landscape(
     street = 2
     u, v = rows % period_r, cols % period_c
     block_id = (rows // period_r).astype(np.int64) * 100_003 + (cols // period_c).astype(np.int64)
-    block_kind = _hash01(block_id, rng.integers(1 << 30))
+    block_kind = _hash01(block_id, int(rng.integers(1 << 30)))
     on_street = (u < street) | (v < street)
     cover[urban] = VEGETATION  # gardens between houses
     cover[urban & on_street] = ROAD

@@ -181,8 +181,50 @@ def render_town(
     it stood before the war is painted too (:func:`paint_prewar`).
     """
     h, w = shape
-    fh, fw = h * FACTOR, w * FACTOR
     town, urban10 = _place_town(rng, shape, centre_rc)
+    lay = _layers(rng, town, urban10, shape, inside)
+    epochs, still, cover = _paint_epochs(rng, lay, shape, dates, lat)
+    dmg10 = lay.dmg_cls.reshape(h, FACTOR, w, FACTOR).max(axis=(1, 3)).astype(np.uint8)
+    before, after = atmosphere(rng, epochs[0], epochs[1])
+    return RealisticTown(
+        before=before,
+        after=after,
+        cover=cover,
+        damage_class=dmg10,
+        plan=lay.plan,
+        footprints=lay.polys,
+        eligible=lay.eligible,
+        change=lay.change,
+        prewar=None if prewar is None else paint_prewar(prewar[0], still, prewar[1], lat),
+    )
+
+
+@dataclass
+class _Layers:
+    """The town at 2.5 m on both dates: buildings, surfaces, heights, roofs and the damage."""
+
+    bid: np.ndarray
+    polys: np.ndarray
+    eligible: np.ndarray
+    plan: DamagePlan
+    change: np.ndarray
+    surface: tuple[np.ndarray, np.ndarray]
+    height: tuple[np.ndarray, np.ndarray]
+    roofs: tuple[np.ndarray, np.ndarray]
+    rubble: np.ndarray
+    dmg_cls: np.ndarray
+
+
+def _layers(
+    rng: np.random.Generator,
+    town: TownPlan,
+    urban10: np.ndarray,
+    shape: tuple[int, int],
+    inside: np.ndarray,
+) -> _Layers:
+    """Buildings rasterised, damage planned, ground and non-war change of both dates."""
+    h, w = shape
+    fh, fw = h * FACTOR, w * FACTOR
     n = town.n
     fine_t = Affine(SUB_M, 0, 0, 0, SUB_M, 0)  # local metre frame, y downwards
     polys = town.polygons()
@@ -212,18 +254,48 @@ def render_town(
 
     tree_h = np.where(np.isin(surface, (TREE, WOOD)), 11.0, 0.0).astype(np.float32)
     height_b = np.where(built, town.height.astype(np.float32)[np.maximum(bid - 1, 0)], tree_h)
-    roof_gain = rng.uniform(0.85, 1.15, size=(n + 1, 1)).astype(np.float32)
-    roof_b = ROOF_SPECTRA[np.concatenate([[0], town.roof])] * roof_gain
-    roof_a = roof_b.copy()
-    new_roof = change == "new_roof"
-    roof_a[new_roof] = ROOF_SPECTRA[rng.integers(0, len(ROOF_SPECTRA), int(new_roof.sum()))]
-
-    roof_a[change == "new_building"] = ROOF_SPECTRA[3] * 0.9
+    roof_b, roof_a = _roofs(rng, town, change)
     surface_a, height_a = _changed_ground(surface, height_b, change, bid)
 
     rubble, dmg_cls = _damage(rng, bid, plan, built)
     height_a = np.where(rubble > 0.5, height_a * (1 - rubble), height_a)
+    return _Layers(
+        bid,
+        polys,
+        eligible,
+        plan,
+        change,
+        (surface, surface_a),
+        (height_b, height_a),
+        (roof_b, roof_a),
+        rubble,
+        dmg_cls,
+    )
 
+
+def _roofs(
+    rng: np.random.Generator, town: TownPlan, change: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n + 1, 4) roof spectra before and after: re-roofed and new buildings differ."""
+    roof_gain = rng.uniform(0.85, 1.15, size=(town.n + 1, 1)).astype(np.float32)
+    roof_b = ROOF_SPECTRA[np.concatenate([[0], town.roof])] * roof_gain
+    roof_a = roof_b.copy()
+    new_roof = change == "new_roof"
+    roof_a[new_roof] = ROOF_SPECTRA[rng.integers(0, len(ROOF_SPECTRA), int(new_roof.sum()))]
+    roof_a[change == "new_building"] = ROOF_SPECTRA[3] * 0.9
+    return roof_b, roof_a
+
+
+def _paint_epochs(
+    rng: np.random.Generator,
+    lay: _Layers,
+    shape: tuple[int, int],
+    dates: tuple[dt.date, dt.date],
+    lat: float,
+) -> tuple[list[np.ndarray], _Still, np.ndarray]:
+    """Both dates' 10 m reflectance before the atmosphere, the pre-war town and the cover."""
+    h, w = shape
+    fh, fw = h * FACTOR, w * FACTOR
     # plot-scale texture shared by the epochs
     tex = (1 + 0.09 * _smooth(rng, (fh, fw), 0.8)) * _upsample(1 + 0.06 * _smooth(rng, (h, w), 1.5))
     g_b, g_a = greenness(dates[0]), greenness(dates[1])
@@ -235,15 +307,14 @@ def render_town(
     )
     plots = _plots(rng, 4099, g_b, g_a)
     epochs = []
-    for e, (surf, height, roofs, g, date) in enumerate(
-        ((surface, height_b, roof_b, g_b, dates[0]), (surface_a, height_a, roof_a, g_a, dates[1]))
-    ):
-        refl = _paint(surf, bid, roofs, g, parcel, spectra[e], plot, plots[e], tex)
+    for e, g in enumerate((g_b, g_a)):
+        surf, height = lay.surface[e], lay.height[e]
+        refl = _paint(surf, lay.bid, lay.roofs[e], g, parcel, spectra[e], plot, plots[e], tex)
         refl *= _upsample(1 + 0.08 * _smooth(rng, (h, w), 0.5))
         if e == 1:
-            _rubble(rng, refl, rubble)
-            _scorch(rng, refl, surf, dmg_cls)
-        el, az = sun_position(lat, date)
+            _rubble(rng, refl, lay.rubble)
+            _scorch(rng, refl, surf, lay.dmg_cls)
+        el, az = sun_position(lat, dates[e])
         shade = cast_shadow(height, el, az)
         refl[:, shade] *= SHADE[:, 0]
         if e == 1:  # sub-pixel misregistration of the after date
@@ -252,21 +323,12 @@ def render_town(
             gaps = np.isnan(refl[0])
             refl[:, gaps] = _table(g)[GRASS][:, None]
         epochs.append(_sensor(_block_mean(refl)))
+    surface = lay.surface[0]
     cover = _dominant(_truth_cover(surface, parcel, spectra[0], plot, plots[0]), (h, w))
-    dmg10 = dmg_cls.reshape(h, FACTOR, w, FACTOR).max(axis=(1, 3)).astype(np.uint8)
-    before, after = atmosphere(rng, epochs[0], epochs[1])
-    still = _Still(surface, bid, roof_b, height_b, parcel, len(spectra[0]), plot, tex)
-    return RealisticTown(
-        before=before,
-        after=after,
-        cover=cover,
-        damage_class=dmg10,
-        plan=plan,
-        footprints=polys,
-        eligible=eligible,
-        change=change,
-        prewar=None if prewar is None else paint_prewar(prewar[0], still, prewar[1], lat),
+    still = _Still(
+        surface, lay.bid, lay.roofs[0], lay.height[0], parcel, len(spectra[0]), plot, tex
     )
+    return epochs, still, cover
 
 
 def _place_town(

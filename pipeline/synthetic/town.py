@@ -39,6 +39,7 @@ from pipeline.synthetic.nuisances import (
     scl_from_cover,
     to_scl_20m,
 )
+from pipeline.synthetic.options import DEFAULT_MAX_SIZE_KM, DEFAULT_MODE, MODES
 from pipeline.synthetic.render import footprints_to_crs, render_town
 from pipeline.synthetic.unosat_points import (
     assessment_dates,
@@ -48,9 +49,6 @@ from pipeline.synthetic.unosat_points import (
 )
 
 log = logging.getLogger(__name__)
-DEFAULT_MAX_SIZE_KM = 5.0
-MODES = ("realistic", "easy")
-DEFAULT_MODE = "realistic"
 #: Days between the extra pre-war date and the before scene: half a year, another season.
 PREWAR_GAP_DAYS = 182
 #: Share of undamaged buildings that UNOSAT marks "No Visible Damage" (class 6), per mode.
@@ -143,28 +141,95 @@ def generate_synthetic(
     out = Path(out_dir)
     grid = aoi_grid(aoi, max_size_km)
     rng = _rng(aoi, seed)
-    h, w = grid.shape
-    aoi_utm = aoi.geometry_in(grid.crs)
-    cx, cy = ~grid.transform @ (aoi_utm.centroid.x, aoi_utm.centroid.y)
-    centre = (float(np.clip(cy, 0, h - 1)), float(np.clip(cx, 0, w - 1)))
-    inside = geometry_mask([aoi_utm], out_shape=(h, w), transform=grid.transform, invert=True)
     dates = (scene_date(aoi.before), scene_date(aoi.after))
     extra = (_rng(aoi, seed, 1), prewar_date(dates[0])) if prewar else None
     log.info(
         "%s: synthesising a %s town of %d x %d px on %s (seed %d)",
         aoi.slug,
         mode,
-        w,
-        h,
+        grid.width,
+        grid.height,
         grid.crs,
         seed,
     )
-    if mode == "easy":
-        ground = _easy_ground(rng, grid, centre, inside, extra)
-    else:
-        lat = aoi.geometry.centroid.y
-        ground = _realistic_ground(rng, grid, centre, inside, dates, lat, extra)
+    ground = _ground_of(rng, aoi, grid, mode, dates, extra)
+    dns, scls, offset = _acquire(rng, ground, nuisances)
+    paths = _paths(out, prewar)
+    _write_scenes(paths, grid, aoi, seed, mode, dates, dns, scls, offset)
+    if extra is not None and ground.prewar is not None:  # clear: no cloud, edge or offset
+        prewar_path, prewar_dn = out / "prewar.tif", _to_dn(extra[0], ground.prewar)
+        _write_scene(prewar_path, grid, prewar_dn, _scene_tags(aoi, seed, mode, extra[1]))
+        _write_scl(prewar_path, grid, scl_from_cover(ground.cover), extra[1])
+    _write_truth(paths.truth, ground, grid, mode)
+    sites = _write_sites(rng, ground, paths, aoi, grid, dates[1], mode)
+    log.info(
+        "%s: %d buildings, %d damaged visibly, %d sites (%d no visible damage) -> %s",
+        aoi.slug,
+        len(ground.footprints),
+        int(np.isin(ground.plan.now, (1, 2, 3)).sum()),
+        len(sites),
+        int((sites["Main_Damage_Site_Class"] == 6).sum()),
+        out,
+    )
+    return paths
 
+
+def _write_sites(
+    rng: np.random.Generator,
+    ground: _Ground,
+    paths: SyntheticScenes,
+    aoi: AOI,
+    grid: Grid,
+    after: dt.date,
+    mode: str,
+) -> gpd.GeoDataFrame:
+    """UNOSAT-style damage sites (GeoPackage, zipped shapefile) and the footprints."""
+    site_dates = assessment_dates(after, rng)
+    sites = build_sites(
+        rng,
+        ground.plan,
+        ground.site_xy,
+        ground.eligible,
+        site_dates,
+        aoi.geometry_in(grid.crs),
+        grid.crs.to_wkt(),
+        aoi.unosat_aoi,
+        nvd_share=NVD_SHARE[mode],
+    )
+    write_geopackage(sites, paths.unosat_gpkg, site_dates[-1])
+    write_zipped_shapefile(sites, paths.unosat_zip, site_dates[-1])
+    write_buildings(ground.footprints, paths.buildings, site_dates[-1])
+    return sites
+
+
+def _ground_of(
+    rng: np.random.Generator,
+    aoi: AOI,
+    grid: Grid,
+    mode: str,
+    dates: tuple[dt.date, dt.date],
+    extra: tuple[np.random.Generator, dt.date] | None,
+) -> _Ground:
+    """The town of either mode, centred on the AOI, its buildings eligible inside it."""
+    h, w = grid.shape
+    aoi_utm = aoi.geometry_in(grid.crs)
+    cx, cy = ~grid.transform @ (aoi_utm.centroid.x, aoi_utm.centroid.y)
+    centre = (float(np.clip(cy, 0, h - 1)), float(np.clip(cx, 0, w - 1)))
+    inside = geometry_mask([aoi_utm], out_shape=(h, w), transform=grid.transform, invert=True)
+    if mode == "easy":
+        return _easy_ground(rng, grid, centre, inside, extra)
+    lat = aoi.geometry.centroid.y
+    return _realistic_ground(rng, grid, centre, inside, dates, lat, extra)
+
+
+def _acquire(
+    rng: np.random.Generator, ground: _Ground, nuisances: Nuisances
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], int]:
+    """Digital numbers and SCL of both dates with the acquisition's nuisances, and the offset.
+
+    A cloud falls on one date and the swath edge on the other, so every pixel is observed
+    clear at least once unless both coincide.
+    """
     before_dn, after_dn = _to_dn(rng, ground.before), _to_dn(rng, ground.after)
     scl_b, scl_a = scl_from_cover(ground.cover), scl_from_cover(ground.cover)
     cloud_epoch = "after" if rng.random() < 0.5 else "before"
@@ -178,8 +243,11 @@ def generate_synthetic(
         add_swath_edge(rng, target[0], target[1])
     offset = BASELINE_OFFSET if nuisances.offset else 0
     after_dn = np.where(after_dn > 0, after_dn + offset, 0).astype(np.uint16)
+    return (before_dn, after_dn), (scl_b, scl_a), offset
 
-    paths = SyntheticScenes(
+
+def _paths(out: Path, prewar: bool) -> SyntheticScenes:
+    return SyntheticScenes(
         before=out / "before.tif",
         after=out / "after.tif",
         before_scl=out / "before_scl.tif",
@@ -188,19 +256,16 @@ def generate_synthetic(
         unosat_gpkg=out / "unosat.gpkg",
         truth=out / "truth.tif",
         buildings=out / "buildings.gpkg",
-        prewar=out / "prewar.tif" if extra else None,
-        prewar_scl=out / "prewar_scl.tif" if extra else None,
+        prewar=out / "prewar.tif" if prewar else None,
+        prewar_scl=out / "prewar_scl.tif" if prewar else None,
     )
-    _write_scenes(
-        paths, grid, aoi, seed, mode, dates, (before_dn, after_dn), (scl_b, scl_a), offset
-    )
-    if extra is not None and ground.prewar is not None:  # clear: no cloud, edge or offset
-        prewar_path, prewar_dn = out / "prewar.tif", _to_dn(extra[0], ground.prewar)
-        _write_scene(prewar_path, grid, prewar_dn, _scene_tags(aoi, seed, mode, extra[1]))
-        _write_scl(prewar_path, grid, scl_from_cover(ground.cover), extra[1])
+
+
+def _write_truth(path: Path, ground: _Ground, grid: Grid, mode: str) -> None:
+    """Land cover and the damage class visible after, for checks and benchmarks."""
     truth = np.stack([ground.cover, ground.damage_class])
     write_cog(
-        paths.truth,
+        path,
         truth.astype(np.uint8),
         grid,
         nodata=None,
@@ -212,33 +277,6 @@ def generate_synthetic(
         },
         resampling="NEAREST",
     )
-
-    site_dates = assessment_dates(dates[1], rng)
-    sites = build_sites(
-        rng,
-        ground.plan,
-        ground.site_xy,
-        ground.eligible,
-        site_dates,
-        aoi_utm,
-        grid.crs.to_wkt(),
-        aoi.unosat_aoi,
-        nvd_share=NVD_SHARE[mode],
-    )
-    write_geopackage(sites, paths.unosat_gpkg, site_dates[-1])
-    write_zipped_shapefile(sites, paths.unosat_zip, site_dates[-1])
-    write_buildings(ground.footprints, paths.buildings, site_dates[-1])
-    plan = ground.plan
-    log.info(
-        "%s: %d buildings, %d damaged visibly, %d sites (%d no visible damage) -> %s",
-        aoi.slug,
-        len(ground.footprints),
-        int(np.isin(plan.now, (1, 2, 3)).sum()),
-        len(sites),
-        int((sites["Main_Damage_Site_Class"] == 6).sum()),
-        out,
-    )
-    return paths
 
 
 def _write_scenes(

@@ -60,7 +60,7 @@ def build_sites(
         now, later = int(plan.now[bid]), int(plan.later[bid])
         if now in (1, 2, 3):
             upgraded = 2 if now == 3 and rng.random() < 0.2 else now
-            row = [now, upgraded, upgraded]
+            row: list[float] = [now, upgraded, upgraded]
         elif now == 4:
             row = [4, 4 if rng.random() < 0.5 else 6, 6]
         elif now == 11:
@@ -88,7 +88,7 @@ def build_sites(
     for prev, cur in ((np.full(len(cls), np.nan), cls[:, 1]), (cls[:, 1], cls[:, 2])):
         col = np.where(
             np.isnan(cur),
-            None,
+            np.array(None, dtype=object),
             np.where(
                 np.isin(cur, (1, 2, 3, 4, 11)),
                 np.where(np.isin(prev, (1, 2, 3, 4, 11)), STATUS_SAME, STATUS_NEW),
@@ -96,7 +96,9 @@ def build_sites(
             ),
         )
         status.append(col)
-    status[0] = np.where(np.isnan(cls[:, 0]), None, status[0])  # first change vs date one
+    status[0] = np.where(
+        np.isnan(cls[:, 0]), np.array(None, dtype=object), status[0]
+    )  # first change vs date one
     n = len(cls)
     frame = pd.DataFrame(
         {

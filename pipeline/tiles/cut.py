@@ -131,20 +131,7 @@ def cut_tiles(
     before, after, out = Path(before), Path(after), Path(out)
     if size < 1 or min_labelled < 1:
         raise PipelineUsageError("--size and --min-labelled must be positive")
-    rasters: dict[str, str | Path] = {"before": before, "after": after}
-    if targets is not None:
-        check_target_raster(targets)
-        rasters["targets"] = Path(targets)
-    else:
-        _check_prewar(before, after)
-    grid = require_same_grid(rasters)
-    for scene in (before, after):
-        check_scene_scale(scene)
-    if size > min(grid.height, grid.width):
-        raise PipelineUsageError(
-            f"tile size {size} px is larger than the scene {before} ({grid.width} x "
-            f"{grid.height} px)"
-        )
+    rasters, grid = _check_inputs(before, after, targets, size)
     level = scene_level(before, after)
     counts = TileCounts()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -175,6 +162,27 @@ def cut_tiles(
         out,
     )
     return counts
+
+
+def _check_inputs(
+    before: Path, after: Path, targets: str | Path | None, size: int
+) -> tuple[dict[str, str | Path], Grid]:
+    """The rasters to read and their one grid, or a refusal naming the file at fault."""
+    rasters: dict[str, str | Path] = {"before": before, "after": after}
+    if targets is not None:
+        check_target_raster(targets)
+        rasters["targets"] = Path(targets)
+    else:
+        _check_prewar(before, after)
+    grid = require_same_grid(rasters)
+    for scene in (before, after):
+        check_scene_scale(scene)
+    if size > min(grid.height, grid.width):
+        raise PipelineUsageError(
+            f"tile size {size} px is larger than the scene {before} ({grid.width} x "
+            f"{grid.height} px)"
+        )
+    return rasters, grid
 
 
 def _cut_all(

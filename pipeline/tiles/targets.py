@@ -21,24 +21,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import rasterio
-from rasterio.features import geometry_mask
 
 from contract.atomic import write_text_atomic
 from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN, VALUES_TEXT
 from pipeline.aoi import AOI
 from pipeline.errors import InputFileError, PipelineUsageError
-from pipeline.geo import reproject_geometry
-from pipeline.grid import Grid, grid_of
-from pipeline.labels.rasterise import after_date_of, assessed_area, burn_points, check_assessed
-from pipeline.labels.unosat import read_sites
-from pipeline.labels.unosat_values import ClassMap, class_map_from
+from pipeline.grid import Grid
+from pipeline.labels.rasterise import burn_points, known_labels, read_aoi_sites
+from pipeline.labels.unosat_values import ClassMap
 from pipeline.rasters import write_cog
 from pipeline.tiles import DEFAULT_DISC_PX, DEFAULT_RING_PX, DEFAULT_TARGET_CLASSES
 
@@ -92,18 +89,6 @@ def point_targets(
     return target
 
 
-def known_mask(aoi: AOI, grid: Grid, grid_path: Path) -> np.ndarray:
-    """Assessed ground with a valid observation in the scene: where a target can be known."""
-    known = np.zeros(grid.shape, dtype=bool)
-    geom = reproject_geometry(assessed_area(aoi), "EPSG:4326", grid.crs)
-    if not geom.is_empty:
-        known = geometry_mask([geom], out_shape=grid.shape, transform=grid.transform, invert=True)
-    with rasterio.open(grid_path) as src:
-        for _, window in src.block_windows(1):
-            known[window.toslices()] &= src.dataset_mask(window=window) > 0
-    return known
-
-
 def make_point_targets(
     aoi: AOI,
     grid_path: str | Path,
@@ -114,28 +99,16 @@ def make_point_targets(
     """Write the target raster of one AOI from its UNOSAT points; return the summary."""
     grid_path, unosat_path, out = Path(grid_path), Path(unosat_path), Path(out)
     opts.check()
-    if aoi.labels is None:
-        raise InputFileError(
-            f"{aoi.source_file or aoi.slug}: AOI {aoi.slug} is map-only (no labels property): "
-            "it has no UNOSAT points to make targets from"
-        )
-    check_assessed(aoi)
-    grid = grid_of(grid_path)
-    after = opts.after_date or after_date_of(grid_path)
-    mapping = {
-        **class_map_from(
-            cast("Mapping[object, object]", aoi.labels.class_map),
-            f"{aoi.source_file or aoi.slug}: labels",
-        ),
-        **(opts.class_map or {}),
-    }
-    sites = read_sites(unosat_path, aoi.labels.fields, opts.classes, mapping)
+    grid, after, _, sites = read_aoi_sites(
+        aoi, grid_path, unosat_path, opts.classes, opts.after_date, opts.class_map
+    )
     frame = sites.frame.to_crs(grid.crs)
     xy = np.column_stack([frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy()])
     first = frame["first_date"].to_numpy(dtype="datetime64[D]")
     dated = ~np.isnat(first)
     positive = dated & (first <= np.datetime64(after))
-    target = point_targets(known_mask(aoi, grid, grid_path), grid, xy, positive, opts)
+    known = known_labels(aoi, grid, grid_path) == NO_DAMAGE
+    target = point_targets(known, grid, xy, positive, opts)
     summary = _summary(aoi, unosat_path, grid_path, after, opts, positive, dated, target)
     summary["sites_read"] = int(len(frame))
     if not (target != UNKNOWN).any():
