@@ -43,7 +43,7 @@ from damagenet.data.pairs import (
     processing_level,
     training_ground,
 )
-from damagenet.errors import DamagenetError, DamagenetUsageError
+from damagenet.errors import DamagenetError
 from damagenet.evaluation.metrics import choose_threshold, ranking_metrics
 from damagenet.inference.scoring import predict_logits, resolve_device, sigmoid
 from damagenet.models.centre_tap import use_centre_taps
@@ -108,8 +108,8 @@ def train(
     cfg = cfg or TrainConfig()
     check_config(cfg)
     out_dir, ckpt = Path(out_dir), Path(ckpt)
-    _check_writable(ckpt)
     run = prepare(Path(npz), cfg)
+    _check_writable(ckpt)
     with staged_folder(out_dir) as stage:
         with ProvisionalSaver(ckpt, cfg, run.saving) as save_provisional:
             history, best = fit(run, stage, save_provisional)
@@ -123,9 +123,8 @@ def _check_writable(ckpt: Path) -> None:
         with tempfile.TemporaryFile(dir=ckpt.parent):
             pass
     except OSError as exc:
-        raise DamagenetUsageError(
-            f"{ckpt}: cannot write the checkpoint in {ckpt.parent} ({describe_os_error(exc)}); "
-            "choose a folder you can write to"
+        raise DamagenetError(
+            f"{ckpt}: cannot write the checkpoint in {ckpt.parent} ({describe_os_error(exc)})"
         ) from exc
 
 
