@@ -16,7 +16,13 @@ share of them (``--hard-negative-share``, default 0.7) are *hard negatives*: und
 built-up ground, so that "town versus field" no longer predicts the label. They are taken first
 from patches holding UNOSAT "No Visible Damage" sites (``--nvd``: ground an analyst looked at and
 found intact), then from patches whose before image looks built-up (:func:`built_up`), and the
-rest of the negatives at random.
+rest of the negatives at random. When a split of an AOI has too few no-damage patches, its
+damaged patches are sampled down to balance (and a warning names the AOIs and counts), unless
+``--keep-imbalance`` keeps them, warned.
+
+With ``--tile-size`` the inputs are tile files (``pipeline tiles``) and the dataset is a tile
+dataset (:data:`contract.npz_keys.TILES`): the same splits, every tile of a split kept, and a
+pre-war tile file of an AOI on that AOI's blocks, so its ground stays in one split.
 """
 
 from __future__ import annotations
