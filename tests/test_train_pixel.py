@@ -236,3 +236,19 @@ def test_a_full_disk_at_the_final_checkpoint_leaves_no_log(tmp_path, monkeypatch
     assert "no space left" in capsys.readouterr().err.lower()
     assert not any(out.iterdir())  # no log, no summary, no metrics, no staging folder
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_unet_imagenet_weights_come_only_from_a_named_file(tmp_path):
+    import torchvision
+
+    from damagenet.errors import DamagenetUsageError
+    from damagenet.training.tasks import build_network
+
+    cfg = TrainConfig(arch="siamese-unet", encoder="resnet18", weights="imagenet")
+    with pytest.raises(DamagenetUsageError, match="--weights-file"):
+        build_network(cfg)
+    reference = torchvision.models.resnet18()
+    torch.save(reference.state_dict(), tmp_path / "r18.pth")
+    cfg.weights_file = str(tmp_path / "r18.pth")
+    model = build_network(cfg)
+    assert torch.equal(model.encoder.layers[0][0].conv1.weight, reference.layer1[0].conv1.weight)

@@ -31,7 +31,6 @@ from torch import nn
 
 from contract.atomic import write_text_atomic
 from contract.labels import DAMAGE, UNKNOWN
-from contract.npz_keys import PATCHES, TILES
 from damagenet.data import pairs, tiles
 from damagenet.data.pairs import Preprocess, Split, TensorSplit, augment_all, dataset_config
 from damagenet.errors import DamagenetUsageError
@@ -54,7 +53,6 @@ class Task(Protocol):
     """What the training loop asks of a task (see the module docstring)."""
 
     unit: str
-    kind: str
 
     def load(self, npz: str | Path) -> dict[str, Split]: ...
     def require_both_classes(self, npz: str | Path, name: str, split: Split) -> None: ...
@@ -94,7 +92,6 @@ class PairTask:
     """One label per pair: the study's patch classifier."""
 
     unit = "pair"
-    kind = PATCHES
 
     def load(self, npz: str | Path) -> dict[str, Split]:
         return pairs.load_splits(npz)
@@ -187,7 +184,6 @@ class PixelTask:
     dice_weight: float = 0.0
     oversample: float = 0.5
     unit = "tile"
-    kind = TILES
 
     def load(self, npz: str | Path) -> dict[str, Split]:
         return tiles.load_tiles(npz)
