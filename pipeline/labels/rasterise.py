@@ -156,18 +156,23 @@ def make_labels(
         "no_damage_pixels": int((labels == NO_DAMAGE).sum()),
         "unknown_pixels": int((labels == UNKNOWN).sum()),
     }
-    if summary["positives_used"] == 0 and summary["damaged_undated"] > 0:
-        raise InputFileError(
-            f"{unosat_path}: no damage site to label in {aoi.slug}: "
-            f"{summary['damaged_undated']} damaged sites in the AOI have no date, so none can "
-            "be placed before the after scene; check the date columns of the UNOSAT file"
-        )
+    _refuse_all_undated(summary, unosat_path)
     nvd = nvd_sites(frame, in_aoi, after, labels, grid)
     summary.update(
         {"class_map": mapping, "nvd_sites": int(len(nvd)), "nvd_file": nvd_path(out).name}
     )
     _write_labels(out, labels, grid, summary, nvd, unosat_path)
     return summary
+
+
+def _refuse_all_undated(summary: dict[str, Any], unosat_path: Path) -> None:
+    """No positive because every damaged site lacks a date: a misread file, not an intact AOI."""
+    if summary["positives_used"] == 0 and summary["damaged_undated"] > 0:
+        raise InputFileError(
+            f"{unosat_path}: no damage site to label in {summary['aoi']}: "
+            f"{summary['damaged_undated']} damaged sites in the AOI have no date, so none can "
+            "be placed before the after scene; check the date columns of the UNOSAT file"
+        )
 
 
 def read_aoi_sites(

@@ -56,80 +56,8 @@ def make_landscape(
     """Build land cover, building footprints and base reflectance for one grid."""
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
     cover = np.full((height, width), VEGETATION, dtype=np.uint8)
-
-    # Farmland: rectangular parcels of crops and bare soil, with forest patches.
-    parcel = rng.integers(25, 60)
-    parcel_id = (rows // parcel).astype(np.int64) * 100_003 + (cols // (parcel * 2)).astype(
-        np.int64
-    )
-    parcel_kind = _hash01(parcel_id, int(rng.integers(1 << 30)))
-    cover[parcel_kind < 0.35] = SOIL
-    forest = smooth_noise(rng, (height, width), 25) > 1.1
-    cover[forest] = FOREST
-
-    # Town: a noisy disc around the centre, with a street grid of blocks.
-    radius = 0.42 * min(height, width) * rng.uniform(0.8, 1.1)
-    dist = np.hypot(rows - centre_rc[0], cols - centre_rc[1])
-    urban = dist + 18 * smooth_noise(rng, (height, width), 30) < radius
-    period_r, period_c = int(rng.integers(11, 15)), int(rng.integers(11, 15))
-    street = 2
-    u, v = rows % period_r, cols % period_c
-    block_id = (rows // period_r).astype(np.int64) * 100_003 + (cols // period_c).astype(np.int64)
-    block_kind = _hash01(block_id, int(rng.integers(1 << 30)))
-    on_street = (u < street) | (v < street)
-    cover[urban] = VEGETATION  # gardens between houses
-    cover[urban & on_street] = ROAD
-
-    inner_r, inner_c = u - street, v - street
-    size_r, size_c = period_r - street, period_c - street
-    building = np.zeros((height, width), dtype=bool)
-    lot_key = np.zeros((height, width), dtype=np.int64)
-    # Residential blocks (60 %): a 2x2 grid of houses, 1 px garden margin each side.
-    resid = urban & ~on_street & (block_kind < 0.6)
-    lot_r, lot_c = inner_r // (size_r // 2), inner_c // (size_c // 2)
-    in_lot_r = inner_r % (size_r // 2)
-    in_lot_c = inner_c % (size_c // 2)
-    house = (
-        resid
-        & (in_lot_r >= 1)
-        & (in_lot_r < size_r // 2 - 1)
-        & (in_lot_c >= 1)
-        & (in_lot_c < size_c // 2 - 1)
-        & (lot_r < 2)
-        & (lot_c < 2)
-    )
-    building |= house
-    lot_key = np.where(
-        house, block_id * 4 + lot_r.astype(np.int64) * 2 + lot_c.astype(np.int64), lot_key
-    )
-    # Apartment slabs (25 %): one long building per block.
-    slab = (
-        urban
-        & ~on_street
-        & (block_kind >= 0.6)
-        & (block_kind < 0.85)
-        & (inner_r >= 2)
-        & (inner_r < size_r - 2)
-        & (inner_c >= 1)
-        & (inner_c < size_c - 1)
-    )
-    building |= slab
-    lot_key = np.where(slab, block_id * 4, lot_key)
-    # Industrial halls (10 %): the whole block; parks (5 %) stay green.
-    hall = (
-        urban
-        & ~on_street
-        & (block_kind >= 0.85)
-        & (block_kind < 0.95)
-        & (inner_r >= 1)
-        & (inner_c >= 1)
-        & (inner_r < size_r - 1)
-        & (inner_c < size_c - 1)
-    )
-    building |= hall
-    lot_key = np.where(hall, block_id * 4, lot_key)
-    cover[building] = BUILDING
-    cover[urban & ~on_street & ~building & (block_kind >= 0.85) & (block_kind < 0.95)] = SOIL
+    _farmland(rng, cover, rows, cols)
+    building, lot_key = _town(rng, cover, rows, cols, centre_rc)
 
     # A river crossing the scene.
     angle = rng.uniform(0, np.pi)
@@ -144,14 +72,99 @@ def make_landscape(
     keys, inverse = np.unique(np.where(building, lot_key, -1), return_inverse=True)
     first_is_ground = keys.size > 0 and keys[0] == -1
     building_id = inverse.reshape(height, width).astype(np.int32) + (0 if first_is_ground else 1)
-    n = int(building_id.max())
-    roof = rng.integers(0, len(ROOFS), size=n + 1)
-
+    roof = rng.integers(0, len(ROOFS), size=int(building_id.max()) + 1)
     texture = (
         1.0
         + 0.06 * smooth_noise(rng, (height, width), 2.0)
         + 0.04 * smooth_noise(rng, (height, width), 8.0)
     )
+    reflectance = _reflectance(rng, cover, building_id, roof) * texture
+    return Landscape(
+        cover=cover, building_id=building_id, roof=roof, reflectance=reflectance, texture=texture
+    )
+
+
+def _farmland(
+    rng: np.random.Generator, cover: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> None:
+    """Rectangular parcels of crops and bare soil, with forest patches (in ``cover``)."""
+    parcel = rng.integers(25, 60)
+    parcel_id = (rows // parcel).astype(np.int64) * 100_003 + (cols // (parcel * 2)).astype(
+        np.int64
+    )
+    parcel_kind = _hash01(parcel_id, int(rng.integers(1 << 30)))
+    cover[parcel_kind < 0.35] = SOIL
+    forest = smooth_noise(rng, cover.shape, 25) > 1.1
+    cover[forest] = FOREST
+
+
+def _town(
+    rng: np.random.Generator,
+    cover: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    centre_rc: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy disc around the centre with a street grid of blocks: (building, lot key)."""
+    height, width = cover.shape
+    radius = 0.42 * min(height, width) * rng.uniform(0.8, 1.1)
+    dist = np.hypot(rows - centre_rc[0], cols - centre_rc[1])
+    urban = dist + 18 * smooth_noise(rng, (height, width), 30) < radius
+    period = (int(rng.integers(11, 15)), int(rng.integers(11, 15)))
+    street = 2
+    u, v = rows % period[0], cols % period[1]
+    block_id = (rows // period[0]).astype(np.int64) * 100_003 + (cols // period[1]).astype(np.int64)
+    block_kind = _hash01(block_id, int(rng.integers(1 << 30)))
+    on_street = (u < street) | (v < street)
+    cover[urban] = VEGETATION  # gardens between houses
+    cover[urban & on_street] = ROAD
+    blocks = urban & ~on_street
+    inner = (u - street, v - street)
+    size = (period[0] - street, period[1] - street)
+    building, lot_key = _block_buildings(blocks, block_kind, block_id, inner, size)
+    cover[building] = BUILDING
+    cover[blocks & ~building & (block_kind >= 0.85) & (block_kind < 0.95)] = SOIL
+    return building, lot_key
+
+
+def _block_buildings(
+    blocks: np.ndarray,
+    kind: np.ndarray,
+    block_id: np.ndarray,
+    inner: tuple[np.ndarray, np.ndarray],
+    size: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Houses, slabs and halls inside the blocks by their kind: (building, lot key)."""
+    (inner_r, inner_c), (size_r, size_c) = inner, size
+    # Residential blocks (60 %): a 2x2 grid of houses, 1 px garden margin each side.
+    lot_r, lot_c = inner_r // (size_r // 2), inner_c // (size_c // 2)
+    in_lot_r, in_lot_c = inner_r % (size_r // 2), inner_c % (size_c // 2)
+    house = (
+        blocks
+        & (kind < 0.6)
+        & (in_lot_r >= 1)
+        & (in_lot_r < size_r // 2 - 1)
+        & (in_lot_c >= 1)
+        & (in_lot_c < size_c // 2 - 1)
+        & (lot_r < 2)
+        & (lot_c < 2)
+    )
+    lot_key = np.where(house, block_id * 4 + lot_r.astype(np.int64) * 2 + lot_c.astype(np.int64), 0)
+    # Apartment slabs (25 %): one long building per block.
+    slab = blocks & (kind >= 0.6) & (kind < 0.85) & (inner_r >= 2) & (inner_r < size_r - 2)
+    slab &= (inner_c >= 1) & (inner_c < size_c - 1)
+    # Industrial halls (10 %): the whole block; parks (5 %) stay green.
+    hall = blocks & (kind >= 0.85) & (kind < 0.95) & (inner_r >= 1) & (inner_c >= 1)
+    hall &= (inner_r < size_r - 1) & (inner_c < size_c - 1)
+    lot_key = np.where(slab | hall, block_id * 4, lot_key)
+    return house | slab | hall, lot_key
+
+
+def _reflectance(
+    rng: np.random.Generator, cover: np.ndarray, building_id: np.ndarray, roof: np.ndarray
+) -> np.ndarray:
+    """(4, H, W) base reflectance: each class's spectrum with its spread, roofs by material."""
+    height, width = cover.shape
     reflectance = np.empty((4, height, width), dtype=np.float32)
     for cls, (mean, spread) in SPECTRA.items():
         mask = cover == cls
@@ -165,10 +178,7 @@ def make_landscape(
         reflectance[b] = np.where(
             cover == BUILDING, reflectance[b] * roof_gain[..., b], reflectance[b]
         )
-    reflectance *= texture
-    return Landscape(
-        cover=cover, building_id=building_id, roof=roof, reflectance=reflectance, texture=texture
-    )
+    return reflectance
 
 
 def _hash01(keys: np.ndarray, salt: int) -> np.ndarray:

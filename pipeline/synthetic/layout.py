@@ -95,6 +95,49 @@ def plan_town(
     u_lines = _lines(rng, radius * 1.3, (70, 150))
     v_lines = _lines(rng, radius * 1.3, (60, 190))
     cos_t, sin_t = np.cos(theta), np.sin(theta)
+    parts, block_kind = _blocks(rng, centre, (cos_t, sin_t), u_lines, v_lines, street_w, urban)
+    if parts:
+        uu, vv, ll, ww, aa, hh, kk, vac = (np.concatenate(c) for c in zip(*parts, strict=True))
+    else:
+        uu = vv = ll = ww = aa = hh = np.zeros(0)
+        kk, vac = np.zeros(0, dtype=int), np.zeros(0, dtype=bool)
+    x = centre[0] + uu * cos_t - vv * sin_t
+    y = centre[1] + uu * sin_t + vv * cos_t
+    keep = urban(x, y)
+    kind = kk[keep].astype(np.int8)
+    roof = np.zeros(kind.size, dtype=np.int64)
+    for k, p in ROOF_P.items():
+        sel = kind == k
+        roof[sel] = rng.choice(len(ROOF_SPECTRA), size=int(sel.sum()), p=p)
+    return TownPlan(
+        cx=x[keep],
+        cy=y[keep],
+        length=ll[keep],
+        width=ww[keep],
+        angle=theta + aa[keep],
+        height=hh[keep],
+        kind=kind,
+        roof=roof,
+        vacant=vac[keep].astype(bool),
+        street_angle=theta,
+        u_lines=u_lines,
+        v_lines=v_lines,
+        street_width=street_w,
+        block_kind=block_kind,
+    )
+
+
+def _blocks(
+    rng: np.random.Generator,
+    centre: tuple[float, float],
+    rotation: tuple[float, float],
+    u_lines: np.ndarray,
+    v_lines: np.ndarray,
+    street_w: float,
+    urban: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> tuple[list[tuple], dict[tuple[int, int], str]]:
+    """Each urban block's kind and the building rectangles of the built ones."""
+    cos_t, sin_t = rotation
     parts: list[tuple] = []
     block_kind: dict[tuple[int, int], str] = {}
     for i in range(len(u_lines) - 1):
@@ -125,35 +168,7 @@ def plan_town(
                 rng, u0, u1, v0, v1
             )
             parts.append(rects)
-    if parts:
-        uu, vv, ll, ww, aa, hh, kk, vac = (np.concatenate(c) for c in zip(*parts, strict=True))
-    else:
-        uu = vv = ll = ww = aa = hh = np.zeros(0)
-        kk, vac = np.zeros(0, dtype=int), np.zeros(0, dtype=bool)
-    x = centre[0] + uu * cos_t - vv * sin_t
-    y = centre[1] + uu * sin_t + vv * cos_t
-    keep = urban(x, y)
-    kind = kk[keep].astype(np.int8)
-    roof = np.zeros(kind.size, dtype=np.int64)
-    for k, p in ROOF_P.items():
-        sel = kind == k
-        roof[sel] = rng.choice(len(ROOF_SPECTRA), size=int(sel.sum()), p=p)
-    return TownPlan(
-        cx=x[keep],
-        cy=y[keep],
-        length=ll[keep],
-        width=ww[keep],
-        angle=theta + aa[keep],
-        height=hh[keep],
-        kind=kind,
-        roof=roof,
-        vacant=vac[keep].astype(bool),
-        street_angle=theta,
-        u_lines=u_lines,
-        v_lines=v_lines,
-        street_width=street_w,
-        block_kind=block_kind,
-    )
+    return parts, block_kind
 
 
 def _houses(rng: np.random.Generator, u0: float, u1: float, v0: float, v1: float):

@@ -54,6 +54,38 @@ def build_sites(
     ``nvd_share`` of the intact buildings is assessed "No Visible Damage" (class 6) at every
     date, as UNOSAT does for buildings it checked: the hard negatives of the dataset step.
     """
+    classes, points = _assessed(rng, plan, xy, eligible, nvd_share)
+    _outside(rng, aoi_utm, classes, points)
+    cls = np.array(classes, dtype=float)
+    status = _statuses(cls)
+    n = len(cls)
+    frame = pd.DataFrame(
+        {
+            "SiteID": [f"{code}-{i + 1:05d}" for i in range(n)],
+            "SensorDate": pd.to_datetime([dates[0]] * n),
+            "Main_Damage_Site_Class": pd.array(cls[:, 0], dtype="Int32"),
+            "SensorDate_2": pd.to_datetime([dates[1]] * n),
+            "Main_Damage_Site_Class_2": pd.array(cls[:, 1], dtype="Int32"),
+            "Damage_Status_2": status[0],
+            "SensorDate_3": pd.to_datetime([dates[2]] * n),
+            "Main_Damage_Site_Class_3": pd.array(cls[:, 2], dtype="Int32"),
+            "Damage_Status_3": status[1],
+            "Confidence": rng.choice(["High", "Medium"], size=n, p=[0.7, 0.3]),
+            "Neighborhood": "Synthetic",
+        }
+    )
+    gdf = gpd.GeoDataFrame(frame, geometry=points, crs=crs).to_crs("EPSG:4326")
+    return gdf
+
+
+def _assessed(
+    rng: np.random.Generator,
+    plan: DamagePlan,
+    xy: np.ndarray,
+    eligible: np.ndarray,
+    nvd_share: float,
+) -> tuple[list[list[float]], list[Point]]:
+    """The classes at the three dates and the point of every assessed building."""
     classes: list[list[float]] = []
     points: list[Point] = []
     for bid in eligible:
@@ -73,7 +105,16 @@ def build_sites(
             continue
         classes.append(row)
         points.append(Point(xy[bid]))
-    # A few sites just outside the AOI polygon (UNOSAT areas do not follow our AOI edges).
+    return classes, points
+
+
+def _outside(
+    rng: np.random.Generator,
+    aoi_utm: BaseGeometry,
+    classes: list[list[float]],
+    points: list[Point],
+) -> None:
+    """A few sites just outside the AOI polygon (UNOSAT areas do not follow our AOI edges)."""
     ring = aoi_utm.buffer(250).difference(aoi_utm.buffer(40))
     minx, miny, maxx, maxy = ring.bounds
     outside = 0
@@ -83,12 +124,16 @@ def build_sites(
             classes.append([int(rng.choice([1, 2])), np.nan, np.nan])
             points.append(p)
             outside += 1
-    cls = np.array(classes, dtype=float)
+
+
+def _statuses(cls: np.ndarray) -> list[np.ndarray]:
+    """``Damage_Status_2`` and ``_3``: new, same or no damage against the previous date."""
+    none = np.array(None, dtype=object)
     status = []
     for prev, cur in ((np.full(len(cls), np.nan), cls[:, 1]), (cls[:, 1], cls[:, 2])):
         col = np.where(
             np.isnan(cur),
-            np.array(None, dtype=object),
+            none,
             np.where(
                 np.isin(cur, (1, 2, 3, 4, 11)),
                 np.where(np.isin(prev, (1, 2, 3, 4, 11)), STATUS_SAME, STATUS_NEW),
@@ -96,27 +141,8 @@ def build_sites(
             ),
         )
         status.append(col)
-    status[0] = np.where(
-        np.isnan(cls[:, 0]), np.array(None, dtype=object), status[0]
-    )  # first change vs date one
-    n = len(cls)
-    frame = pd.DataFrame(
-        {
-            "SiteID": [f"{code}-{i + 1:05d}" for i in range(n)],
-            "SensorDate": pd.to_datetime([dates[0]] * n),
-            "Main_Damage_Site_Class": pd.array(cls[:, 0], dtype="Int32"),
-            "SensorDate_2": pd.to_datetime([dates[1]] * n),
-            "Main_Damage_Site_Class_2": pd.array(cls[:, 1], dtype="Int32"),
-            "Damage_Status_2": status[0],
-            "SensorDate_3": pd.to_datetime([dates[2]] * n),
-            "Main_Damage_Site_Class_3": pd.array(cls[:, 2], dtype="Int32"),
-            "Damage_Status_3": status[1],
-            "Confidence": rng.choice(["High", "Medium"], size=n, p=[0.7, 0.3]),
-            "Neighborhood": "Synthetic",
-        }
-    )
-    gdf = gpd.GeoDataFrame(frame, geometry=points, crs=crs).to_crs("EPSG:4326")
-    return gdf
+    status[0] = np.where(np.isnan(cls[:, 0]), none, status[0])  # first change vs date one
+    return status
 
 
 def write_geopackage(gdf: gpd.GeoDataFrame, path: Path, stamp: dt.date) -> None:
