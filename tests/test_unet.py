@@ -122,3 +122,20 @@ def test_a_checkpoint_from_before_the_registry_loads_as_the_siamese_resnet(tmp_p
     out = capsys.readouterr().out
     assert "name: siamese-resnet" in out and f"parameters: {parameter_count(net)}" in out
     assert "processing level: not recorded" in out
+
+
+def test_inference_folding_traces_the_unet_and_keeps_its_outputs():
+    """Maps fold batch norms by tracing with torch.fx: the decoder's size matching is a leaf."""
+    from damagenet.inference.scoring import optimise_for_inference
+
+    torch.manual_seed(2)
+    model = SiameseUNet("small", "both", True, width=4).eval()
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    fast = optimise_for_inference(model, torch.device("cpu"))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    for n, size in ((1, 17), (3, 24)):
+        x, y = torch.randn(n, 4, size, size), torch.randn(n, 4, size, size)
+        with torch.no_grad():
+            assert torch.allclose(fast(x, y), model(x, y), atol=1e-5)

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 from torchvision import models
@@ -160,6 +161,10 @@ def match_size(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         return x
     x = x[..., : min(x.shape[-2], int(size[0])), : min(x.shape[-1], int(size[1]))]
     return F.pad(x, (0, max(dw, 0), 0, max(dh, 0)), mode="replicate")
+
+
+# a leaf for torch.fx: inference folds batch norms by tracing, which cannot follow size checks
+torch.fx.wrap("match_size")
 
 
 class SiameseUNet(nn.Module):
