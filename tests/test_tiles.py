@@ -226,3 +226,26 @@ def test_cli_targets_tiles_dataset(tiles, aoi_rasters, tmp_path, monkeypatch, ca
     assert cli.main(["-q", "dataset", *inputs, "--tile-size", "64", "--out", str(out)]) == 0
     assert str(np.load(out)[DATASET_KIND]) == TILES
     assert "| bucha | train |" in (tmp_path / "ds_summary.md").read_text()
+
+
+def test_change_map_is_the_target_itself(aoi_rasters, tmp_path):
+    """OSCD-style change maps (1 change, 0 no change, 255 unknown) go through unchanged."""
+    from pipeline.grid import grid_of
+    from pipeline.rasters import write_cog
+
+    r = aoi_rasters["irpin"]
+    grid = grid_of(r["after"])
+    change = np.zeros(grid.shape, dtype=np.uint8)
+    change[20:30, 40:90], change[150:, :] = DAMAGE, UNKNOWN
+    cm = tmp_path / "cm.tif"
+    write_cog(cm, change, grid, nodata=UNKNOWN, descriptions=["change"], resampling="NEAREST")
+    cut_tiles("irpin", r["before"], r["after"], cm, tmp_path / "t.npz", size=T)
+    d = np.load(tmp_path / "t.npz")
+    with rasterio.open(r["before"]) as b, rasterio.open(r["after"]) as a:
+        nodata = (b.read() == 0).any(0) | (a.read() == 0).any(0)
+    for i in range(len(d["label"])):
+        win = np.s_[
+            int(d["row"][i]) : int(d["row"][i]) + T, int(d["col"][i]) : int(d["col"][i]) + T
+        ]
+        assert (d["label"][i] == np.where(nodata[win], UNKNOWN, change[win])).all()
+    assert int(d["damage_pixels"].sum()) == int((d["label"] == DAMAGE).sum()) > 0
