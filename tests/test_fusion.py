@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from damagenet.radar.fusion import NullStats, fit_learned, learned_scores, training_free
+from damagenet.radar.fusion import NullStats, fit_learned, training_free
 
 
 def test_null_standardisation_by_hand():
@@ -36,10 +36,21 @@ def test_learned_fusion_uses_both_sensors_and_missing_optics():
     X = np.column_stack([radar, optical])
     half = n // 2
     model = fit_learned(X[:half], y[:half], seed=0)
-    p = learned_scores(model, X[half:])
+    p = model.scores(X[half:])
     fused, alone = roc_auc_score(y[half:], p), roc_auc_score(y[half:], radar[half:])
     assert fused > alone + 0.03
-    again = learned_scores(fit_learned(X[:half], y[:half], seed=0), X[half:])
+    again = fit_learned(X[:half], y[:half], seed=0).scores(X[half:])
     np.testing.assert_array_equal(p, again)
     with pytest.raises(ValueError, match="damaged and intact"):
         fit_learned(X[:10], np.zeros(10))
+
+
+def test_learned_fusion_leaves_out_a_feature_never_seen():
+    rng = np.random.default_rng(1)
+    y = rng.random(500) < 0.3
+    X = np.column_stack([y + rng.normal(0, 0.5, 500), np.full(500, np.nan)])  # all clouded
+    model = fit_learned(X, y)
+    assert model.columns == (0,)
+    assert roc_auc_score(y, model.scores(X)) > 0.8
+    with pytest.raises(ValueError, match="every feature is missing"):
+        fit_learned(X[:, 1:], y)

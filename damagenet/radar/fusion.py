@@ -63,16 +63,30 @@ def learned_model(seed: int = 0) -> Any:
     return HistGradientBoostingClassifier(random_state=seed, **GBT_PARAMS)
 
 
+@dataclass(frozen=True)
+class LearnedFusion:
+    """A fitted model and the feature columns it uses: a column never seen in training (all
+    missing, as optical features are under total cloud) is left out, not guessed."""
+
+    model: Any
+    columns: tuple[int, ...]
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Damage probability of each row of ``features``."""
+        x = np.asarray(features, dtype=np.float64)[:, list(self.columns)]
+        return self.model.predict_proba(x)[:, 1]
+
+
 def fit_learned(
     features: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None, seed: int = 0
-) -> Any:
+) -> LearnedFusion:
     """Fit :func:`learned_model` on ``(n, k)`` features (NaN allowed) and 0/1 labels."""
     y = np.asarray(labels).astype(int)
     if len(np.unique(y)) < 2:
         raise ValueError("the learned fusion needs damaged and intact examples to train on")
-    return learned_model(seed).fit(np.asarray(features, dtype=np.float64), y, sample_weight=weights)
-
-
-def learned_scores(model: Any, features: np.ndarray) -> np.ndarray:
-    """Damage probability of each row of ``features`` from a fitted model."""
-    return model.predict_proba(np.asarray(features, dtype=np.float64))[:, 1]
+    x = np.asarray(features, dtype=np.float64)
+    columns = tuple(int(c) for c in np.flatnonzero(np.isfinite(x).any(axis=0)))
+    if not columns:
+        raise ValueError("every feature is missing in the training units")
+    model = learned_model(seed).fit(x[:, list(columns)], y, sample_weight=weights)
+    return LearnedFusion(model, columns)
