@@ -31,6 +31,12 @@ PROCESSING_LEVEL = "processing_level"
 #: :data:`TILES` (``y_<split>`` of shape (N, H, W) uint8 per-pixel targets: 1 change or damage,
 #: 0 negative, 255 ignore, i.e. :data:`contract.labels.UNKNOWN`). Both keep the other keys.
 DATASET_KIND = "kind"
+#: Per-split arrays of a tile dataset besides :data:`DATASET_EXTRA`: damage pixels per tile
+#: (int32; training oversamples tiles holding damage) and 1 for a tile of a temporal negative
+#: pair (uint8: two dates before the war, all negative).
+DAMAGE_PIXELS = "damage_pixels"
+PREWAR = "prewar"
+TILE_EXTRA: tuple[str, ...] = (DAMAGE_PIXELS, PREWAR)
 PATCHES = "patches"
 TILES = "tiles"
 

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "pipeline.radar.cli",
     "pipeline.labels.cli",
     "pipeline.patches",
+    "pipeline.tiles.cli",
     "pipeline.dataset",
 )
 

@@ -43,18 +43,21 @@ from contract.atomic import write_text_atomic
 from contract.bands import BANDS
 from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN
 from contract.npz_keys import (
+    DAMAGE_PIXELS,
     DATASET_EXTRA,
     DATASET_KIND,
     PATCH_KEYS,
     PATCHES,
     PROCESSING_LEVEL,
     SPLITS,
+    TILE_EXTRA,
     TILES,
     split_key,
 )
+from contract.npz_keys import PREWAR as PREWAR_FLAG
 from pipeline.errors import InputFileError, PipelineError, PipelineUsageError
 from pipeline.npz import save_npz
-from pipeline.tiles import DAMAGE_PIXELS, PAIR, PREWAR, PREWAR_KEY, TILE_EXTRA
+from pipeline.tiles import PAIR, PREWAR
 from pipeline.tiles.summary import TILE_COUNTS, tile_log_line, tile_markdown, tile_totals
 
 log = logging.getLogger(__name__)
@@ -745,7 +748,7 @@ def tile_rows(placed: list[_Placed], arrays: dict[str, dict[str, list[np.ndarray
             take(arrays[s], p, idx)
             arrays[s]["y"].append(y)
             arrays[s][DAMAGE_PIXELS].append(damage)
-            arrays[s][PREWAR_KEY].append(np.full(len(idx), int(p.ps.prewar), dtype=np.uint8))
+            arrays[s][PREWAR_FLAG].append(np.full(len(idx), int(p.ps.prewar), dtype=np.uint8))
         row["blocks"] = len(blocks)
         rows[s] = row
     return rows

@@ -20,9 +20,5 @@ DEFAULT_TILE_SIZE = 64
 #: :data:`PREWAR` (a temporal negative pair: two dates before the war, all negative).
 PAIR = "pair"
 WAR, PREWAR = "war", "prewar"
-#: Per-tile keys of a tile file, and per split (``<key>_<split>``) of a tile dataset besides
-#: :data:`contract.npz_keys.DATASET_EXTRA`: damage pixels per tile (training oversamples tiles
-#: holding damage) and 1 for a tile of a temporal negative pair.
-DAMAGE_PIXELS = "damage_pixels"
-PREWAR_KEY = "prewar"
-TILE_EXTRA: tuple[str, ...] = (DAMAGE_PIXELS, PREWAR_KEY)
+# The per-tile keys of a tile file and a tile dataset (damage pixels, pre-war flag) are
+# contract.npz_keys.DAMAGE_PIXELS, PREWAR and TILE_EXTRA: damagenet reads them by those names.

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN
+from contract.npz_keys import PREWAR as PREWAR_FLAG
 from contract.npz_keys import SPLITS, split_key
-from pipeline.tiles import PREWAR_KEY
 
 #: Counts of one AOI and split, in the order of the Markdown table.
 TILE_COUNTS = (
@@ -35,7 +35,7 @@ def tile_totals(arrays: dict[str, np.ndarray], split: str) -> dict[str, Any]:
     return {
         "tiles": int(len(y)),
         "tiles_with_damage": int((y == DAMAGE).any(axis=(1, 2)).sum()),
-        "prewar_tiles": int(arrays[split_key(PREWAR_KEY, split)].sum()),
+        "prewar_tiles": int(arrays[split_key(PREWAR_FLAG, split)].sum()),
         "damage_pixels": damage,
         "negative_pixels": negative,
         "ignored_pixels": int((y == UNKNOWN).sum()),
