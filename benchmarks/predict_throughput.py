@@ -112,12 +112,12 @@ def pixel_maps(
     pair: dict[str, Path], encoder: str, device: str, memory_mb: float, patch_seconds: float
 ) -> None:
     """The pixel model's whole map, end to end, against the patch model's at stride 8; and its
-    map in the tiles of ``memory_mb`` against one scored in tiles of a quarter of it."""
+    map in the tiles of ``memory_mb`` against one scored in tiles of half of it."""
     ckpt = make_pixel_checkpoint(encoder)
     with rasterio.open(pair["before"]) as src:
         km2 = src.width * src.height * 1e-4  # 10 m pixels
     probs = {}
-    for mb in (memory_mb, memory_mb / 4):
+    for mb in (memory_mb, memory_mb / 2):
         out = OUT / f"pred_pixel_{mb:g}" / "bench_damage_prob.tif"
         s = predict_map(
             pair["before"],

@@ -235,3 +235,50 @@ def test_processing_level_mismatch_is_warned_and_recorded(tmp_path, pair, ckpts,
         PredictOptions(progress=False, device="cpu"),
     )
     assert same["processing_level"]["mismatch"] is False
+
+
+def test_a_budget_too_small_for_the_context_is_a_usage_error(tmp_path, pair, ckpts, capsys):
+    out = tmp_path / "small" / "s_damage_prob.tif"
+    code = main(
+        [
+            "-q",
+            "predict",
+            "--before",
+            str(pair["before"]),
+            "--after",
+            str(pair["after"]),
+            "--ckpt",
+            str(ckpts["a"]),
+            "--memory-mb",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--memory-mb 1 gives tiles of" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_dask_backed_xarray_scenes_give_the_file_map(tmp_path, pair, ckpts):
+    import rioxarray
+
+    mb = _tiles_mb(ckpts["a"], 64)
+    scenes = [
+        rioxarray.open_rasterio(pair[k], chunks={"band": -1, "y": 64, "x": -1})
+        for k in ("before", "after")
+    ]
+    out = tmp_path / "xr" / "xr_damage_prob.tif"
+    s = predict_map(
+        *scenes,
+        ckpts["a"],
+        out,
+        PredictOptions(progress=False, device="cpu", memory_mb=mb),
+        labels=pair["labels"],
+    )
+    _predict(tmp_path, pair, ckpts["a"], "xr_file", memory_mb=mb)
+    assert s["before"] == str(pair["before"]) and s["model"]["tiles"]["tiles"] > 1
+    for suffix in (*RASTERS, "patches.gpkg"):
+        a = (tmp_path / "xr" / f"xr_damage_{suffix}").read_bytes()
+        b = (tmp_path / "xr_file" / f"xr_file_damage_{suffix}").read_bytes()
+        assert a == b

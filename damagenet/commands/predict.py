@@ -40,12 +40,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="write damage maps for a before/after scene pair",
-        description="Slide the model over an aligned scene pair and write a float32 "
+        description="Score an aligned scene pair with the checkpoint's model (a patch model "
+        "slid every --stride px, or a pixel model such as --arch siamese-unet over "
+        "overlapping tiles as large as --memory-mb allows, in one pass) and write a float32 "
         "probability COG (<aoi>_damage_prob.tif; with several --ckpt the "
         "members' mean, and their spread in <aoi>_damage_uncertainty.tif), a "
         "uint8 class COG with colour "
         "table (<aoi>_damage_class.tif), QGIS styles (.qml), a styled GeoPackage "
-        "of damaged patches, a JSON summary and a quick-look PNG; with --labels "
+        "of damaged patches (a pixel model's: 16 px cells), a JSON summary and a "
+        "quick-look PNG; with --labels "
         "also an agreement raster and patch-level metrics; over an AOI the model "
         "was trained on, a split raster (<aoi>_damage_split.tif).",
     )
@@ -75,10 +78,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--stride",
         type=positive_int,
         default=8,
-        help="step between windows in px; smaller = smoother, slower (%(default)s)",
+        help="step between windows in px; smaller = smoother, slower; patch models only "
+        "(%(default)s)",
     )
     p.add_argument(
-        "--batch-size", type=positive_int, default=256, help="windows per model call (%(default)s)"
+        "--batch-size",
+        type=positive_int,
+        default=256,
+        help="windows per model call; patch models only (%(default)s)",
     )
     p.add_argument(
         "--tta", action="store_true", help="average over the 8 symmetries of the square (8x slower)"
@@ -102,18 +109,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=COMPILE_CHOICES,
         help="torch.compile the model: auto = on CUDA, and on a CPU for maps of at "
         "least 150,000 windows, where compiling pays; falls back to the "
-        "uncompiled model when no compiler works (%(default)s)",
+        "uncompiled model when no compiler works; patch models only (%(default)s)",
     )
     p.add_argument(
         "--memory-mb",
         type=positive_float,
         default=256.0,
-        help="memory budget for reading scenes, in MiB (%(default)s)",
+        help="memory budget in MiB: for a patch model the strips of scene read at once, for "
+        "a pixel model the largest tile scored at once (its input and activations) "
+        "(%(default)s)",
     )
     p.add_argument(
         "--dask-scheduler",
         metavar="ADDRESS",
-        help="score windows as tasks on this dask.distributed scheduler (e.g. "
-        "tcp://10.0.0.5:8786); the scenes are read there in chunks",
+        help="score strips of windows (a pixel model: rows of tiles) as tasks on this "
+        "dask.distributed scheduler (e.g. tcp://10.0.0.5:8786); the scenes are read there "
+        "in chunks",
     )
     p.set_defaults(func=_run)

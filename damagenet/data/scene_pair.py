@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import dask
 import numpy as np
 import rasterio
 import rioxarray  # noqa: F401 - registers the .rio accessor of xarray scenes
 import xarray as xr
-from distributed import Client
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
@@ -258,6 +256,9 @@ def _on_cluster(
     address: str,
 ) -> Iterator[np.ndarray]:
     """Each strip a dask task on the cluster; results gathered in strip order."""
+    import dask  # only with --dask-scheduler: distributed is a heavy import
+    from distributed import Client
+
     assert scenes.arrays is not None, "scenes are opened lazily for a cluster"
     before, after = scenes.arrays
     with Client(address) as client:
