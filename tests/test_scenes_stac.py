@@ -22,7 +22,7 @@ from stac_server import StacServer, make_item, write_cog
 
 from pipeline.aoi import load_aoi
 from pipeline.cli import main
-from pipeline.errors import InputFileError, PipelineUsageError, ServiceError
+from pipeline.errors import InputFileError, PipelineError, PipelineUsageError, ServiceError
 from pipeline.grid import aoi_grid
 from pipeline.scenes import acquire_scene
 from pipeline.scenes.stac_source import StacOptions
@@ -97,6 +97,12 @@ def site(tmp_path_factory):
     half = (TILE_PX // 2, TILE_PX // 2)
     write_cog(files / "SCL.tif", np.full(half, 4, np.uint8), "EPSG:32636", t20)
     write_cog(files / "SCL_cloud.tif", np.full(half, 9, np.uint8), "EPSG:32636", t20)
+    # cloud over the west or the east half of the AOI (the AOI starts at 20 m column 259)
+    split = AOI_PX0 // 2 + grid.width // 4
+    for side, cols in (("west", slice(0, split)), ("east", slice(split, None))):
+        scl = np.full(half, 4, np.uint8)
+        scl[:, cols] = 8
+        write_cog(files / f"SCL_{side}_cloud.tif", scl, "EPSG:32636", t20)
     tiles = _zone_tiles(cross, files)
     return {
         "dir": base,
@@ -369,6 +375,78 @@ def test_mosaics_tiles_in_two_utm_zones_and_baselines(tmp_path, server, site):
     for b, band in enumerate(TRUE):
         assert (data[b][west] == TRUE[band] + site["tiles"]["T35"]["add"]).all()
         assert (data[b][east] == TRUE[band] + site["tiles"]["T36"]["add"]).all()
+
+
+@pytest.mark.parametrize(
+    "first_scl, second_scl",
+    [("SCL_cloud.tif", "SCL.tif"), ("SCL_west_cloud.tif", "SCL_east_cloud.tif")],
+    ids=["cloudy-then-clear", "half-cloudy-each"],
+)
+def test_a_cloudy_item_never_hides_a_clear_one_on_the_same_date(
+    tmp_path, server, site, first_scl, second_scl
+):
+    """Issue 31.1: two items of one date (a reprocessing, an overlapping orbit), the first in
+    read order cloudy by its SCL: each pixel comes from the item that saw it clear."""
+    server.reset(
+        [
+            _item(server, site, "S2A_T36UUA_20220505_0_L2A", "2022-05-05T09:05:00Z", scl=first_scl),
+            _item(
+                server, site, "S2A_T36UUA_20220505_1_L2A", "2022-05-05T09:05:00Z", scl=second_scl
+            ),
+        ]
+    )
+    out = tmp_path / "after.tif"
+    summary = acquire_scene(site["aoi"], "after", out, "stac", stac=_options(server))
+    assert summary["valid_fraction"] == 1.0 and summary["cloud_fraction"] == 0.0
+    np.testing.assert_array_equal(assert_scene_product(out, site["grid"]), _expected(site))
+
+
+def test_without_a_clear_item_the_first_with_data_is_kept(tmp_path, server, site):
+    """Both items cloudy: the mosaic still holds data (the first item's), masked as cloud."""
+    server.reset(
+        [
+            _item(server, site, "A", "2022-05-05T09:05:00Z", scl="SCL_cloud.tif"),
+            _item(server, site, "B", "2022-05-05T09:05:00Z", scl="SCL_cloud.tif"),
+        ]
+    )
+    with pytest.raises(PipelineError, match=r"0\.0% of the AOI has a valid.*cloud 100\.0%"):
+        acquire_scene(site["aoi"], "after", tmp_path / "a.tif", "stac", stac=_options(server))
+
+
+def test_planetary_computer_token_renewed_before_expiry_and_on_403(tmp_path, server, site):
+    """Issue 31.8: a token expiring within the margin is fetched anew; a read refused with
+    HTTP 403 (a token that died mid-run) is retried once with a fresh token."""
+    import datetime as dt
+
+    from pipeline.scenes.stac_source import TOKEN_MARGIN, PlanetaryComputerSigner
+
+    server.reset()
+    now = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
+    clock = {"t": now}
+    server.token_expiry = (now + TOKEN_MARGIN * 3).isoformat().replace("+00:00", "Z")
+    signer = PlanetaryComputerSigner(_options(server, L2A), clock=lambda: clock["t"])
+    fetched = lambda: sum("/api/sas/v1/token/" in r for r in server.requests)  # noqa: E731
+    assert signer("http://x/a.tif?v=1") == f"http://x/a.tif?v=1&{server.token}"
+    signer("http://x/b.tif")
+    assert fetched() == 1  # the token is reused while it is fresh
+    clock["t"] = now + TOKEN_MARGIN * 2 + dt.timedelta(seconds=1)
+    signer("http://x/c.tif")
+    assert fetched() == 2  # within the margin of its expiry: renewed before it dies
+
+    item = _item(server, site, "PC", "2022-05-05T09:00:00Z", layout="pc", collection=L2A)
+    item["properties"]["s2:processing_baseline"] = "04.00"
+    server.reset([item])
+    server.require_token = True
+    server.stale_tokens = ["st=2020-01-01&se=2099-01-01&sig=revoked"]
+    summary = acquire_scene(
+        site["aoi"],
+        "after",
+        tmp_path / "pc.tif",
+        "stac",
+        stac=_options(server, L2A, signing="planetary-computer"),
+    )
+    assert summary["valid_fraction"] == 1.0
+    assert sum("/api/sas/v1/token/" in r for r in server.requests) == 2
 
 
 def test_planetary_computer_urls_are_signed(tmp_path, server, site):

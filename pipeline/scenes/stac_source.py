@@ -26,7 +26,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import dask
 import numpy as np
@@ -48,7 +48,7 @@ from urllib3 import Retry
 
 from contract.bands import BANDS
 from pipeline.aoi import AOI, DateWindow
-from pipeline.errors import InputFileError, PipelineUsageError, ServiceError
+from pipeline.errors import InputFileError, PipelineError, PipelineUsageError, ServiceError
 from pipeline.geo import reproject_geometry
 from pipeline.grid import Grid
 from pipeline.scenes.product import DEFAULT_MASK_CLASSES, RawScene
@@ -64,6 +64,8 @@ SAS_TOKEN_PATH = "/api/sas/v1/token/{collection}"
 RETRY_STATUS = (429, 500, 502, 503, 504)
 SIGNINGS = ("auto", "none", "planetary-computer")
 MAX_ITEMS = 1000
+#: a token is renewed this long before it expires, so no read starts with a dying one
+TOKEN_MARGIN = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -150,30 +152,62 @@ def _session(options: StacOptions) -> requests.Session:
 
 
 class PlanetaryComputerSigner:
-    """Appends Planetary Computer's anonymous SAS token to asset URLs (fetched once per run)."""
+    """Appends Planetary Computer's anonymous SAS token to asset URLs.
 
-    def __init__(self, options: StacOptions):
+    A token lives about an hour; a long run outlives it. So the token is renewed before its
+    expiry (``msft:expiry``, else the ``se=`` of the token itself) and, through
+    :meth:`renew`, whenever a read was refused with HTTP 403.
+    """
+
+    def __init__(self, options: StacOptions, clock: Callable[[], dt.datetime] | None = None):
         parts = urlsplit(options.url)
         self.token_url = f"{parts.scheme}://{parts.netloc}" + SAS_TOKEN_PATH.format(
             collection=options.collection
         )
         self._options = options
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._token: str | None = None
+        self._expiry: dt.datetime | None = None
 
     def token(self) -> str:
-        if self._token is None:
-            try:
-                resp = _session(self._options).get(self.token_url, timeout=self._options.timeout_s)
-                resp.raise_for_status()
-                self._token = str(resp.json()["token"])
-            except (requests.RequestException, ValueError, KeyError) as exc:
-                raise _service_error(
-                    exc, self._options.host, f"getting a URL token from {self.token_url}"
-                ) from exc
+        """The current token, fetched anew when none is held or it expires within the margin."""
+        if self._token is None or (
+            self._expiry is not None and self._clock() >= self._expiry - TOKEN_MARGIN
+        ):
+            self._token, self._expiry = self._fetch()
         return self._token
+
+    def renew(self) -> None:
+        """Forget the token: the next URL is signed with a fresh one (after an HTTP 403)."""
+        self._token = None
+
+    def _fetch(self) -> tuple[str, dt.datetime | None]:
+        try:
+            resp = _session(self._options).get(self.token_url, timeout=self._options.timeout_s)
+            resp.raise_for_status()
+            body = resp.json()
+            token = str(body["token"])
+        except (requests.RequestException, ValueError, KeyError) as exc:
+            raise _service_error(
+                exc, self._options.host, f"getting a URL token from {self.token_url}"
+            ) from exc
+        log.debug("Planetary Computer token fetched, expires %s", _token_expiry(body, token))
+        return token, _token_expiry(body, token)
 
     def __call__(self, href: str) -> str:
         return f"{href}{'&' if '?' in href else '?'}{self.token()}"
+
+
+def _token_expiry(body: dict[str, Any], token: str) -> dt.datetime | None:
+    """When a SAS token expires: the answer's ``msft:expiry``, else the token's ``se=``."""
+    text = body.get("msft:expiry") or next((v for k, v in parse_qsl(token) if k == "se"), None)
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def open_catalog(options: StacOptions) -> Client:
@@ -228,12 +262,16 @@ def search_items(
     return sorted(items, key=lambda it: it.id)
 
 
+def _datetime(item: pystac.Item) -> dt.datetime:
+    if item.datetime is None:
+        raise InputFileError(f"STAC item {item.id} has no datetime")
+    return item.datetime
+
+
 def _by_date(items: Sequence[pystac.Item]) -> dict[dt.date, list[pystac.Item]]:
     groups: dict[dt.date, list[pystac.Item]] = {}
     for item in items:
-        if item.datetime is None:
-            raise InputFileError(f"STAC item {item.id} has no datetime")
-        groups.setdefault(item.datetime.astimezone(dt.UTC).date(), []).append(item)
+        groups.setdefault(_datetime(item).astimezone(dt.UTC).date(), []).append(item)
     return groups
 
 
@@ -259,11 +297,13 @@ def _read_order(items: Sequence[pystac.Item], grid: Grid) -> list[pystac.Item]:
 class Loader:
     """Lazy reads of chosen bands of several items onto one grid, fused into one mosaic."""
 
-    def __init__(self, grid: Grid, options: StacOptions, patch_url: Callable[[str], str] | None):
+    def __init__(
+        self, grid: Grid, options: StacOptions, signer: PlanetaryComputerSigner | None = None
+    ):
         self.grid = grid
         self.geobox = _geobox(grid)
         self.options = options
-        self.patch_url = patch_url
+        self.signer = signer
 
     def _item(self, item: pystac.Item, info: ItemBands, bands: Sequence[str]) -> xr.DataArray:
         keys = [info.keys[b] for b in bands]
@@ -276,10 +316,31 @@ class Loader:
                 resampling={"*": "bilinear", info.keys[SCL]: "nearest"},
                 dtype="uint16",
                 nodata=0,
-                patch_url=self.patch_url,
+                patch_url=self.signer,
                 chunks={"x": self.options.chunk_px, "y": self.options.chunk_px},
             )
         return xr.concat([ds[k].isel(time=0, drop=True) for k in keys], dim="band")
+
+    def _fused(
+        self,
+        items: Sequence[pystac.Item],
+        infos: dict[str, ItemBands],
+        bands: Sequence[str],
+        offsets: Sequence[int] | None,
+    ) -> xr.DataArray:
+        """The lazy mosaic: items in read order, each pixel from the one :func:`_prefer` keeps."""
+        scl = list(bands).index(SCL) if SCL in bands else None
+        out: xr.DataArray | None = None
+        for item in _read_order(items, self.grid):
+            arr = self._item(item, infos[item.id], bands)
+            if offsets is not None:
+                arr = _shift(
+                    arr, [o - r for o, r in zip(infos[item.id].offsets, offsets, strict=True)]
+                )
+            out = arr if out is None else _prefer(out, arr, scl)
+        if out is None:
+            raise PipelineError("no STAC item to mosaic")
+        return out
 
     def mosaic(
         self,
@@ -289,30 +350,23 @@ class Loader:
         offsets: Sequence[int] | None = None,
         desc: str = "",
     ) -> np.ndarray:
-        """(bands, H, W) uint16; each pixel from the first item holding all bands there.
+        """(bands, H, W) uint16 of several items of one date (tiles, orbits, reprocessings).
 
-        With ``offsets``, each item's reflectance is shifted onto that common BOA_ADD_OFFSET,
-        so items of different processing baselines fuse on one scale.
+        Per pixel, the first item whose SCL (when ``bands`` holds it) calls the pixel clear,
+        else the first holding all bands there: a cloudy duplicate never hides a clear
+        observation. With ``offsets``, each item's reflectance is shifted onto that common
+        BOA_ADD_OFFSET, so items of different processing baselines fuse on one scale. Reads
+        refused with HTTP 403 while URLs are signed are tried once more with a fresh token.
         """
-        out: xr.DataArray | None = None
-        for item in _read_order(items, self.grid):
-            arr = self._item(item, infos[item.id], bands)
-            if offsets is not None:
-                arr = _shift(
-                    arr, [o - r for o, r in zip(infos[item.id].offsets, offsets, strict=True)]
-                )
-            out = (
-                arr
-                if out is None
-                else xr.where((out > 0).all("band"), out, arr).transpose("band", "y", "x")
-            )
-        assert out is not None
-        with TqdmCallback(
-            desc=desc, unit="chunk", disable=not log.isEnabledFor(logging.INFO) or None
-        ):
+        for attempt in (1, 2):
+            lazy = self._fused(items, infos, bands, offsets)
             try:
-                (values,) = dask.compute(out.data)
+                return self._compute(lazy, desc)
             except (RasterioError, OSError, RuntimeError) as exc:
+                if attempt == 1 and self.signer is not None and _refused(exc):
+                    log.info("%s: asset reads refused (HTTP 403); renewing the token", desc)
+                    self.signer.renew()
+                    continue
                 hosts = sorted(
                     {
                         urlsplit(it.assets[infos[it.id].keys[b]].href).netloc
@@ -321,7 +375,38 @@ class Loader:
                     }
                 )
                 raise _read_error(exc, hosts) from exc
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def _compute(self, lazy: xr.DataArray, desc: str) -> np.ndarray:
+        with TqdmCallback(
+            desc=desc, unit="chunk", disable=not log.isEnabledFor(logging.INFO) or None
+        ):
+            (values,) = dask.compute(lazy.data)
         return np.asarray(values, dtype=np.uint16)
+
+
+def _clear(arr: xr.DataArray, scl: int) -> xr.DataArray:
+    """Pixels with every band and an SCL class that is a usable observation."""
+    return (arr > 0).all("band") & ~arr.isel(band=scl).isin(list(DEFAULT_MASK_CLASSES))
+
+
+def _prefer(first: xr.DataArray, second: xr.DataArray, scl: int | None) -> xr.DataArray:
+    """Per pixel ``first``, unless ``second`` is clear where ``first`` is not, or holds data
+    where ``first`` has none (without an SCL, only the second rule applies)."""
+    take = (second > 0).all("band") & ~(first > 0).all("band")
+    if scl is not None:
+        take = take | (_clear(second, scl) & ~_clear(first, scl))
+    return xr.where(take, second, first).transpose("band", "y", "x")
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether GDAL's error (or a cause) is an HTTP 403, as for an expired SAS token."""
+    cur: BaseException | None = exc
+    while cur is not None:
+        if re.search(r"\b403\b", str(cur)):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def _shift(arr: xr.DataArray, delta: Sequence[int]) -> xr.DataArray:
@@ -392,7 +477,7 @@ def choose_date(
     chosen = groups[best]
     info = {
         "id": ",".join(it.id for it in chosen),
-        "datetime": min(it.datetime for it in chosen).isoformat(),
+        "datetime": min(_datetime(it) for it in chosen).isoformat(),
         "cloud_cover": round(_cloud_cover(chosen), 2),
         "candidates": len(ranked),
     }
