@@ -1,5 +1,5 @@
-"""``damagenet`` command line: train, evaluate, crossval, predict, aggregate, import-seed and
-info.
+"""``damagenet`` command line: train, evaluate, crossval, predict, pwtt, fuse, aggregate,
+import-seed and info.
 
 Thin wrappers around plain functions; a :class:`~damagenet.errors.DamagenetError` becomes a
 one-line message and its exit status (:mod:`contract.cli`).
@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "damagenet.commands.evaluate",
     "damagenet.commands.predict",
     "damagenet.commands.crossval",
+    "damagenet.commands.pwtt",
+    "damagenet.commands.fuse",
     "damagenet.commands.aggregate",
     "damagenet.commands.import_seed",
     "damagenet.commands.info",
@@ -28,7 +30,8 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="damagenet",
-        description="Siamese ResNet change detection on Sentinel-2 before/after patch pairs.",
+        description="War damage from Sentinel-2 change models (Siamese ResNet, Siamese U-Net), "
+        "Sentinel-1 radar (the pixel-wise t-test) and both together.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
     parser.add_argument(

@@ -1,9 +1,10 @@
 """The file names of every map and aggregate output, in one place.
 
-``damagenet predict`` writes ``<aoi>_damage_prob.tif`` and its siblings, ``damagenet aggregate
---out OUT.gpkg`` writes ``OUT.gpkg`` and its siblings; the writers, the readers of those files
-and the workflow (which declares each file as a rule output) all take the names from here, so
-no name is spelled twice. Imports nothing heavy: the Snakefile imports it.
+``damagenet predict`` writes ``<aoi>_damage_prob.tif`` and its siblings, ``damagenet pwtt``
+``<aoi>_pwtt.tif`` and its siblings, ``damagenet fuse`` ``<aoi>_fused.tif`` and its siblings,
+``damagenet aggregate --out OUT.gpkg`` writes ``OUT.gpkg`` and its siblings; the writers, the
+readers of those files and the workflow (which declares each file as a rule output) all take
+the names from here, so no name is spelled twice. Imports nothing heavy: the Snakefile imports it.
 """
 
 from __future__ import annotations
@@ -63,6 +64,65 @@ def map_suffixes(with_truth: bool, aux: bool = True) -> dict[str, str]:
             out[f"{key}_aux"] = f"_damage_{name}.aux.xml"
     out |= {"patches": "_damage_patches.gpkg", "patches_style": "_damage_patches.qml"}
     return out
+
+
+PWTT_SUFFIX = "_pwtt.tif"
+FUSED_SUFFIX = "_fused.tif"
+#: Files beside a radar T map ``<aoi>_pwtt.tif``, by key: suffix after its stem, and whether
+#: the raster is categorical (a colour table in a ``.aux.xml`` sidecar) or has no style.
+PWTT_SIBLINGS: dict[str, str] = {
+    "class": "_class.tif",
+    "backscatter": "_backscatter.tif",
+    "summary": "_summary.json",
+    "quicklook": "_quicklook.png",
+}
+#: Files beside a fused map ``<aoi>_fused.tif``, by key (``sensors``: which sensors saw each
+#: pixel).
+FUSED_SIBLINGS: dict[str, str] = {
+    "class": "_class.tif",
+    "sensors": "_sensors.tif",
+    "summary": "_summary.json",
+    "quicklook": "_quicklook.png",
+}
+#: Categorical rasters among the siblings (colour table in a GDAL ``.aux.xml``).
+CATEGORICAL = ("class", "sensors")
+
+
+def _siblings(raster: Path, key: str, siblings: dict[str, str]) -> dict[str, Path]:
+    return {key: raster, **{k: raster.with_name(raster.stem + s) for k, s in siblings.items()}}
+
+
+def pwtt_outputs(t_map: str | Path) -> dict[str, Path]:
+    """``<aoi>_pwtt.tif`` (key ``t``) and the files ``damagenet pwtt`` writes beside it."""
+    return _siblings(Path(t_map), "t", PWTT_SIBLINGS)
+
+
+def fused_outputs(fused: str | Path) -> dict[str, Path]:
+    """``<aoi>_fused.tif`` (key ``fused``) and the files ``damagenet fuse`` writes beside it."""
+    return _siblings(Path(fused), "fused", FUSED_SIBLINGS)
+
+
+def radar_map_suffixes(product: str) -> dict[str, str]:
+    """The rasters and styles of ``<aoi>_pwtt.tif`` (``product`` ``pwtt``) or ``<aoi>_fused.tif``
+    (``fused``), as suffixes after ``<aoi>`` for the workflow's ``multiext``; the summary and
+    quick-look are declared apart, as report items (:func:`radar_map_report_suffixes`)."""
+    main, siblings = {"pwtt": ("t", PWTT_SIBLINGS), "fused": ("fused", FUSED_SIBLINGS)}[product]
+    stem = f"_{product}"
+    out = {main: f"{stem}.tif", f"{main}_style": f"{stem}.qml"}
+    for key, suffix in siblings.items():
+        if suffix.endswith(".tif"):
+            name = "cls" if key == "class" else key
+            out[name] = stem + suffix
+            out[f"{name}_style"] = stem + suffix.removesuffix(".tif") + ".qml"
+            if key in CATEGORICAL:
+                out[f"{name}_aux"] = stem + suffix + ".aux.xml"
+    return out
+
+
+def radar_map_report_suffixes(product: str) -> dict[str, str]:
+    """The summary and quick-look of a ``pwtt`` or ``fused`` map, as suffixes after ``<aoi>``."""
+    siblings = {"pwtt": PWTT_SIBLINGS, "fused": FUSED_SIBLINGS}[product]
+    return {k: f"_{product}{siblings[k]}" for k in ("summary", "quicklook")}
 
 
 #: Siblings of ``OUT.gpkg`` that ``damagenet aggregate`` writes, by key.

@@ -23,6 +23,7 @@ def _run(args: argparse.Namespace) -> int:
         stouffer=args.stouffer,
         built=args.built,
         strip_rows=args.strip_rows,
+        null=args.null,
     )
     summary = pwtt_map(args.radar, args.out, opts)
     print(
@@ -48,6 +49,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--radar", required=True, help="the AOI's radar store (<aoi>.zarr from 'pipeline radar')"
     )
     p.add_argument("--out", required=True, help="T map to write, e.g. results/maps/<aoi>_pwtt.tif")
+    _method_options(p)
+    p.add_argument(
+        "--null",
+        action="store_true",
+        help="also run the test inside the pre window (per orbit, as many pre-war passes as "
+        "the post window holds, from its season a year before, against the other pre-war "
+        "passes) and record its T mean and sd in the map's tags and summary: the radar's own "
+        "pre-war variation, which 'damagenet fuse' standardises T with (a second pass over the "
+        "pre-window acquisitions)",
+    )
+    p.add_argument(
+        "--strip-rows",
+        type=positive_int,
+        default=512,
+        help="rows read at a time, rounded up to whole store chunks (memory: about 100 bytes x "
+        "width x rows per polarisation; default 512)",
+    )
+    p.set_defaults(func=_run)
+
+
+def _method_options(p: argparse.ArgumentParser) -> None:
+    """Options of the test itself: threshold, smoothing, test and orbit combination, mask."""
     p.add_argument(
         "--threshold",
         type=positive_float,
@@ -75,11 +98,3 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="built-up raster on the store's grid (nonzero: built; e.g. WorldCover class 50 or "
         "rasterised footprints), PWTT's urban mask applied before the circular means",
     )
-    p.add_argument(
-        "--strip-rows",
-        type=positive_int,
-        default=512,
-        help="rows read at a time, rounded up to whole store chunks (memory: about 100 bytes x "
-        "width x rows per polarisation; default 512)",
-    )
-    p.set_defaults(func=_run)

@@ -22,6 +22,10 @@ from typing import Any
 
 import numpy as np
 
+#: A normal distribution's standard deviation per median absolute deviation.
+ROBUST_SD = 1.4826
+#: Probabilities are kept this far from 0 and 1 before the logit (float32 sigmoids reach both).
+PROB_EPS = 1e-4
 #: Fitted model settings: small and deterministic (no early stopping, fixed seed).
 GBT_PARAMS = {"max_iter": 150, "max_depth": 3, "learning_rate": 0.1, "early_stopping": False}
 
@@ -42,9 +46,32 @@ class NullStats:
             raise ValueError("the null statistic needs at least two different finite values")
         return cls(float(np.mean(x)), float(np.std(x)))
 
+    @classmethod
+    def robust(cls, values: np.ndarray) -> NullStats:
+        """The median and ``1.4826 MAD`` (a normal distribution's sd) of ``values`` (NaN
+        ignored), for a statistic whose no-change values are only known to be the bulk of the
+        map: damage on a minority of pixels moves neither much. Where over half the values are
+        equal (MAD 0) the standard deviation stands in; a constant is refused."""
+        x = np.asarray(values, dtype=np.float64)
+        x = x[np.isfinite(x)]
+        if x.size < 2:
+            raise ValueError("the null statistic needs at least two finite values")
+        median = float(np.median(x))
+        sd = ROBUST_SD * float(np.median(np.abs(x - median))) or float(np.std(x))
+        if not sd > 0:
+            raise ValueError("the null statistic needs at least two different finite values")
+        return cls(median, sd)
+
     def z(self, values: np.ndarray) -> np.ndarray:
         """``(x - mean) / sd``, NaN kept."""
         return (np.asarray(values, dtype=np.float64) - self.mean) / self.sd
+
+
+def logit(probability: np.ndarray) -> np.ndarray:
+    """``log(p / (1 - p))`` with ``p`` kept within ``[1e-4, 1 - 1e-4]``: a model's probability
+    on a scale where its no-change values spread roughly symmetrically, as a z-score assumes."""
+    p = np.clip(np.asarray(probability, dtype=np.float64), PROB_EPS, 1 - PROB_EPS)
+    return np.log(p / (1 - p))
 
 
 def training_free(z_scores: Sequence[np.ndarray]) -> np.ndarray:

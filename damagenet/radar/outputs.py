@@ -19,6 +19,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from damagenet.maps.writers import CLASS, CLASS_NODATA, PROB_NODATA, Layer, MapGrid, RowWriter
+from damagenet.outputs import pwtt_outputs
 from damagenet.qgis.raster_styles import paletted_qml, write_qml
 from damagenet.radar.stream import Rows
 
@@ -34,19 +35,6 @@ T_RAMP = (
     (1.0, (255, 0, 0, 230)),
     (2.0, (128, 0, 128, 255)),
 )
-
-
-def pwtt_paths(out: str | Path) -> dict[str, Path]:
-    """Every file of the map whose T raster is ``out`` (``<aoi>_pwtt.tif``)."""
-    out = Path(out)
-    stem = out.stem
-    return {
-        "t": out,
-        "class": out.with_name(f"{stem}_class.tif"),
-        "backscatter": out.with_name(f"{stem}_backscatter.tif"),
-        "summary": out.with_name(f"{stem}_summary.json"),
-        "quicklook": out.with_name(f"{stem}_quicklook.png"),
-    }
 
 
 def t_qml(band_name: str, threshold: float) -> str:
@@ -133,7 +121,7 @@ def write_map(
 
     Called inside a staging folder (``out`` is the staged T path).
     """
-    paths = pwtt_paths(out)
+    paths = pwtt_outputs(out)
     t_layer = T_LAYER if smoothed else RAW_T_LAYER
     str_tags = {k: str(v) for k, v in tags.items()}
     writers = {

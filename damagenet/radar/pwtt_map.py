@@ -20,9 +20,11 @@ from contract import radar
 from contract.atomic import staged_folder
 from damagenet.errors import DamagenetUsageError, GridMismatchError, InputFileError
 from damagenet.maps.writers import MapGrid
+from damagenet.outputs import pwtt_outputs
 from damagenet.radar import DEFAULT_THRESHOLD
-from damagenet.radar.outputs import pwtt_paths, write_map, write_summary
-from damagenet.radar.quicklook import write_pwtt_quicklook
+from damagenet.radar.null import RadarNull, radar_null
+from damagenet.radar.outputs import write_map, write_summary
+from damagenet.radar.quicklook import write_radar_quicklook
 from damagenet.radar.smoothing import CIRCLE_RADII_M, MEDIAN_RADIUS_M
 from damagenet.radar.speckle import ENL
 from damagenet.radar.store import RadarStore, open_radar_store
@@ -43,6 +45,8 @@ class PwttOptions:
     built: Path | None = None
     #: rows per strip (rounded up to whole chunk rows of the store)
     strip_rows: int = radar.CHUNK
+    #: also run the pre-war null test (:mod:`damagenet.radar.null`) and record its T statistics
+    null: bool = False
 
     def test_options(self) -> TestOptions:
         return TestOptions(
@@ -95,7 +99,7 @@ def built_reader(path: Path, store: RadarStore) -> Callable[[int, int], np.ndarr
     return rows
 
 
-def map_tags(store: RadarStore, opts: PwttOptions) -> dict[str, str]:
+def map_tags(store: RadarStore, opts: PwttOptions, null: RadarNull | None = None) -> dict[str, str]:
     """What the map is, in every raster's metadata (no dates of running: reproducible)."""
     attrs = store.attrs()
     return {
@@ -118,13 +122,17 @@ def map_tags(store: RadarStore, opts: PwttOptions) -> dict[str, str]:
         ),
         "URBAN_MASK": opts.built.name if opts.built else "none",
         "THRESHOLD": f"{opts.threshold:g}",
+        **(null.tags() if null else {}),
     }
 
 
-def _summary(store: RadarStore, opts: PwttOptions, counts: dict[str, int]) -> dict[str, Any]:
+def _summary(
+    store: RadarStore, opts: PwttOptions, counts: dict[str, int], null: RadarNull | None
+) -> dict[str, Any]:
     px_km2 = store.pixel_size**2 / 1e6
     return {
         **{k.lower(): v for k, v in map_tags(store, opts).items()},
+        "null": null.summary() if null else None,
         "store": store.path.name,
         "aoi": store.attrs().get(radar.ATTR_AOI, ""),
         "threshold": opts.threshold,
@@ -157,16 +165,16 @@ def pwtt_map(store_path: str | Path, out: str | Path, opts: PwttOptions) -> dict
     strip_rows = -(-max(opts.strip_rows, 1) // chunk) * chunk
     grid = MapGrid(store.crs, store.transform, store.width, store.height)
     started = time.perf_counter()
+    null = radar_null(store, opts.test_options(), strip_rows, built) if opts.null else None
     with staged_folder(out.parent) as tmp:
-        staged = pwtt_paths(tmp / out.name)
+        staged = pwtt_outputs(tmp / out.name)
         rows = pwtt_rows(store, opts.test_options(), strip_rows, built)
-        counts = write_map(
-            staged["t"], grid, rows, map_tags(store, opts), opts.threshold, opts.smoothing == "pwtt"
-        )
-        write_pwtt_quicklook(
+        tags = map_tags(store, opts, null)
+        counts = write_map(staged["t"], grid, rows, tags, opts.threshold, opts.smoothing == "pwtt")
+        write_radar_quicklook(
             staged["t"], staged["backscatter"], staged["quicklook"], opts.threshold
         )
-        summary = _summary(store, opts, counts)
+        summary = _summary(store, opts, counts, null)
         write_summary(staged["summary"], summary)
     seconds = time.perf_counter() - started
     km2 = store.width * store.height * store.pixel_size**2 / 1e6

@@ -1,10 +1,11 @@
-"""A quick-look PNG of a PWTT map: T over the radar's own pre-war view of the town.
+"""A quick-look PNG of a PWTT or fused map: T (or the fused z) over the radar's own pre-war view
+of the town.
 
 Like the Sentinel-2 maps' quick-look, to see whether a map makes sense without a GIS; the
 backdrop is the pre-war mean VV backscatter (bright: buildings), since a radar map is used
-precisely when no clear optical scene exists. T is shown from just under the threshold up, in
-PWTT's own colours (yellow, red, purple). Both rasters are read decimated from their COG
-overviews, so the picture costs little on any map.
+precisely when no clear optical scene exists (black where there is none). The statistic is
+shown from just under the threshold up, in PWTT's own colours (yellow, red, purple). Both
+rasters are read decimated from their COG overviews, so the picture costs little on any map.
 """
 
 from __future__ import annotations
@@ -36,13 +37,18 @@ def grey(backdrop: np.ma.MaskedArray) -> np.ndarray:
     return np.where(finite, np.clip((data - lo) / max(hi - lo, 1e-9), 0, 1), 0.0)
 
 
-def write_pwtt_quicklook(
-    t_map: Path, backscatter: Path, dest: Path, threshold: float, title: str = ""
+def write_radar_quicklook(
+    t_map: Path,
+    backscatter: Path | None,
+    dest: Path,
+    threshold: float,
+    label: str = "PWTT T (pre-war VV backscatter behind)",
 ) -> Path:
-    """Draw ``t_map`` over ``backscatter``; the colour bar marks the threshold."""
+    """Draw ``t_map`` over ``backscatter``; the colour bar, named ``label``, marks the
+    threshold."""
     shape = quicklook_shape(t_map)
     t = _read(t_map, shape)
-    back = grey(_read(backscatter, shape))
+    back = grey(_read(backscatter, shape)) if backscatter else np.zeros(shape)
     fig = Figure(figsize=(shape[1] / 100 + 1.6, shape[0] / 100 + 0.6), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.02, 0.02, 0.80, 0.90))
@@ -57,9 +63,9 @@ def write_pwtt_quicklook(
         interpolation="nearest",
     )
     ax.set_axis_off()
-    ax.set_title(title or t_map.stem, fontsize=9)
+    ax.set_title(t_map.stem, fontsize=9)
     cbar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
-    cbar.set_label("PWTT T (pre-war VV backscatter behind)")
+    cbar.set_label(label)
     cbar.ax.axhline(threshold, color="black", linewidth=1)
     fig.savefig(dest, format="png", metadata={"Software": None})
     return dest
