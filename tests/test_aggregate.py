@@ -392,20 +392,11 @@ def test_cli_exit_codes(tmp_path, prob_map, capsys):
         == 2
     )
     assert "nope.fgb" in capsys.readouterr().err
+    args = ["aggregate", "--map", str(map_path), "--buildings", str(bld), "--out", str(out)]
+    assert main([*args, "--threshold", "1.5"]) == 2  # a probability map: (0, 1) only
+    assert "probability map" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        main(
-            [
-                "aggregate",
-                "--map",
-                str(map_path),
-                "--buildings",
-                str(bld),
-                "--out",
-                str(out),
-                "--threshold",
-                "1.5",
-            ]
-        )
+        main([*args, "--threshold", "high"])
     assert exc.value.code == 2
 
 

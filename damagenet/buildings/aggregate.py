@@ -6,6 +6,14 @@ and max probability, flags it at the map's threshold, and counts buildings per z
 interval. Footprints stream through in batches and only the raster blocks each batch touches
 are read, so a country-sized footprint file runs in bounded memory.
 
+The map is a damage probability (``damagenet predict``) or PWTT's T (``damagenet pwtt``),
+told apart by its tags (:mod:`damagenet.buildings.map_kind`). Footprints are a file (read only
+where it meets the map) or a named open source (``osm``, ``overture``) fetched for the map's box
+and cached under ``data/``; zones a square grid from the map's corner, PWTT's grid aligned on
+multiples of 500 m, a district file, or geoBoundaries' administrative units. Every footprint
+attribute comes through; the sources' licences and attribution go into the summary and the
+GeoPackage layer's description.
+
 Outputs (all written into a temporary folder beside ``--out`` and moved in place at the end):
 ``OUT.gpkg`` (layers ``buildings`` and ``zones``, styles in ``layer_styles``),
 ``OUT_buildings.csv``, ``OUT_zones.csv``, ``OUT_buildings.qml``, ``OUT_zones.qml`` and
@@ -36,51 +44,49 @@ from tqdm import tqdm
 
 from contract.cli import bar_disabled
 from contract.gpkg import pinned_ogr_time
-from damagenet.buildings.footprints import VectorSource, open_vector
+from damagenet.buildings.fetch import SourceOptions
+from damagenet.buildings.footprints import VectorSource
+from damagenet.buildings.inputs import attribution, licence_metadata, open_buildings, open_zones
+from damagenet.buildings.map_kind import MapKind, buildings_qml, detect, threshold_of
 from damagenet.buildings.zonal import MapGrid, check_same_grid, footprint_stats
-from damagenet.buildings.zones import Z95, DistrictZones, GridZones, ZoneTotals, to_crs, wilson
+from damagenet.buildings.zones import Z95, Zones, ZoneTotals, to_crs, wilson
 from damagenet.errors import DamagenetUsageError, InputFileError
-from damagenet.outputs import aggregate_outputs, map_outputs
-from damagenet.qgis.vector_styles import buildings_qml, store_styles, zones_qml
+from damagenet.outputs import aggregate_outputs
+from damagenet.qgis.vector_styles import store_styles, zones_qml
 
 log = logging.getLogger(__name__)
 WGS84 = CRS.from_epsg(4326)
 COVERAGE_METHOD = "exact fractional pixel coverage (area of footprint and pixel in common)"
 #: GeoPackage 1.2: the version QGIS 3.22 and GDAL < 3.7 open without a warning.
 GPKG_OPTIONS = {"VERSION": "1.2"}
-#: gpkg_contents timestamps: fixed so the same inputs give the same GeoPackage.
+#: GDAL's raster block cache (MB); its default, 5 % of RAM, grows with big maps
 GDAL_CACHE_MB = 64
+#: GeoPackage layer descriptions are free text; keep them to a readable length
+_MAX_DESCRIPTION = 2000
+
+
+#: our per-building columns: an input attribute of the same name is written as src_<name>
+OUR_COLUMNS = frozenset(
+    {"building_id", "truth_damaged", "area_m2", "valid_share", "damaged", "status", "zone_id"}
+    | {f"{k}_{s}" for k in ("probability", "t") for s in ("mean", "max")}
+    | {"uncertainty_mean", "lon", "lat"}
+)
+CLASH_PREFIX = "src_"
 
 
 @dataclass
 class AggregateOptions:
-    zones: Path | None = None
+    #: a zones file, or "grid" (aligned on multiples of grid_m), "pwtt-grid", "geoboundaries"
+    zones: str | Path | None = None
     grid_m: float = 500.0
+    #: named sources (osm, overture, geoboundaries): addresses, cache folder, retries
+    sources: SourceOptions = field(default_factory=SourceOptions)
     threshold: str | float = "auto"
     uncertainty: Path | None = None
     buildings_crs: str | None = None
     zones_crs: str | None = None
     batch_size: int = 20_000
     progress: bool = True
-
-
-def map_threshold(map_path: Path, src: rasterio.DatasetReader) -> tuple[float, str]:
-    """The threshold the map was classified at: its THRESHOLD tag, else its summary JSON."""
-    tag = src.tags().get("THRESHOLD")
-    if tag is not None:
-        return float(tag), f"{map_path.name} tag THRESHOLD"
-    summary = map_outputs(map_path)["summary"]
-    if summary.exists():
-        try:
-            value = json.loads(summary.read_text(encoding="utf-8")).get("threshold")
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputFileError(f"{summary}: cannot read the map's summary ({exc})") from exc
-        if value is not None:
-            return float(value), f"{summary.name} threshold"
-    raise InputFileError(
-        f"{map_path}: the map's threshold is unknown (no THRESHOLD tag, no "
-        f"{summary.name}); pass --threshold 0.5 (or another value)"
-    )
 
 
 def _open_raster(path: Path, what: str) -> rasterio.DatasetReader:
@@ -133,34 +139,44 @@ def _polygons(geoms: np.ndarray) -> np.ndarray:
     return geoms
 
 
+@dataclass
+class Inputs:
+    """The opened map, its kind and threshold, and what is counted over it."""
+
+    map_path: Path
+    prob: rasterio.DatasetReader
+    kind: MapKind
+    threshold: float
+    threshold_from: str
+    unc: rasterio.DatasetReader | None
+    source: VectorSource
+    zones: Zones
+    #: per role ("buildings", "zones"): source, release, query, licence, attribution
+    provenance: dict[str, dict[str, Any]]
+
+
 class Aggregation:
     """One run: the opened inputs, running totals and the temporary outputs."""
 
-    def __init__(
-        self,
-        map_path: Path,
-        prob,
-        threshold: float,
-        unc,
-        source: VectorSource,
-        zones,
-        tmp: dict[str, Path],
-    ) -> None:
-        self.map_path, self.prob, self.threshold, self.unc = map_path, prob, threshold, unc
-        self.source, self.zones, self.tmp = source, zones, tmp
-        self.grid = MapGrid.of(prob)
-        self.totals = ZoneTotals(zones.n)
+    def __init__(self, inputs: Inputs, tmp: dict[str, Path]) -> None:
+        self.map_path, self.prob, self.unc = inputs.map_path, inputs.prob, inputs.unc
+        self.threshold, self.kind = inputs.threshold, inputs.kind
+        self.source, self.zones, self.tmp = inputs.source, inputs.zones, tmp
+        self.description = attribution(inputs.provenance)
+        self.metadata = licence_metadata(inputs.provenance)
+        self.grid = MapGrid.of(self.prob)
+        self.totals = ZoneTotals(self.zones.n)
         self.counts = Counts()
 
     def run_batch(self, geometry: np.ndarray, attributes: pd.DataFrame) -> None:
         geoms = to_crs(_polygons(geometry), self.source.crs, self.prob.crs)
         stats = footprint_stats(geoms, self.prob, self.grid, self.unc)
-        p, t = stats.prob_mean, self.threshold
+        p = stats.prob_mean
         assessed = ~np.isnan(p)
-        damaged = assessed & (p >= t)
+        damaged = assessed & self._above(p)
         if stats.unc_mean is not None:
             u = np.nan_to_num(stats.unc_mean, nan=0.0)
-            low, high = assessed & (p - Z95 * u >= t), assessed & (p + Z95 * u >= t)
+            low, high = assessed & self._above(p - Z95 * u), assessed & self._above(p + Z95 * u)
         else:
             low = high = damaged
         points = shapely.point_on_surface(geoms)
@@ -176,6 +192,12 @@ class Aggregation:
         self._count(assessed, damaged, status, zone, attributes)
         table = self._table(attributes, stats, damaged, assessed, status, zone, points)
         self._write(table, geoms)
+
+    def _above(self, value: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            if self.kind.strict:
+                return np.asarray(value > self.threshold)
+            return np.asarray(value >= self.threshold)
 
     def _count(self, assessed, damaged, status, zone, attributes) -> None:
         c = self.counts
@@ -202,14 +224,15 @@ class Aggregation:
 
     def _table(self, attributes, stats, damaged, assessed, status, zone, points) -> pd.DataFrame:
         table = attributes.copy()
-        id_col = self.source.id_column
-        if id_col and id_col != "building_id":
-            table = table.rename(columns={id_col: "building_id"})
-        if self.source.truth:
-            table = table.rename(columns={self.source.truth: "truth_damaged"})
+        id_col, truth = self.source.id_column, self.source.truth
+        roles = {id_col or self.source.number_name: "building_id"}
+        if truth:
+            roles[truth] = "truth_damaged"
+        clash = {c: CLASH_PREFIX + c for c in table.columns if c not in roles and c in OUR_COLUMNS}
+        table = table.rename(columns={**clash, **roles})
         table["area_m2"] = stats.area
-        table["probability_mean"] = stats.prob_mean
-        table["probability_max"] = stats.prob_max
+        table[f"{self.kind.column}_mean"] = stats.prob_mean
+        table[f"{self.kind.column}_max"] = stats.prob_max
         table["valid_share"] = stats.valid_share
         if stats.unc_mean is not None:
             table["uncertainty_mean"] = stats.unc_mean
@@ -235,14 +258,26 @@ class Aggregation:
             promote_to_multi=True,
             geometry_type="MultiPolygon",
             dataset_options=GPKG_OPTIONS if first else None,
+            **(self._described() if first else {}),
         )
         table.to_csv(
             self.tmp["buildings.csv"], mode="w" if first else "a", header=first, index=False
         )
 
+    def _described(self) -> dict[str, Any]:
+        """A layer's description (QGIS shows it as the layer's abstract) and metadata items:
+        the sources, their releases, licences and attribution."""
+        if not self.description:
+            return {}
+        return {
+            "layer_options": {"DESCRIPTION": self.description[:_MAX_DESCRIPTION]},
+            "layer_metadata": self.metadata,
+        }
+
     def finish(self) -> gpd.GeoDataFrame:
         """Write the zones layer, styles and zone CSV; return the zones."""
         zones = self.zones.frame(self.totals, spread=self.unc is not None)
+        zones = zones.rename(columns={"probability_mean": f"{self.kind.column}_mean"})
         pyogrio.write_dataframe(
             zones,
             self.tmp["gpkg"],
@@ -250,9 +285,11 @@ class Aggregation:
             driver="GPKG",
             promote_to_multi=True,
             geometry_type="MultiPolygon",
+            **self._described(),
         )
-        store_styles(self.tmp["gpkg"], {"buildings": buildings_qml(), "zones": zones_qml()})
-        self.tmp["buildings.qml"].write_text(buildings_qml(), encoding="utf-8")
+        buildings_style = buildings_qml(self.kind, self.threshold)
+        store_styles(self.tmp["gpkg"], {"buildings": buildings_style, "zones": zones_qml()})
+        self.tmp["buildings.qml"].write_text(buildings_style, encoding="utf-8")
         self.tmp["zones.qml"].write_text(zones_qml(), encoding="utf-8")
         centre = to_crs(shapely.centroid(zones.geometry.to_numpy()), self.prob.crs, WGS84)
         table = pd.DataFrame(zones.drop(columns="geometry"))
@@ -298,109 +335,127 @@ def aggregate(
     out: str | Path,
     options: AggregateOptions | None = None,
 ) -> dict[str, Any]:
-    """Aggregate a damage map to footprints and zones; write the outputs; return the summary."""
+    """Aggregate a damage map to footprints and zones; write the outputs; return the summary.
+
+    ``map_path`` is a probability map (``damagenet predict``) or a T map (``damagenet pwtt``);
+    ``buildings`` a footprint file or a named source (``osm``, ``overture``).
+    """
     opts = options or AggregateOptions()
     map_path, out = Path(map_path), Path(out)
     if out.suffix.lower() != ".gpkg":
         raise DamagenetUsageError(f"--out {out}: must end in .gpkg")
     if opts.grid_m <= 0 or opts.batch_size < 1:
         raise DamagenetUsageError("--grid-m must be positive and the batch size at least 1")
-    # GDAL's block cache defaults to 5 % of RAM; a small one keeps memory flat over big maps
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), _open_raster(map_path, "damage map") as prob:
         _check_map(map_path, prob)
-        if opts.threshold == "auto":
-            threshold, origin = map_threshold(map_path, prob)
-        else:
-            threshold, origin = float(opts.threshold), "--threshold"
-        source = open_vector(buildings, opts.buildings_crs, what="buildings")
-        if opts.zones:
-            zones = DistrictZones(opts.zones, prob.crs, opts.zones_crs)
-        else:
-            b = prob.bounds
-            zones = GridZones(
-                b.left, b.top, b.right - b.left, b.top - b.bottom, opts.grid_m, prob.crs
-            )
+        kind = detect(map_path, prob)
+        threshold, origin = threshold_of(map_path, prob, kind, opts.threshold)
+        source, building_prov = open_buildings(
+            map_path, prob, buildings, opts.buildings_crs, opts.sources
+        )
+        zones, zone_prov = open_zones(prob, opts.zones, opts.grid_m, opts.zones_crs, opts.sources)
         unc = (
             _open_raster(Path(opts.uncertainty), "uncertainty raster") if opts.uncertainty else None
         )
         try:
             if unc is not None:
                 check_same_grid(prob, unc)
-            return _run(map_path, prob, threshold, origin, unc, source, zones, out, opts)
+            provenance = {"buildings": building_prov, "zones": zone_prov}
+            inputs = Inputs(map_path, prob, kind, threshold, origin, unc, source, zones, provenance)
+            return Run(inputs, out, opts).execute()
         finally:
             if unc is not None:
                 unc.close()
 
 
-def _run(map_path, prob, threshold, origin, unc, source, zones, out, opts) -> dict[str, Any]:
-    paths = aggregate_outputs(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=".aggregate-", dir=out.parent))
-    tmp = {k: tmpdir / p.name for k, p in paths.items()}
-    run = Aggregation(map_path, prob, threshold, unc, source, zones, tmp)
-    t0 = time.perf_counter()
-    try:
-        with pinned_ogr_time():  # GeoPackage time stamps pinned: reproducible bytes
-            with tqdm(
-                total=source.count,
-                desc="buildings",
-                unit="bldg",
-                disable=bar_disabled(opts.progress),
-            ) as bar:
-                for batch in source.batches(opts.batch_size):
-                    run.run_batch(batch.geometry, batch.attributes)
-                    bar.update(len(batch.attributes))
-            if run.counts.buildings == 0:
-                raise InputFileError(f"{source.path}: no features")
-            zone_frame = run.finish()
-        seconds = time.perf_counter() - t0
-        summary = _summary(
-            map_path, threshold, origin, unc, source, zones, zone_frame, run, seconds, paths
-        )
-        tmp["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        for key in sorted(tmp):
-            os.replace(tmp[key], out.parent / tmp[key].name)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    _log(summary)
-    return summary
+class Run:
+    """One aggregation from opened inputs to the outputs moved into place."""
+
+    def __init__(self, inputs: Inputs, out: Path, opts: AggregateOptions) -> None:
+        self.inputs, self.out, self.opts = inputs, out, opts
+
+    def execute(self) -> dict[str, Any]:
+        paths = aggregate_outputs(self.out)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        tmpdir = Path(tempfile.mkdtemp(prefix=".aggregate-", dir=self.out.parent))
+        tmp = {k: tmpdir / p.name for k, p in paths.items()}
+        run = Aggregation(self.inputs, tmp)
+        t0 = time.perf_counter()
+        try:
+            with pinned_ogr_time():  # GeoPackage time stamps pinned: reproducible bytes
+                self._stream(run)
+                zone_frame = run.finish()
+            summary = self._summary(run, zone_frame, time.perf_counter() - t0, paths)
+            tmp["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            for key in sorted(tmp):
+                os.replace(tmp[key], self.out.parent / tmp[key].name)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        _log(summary)
+        return summary
+
+    def _stream(self, run: Aggregation) -> None:
+        source = self.inputs.source
+        with tqdm(
+            total=source.count if source.bbox is None else None,
+            desc="buildings",
+            unit="bldg",
+            disable=bar_disabled(self.opts.progress),
+        ) as bar:
+            for batch in source.batches(self.opts.batch_size):
+                run.run_batch(batch.geometry, batch.attributes)
+                bar.update(len(batch.attributes))
+        c, name = run.counts, self.inputs.map_path.name
+        if c.buildings == 0:
+            raise InputFileError(
+                f"{source.path}: no footprints meet the map {name} (its box in the footprints' "
+                f"CRS is {_box_text(source.bbox)}); footprints and map cover different places"
+            )
+        if c.outside_map == c.buildings:
+            raise InputFileError(
+                f"{source.path}: all {c.buildings} footprints near the map {name} lie outside it"
+            )
+
+    def _summary(self, run, zone_frame, seconds, paths) -> dict[str, Any]:
+        c, inp, source = run.counts, self.inputs, self.inputs.source
+        return {
+            "map": str(inp.map_path),
+            "map_kind": inp.kind.name,
+            "buildings_file": str(source.path),
+            "buildings_crs": source.crs.to_string(),
+            "map_crs": inp.prob.crs.to_string(),
+            "id_column": source.id_column,
+            "truth_column": source.truth,
+            "threshold": inp.threshold,
+            "threshold_from": inp.threshold_from,
+            "damaged_rule": inp.kind.rule,
+            "coverage": COVERAGE_METHOD,
+            "uncertainty": str(inp.unc.name) if inp.unc is not None else None,
+            "buildings": c.buildings,
+            "buildings_assessed": c.assessed,
+            "buildings_damaged": c.damaged,
+            "buildings_outside_map": c.outside_map,
+            "buildings_on_nodata": c.nodata,
+            "buildings_without_polygon": c.no_geometry,
+            "buildings_outside_zones": c.outside_zones,
+            "damaged_share_of_assessed": c.damaged / c.assessed if c.assessed else None,
+            "buildings_read_box": list(source.bbox) if source.bbox else None,
+            "row_groups_read": list(source.row_groups) if source.row_groups else None,
+            "zones": {
+                **inp.zones.describe(),
+                "count": len(zone_frame),
+                "interval": zone_frame["interval"].iloc[0] if len(zone_frame) else None,
+            },
+            "sources": inp.provenance,
+            "truth_metrics": truth_metrics(c.confusion) if source.truth else None,
+            "seconds": seconds,
+            "buildings_per_second": c.buildings / max(seconds, 1e-9),
+            "outputs": {k: str(p) for k, p in paths.items()},
+        }
 
 
-def _summary(
-    map_path, threshold, origin, unc, source, zones, zone_frame, run, seconds, paths
-) -> dict[str, Any]:
-    c = run.counts
-    return {
-        "map": str(map_path),
-        "buildings_file": str(source.path),
-        "buildings_crs": source.crs.to_string(),
-        "map_crs": run.prob.crs.to_string(),
-        "id_column": source.id_column,
-        "truth_column": source.truth,
-        "threshold": threshold,
-        "threshold_from": origin,
-        "damaged_rule": "area-weighted mean probability >= threshold",
-        "coverage": COVERAGE_METHOD,
-        "uncertainty": str(unc.name) if unc is not None else None,
-        "buildings": c.buildings,
-        "buildings_assessed": c.assessed,
-        "buildings_damaged": c.damaged,
-        "buildings_outside_map": c.outside_map,
-        "buildings_on_nodata": c.nodata,
-        "buildings_without_polygon": c.no_geometry,
-        "buildings_outside_zones": c.outside_zones,
-        "damaged_share_of_assessed": c.damaged / c.assessed if c.assessed else None,
-        "zones": {
-            "kind": zones.kind,
-            "count": len(zone_frame),
-            "grid_m": zones.size if zones.kind == "grid" else None,
-            "interval": zone_frame["interval"].iloc[0] if len(zone_frame) else None,
-        },
-        "truth_metrics": truth_metrics(c.confusion) if source.truth else None,
-        "seconds": seconds,
-        "buildings_per_second": c.buildings / max(seconds, 1e-9),
-        "outputs": {k: str(p) for k, p in paths.items()},
-    }
+def _box_text(box: tuple[float, float, float, float] | None) -> str:
+    return "unknown" if box is None else "(" + ", ".join(f"{v:.6g}" for v in box) + ")"
 
 
 def _log(summary: dict[str, Any]) -> None:

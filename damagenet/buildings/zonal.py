@@ -21,6 +21,8 @@ from damagenet.errors import GridMismatchError, InputFileError
 
 #: Footprint vertices clipped at once (each costs a few dozen bytes in temporaries).
 MAX_VERTICES = 2_000_000
+#: stands in for a missing geometry in vectorised shapely calls
+NO_GEOMETRY = np.array(None, dtype=object)
 
 
 @dataclass
@@ -65,7 +67,7 @@ def pixel_pairs(grid: MapGrid, geoms: np.ndarray) -> tuple[np.ndarray, ...]:
     cell, so its weight is its area without an intersection.
     """
     ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
-    bounds = np.where(ok[:, None], shapely.bounds(np.where(ok, geoms, None)), 0.0)
+    bounds = np.where(ok[:, None], shapely.bounds(np.where(ok, geoms, NO_GEOMETRY)), 0.0)
     c0 = np.floor((bounds[:, 0] - grid.x0) / grid.dx).astype(np.int64)
     c1 = np.ceil((bounds[:, 2] - grid.x0) / grid.dx).astype(np.int64)
     r0 = np.floor((grid.y0 - bounds[:, 3]) / grid.dy).astype(np.int64)

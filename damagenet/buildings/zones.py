@@ -2,13 +2,16 @@
 
 A building belongs to the zone containing its representative point (a point on its surface),
 so every building counts once even where it straddles a boundary. Zone totals are running
-sums, so buildings can be streamed through in batches.
+sums, so buildings can be streamed through in batches. Grids are aligned on multiples of their
+cell size (:class:`GridZones`), so their cells do not depend on the map's extent; district
+files are read only where they meet the map.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import geopandas as gpd
 import numpy as np
@@ -17,6 +20,7 @@ import shapely
 from pyproj import CRS, Transformer
 
 from damagenet.buildings.footprints import open_vector
+from damagenet.buildings.sources.geoparquet import Box
 from damagenet.errors import InputFileError
 
 #: Id and name columns of common district layouts (ours, OSM, geoBoundaries, HDX COD-AB).
@@ -42,6 +46,8 @@ ZONE_NAME_COLUMNS = (
     "ADM1_EN",
 )
 Z95 = 1.959963984540054
+#: The CRS of PWTT's grid (Earth Engine's ``coveringGrid('EPSG:3857', 500)``).
+PWTT_GRID_CRS = CRS.from_epsg(3857)
 
 
 def wilson(k: np.ndarray, n: np.ndarray, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
@@ -130,48 +136,122 @@ class ZoneTotals:
         )
 
 
-class GridZones:
-    """Square cells of ``size`` map units from the map's top-left corner."""
+class Zones(Protocol):
+    """What the aggregation asks of a zone layer (grid cells or district polygons)."""
 
-    kind = "grid"
+    kind: str
+    n: int
+    crs: CRS
+
+    def assign(self, points: np.ndarray) -> np.ndarray:
+        """Zone index of each representative point (map CRS), -1 for none."""
+        ...
+
+    def ids(self, zone: np.ndarray) -> np.ndarray:
+        """Zone ids (None for -1) of zone indices."""
+        ...
+
+    def frame(self, totals: ZoneTotals, spread: bool) -> gpd.GeoDataFrame:
+        """The zone layer with its totals, in the map's CRS."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What the zones are, for the summary."""
+        ...
+
+
+class GridZones:
+    """Square cells of ``size`` whose edges lie on multiples of ``size`` in ``grid_crs``.
+
+    The cells depend only on the size and the grid's CRS, never on the map's extent, so two
+    maps of one place (a PWTT map and a Sentinel-2 map, this month's and last month's) share
+    their cells and their ``zone_id``s, which name the cell's south-west corner
+    (``500mE612500N5598000``). The cells are those that meet the map; a building counts in the
+    cell holding its representative point. In the map's own (UTM) CRS the cells are ``size``
+    metres on the ground; :data:`PWTT_GRID_CRS` gives PWTT's cells (see :func:`pwtt_grid`).
+    """
 
     def __init__(
-        self, x0: float, y0: float, width: float, height: float, size: float, crs: CRS
+        self,
+        bounds: Box,
+        size: float,
+        crs: CRS,
+        grid_crs: CRS | None = None,
+        kind: str = "grid",
     ) -> None:
-        self.x0, self.y0, self.size, self.crs = x0, y0, size, crs
-        self.nx = max(1, int(np.ceil(width / size - 1e-9)))
-        self.ny = max(1, int(np.ceil(height / size - 1e-9)))
+        self.size, self.crs, self.kind = size, crs, kind
+        self.grid_crs = grid_crs if grid_crs is not None else crs
+        left, bottom, right, top = box_in(bounds, crs, self.grid_crs)
+        self.ix0, self.iy1 = _cell(left, size), _cell(top, size, up=True)
+        self.nx = max(1, _cell(right, size, up=True) - self.ix0)
+        self.ny = max(1, self.iy1 - _cell(bottom, size))
         self.n = self.nx * self.ny
 
     def assign(self, points: np.ndarray) -> np.ndarray:
-        x, y = shapely.get_x(points), shapely.get_y(points)
-        col = np.floor((x - self.x0) / self.size)
-        row = np.floor((self.y0 - y) / self.size)
-        inside = (col >= 0) & (col < self.nx) & (row >= 0) & (row < self.ny)
-        inside &= np.isfinite(x)
+        gx, gy = shapely.get_x(points), shapely.get_y(points)
+        if self.grid_crs != self.crs:
+            moved = to_crs(points, self.crs, self.grid_crs)
+            gx, gy = shapely.get_x(moved), shapely.get_y(moved)
+        with np.errstate(invalid="ignore"):
+            col = np.floor(gx / self.size) - self.ix0
+            row = self.iy1 - 1 - np.floor(gy / self.size)
+            inside = (col >= 0) & (col < self.nx) & (row >= 0) & (row < self.ny)
         zone = np.full(len(points), -1, dtype=np.int64)
         zone[inside] = (row[inside] * self.nx + col[inside]).astype(np.int64)
         return zone
 
+    def _corners(self, zone: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """South-west corners (grid CRS) of the cells ``zone``."""
+        col, row = zone % self.nx, zone // self.nx
+        return (self.ix0 + col) * self.size, (self.iy1 - 1 - row) * self.size
+
+    def _names(self, zone: np.ndarray) -> list[str]:
+        x, y = self._corners(zone)
+        return [f"{self.size:g}mE{a:.0f}N{b:.0f}" for a, b in zip(x, y, strict=True)]
+
     def ids(self, zone: np.ndarray) -> np.ndarray:
-        """Zone ids ("r<row>c<col>", None outside the grid) of zone indices."""
-        return np.array(
-            [f"r{z // self.nx:04d}c{z % self.nx:04d}" if z >= 0 else None for z in zone.tolist()],
-            dtype=object,
-        )
+        """Zone ids (the cell's size and south-west corner; None outside the grid)."""
+        out = np.full(len(zone), None, dtype=object)
+        hit = zone >= 0
+        out[hit] = self._names(zone[hit])
+        return out
 
     def frame(self, totals: ZoneTotals, spread: bool) -> gpd.GeoDataFrame:
-        """Cells holding at least one building (an empty cell says nothing)."""
+        """Cells holding at least one building (an empty cell says nothing), in the map CRS."""
         table = totals.frame(spread)
         keep = np.flatnonzero(totals.buildings > 0)
-        row, col = keep // self.nx, keep % self.nx
-        x = self.x0 + col * self.size
-        y = self.y0 - row * self.size
+        x, y = self._corners(keep)
         table = table.iloc[keep].reset_index(drop=True)
-        table.insert(0, "zone_id", [f"r{r:04d}c{c:04d}" for r, c in zip(row, col, strict=True)])
+        table.insert(0, "zone_id", self._names(keep))
         table.insert(1, "zone_name", None)
-        geom = shapely.box(x, y - self.size, x + self.size, y)
+        geom = to_crs(shapely.box(x, y, x + self.size, y + self.size), self.grid_crs, self.crs)
         return gpd.GeoDataFrame(table, geometry=geom, crs=self.crs)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "grid_m": self.size,
+            "grid_crs": self.grid_crs.to_string(),
+            "alignment": f"cell edges on multiples of {self.size:g} in {self.grid_crs.to_string()}",
+        }
+
+
+def _cell(value: float, size: float, up: bool = False) -> int:
+    """The grid line at or below (``up``: at or above) ``value``, as a multiple of ``size``;
+    values within a micrometre of a line are on it (reprojection rounding)."""
+    q = value / size
+    near = round(q)
+    if abs(q - near) * size < 1e-6:
+        return int(near)
+    return int(np.ceil(q)) if up else int(np.floor(q))
+
+
+def pwtt_grid(bounds: Box, size: float, crs: CRS) -> GridZones:
+    """PWTT's grid: Earth Engine's ``coveringGrid('EPSG:3857', 500)`` as ``detect_damage``
+    exports it, i.e. cells of ``size`` Web Mercator units on multiples of ``size``. Mercator
+    units shrink on the ground with the cosine of the latitude: at 50 N a 500-unit cell is
+    about 321 m on a side."""
+    return GridZones(bounds, size, crs, PWTT_GRID_CRS, kind="pwtt grid")
 
 
 class DistrictZones:
@@ -179,8 +259,18 @@ class DistrictZones:
 
     kind = "districts"
 
-    def __init__(self, path: str | Path, crs: CRS, zones_crs: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        crs: CRS,
+        zones_crs: str | None = None,
+        bounds: Box | None = None,
+    ) -> None:
+        """``bounds`` (map CRS): read only the zones meeting them (a country file, one city)."""
+        self.path = Path(path)
         src = open_vector(path, zones_crs, what="zones")
+        if bounds is not None:
+            src.bbox = box_in(bounds, crs, src.crs)
         src.id_column = next((c for c in ZONE_ID_COLUMNS if c in src.columns), None)
         name = next((c for c in ZONE_NAME_COLUMNS if c in src.columns), None)
         src.kept, src.truth, src.number_name = ([name] if name else []), None, "zone_id"
@@ -190,7 +280,8 @@ class DistrictZones:
             frames.append(batch.attributes)
         geom = np.concatenate(geoms) if geoms else np.zeros(0, dtype=object)
         if not (shapely.get_type_id(geom) >= 3).any():  # 3 Polygon, 6 MultiPolygon
-            raise InputFileError(f"{path}: no polygon zones")
+            where = " meeting the map" if bounds is not None else ""
+            raise InputFileError(f"{path}: no polygon zones{where}")
         attrs = pd.concat(frames, ignore_index=True)
         ids = attrs[src.id_column or "zone_id"].astype(str)
         names = attrs[name].astype(str) if name else pd.Series([None] * len(attrs))
@@ -216,11 +307,26 @@ class DistrictZones:
     def ids(self, zone: np.ndarray) -> np.ndarray:
         """Zone ids (None outside every zone) of zone indices."""
         ids = self.table["zone_id"].to_numpy(dtype=object)
-        return np.where(zone >= 0, ids[np.maximum(zone, 0)], None)
+        out = np.full(len(zone), None, dtype=object)
+        out[zone >= 0] = ids[zone[zone >= 0]]
+        return out
 
     def frame(self, totals: ZoneTotals, spread: bool) -> gpd.GeoDataFrame:
         table = pd.concat([self.table, totals.frame(spread)], axis=1)
         return gpd.GeoDataFrame(table, geometry=self.geom, crs=self.crs)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "file": str(self.path), "districts_read": self.n}
+
+
+def box_in(bounds: Box, src: CRS, dst: CRS) -> Box:
+    """``bounds`` (``src``) as a box in ``dst``, edges densified so none of it is cut off."""
+    from rasterio.warp import transform_bounds
+
+    if src == dst:
+        return bounds
+    west, south, east, north = transform_bounds(src, dst, *bounds, densify_pts=21)
+    return (west, south, east, north)
 
 
 def to_crs(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:

@@ -1,0 +1,11 @@
+"""The public services' addresses, the defaults of the ``--*-url`` options.
+
+Imports nothing, so ``damagenet aggregate --help`` shows them without loading the readers.
+"""
+
+#: Overpass API interpreter (OpenStreetMap)
+OSM_URL = "https://overpass-api.de/api/interpreter"
+#: Overture Maps' public S3 bucket (``release/<version>/theme=buildings/type=building/``)
+OVERTURE_URL = "https://overturemaps-us-west-2.s3.us-west-2.amazonaws.com"
+#: geoBoundaries API (``<url>/<ISO>/<LEVEL>/`` answers the metadata JSON)
+GEOBOUNDARIES_URL = "https://www.geoboundaries.org/api/current/gbOpen"
