@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "pipeline.labels.cli",
     "pipeline.patches",
     "pipeline.tiles.cli",
+    "pipeline.oscd.cli",
     "pipeline.dataset",
 )
 
