@@ -600,6 +600,8 @@ def _handler(server: BuildingServer) -> type[BaseHTTPRequestHandler]:
                 return self._s3(path[len("/s3/") :], parts.query)
             if path.startswith("/gb/api/current/gbOpen/"):
                 iso, level = path[len("/gb/api/current/gbOpen/") :].strip("/").split("/")
+                if not (server.root / "gb" / f"geoBoundaries-{iso}-{level}.geojson").exists():
+                    return self._send(404, b"Not Found", "text/html")
                 meta = boundary_metadata(f"{server.base}/gb/files", iso, level)
                 return self._send(200, json.dumps(meta).encode(), "application/json")
             if path.startswith("/gb/files/"):

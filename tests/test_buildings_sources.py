@@ -224,3 +224,10 @@ def test_cached_footprints_keep_their_box(world, server, tmp_path):
     meta = json.loads(data.with_suffix(".json").read_text())
     box = shapely.box(*meta["query"]["bbox"])
     assert gpd.read_parquet(data).geometry.intersects(box).all()
+
+
+def test_cache_is_filed_under_the_aoi_given(world, server, tmp_path):
+    opts = options(server, tmp_path / "data")
+    opts.sources.aoi = "bucha"
+    aggregate(world.prob_map, "osm", tmp_path / "o" / "agg.gpkg", opts)
+    assert len(list((tmp_path / "data" / "buildings" / "bucha").glob("osm-*"))) == 2

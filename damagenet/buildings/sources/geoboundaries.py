@@ -25,7 +25,15 @@ DETAIL_KEYS = {"full": "gjDownloadURL", "simplified": "simplifiedGeometryGeoJSON
 def metadata(client: Client, api: str, iso: str, level: str) -> dict[str, Any]:
     """The metadata JSON of one country and level (the API answers a list for ``ALL``)."""
     url = f"{api.rstrip('/')}/{iso}/{level}/"
-    meta = client.get_json(url)
+    try:
+        meta = client.get_json(url)
+    except ServiceError as exc:
+        if "HTTP 404" not in str(exc):
+            raise
+        raise ServiceError(
+            f"{exc}; geoBoundaries has no {level} for {iso}: check --districts-iso and "
+            "--districts-level"
+        ) from exc
     if isinstance(meta, list):
         meta = meta[0] if len(meta) == 1 else None
     if not isinstance(meta, dict) or "gjDownloadURL" not in meta:
