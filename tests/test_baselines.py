@@ -1,4 +1,4 @@
-"""Baselines and bootstrap scores on arrays where the answer is known."""
+"""Baselines and their scores on arrays where the answer is known."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from damagenet.data.pairs import Split
 from damagenet.evaluation.baselines import baseline_scores, change_magnitude, patch_features
 from damagenet.evaluation.scores import (
+    Scored,
     average_precision,
-    bootstrap_ci,
+    f1_at,
+    precision_at,
+    recall_at,
     roc_auc,
     score_model,
     threshold_for_precision,
@@ -52,25 +55,32 @@ def test_fast_ranking_metrics_match_sklearn_with_ties():
     assert average_precision(y, s) == pytest.approx(average_precision_score(y, s))
 
 
-def test_bootstrap_interval_contains_the_estimate():
-    rng = np.random.default_rng(3)
-    y = rng.integers(0, 2, 300)
-    s = rng.random(300) + 0.5 * y
-    ci = bootstrap_ci(y, s, roc_auc, n_boot=300, seed=0)
-    assert ci["low"] < ci["value"] < ci["high"]
-    assert ci["high"] - ci["low"] < 0.2
-    assert bootstrap_ci(np.ones(5), np.arange(5.0), roc_auc)["value"] is None
+def test_weighted_metrics_match_sklearn_and_repeated_units():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 150)
+    s = np.round(rng.random(150) + 0.3 * y, 1)
+    w = rng.integers(1, 4, 150).astype(float)
+    assert roc_auc(y, s, w) == pytest.approx(roc_auc_score(y, s, sample_weight=w))
+    assert average_precision(y, s, w) == pytest.approx(
+        average_precision_score(y, s, sample_weight=w)
+    )
+    rep_y, rep_s = np.repeat(y, w.astype(int)), np.repeat(s, w.astype(int))
+    for metric in (f1_at(0.8), precision_at(0.8), recall_at(0.8)):
+        assert metric(y, s, w) == pytest.approx(metric(rep_y, rep_s))
 
 
 def test_score_model_reports_every_figure_with_interval():
     y = np.array([0] * 50 + [1] * 50)
     s = np.r_[np.linspace(0, 0.6, 50), np.linspace(0.4, 1, 50)]
     thr = threshold_for_precision(y, s, 0.8)
-    out = score_model(y, s, 0.5, thr, n_boot=100)
-    for key in ("roc_auc", "pr_auc", "f1", "recall_at_precision"):
+    groups = np.arange(100) % 10
+    out = score_model(y, Scored(s, 0.5, thr), groups, n_boot=100)
+    for key in ("roc_auc", "pr_auc", "f1", "precision", "recall", "recall_at_precision"):
         assert set(out[key]) == {"value", "low", "high"}
+        assert out[key]["low"] <= out[key]["value"] <= out[key]["high"]
     assert out["precision_at_precision_threshold"]["value"] >= 0.8
-    assert out["pairs"] == 100 and out["damaged"] == 50
+    assert out["f1"]["value"] == pytest.approx(f1_at(0.5)(y, s))
+    assert out["pairs"] == 100 and out["damaged"] == 50 and out["threshold"] == 0.5
 
 
 def test_evaluate_reports_baselines_and_calibration(tmp_path):
@@ -95,8 +105,15 @@ def test_evaluate_reports_baselines_and_calibration(tmp_path):
         history=[],
         dataset={},
     )
-    metrics = evaluate(npz, tmp_path / "m.pt", tmp_path / "out", device="cpu")
+    metrics = evaluate(npz, tmp_path / "m.pt", tmp_path / "out", device="cpu", n_boot=200)
     assert set(metrics["baselines"]) == {"siamese", "change", "gbt"}
+    assert set(metrics["paired_differences"]) == {"siamese - change", "siamese - gbt"}
+    diff = metrics["paired_differences"]["siamese - change"]["roc_auc"]
+    assert diff["value"] == pytest.approx(
+        metrics["baselines"]["siamese"]["roc_auc"]["value"]
+        - metrics["baselines"]["change"]["roc_auc"]["value"]
+    )
+    assert metrics["interval"]["by"] == "aoi" and metrics["interval"]["groups"] == 2
     assert metrics["baselines"]["change"]["roc_auc"]["value"] > 0.95
     assert metrics["baselines"]["siamese"]["threshold"] == 0.5  # the checkpoint's own
     assert 0 <= metrics["calibration"]["raw"]["ece"] <= 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from contract.options import positive_int
+from contract.options import int_at_least, positive_int
 from damagenet.defaults import BACKBONE_FEATURES, N_BOOT
 from damagenet.training.config import TrainConfig
 
@@ -20,32 +20,21 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         batch_size=args.batch_size,
+        lr_backbone=args.lr_backbone,
+        lr_head=args.lr_head,
         progress=not args.quiet,
     )
     crossval(args.npz, args.out, args.k, cfg, args.seed, args.n_boot, args.keep_data)
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    d = TrainConfig()
-    p = sub.add_parser(
-        "crossval",
-        help="leave-AOI-out cross-validation of the network and baselines",
-        description="Pool every pair of a dataset NPZ, hold out whole AOIs in k folds (each "
-        "AOI test once, one training-side AOI for validation), train the network "
-        "and both baselines per fold, and write crossval.json, crossval.md, "
-        "predictions.npz, roc_models.png and fold<i>/model.pt (the ensemble).",
-    )
-    p.add_argument("--npz", required=True, help="dataset NPZ whose pairs carry 'aoi' arrays")
-    p.add_argument(
-        "--k", type=positive_int, required=True, help="number of folds (2 to the number of AOIs)"
-    )
-    p.add_argument("--out", required=True, help="results folder")
+def _add_training(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """How each fold's network is trained."""
     p.add_argument(
         "--backbone",
         choices=list(BACKBONE_FEATURES),
         default=d.backbone,
-        help="ResNet depth (%(default)s)",
+        help="ResNet depth of the patch model (%(default)s)",
     )
     p.add_argument(
         "--weights",
@@ -67,11 +56,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--batch-size",
-        type=positive_int,
+        type=int_at_least(2),
         default=d.batch_size,
-        help="pairs per batch (%(default)s)",
+        help="pairs (or tiles) per batch (%(default)s)",
+    )
+    p.add_argument(
+        "--lr-backbone",
+        type=float,
+        default=d.lr_backbone,
+        help="learning rate of the encoder (%(default)s; the small U-Net of a tile dataset "
+        "trains better at 1e-3)",
+    )
+    p.add_argument(
+        "--lr-head",
+        type=float,
+        default=d.lr_head,
+        help="learning rate of the head or decoder (%(default)s)",
     )
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda (%(default)s)")
+
+
+def _add_run(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """Seed, intervals and what is kept."""
     p.add_argument(
         "--seed",
         type=int,
@@ -89,4 +95,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep each fold's dataset NPZ (deleted after training by default)",
     )
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "crossval",
+        help="leave-AOI-out cross-validation of the network and baselines",
+        description="Pool every pair (or tile) of a dataset NPZ, hold out whole AOIs in k "
+        "folds (each AOI test once, one training-side AOI for validation), train the network "
+        "and both baselines per fold, and write crossval.json, crossval.md, predictions.npz, "
+        "roc_models.png and fold<i>/model.pt (the ensemble). A patch dataset trains the "
+        "patch model (siamese-resnet) and scores pairs; a tile dataset ('pipeline dataset "
+        "--tile-size') trains the pixel model (siamese-unet) and scores pixels, 16 px patches "
+        "and points. Intervals resample whole AOIs (pooled) or 640 m blocks (one AOI).",
+    )
+    p.add_argument("--npz", required=True, help="dataset NPZ whose pairs carry 'aoi' arrays")
+    p.add_argument(
+        "--k", type=positive_int, required=True, help="number of folds (2 to the number of AOIs)"
+    )
+    p.add_argument("--out", required=True, help="results folder")
+    d = TrainConfig()
+    _add_training(p, d)
+    _add_run(p, d)
     p.set_defaults(func=_run)

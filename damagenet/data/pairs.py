@@ -10,6 +10,7 @@ validation or test leaks into the inputs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -27,6 +28,7 @@ from contract.npz_keys import (
     DATASET_KIND,
     FLAT_KEYS,
     PATCHES,
+    PREWAR,
     PROCESSING_LEVEL,
     SPLITS,
     TILES,
@@ -49,6 +51,18 @@ class Split:
     aoi: np.ndarray | None = None
     row: np.ndarray | None = None  # (N,) top-left pixel of each patch in its AOI's grid
     col: np.ndarray | None = None
+    lon: np.ndarray | None = None  # (N,) centre of each patch in EPSG:4326
+    lat: np.ndarray | None = None
+    #: (N,) 1 for a tile of a temporal negative pair (tile datasets only)
+    prewar: np.ndarray | None = None
+
+    def take(self, idx: np.ndarray) -> Split:
+        """The pairs ``idx`` selects (indices or a mask), with their provenance."""
+        picked: dict[str, Any] = {
+            f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[idx]
+            for f in dataclasses.fields(self)
+        }
+        return Split(**picked)
 
 
 @dataclass
@@ -165,11 +179,9 @@ def study_splits(d: Any, path: Path, int_labels: bool = True) -> dict[str, Split
         if not all(present):
             lacking = [k for k, p in zip(keys, present, strict=True) if not p]
             raise DamagenetError(f"{path}: split {s!r} misses {lacking}")
-        aoi, row, col = (d.get(split_key(k, s)) for k in ("aoi", "row", "col"))
+        extra = (d.get(split_key(k, s)) for k in ("aoi", "row", "col", "lon", "lat", PREWAR))
         y = d[keys[2]]
-        splits[s] = Split(
-            d[keys[0]], d[keys[1]], y.astype(np.int64) if int_labels else y, aoi, row, col
-        )
+        splits[s] = Split(d[keys[0]], d[keys[1]], y.astype(np.int64) if int_labels else y, *extra)
     return splits
 
 
@@ -233,7 +245,8 @@ def check_pairs(path: Path, name: str, sp: Split, what: str = "patches") -> None
         if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
             raise DamagenetError(f"{path}: {name}: {date} {what} contain NaN or infinite values")
     n = len(sp.before)
-    for extra, key in ((sp.aoi, "aoi"), (sp.row, "row"), (sp.col, "col")):
+    for key in ("aoi", "row", "col", "lon", "lat", "prewar"):
+        extra = getattr(sp, key)
         if extra is not None and extra.shape != (n,):
             raise DamagenetError(
                 f"{path}: {name}: {key} array of shape {extra.shape} for {n} pairs"

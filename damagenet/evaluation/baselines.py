@@ -28,13 +28,19 @@ PERCENTILES = (10, 50, 90)
 _B = {b: i for i, b in enumerate(BANDS)}
 
 
-def _reflectance(x: np.ndarray) -> np.ndarray:
+def reflectance(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32) / QUANTIFICATION
+
+
+def change_per_pixel(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """(N, H, W): the training-free detector's per-pixel change, mean over bands of
+    |after - before| reflectance."""
+    return np.abs(reflectance(after) - reflectance(before)).mean(axis=1)
 
 
 def change_magnitude(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """Per-patch score of the training-free detector: max over pixels of mean |after - before|."""
-    diff = np.abs(_reflectance(after) - _reflectance(before)).mean(axis=1)
+    diff = change_per_pixel(before, after)
     return diff.reshape(len(diff), -1).max(axis=1)
 
 
@@ -42,7 +48,7 @@ def _norm_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a - b) / np.maximum(a + b, 1e-6)
 
 
-def _layers(x: np.ndarray) -> np.ndarray:
+def layers(x: np.ndarray) -> np.ndarray:
     """(N, 7, S, S): the 4 bands, NDVI, NDWI (green vs NIR) and brightness (band mean)."""
     ndvi = _norm_diff(x[:, _B["B08"]], x[:, _B["B04"]])
     ndwi = _norm_diff(x[:, _B["B03"]], x[:, _B["B08"]])
@@ -66,14 +72,14 @@ def _correlation(b: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 def patch_features(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """(N, F) float32 features of raw (N, 4, S, S) patch pairs (see the module docstring)."""
-    lb, la = _layers(_reflectance(before)), _layers(_reflectance(after))
+    lb, la = layers(reflectance(before)), layers(reflectance(after))
     d = la - lb
     feats = [
         _stats(lb),
         _stats(la),
         _stats(d),
         _stats(np.abs(d)),
-        _correlation(_reflectance(before), _reflectance(after)),
+        _correlation(reflectance(before), reflectance(after)),
     ]
     return np.concatenate(feats, axis=1).astype(np.float32)
 

@@ -1,21 +1,28 @@
 """``damagenet crossval``: leave-AOI-out cross-validation of the network and its baselines.
 
 A model that will map a city it has never seen must be tested on cities it has never seen.
-All pairs of a dataset NPZ (every split pooled, each pair named by its ``aoi``) are grouped by
-AOI; the AOIs are shuffled (seeded) into k folds. Fold i tests on group i, validates (early
-stopping, thresholds, calibration) on one AOI of the next group, and trains on the rest: every
-AOI is test exactly once and no AOI plays two roles in a fold.
+All pairs (or tiles) of a dataset NPZ, every split pooled and each named by its ``aoi``, are
+grouped by AOI; the AOIs are shuffled (seeded) into k folds. Fold i tests on group i, validates
+(early stopping, thresholds, calibration) on one AOI of the next group, and trains on the rest:
+every AOI is test exactly once and no AOI plays two roles in a fold.
 
-Per fold the network is trained with ``damagenet train``'s recipe, its temperature fitted on
-the validation AOI and stored in its checkpoint under ``calibration``; both baselines are
-fitted on the same training pairs. Written to ``--out``:
+The dataset's kind decides what a fold trains and scores (:mod:`damagenet.evaluation.
+crossval_kinds`): on a patch dataset the Siamese patch network beside the change detector and
+the trees per pair; on a tile dataset the Siamese U-Net beside both baselines per pixel, at
+pixel, patch and point level. Per fold the network is trained with ``damagenet train``'s recipe
+and its temperature fitted on the validation AOI and stored in its checkpoint. Written to
+``--out``:
 
-- ``crossval.json``: folds (AOIs per role, checkpoint), per-AOI and pooled scores with
-  bootstrap 95% intervals for ``siamese``, ``change`` and ``gbt``;
+- ``crossval.json``: folds (AOIs per role, checkpoint), per level per-AOI and pooled scores with
+  intervals that resample whole AOIs (pooled) or 640 m ground blocks (one AOI), and paired
+  differences (:mod:`damagenet.evaluation.crossval_report`); ``per_aoi``, ``pooled`` and
+  ``paired_differences`` at the top are those of the first level;
 - ``crossval.md``: the same as Markdown tables;
-- ``predictions.npz``: per test pair its AOI, fold, label and every model's score;
-- ``roc_models.png``: pooled ROC curves; ``fold<i>/model.pt``: the fold checkpoints, which
-  together form the ensemble of ``damagenet predict --ckpt ... --ckpt ...``.
+- ``predictions.npz`` (first level; ``predictions_<level>.npz`` for the others): per test unit
+  its AOI, fold, label and every model's score;
+- ``roc_models.png`` (and ``roc_models_<level>.png``): pooled ROC curves;
+  ``fold<i>/model.pt``: the fold checkpoints, which together form the ensemble of
+  ``damagenet predict --ckpt ... --ckpt ...``.
 """
 
 from __future__ import annotations
@@ -23,39 +30,24 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from contract.atomic import atomic_path, write_text_atomic
-from contract.npz_keys import SPLITS, split_key
-from damagenet.data.pairs import Split, load_splits
+from contract.npz_keys import SPLITS
+from damagenet.data.pairs import Split
 from damagenet.errors import DamagenetError
-from damagenet.evaluation.baselines import baseline_scores
-from damagenet.evaluation.calibration import apply_calibration, fit_temperature
-from damagenet.evaluation.comparison import NETWORK, roc_models_plot
-from damagenet.evaluation.evaluate import probabilities
-from damagenet.evaluation.metrics import choose_threshold
-from damagenet.evaluation.scores import (
-    N_BOOT,
-    average_precision,
-    bootstrap_ci,
-    f1_at,
-    fmt_ci,
-    precision_at,
-    recall_at,
-    roc_auc,
-    threshold_for_precision,
-)
-from damagenet.inference.scoring import resolve_device
-from damagenet.models.checkpoint import load_checkpoint, norm_of
+from damagenet.evaluation.comparison import roc_models_plot
+from damagenet.evaluation.crossval_kinds import FoldLevel, Kind, kind_of, write_fold_npz
+from damagenet.evaluation.crossval_report import level_report, markdown, pool_level
+from damagenet.evaluation.intervals import BLOCK_M, MAX_LEVELS, MIN_RESAMPLES
+from damagenet.evaluation.scores import N_BOOT
 from damagenet.training.train import TrainConfig, train
 
 log = logging.getLogger(__name__)
-MODELS = (NETWORK, "change", "gbt")
 
 
 @dataclass(frozen=True)
@@ -89,188 +81,69 @@ def assign_folds(aois: list[str], k: int, seed: int = 0) -> list[Fold]:
     return folds
 
 
-def pooled(npz: str | Path) -> Split:
-    """Every pair of the dataset, whatever its split, with its AOI name."""
-    splits = load_splits(npz)
+def pooled(npz: str | Path, kind: Kind | None = None) -> Split:
+    """Every pair (or tile) of the dataset, whatever its split, with its AOI name and the
+    provenance every split records."""
+    splits = (kind or kind_of(npz)).load(npz)
     if any(sp.aoi is None for sp in splits.values()):
         raise DamagenetError(
             f"{npz}: pairs carry no 'aoi' array; leave-AOI-out needs the "
             "dataset written by 'pipeline dataset'"
         )
     parts = list(splits.values())
-    return Split(
-        *(np.concatenate([getattr(p, f) for p in parts]) for f in ("before", "after", "y", "aoi"))
-    )
+    arrays: dict[str, Any] = {}
+    for f in fields(Split):
+        values = [getattr(p, f.name) for p in parts]
+        arrays[f.name] = None if any(v is None for v in values) else np.concatenate(values)
+    return Split(**arrays)
 
 
 def fold_splits(pool: Split, fold: Fold) -> dict[str, Split]:
-    out = {}
-    for role in SPLITS:
-        m = np.isin(pool.aoi, getattr(fold, role))
-        out[role] = Split(pool.before[m], pool.after[m], pool.y[m], pool.aoi[m])
-    return out
-
-
-def write_fold_npz(splits: dict[str, Split], path: Path) -> None:
-    arrays = {}
-    for role, sp in splits.items():
-        arrays.update(
-            {
-                split_key("Xb", role): sp.before,
-                split_key("Xa", role): sp.after,
-                split_key("y", role): sp.y,
-                split_key("aoi", role): sp.aoi.astype(str),
-            }
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-
-
-def _store_calibration(ckpt: Path, calib: dict[str, Any]) -> None:
-    """Add the fitted calibration to the fold checkpoint (predict applies it)."""
-    payload = torch.load(ckpt, map_location="cpu", weights_only=True)
-    payload["calibration"] = calib
-    with atomic_path(ckpt) as tmp:
-        torch.save(payload, tmp)
+    """The pooled pairs of each role's AOIs."""
+    assert pool.aoi is not None, "pooled() refuses datasets without AOI names"
+    return {role: pool.take(np.isin(pool.aoi, getattr(fold, role))) for role in SPLITS}
 
 
 def run_fold(
-    i: int, fold: Fold, pool: Split, out: Path, cfg: TrainConfig, keep_data: bool
+    i: int, fold: Fold, pool: Split, out: Path, cfg: TrainConfig, keep_data: bool, kind: Kind
 ) -> dict[str, Any]:
-    """Train and score one fold; the test scores of every model and the fold's thresholds."""
+    """Train and score one fold: per level its test units and every model's scores."""
     fold_dir = out / f"fold{i}"
     splits = fold_splits(pool, fold)
     npz, ckpt = fold_dir / "dataset.npz", fold_dir / "model.pt"
-    write_fold_npz(splits, npz)
+    write_fold_npz(splits, npz, kind.name)
     log.info(
-        "fold %d: test %s, val %s, train %d AOIs (%d/%d/%d pairs)",
-        i,
-        ",".join(fold.test),
-        ",".join(fold.val),
-        len(fold.train),
-        len(splits["test"].y),
-        len(splits["val"].y),
-        len(splits["train"].y),
+        "fold %d: test %s, val %s, train %d AOIs (%d/%d/%d %s)",
+        *(i, ",".join(fold.test), ",".join(fold.val), len(fold.train)),
+        *(len(splits[s].y) for s in ("test", "val", "train")),
+        "tiles" if kind.name == "tiles" else "pairs",
     )
     train(npz, fold_dir, ckpt, cfg, run_evaluation=False)
     if not keep_data:
         npz.unlink()
-    dev = resolve_device(cfg.device)
-    model, payload = load_checkpoint(ckpt, map_location=dev)
-    prob = {
-        s: probabilities(model, splits[s], norm_of(payload), cfg.eval_batch_size, dev)
-        for s in ("val", "test")
-    }
-    logit = {
-        s: np.log(np.clip(p, 1e-7, 1 - 1e-7) / np.clip(1 - p, 1e-7, 1)) for s, p in prob.items()
-    }
-    calib = fit_temperature(logit["val"], splits["val"].y)
-    _store_calibration(ckpt, calib)
-    scores = {
-        NETWORK: {s: apply_calibration(logit[s], calib, logits=True) for s in prob},
-        **baseline_scores(splits, cfg.seed),
-    }
-    y_val = splits["val"].y
-    return {
-        "fold": fold,
-        "checkpoint": ckpt,
-        "calibration": calib,
-        "aoi": splits["test"].aoi,
-        "y": splits["test"].y,
-        "scores": {m: scores[m]["test"] for m in MODELS},
-        "thresholds": {
-            m: (
-                choose_threshold(y_val, scores[m]["val"], cfg.threshold_rule),
-                threshold_for_precision(y_val, scores[m]["val"]),
-            )
-            for m in MODELS
-        },
-    }
-
-
-def _score_subset(
-    y: np.ndarray,
-    scores: dict[str, np.ndarray],
-    thr: dict[str, np.ndarray],
-    pthr: dict[str, np.ndarray],
-    n_boot: int,
-    seed: int,
-) -> dict[str, Any]:
-    """Scores of every model; per-pair thresholds (each pair's fold's) become a shift to 0."""
-    out = {}
-    for m in MODELS:
-        s, shifted, pshifted = scores[m], scores[m] - thr[m], scores[m] - pthr[m]
-        out[m] = {
-            "roc_auc": bootstrap_ci(y, s, roc_auc, n_boot, seed),
-            "pr_auc": bootstrap_ci(y, s, average_precision, n_boot, seed),
-            "f1": bootstrap_ci(y, shifted, f1_at(0.0), n_boot, seed),
-            "recall_at_precision": bootstrap_ci(y, pshifted, recall_at(0.0), n_boot, seed),
-            "precision_at_precision_threshold": bootstrap_ci(
-                y, pshifted, precision_at(0.0), n_boot, seed
-            ),
-            "pairs": int(len(y)),
-            "damaged": int(np.sum(y == 1)),
-        }
-    return out
+    levels, calib = kind.score(ckpt, splits, cfg)
+    return {"fold": fold, "checkpoint": ckpt, "calibration": calib, "levels": levels}
 
 
 def summarise(
-    results: list[dict[str, Any]], n_boot: int, seed: int
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Per-AOI and pooled scores, and the concatenated predictions."""
-    cat = {
-        "aoi": np.concatenate([r["aoi"] for r in results]).astype(str),
-        "y": np.concatenate([r["y"] for r in results]),
-        "fold": np.concatenate([np.full(len(r["y"]), i) for i, r in enumerate(results)]),
-    }
-    for m in MODELS:
-        cat[m] = np.concatenate([r["scores"][m] for r in results])
-    thr = {
-        m: np.concatenate([np.full(len(r["y"]), r["thresholds"][m][0]) for r in results])
-        for m in MODELS
-    }
-    pthr = {
-        m: np.concatenate([np.full(len(r["y"]), r["thresholds"][m][1]) for r in results])
-        for m in MODELS
-    }
-    per_aoi = {}
-    for aoi in sorted(set(cat["aoi"].tolist())):
-        sel = cat["aoi"] == aoi
-        per_aoi[aoi] = _score_subset(
-            cat["y"][sel],
-            {m: cat[m][sel] for m in MODELS},
-            {m: thr[m][sel] for m in MODELS},
-            {m: pthr[m][sel] for m in MODELS},
-            n_boot,
-            seed,
-        )
-    pooled_scores = _score_subset(cat["y"], {m: cat[m] for m in MODELS}, thr, pthr, n_boot, seed)
-    return {"per_aoi": per_aoi, "pooled": pooled_scores}, cat
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """Per-AOI and pooled ROC-AUC table, then the pooled operating-point table."""
-    head = "| AOI (test) | pairs (damaged) | " + " | ".join(f"{m} ROC-AUC" for m in MODELS)
-    lines = [head + " |", "|" + " --- |" * (2 + len(MODELS))]
-    rows = list(report["per_aoi"].items()) + [("**pooled**", report["pooled"])]
-    for aoi, entry in rows:
-        first = entry[MODELS[0]]
-        cells = " | ".join(fmt_ci(entry[m]["roc_auc"]) for m in MODELS)
-        lines.append(f"| {aoi} | {first['pairs']} ({first['damaged']}) | {cells} |")
-    lines += [
-        "",
-        "| model (pooled) | ROC-AUC | PR-AUC | F1 at val threshold | "
-        "recall at val precision-0.8 threshold |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for m in MODELS:
-        e = report["pooled"][m]
-        lines.append(
-            f"| {m} | {fmt_ci(e['roc_auc'])} | {fmt_ci(e['pr_auc'])} | "
-            f"{fmt_ci(e['f1'])} | {fmt_ci(e['recall_at_precision'])} |"
-        )
-    return "\n".join(lines) + "\n"
+    results: list[dict[str, Any]], kind: Kind, n_boot: int, seed: int
+) -> tuple[dict[str, Any], dict[str, tuple[FoldLevel, np.ndarray]]]:
+    """Per level the report (per AOI, pooled, paired) and the pooled units with their folds."""
+    report: dict[str, Any] = {}
+    units: dict[str, tuple[FoldLevel, np.ndarray]] = {}
+    for name in kind.levels:
+        parts = [(i, r["levels"][name]) for i, r in enumerate(results) if name in r["levels"]]
+        if not parts:
+            report[name] = {"units": kind.units[name][1], "skipped": "no fold could score it"}
+            continue
+        level, fold = pool_level(parts)
+        unit, rule = kind.units[name]
+        report[name] = level_report(level, unit, rule, n_boot, seed)
+        missing = [i for i, r in enumerate(results) if name not in r["levels"]]
+        if missing:
+            report[name]["folds_without_both_classes"] = missing
+        units[name] = (level, fold)
+    return report, units
 
 
 def crossval(
@@ -283,45 +156,88 @@ def crossval(
     keep_data: bool = False,
 ) -> dict[str, Any]:
     """Run every fold and write the report (see the module docstring)."""
-    cfg = cfg or TrainConfig()
+    kind = kind_of(npz)
+    cfg = kind.config(cfg or TrainConfig())
     out = Path(out_dir)
-    pool = pooled(npz)
+    pool = pooled(npz, kind)
+    assert pool.aoi is not None
     folds = assign_folds(pool.aoi.tolist(), k, seed)
     out.mkdir(parents=True, exist_ok=True)
     remove_fold_dirs(out)
-    results = [run_fold(i, f, pool, out, cfg, keep_data) for i, f in enumerate(folds)]
-    report, cat = summarise(results, n_boot, seed)
-    report = {
+    results = [run_fold(i, f, pool, out, cfg, keep_data, kind) for i, f in enumerate(folds)]
+    levels, units = summarise(results, kind, n_boot, seed)
+    report = _report(npz, k, cfg, seed, n_boot, kind, results, levels)
+    write_outputs(out, report, units)
+    log.info("leave-AOI-out, %d folds -> %s\n%s", k, out / "crossval.md", markdown(report))
+    return report
+
+
+def _report(
+    npz: str | Path,
+    k: int,
+    cfg: TrainConfig,
+    seed: int,
+    n_boot: int,
+    kind: Kind,
+    results: list[dict[str, Any]],
+    levels: dict[str, Any],
+) -> dict[str, Any]:
+    """crossval.json's content: settings, protocol, folds, levels (first level on top)."""
+    first = levels[kind.levels[0]]
+    return {
         "dataset": str(npz),
+        "kind": kind.name,
         "k": k,
         "seed": seed,
         "n_boot": n_boot,
-        "backbone": cfg.backbone,
+        "arch": cfg.arch,
+        "backbone": cfg.backbone if cfg.arch == "siamese-resnet" else cfg.encoder,
         "weights": cfg.weights,
         "epochs": cfg.epochs,
         "protocol": "leave-AOI-out; val = one AOI of the training side; thresholds and "
-        "temperature chosen on val; network scores are temperature-"
-        "calibrated; pooled F1/recall use each fold's own thresholds",
+        "temperature chosen on val; network scores are temperature-calibrated; pooled "
+        "F1/precision/recall use each fold's own thresholds",
+        "interval": {
+            "method": "percentile bootstrap of whole groups (scipy.stats.bootstrap draws "
+            "them); paired differences score both models on the same draws",
+            "pooled": "whole AOIs (each AOI is one fold's test ground)",
+            "per_aoi": f"{BLOCK_M:g} m ground blocks of the AOI, from the units' positions",
+            "n_resamples": n_boot,
+            "min_resamples": MIN_RESAMPLES,
+            "score_levels": MAX_LEVELS,
+        },
         "folds": [
             {
                 "fold": i,
-                "test": list(r["fold"].test),
-                "val": list(r["fold"].val),
-                "train": list(r["fold"].train),
+                **{role: list(getattr(r["fold"], role)) for role in SPLITS},
                 "checkpoint": str(r["checkpoint"]),
                 "calibration": r["calibration"],
             }
             for i, r in enumerate(results)
         ],
-        **report,
+        "per_aoi": first.get("per_aoi", {}),
+        "pooled": first.get("pooled", {}),
+        "paired_differences": first.get("paired_differences", {}),
+        "levels": levels,
     }
+
+
+def write_outputs(
+    out: Path, report: dict[str, Any], units: dict[str, tuple[FoldLevel, np.ndarray]]
+) -> None:
+    """crossval.json, crossval.md, and per scored level its predictions and ROC plot."""
     write_text_atomic(out / "crossval.json", json.dumps(report, indent=2) + "\n")
     write_text_atomic(out / "crossval.md", markdown(report))
-    with atomic_path(out / "predictions.npz") as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **cat)
-    roc_models_plot(cat["y"], {m: cat[m] for m in MODELS}, report["pooled"], out / "roc_models.png")
-    log.info("leave-AOI-out, %d folds -> %s\n%s", k, out / "crossval.md", markdown(report))
-    return report
+    first = next(iter(report["levels"]))
+    for name, (level, fold) in units.items():
+        suffix = "" if name == first else f"_{name}"
+        cat: dict[str, Any] = {"aoi": level.aoi, "fold": fold, "y": level.y}
+        cat |= {m: s.score for m, s in level.models.items()}
+        with atomic_path(out / f"predictions{suffix}.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **cat)
+        scores = {m: s.score for m, s in level.models.items()}
+        table = report["levels"][name]["pooled"]
+        roc_models_plot(level.y, scores, table, out / f"roc_models{suffix}.png")
 
 
 def remove_fold_dirs(out: Path) -> None:

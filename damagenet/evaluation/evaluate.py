@@ -6,6 +6,11 @@ and says how it was chosen; the study's classification report at 0.5 sits in its
 (``study_report_at_0.5``), so nobody compares a map with the wrong numbers. Also the study's
 ``confusion_matrix_counts.png`` and ``confusion_matrix_normalized.png`` (at 0.5), the confusion
 matrix at the map threshold, ROC-AUC, PR-AUC, ROC and PR plots, and per-AOI metrics.
+
+The checkpoint's kind decides what is read: a patch model scores a patch dataset here, a pixel
+model a tile dataset (:mod:`damagenet.evaluation.tile_evaluate`: pixel, patch and point level);
+a dataset of the other kind is refused, naming both. Intervals resample whole AOIs, or 640 m
+ground blocks when the test split holds one AOI (:mod:`damagenet.evaluation.intervals`).
 """
 
 from __future__ import annotations
@@ -16,23 +21,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from contract.atomic import staged_folder, write_text_atomic
+from contract.npz_keys import PATCHES, TILES
 from damagenet.data.pairs import (
     Preprocess,
     Split,
     dataset_config,
+    dataset_kind,
     load_splits,
+    open_npz,
     require_both_classes,
     to_tensors,
 )
-from damagenet.errors import DamagenetError
+from damagenet.defaults import N_BOOT
+from damagenet.errors import DamagenetError, DamagenetUsageError
 from damagenet.evaluation.comparison import compare_models
+from damagenet.evaluation.intervals import groups_for, interval_record
 from damagenet.evaluation.metrics import choose_threshold, ranking_metrics, report
 from damagenet.evaluation.plots import confusion_plot, pr_plot, roc_plot
 from damagenet.inference.scoring import predict_logits, resolve_device, sigmoid
 from damagenet.models.card import THRESHOLD_HOW
 from damagenet.models.checkpoint import checkpoint_hash, input_of, load_checkpoint
+from damagenet.models.registry import PAIR, PIXEL, describe, output_of
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +157,20 @@ def write_evaluation(
     val_prob: np.ndarray | None,
     threshold: dict[str, Any],
     out_dir: str | Path,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
 ) -> None:
-    """Baselines and calibration beside the network, then every artefact, staged together:
-    a failure or a signal leaves none of them, so no plot outlives its metrics.json."""
+    """Baselines, paired differences and calibration beside the network, then every artefact,
+    staged together: a failure or a signal leaves none of them, so no plot outlives its
+    metrics.json. Intervals resample whole AOIs, or 640 m ground blocks of one AOI."""
+    test = splits["test"]
+    grouping = groups_for(test.aoi, test.lon, test.lat)
+    metrics["interval"] = interval_record(grouping, n_boot, seed, "pairs")
     with staged_folder(out_dir) as out:
-        metrics.update(compare_models(splits, prob, val_prob, threshold, out))
-        write_artefacts(metrics, splits["test"].y, prob, out)
+        metrics.update(
+            compare_models(splits, prob, val_prob, threshold, out, grouping, n_boot, seed)
+        )
+        write_artefacts(metrics, test.y, prob, out)
     t = metrics["threshold"]
     log.info(
         "test (%d pairs) at the map threshold %.3f (%s): accuracy %.3f, damage recall "
@@ -166,6 +186,40 @@ def write_evaluation(
     )
 
 
+def checkpoint_record(ckpt: str | Path, payload: dict[str, Any]) -> dict[str, Any]:
+    """Which checkpoint was scored: path, hash, whether training finished."""
+    return {
+        "path": str(ckpt),
+        "sha256_16": checkpoint_hash(ckpt),
+        "complete": bool(payload["complete"]),
+    }
+
+
+def check_kinds(npz: str | Path, ckpt: str | Path, payload: dict[str, Any]) -> str:
+    """The model's output (``pair`` or ``pixel``), refused when the dataset is of the other
+    kind: a patch model scores patch datasets, a pixel model tile datasets."""
+    output = output_of(payload["architecture"])
+    with open_npz(Path(npz)) as d:
+        kind = dataset_kind(d)
+    wants = TILES if output == PIXEL else PATCHES
+    if kind != wants:
+        model = describe(payload["architecture"])
+        raise DamagenetUsageError(
+            f"{npz} is a {kind} dataset, but {ckpt} is a {output_of_words(output)} ({model}), "
+            f"which is evaluated on {wants} datasets: give a {wants} dataset "
+            f"({'pipeline dataset --tile-size 64' if wants == TILES else 'pipeline dataset'}) "
+            "or a checkpoint of the other kind"
+        )
+    return output
+
+
+def output_of_words(output: str) -> str:
+    """A model kind in words, for messages."""
+    if output == PIXEL:
+        return "pixel model (one score per pixel)"
+    return "patch model (one score per pair)"
+
+
 def evaluate(
     npz: str | Path,
     ckpt: str | Path,
@@ -174,10 +228,60 @@ def evaluate(
     device: str = "auto",
     batch_size: int = 512,
     allow_provisional: bool = False,
+    n_boot: int = N_BOOT,
+    patch_ckpt: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the checkpoint on the NPZ's test split; write metrics and plots to ``out_dir``."""
+    """Evaluate the checkpoint on the NPZ's test split; write metrics and plots to ``out_dir``.
+
+    The checkpoint's kind decides: a patch model on a patch dataset, a pixel model on a tile
+    dataset (:func:`damagenet.evaluation.tile_evaluate.evaluate_tiles`), where ``patch_ckpt``,
+    a patch model, is scored beside it on the same test tiles.
+    """
     dev = resolve_device(device)
-    model, payload = load_checkpoint(ckpt, map_location=dev, allow_provisional=allow_provisional)
+    loaded = load_checkpoint(ckpt, map_location=dev, allow_provisional=allow_provisional)
+    if check_kinds(npz, ckpt, loaded[1]) == PIXEL:
+        from damagenet.evaluation.tile_evaluate import evaluate_tiles
+
+        record, patch = {"checkpoint": checkpoint_record(ckpt, loaded[1])}, None
+        if patch_ckpt is not None:
+            patch = _patch_beside(patch_ckpt, dev, allow_provisional)
+            record["patch_checkpoint"] = checkpoint_record(patch_ckpt, patch[1])
+        return evaluate_tiles(
+            npz, loaded, out_dir, dev, batch_size, threshold_rule, patch, n_boot, record=record
+        )
+    if patch_ckpt is not None:
+        raise DamagenetUsageError(
+            "--patch-ckpt scores a patch model beside a pixel model on a tile dataset; "
+            f"{ckpt} is itself a patch model"
+        )
+    return evaluate_pairs(npz, ckpt, loaded, out_dir, threshold_rule, dev, batch_size, n_boot)
+
+
+def _patch_beside(
+    patch_ckpt: str | Path, dev: torch.device, allow_provisional: bool
+) -> tuple[Any, dict[str, Any]]:
+    """The patch model to score beside a pixel model, refused when it is not one."""
+    loaded = load_checkpoint(patch_ckpt, map_location=dev, allow_provisional=allow_provisional)
+    if output_of(loaded[1]["architecture"]) != PAIR:
+        raise DamagenetUsageError(
+            f"--patch-ckpt {patch_ckpt}: a {output_of_words(PIXEL)}; give a patch model "
+            "(siamese-resnet) to score beside the pixel model"
+        )
+    return loaded
+
+
+def evaluate_pairs(
+    npz: str | Path,
+    ckpt: str | Path,
+    loaded: tuple[Any, dict[str, Any]],
+    out_dir: str | Path,
+    threshold_rule: str | None,
+    dev: torch.device,
+    batch_size: int,
+    n_boot: int,
+) -> dict[str, Any]:
+    """A patch model on a patch dataset's test split."""
+    model, payload = loaded
     inp = input_of(payload)
     splits = load_splits(npz)
     if "test" not in splits:
@@ -188,24 +292,19 @@ def evaluate(
             f"{npz}: patches of {splits['test'].before.shape[-1]} px, but the "
             f"checkpoint {ckpt} was trained on {payload['patch_size']} px"
         )
+    val_prob = (
+        probabilities(model, splits["val"], inp, batch_size, dev) if "val" in splits else None
+    )
     threshold = dict(payload["threshold"])
     if threshold_rule and threshold_rule != threshold.get("rule"):
-        if "val" not in splits:
+        if val_prob is None:
             raise DamagenetError(f"{npz}: no 'val' split to choose a {threshold_rule} threshold on")
-        val_prob = probabilities(model, splits["val"], inp, batch_size, dev)
         threshold = {
             "value": choose_threshold(splits["val"].y, val_prob, threshold_rule),
             "rule": threshold_rule,
             "chosen_on": "val",
         }
     metrics, prob = score_test(model, inp, splits, threshold, npz, batch_size, dev)
-    metrics["checkpoint"] = {
-        "path": str(ckpt),
-        "sha256_16": checkpoint_hash(ckpt),
-        "complete": bool(payload["complete"]),
-    }
-    val_prob = (
-        probabilities(model, splits["val"], inp, batch_size, dev) if "val" in splits else None
-    )
-    write_evaluation(metrics, splits, prob, val_prob, threshold, out_dir)
+    metrics["checkpoint"] = checkpoint_record(ckpt, payload)
+    write_evaluation(metrics, splits, prob, val_prob, threshold, out_dir, n_boot)
     return metrics

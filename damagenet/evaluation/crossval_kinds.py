@@ -1,0 +1,213 @@
+"""What a cross-validation fold trains and scores, by dataset kind.
+
+The fold loop of :mod:`damagenet.evaluation.crossval` is the same for both kinds; what differs
+lives here and the dataset's ``kind`` picks it (:func:`kind_of`):
+
+- :class:`PatchKind` (patch datasets): the Siamese patch network, the change detector and the
+  trees on patch features, scored per pair (level ``patch``);
+- :class:`TileKind` (tile datasets): the Siamese U-Net, the change detector and the trees per
+  pixel, scored at pixel, patch (16 px cells) and point level
+  (:mod:`damagenet.evaluation.levels`).
+
+Per fold each model's thresholds are chosen on the fold's validation AOI; the network's
+temperature is fitted there and stored in its checkpoint, and its scores are calibrated, so
+pooled rankings over folds share a scale. A fold hands back, per level, a
+:class:`FoldLevel`: the test units with their AOI and position, and every model's
+:class:`~damagenet.evaluation.scores.Scored`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from contract.atomic import atomic_path
+from contract.npz_keys import DATASET_KIND, SPLITS, TILES, split_key
+from damagenet.data import pairs, tiles
+from damagenet.data.pairs import Split
+from damagenet.evaluation.baselines import baseline_scores
+from damagenet.evaluation.calibration import apply_calibration, fit_temperature
+from damagenet.evaluation.comparison import NETWORK, operating_points
+from damagenet.evaluation.evaluate import probabilities
+from damagenet.evaluation.levels import PixelLevel, ScoreMap
+from damagenet.evaluation.scores import Scored
+from damagenet.evaluation.tile_evaluate import (
+    PIXEL_MODEL,
+    LevelScores,
+    levels_for,
+    model_maps,
+    score_level,
+)
+from damagenet.inference.scoring import resolve_device
+from damagenet.models.checkpoint import input_of, load_checkpoint
+from damagenet.training.config import TrainConfig
+
+#: provenance arrays a fold dataset carries when the pooled dataset has them
+PROVENANCE = ("aoi", "row", "col", "lon", "lat", "prewar")
+
+
+@dataclass(frozen=True)
+class FoldLevel:
+    """One fold's test units at one level: labels, AOI and position, every model's scores."""
+
+    y: np.ndarray
+    aoi: np.ndarray
+    lon: np.ndarray | None
+    lat: np.ndarray | None
+    models: dict[str, Scored]
+
+
+class Kind(Protocol):
+    """What differs between patch and tile datasets in a fold."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def models(self) -> tuple[str, ...]: ...
+    @property
+    def levels(self) -> tuple[str, ...]: ...
+    @property
+    def units(self) -> dict[str, tuple[str, str]]:
+        """Per level: what a unit is called (``pairs``, ``pixels``...) and its rule."""
+        ...
+
+    def load(self, npz: str | Path) -> dict[str, Split]: ...
+    def config(self, cfg: TrainConfig) -> TrainConfig: ...
+    def score(
+        self, ckpt: Path, splits: dict[str, Split], cfg: TrainConfig
+    ) -> tuple[dict[str, FoldLevel], dict[str, Any]]: ...
+
+
+def kind_of(npz: str | Path) -> Kind:
+    """The fold behaviour of the dataset's kind (patches, or tiles)."""
+    with pairs.open_npz(Path(npz)) as d:
+        return TileKind() if pairs.dataset_kind(d) == TILES else PatchKind()
+
+
+def write_fold_npz(splits: dict[str, Split], path: Path, kind: str) -> None:
+    """The fold's splits as a dataset NPZ of the pooled dataset's kind, provenance kept."""
+    arrays: dict[str, Any] = {DATASET_KIND: np.array(kind)} if kind == TILES else {}
+    for role in SPLITS:
+        sp = splits[role]
+        arrays |= {split_key("Xb", role): sp.before, split_key("Xa", role): sp.after}
+        arrays[split_key("y", role)] = sp.y
+        for key in PROVENANCE:
+            value = getattr(sp, key)
+            if value is not None:
+                arrays[split_key(key, role)] = value.astype(str) if key == "aoi" else value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def store_calibration(ckpt: Path, calib: dict[str, Any]) -> None:
+    """Add the fitted calibration to the fold checkpoint (predict applies it)."""
+    payload = torch.load(ckpt, map_location="cpu", weights_only=True)
+    payload["calibration"] = calib
+    with atomic_path(ckpt) as tmp:
+        torch.save(payload, tmp)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def _fold_level(
+    test: Split, tile: np.ndarray, y: np.ndarray, models: dict[str, Scored]
+) -> FoldLevel:
+    """Units of ``test`` (``tile``: the pair or tile each unit lies in) with their provenance."""
+    return FoldLevel(
+        y.astype(np.int64),
+        test.aoi[tile].astype(str) if test.aoi is not None else np.full(len(tile), ""),
+        None if test.lon is None else test.lon[tile],
+        None if test.lat is None else test.lat[tile],
+        models,
+    )
+
+
+class PatchKind:
+    """Patch datasets: the Siamese patch network and the per-pair baselines."""
+
+    name = "patches"
+    models = (NETWORK, "change", "gbt")
+    levels = ("patch",)
+
+    @property
+    def units(self) -> dict[str, tuple[str, str]]:
+        return {"patch": ("pairs", "the dataset's patch pairs")}
+
+    def load(self, npz: str | Path) -> dict[str, Split]:
+        return pairs.load_splits(npz)
+
+    def config(self, cfg: TrainConfig) -> TrainConfig:
+        return dataclasses.replace(cfg, arch="siamese-resnet")
+
+    def score(
+        self, ckpt: Path, splits: dict[str, Split], cfg: TrainConfig
+    ) -> tuple[dict[str, FoldLevel], dict[str, Any]]:
+        """Calibrated network scores and both baselines; thresholds on the validation AOI."""
+        dev = resolve_device(cfg.device)
+        model, payload = load_checkpoint(ckpt, map_location=dev)
+        prob = {
+            s: probabilities(model, splits[s], input_of(payload), cfg.eval_batch_size, dev)
+            for s in ("val", "test")
+        }
+        calib = fit_temperature(_logit(prob["val"]), splits["val"].y)
+        store_calibration(ckpt, calib)
+        scores = {
+            NETWORK: {s: apply_calibration(p, calib) for s, p in prob.items()},
+            **baseline_scores(splits, cfg.seed),
+        }
+        models = operating_points(splits["val"].y, scores, cfg.threshold_rule)
+        test = splits["test"]
+        return {"patch": _fold_level(test, np.arange(len(test.y)), test.y, models)}, calib
+
+
+class TileKind:
+    """Tile datasets: the Siamese U-Net and the per-pixel baselines at three levels."""
+
+    name = TILES
+    models = (PIXEL_MODEL, "change", "gbt")
+    levels = ("pixel", "patch", "point")
+
+    @property
+    def units(self) -> dict[str, tuple[str, str]]:
+        return {level.name: (level.unit, level.rule) for level in levels_for()}
+
+    def load(self, npz: str | Path) -> dict[str, Split]:
+        return tiles.load_tiles(npz)
+
+    def config(self, cfg: TrainConfig) -> TrainConfig:
+        return dataclasses.replace(cfg, arch="siamese-unet")
+
+    def score(
+        self, ckpt: Path, splits: dict[str, Split], cfg: TrainConfig
+    ) -> tuple[dict[str, FoldLevel], dict[str, Any]]:
+        """Maps of every model on val and test, the pixel model calibrated; each level."""
+        from damagenet.training.tasks import PixelTask
+
+        dev = resolve_device(cfg.device)
+        loaded = load_checkpoint(ckpt, map_location=dev)
+        batch = PixelTask().eval_batch(cfg.eval_batch_size, splits["test"].before.shape[-1])
+        maps = model_maps(splits, loaded, None, dev, batch, cfg.seed)
+        px = PixelLevel()
+        val_units = px.units(splits["val"])
+        val_prob = px.scores(val_units, maps[PIXEL_MODEL]["val"])
+        calib = fit_temperature(_logit(val_prob), val_units.y)
+        store_calibration(ckpt, calib)
+        maps[PIXEL_MODEL] = {
+            s: ScoreMap(apply_calibration(m.values, calib)) for s, m in maps[PIXEL_MODEL].items()
+        }
+        out = {}
+        for level in levels_for():
+            scored = score_level(level, splits, maps, cfg.threshold_rule, {})
+            if isinstance(scored, LevelScores):
+                u = scored.units
+                out[level.name] = _fold_level(splits["test"], u.tile, u.y, scored.models)
+        return out, calib
