@@ -101,12 +101,19 @@ def inside_map(frame: gpd.GeoDataFrame, margin: float = 0.0) -> np.ndarray:
     return frame.to_crs(UTM).intersects(area).to_numpy()
 
 
-def write_map(path: Path, kind: str = "t", aoi: str = "testtown") -> Path:
+def write_map(
+    path: Path,
+    kind: str = "t",
+    aoi: str = "testtown",
+    origin: tuple[float, float] | None = None,
+    size: int = MAP_SIZE,
+) -> Path:
     """A T map (``damagenet pwtt``'s band description and tags) or a probability map: high
-    values in the map's east half, low in the west, nodata in a corner."""
-    x0, y0 = map_origin()
-    values = np.where(np.arange(MAP_SIZE)[None, :] >= MAP_SIZE // 2, 6.0, 1.0)
-    values = np.repeat(values, MAP_SIZE, axis=0).astype("float32")
+    values in the map's east half, low in the west, nodata in a corner. By default the map
+    is the 1.6 km square of :func:`map_origin`; ``origin`` and ``size`` place another."""
+    x0, y0 = origin or map_origin()
+    values = np.where(np.arange(size)[None, :] >= size // 2, 6.0, 1.0)
+    values = np.repeat(values, size, axis=0).astype("float32")
     if kind == "prob":
         values = np.where(values > 3, 0.9, 0.1).astype("float32")
     values[:10, :10] = -9999.0
@@ -114,8 +121,8 @@ def write_map(path: Path, kind: str = "t", aoi: str = "testtown") -> Path:
         path,
         "w",
         driver="GTiff",
-        width=MAP_SIZE,
-        height=MAP_SIZE,
+        width=size,
+        height=size,
         count=1,
         dtype="float32",
         crs=UTM,
@@ -325,14 +332,18 @@ def _geo_metadata(table: pa.Table) -> bytes:
 def write_overture(
     folder: Path, frame: gpd.GeoDataFrame, files: int = 2, group_rows: int = 400
 ) -> list[Path]:
-    """A release's building files: the sorted town split into ``files`` Parquet files of
+    """A release's building files: the town in ``files`` west-to-east strips (each file a
+    region of its own, as a release's files are), geohash-sorted within each, in
     ``group_rows``-row groups, zstd-compressed, with the ``geo`` key and the bbox covering."""
     table = overture_table(frame)
     out = folder / BUCKET / BUILDING_PREFIX
     out.mkdir(parents=True, exist_ok=True)
+    xmin = table.column("bbox").combine_chunks().field("xmin").to_numpy()
+    cuts = np.quantile(xmin, np.linspace(0, 1, files + 1)[1:-1])
+    strip = np.searchsorted(cuts, xmin, side="right")
     paths = []
-    for part, rows in enumerate(np.array_split(np.arange(table.num_rows), files)):
-        sub = table.take(pa.array(rows))
+    for part in range(files):
+        sub = table.take(pa.array(np.flatnonzero(strip == part)))
         sub = sub.replace_schema_metadata({b"geo": _geo_metadata(sub)})
         name = f"part-{part:05d}-{uuid.UUID(int=part)}-c000.zstd.parquet"
         pq.write_table(

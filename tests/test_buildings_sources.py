@@ -21,7 +21,9 @@ from building_servers import (
     BuildingServer,
     build_world,
     central,
+    centre_utm,
     row_group_spans,
+    write_map,
 )
 
 from damagenet.buildings.aggregate import AggregateOptions, aggregate
@@ -231,3 +233,19 @@ def test_cache_is_filed_under_the_aoi_given(world, server, tmp_path):
     opts.sources.aoi = "bucha"
     aggregate(world.prob_map, "osm", tmp_path / "o" / "agg.gpkg", opts)
     assert len(list((tmp_path / "data" / "buildings" / "bucha").glob("osm-*"))) == 2
+
+
+def test_overture_file_extents_spare_later_aois_the_footers(world, server, tmp_path):
+    run(world, server, tmp_path, "overture")
+    (index,) = (tmp_path / "data" / "overture").glob(f"overture-{RELEASE}-*-files.json")
+    extents = json.loads(index.read_text())["files"]
+    assert len(extents) == len(world.parquet)
+    # a second AOI in the town's north-east corner: only the file covering it is opened
+    cx, cy = centre_utm()
+    corner = write_map(tmp_path / "corner_pwtt.tif", "t", "corner", (cx + 1500, cy + 1900), 30)
+    before = len(server.log)
+    aggregate(corner, "overture", tmp_path / "c" / "agg.gpkg", options(server, tmp_path / "data"))
+    opened = {r.path.rsplit("/", 1)[-1] for r in server.log[before:] if r.range}
+    assert len(opened) == 1
+    (meta,) = (tmp_path / "data" / "buildings" / "corner").glob("overture-*.json")
+    assert json.loads(meta.read_text())["files_read"] == 1

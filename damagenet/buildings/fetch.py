@@ -3,28 +3,29 @@
 The box asked for is the map's extent in WGS 84 (edges densified, so a UTM map's curved outline
 is covered) plus a margin, so footprints just beyond the edge are counted as outside the map
 instead of vanishing. Footprints are cached per AOI under ``<data>/buildings/<aoi>/``,
-boundaries per country and level under ``<data>/districts/`` (:mod:`.sources.cache`).
+boundaries per country and level under ``<data>/districts/`` (:mod:`.sources.cache`), the
+extents of an Overture release's files under ``<data>/overture/``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import rasterio
 from rasterio.warp import transform_bounds
 
 from damagenet.buildings.sources import geoboundaries, osm, overture
 from damagenet.buildings.sources.cache import Entry, cached
+from damagenet.buildings.sources.defaults import GEOBOUNDARIES_URL, OSM_URL, OVERTURE_URL
 from damagenet.buildings.sources.geoparquet import Box
 from damagenet.buildings.sources.http import Client
-from damagenet.buildings.sources.urls import GEOBOUNDARIES_URL, OSM_URL, OVERTURE_URL
 
 NAMED_BUILDINGS = ("osm", "overture")
 #: margin around the map (map units, metres) for the footprint query and file reads
 MARGIN_M = 100.0
-DETAILS = tuple(geoboundaries.DETAIL_KEYS)
 
 
 @dataclass
@@ -43,9 +44,9 @@ class SourceOptions:
     tries: int = 4
     #: first wait between attempts, doubled after each
     backoff_s: float = 1.0
-    timeout_s: float = 120.0
-    #: what the last fetch cost (requests, bytes), per source name
-    cost: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: seconds without a byte from the server before a try is given up (Overpass queries
+    #: may think for up to their own 180 s timeout before answering)
+    timeout_s: float = 240.0
 
     def client(self, service: str) -> Client:
         return Client(service, self.tries, self.backoff_s, self.timeout_s)
@@ -84,19 +85,21 @@ def aoi_name(map_path: Path, src: rasterio.DatasetReader, given: str | None) -> 
 def named_buildings(name: str, box: Box, aoi: str, opts: SourceOptions) -> Entry:
     """Fetch (or read from the cache) the footprints of source ``name`` in ``box``."""
     url = opts.osm_url if name == "osm" else opts.overture_url
-    module = osm if name == "osm" else overture
-    client = opts.client(module.SERVICE)
+    client = opts.client(osm.SERVICE if name == "osm" else overture.SERVICE)
+
+    def fetch(tmp: Path) -> dict[str, Any]:
+        if name == "osm":
+            return osm.fetch(box, url, tmp, client)
+        return overture.fetch(box, url, tmp, client, opts.data_dir / "overture")
+
     query = {"source": name, "url": url, "bbox": list(box)}
-    folder = opts.data_dir / "buildings" / aoi
-    entry = cached(folder, name, ".parquet", query, lambda tmp: module.fetch(box, url, tmp, client))
-    opts.cost[name] = {"requests": client.requests_sent, "bytes": client.bytes_read}
-    return entry
+    return cached(opts.data_dir / "buildings" / aoi, name, ".parquet", query, fetch)
 
 
 def named_districts(opts: SourceOptions) -> Entry:
     """geoBoundaries' units of ``districts_iso`` at ``districts_level``, cached per country."""
     client = opts.client(geoboundaries.SERVICE)
-    entry = geoboundaries.districts(
+    return geoboundaries.districts(
         opts.data_dir,
         opts.districts_iso,
         opts.districts_level,
@@ -104,5 +107,3 @@ def named_districts(opts: SourceOptions) -> Entry:
         opts.districts_detail,
         client,
     )
-    opts.cost["geoboundaries"] = {"requests": client.requests_sent, "bytes": client.bytes_read}
-    return entry

@@ -6,7 +6,12 @@ import argparse
 from pathlib import Path
 
 from contract.options import int_at_least, positive_float
-from damagenet.buildings.sources.urls import GEOBOUNDARIES_URL, OSM_URL, OVERTURE_URL
+from damagenet.buildings.sources.defaults import (
+    DISTRICT_DETAILS,
+    GEOBOUNDARIES_URL,
+    OSM_URL,
+    OVERTURE_URL,
+)
 
 
 def threshold_value(text: str) -> float | str:
@@ -148,7 +153,7 @@ def _zone_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--districts-detail",
-        choices=("full", "simplified"),
+        choices=DISTRICT_DETAILS,
         default="full",
         help="geoBoundaries geometry: full detail or simplified (smaller) (%(default)s)",
     )

@@ -16,10 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from damagenet.buildings.sources.cache import Entry, cached
+from damagenet.buildings.sources.defaults import DISTRICT_DETAILS
 from damagenet.buildings.sources.http import Client, RetryableAnswer, ServiceError, checked_content
 
 SERVICE = "geoBoundaries"
-DETAIL_KEYS = {"full": "gjDownloadURL", "simplified": "simplifiedGeometryGeoJSON"}
+#: the metadata key of each --districts-detail's download
+DETAIL_KEYS = dict(
+    zip(DISTRICT_DETAILS, ("gjDownloadURL", "simplifiedGeometryGeoJSON"), strict=True)
+)
 
 
 def metadata(client: Client, api: str, iso: str, level: str) -> dict[str, Any]:

@@ -50,6 +50,25 @@ def row_groups_in(pf: pq.ParquetFile, box: Box, cov: dict[str, str]) -> list[int
     return keep
 
 
+def file_extent(pf: pq.ParquetFile, cov: dict[str, str]) -> Box | None:
+    """The box of all row groups' bbox statistics (None when any group has none)."""
+    index = {pf.metadata.schema.column(i).path: i for i in range(pf.metadata.num_columns)}
+    lo_x = lo_y = float("inf")
+    hi_x = hi_y = float("-inf")
+    for g in range(pf.metadata.num_row_groups):
+        rg = pf.metadata.row_group(g)
+        stats = [rg.column(index[cov[k]]).statistics for k in ("xmin", "xmax", "ymin", "ymax")]
+        if any(st is None or not st.has_min_max for st in stats):
+            return None
+        lo_x, hi_x = min(lo_x, float(stats[0].min)), max(hi_x, float(stats[1].max))
+        lo_y, hi_y = min(lo_y, float(stats[2].min)), max(hi_y, float(stats[3].max))
+    return (lo_x, lo_y, hi_x, hi_y)
+
+
+def boxes_meet(a: Box, b: Box) -> bool:
+    return a[0] <= b[2] and a[2] >= b[0] and a[1] <= b[3] and a[3] >= b[1]
+
+
 def rows_in(table: pa.Table, box: Box, cov: dict[str, str]) -> pa.Table:
     """The rows of ``table`` whose bbox intersects ``box``."""
 

@@ -5,15 +5,19 @@ in public S3 (and Azure) buckets. This lists that prefix through the S3 ``ListOb
 (plain HTTPS, no account), reads each file's footer with HTTP range requests, and then only the
 row groups whose ``bbox`` statistics meet the box (:mod:`.geoparquet`), so a city costs megabytes
 of a release that is hundreds of gigabytes. The base URL is the bucket, optionally with
-``/release/<version>``; without a version the newest release listed is used.
+``/release/<version>``; without a version the newest release listed is used. Each file's
+extent is kept per release (:class:`FileIndex`), so only the first AOI of a release pays for
+every file's footer.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +27,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 
+from contract.atomic import write_text_atomic
 from damagenet.buildings.footprints import flat_frame
-from damagenet.buildings.sources.geoparquet import Box, covering, row_groups_in, rows_in
+from damagenet.buildings.sources.cache import key_of
+from damagenet.buildings.sources.geoparquet import (
+    Box,
+    boxes_meet,
+    covering,
+    file_extent,
+    row_groups_in,
+    rows_in,
+)
 from damagenet.buildings.sources.http import Client, RangeFile, ServiceError, checked_content
 
 SERVICE = "Overture Maps (S3)"
@@ -95,22 +108,61 @@ def release_of(client: Client, bucket: str, version: str | None) -> str:
     return versions[-1]
 
 
-def _read_file(client: Client, url: str, size: int, box: Box) -> tuple[pa.Table | None, int, int]:
-    """Matching rows of one file, row groups read and row groups in it."""
+@dataclass
+class FileRead:
+    """What one file gave: its matching rows, row groups read and in it, and its extent."""
+
+    table: pa.Table | None
+    groups_read: int
+    groups_total: int
+    extent: Box | None
+
+
+def _read_file(client: Client, url: str, size: int, box: Box) -> FileRead:
+    """Matching rows of one file: its footer, then only the row groups that meet ``box``."""
     # pre_buffer: the column chunks of the row groups read are fetched in coalesced ranges
     pf = pq.ParquetFile(RangeFile(client, url, size), pre_buffer=True)
     cov = covering(pf)
     if cov is None:
         raise ServiceError(f"{SERVICE}: {url} has no bbox column: not Overture's layout")
     groups = row_groups_in(pf, box, cov)
-    total = pf.metadata.num_row_groups
+    total, extent = pf.metadata.num_row_groups, file_extent(pf, cov)
     if not groups:
-        return None, 0, total
+        return FileRead(None, 0, total, extent)
     table = rows_in(pf.read_row_groups(groups), box, cov)
-    return (table if table.num_rows else None), len(groups), total
+    return FileRead(table if table.num_rows else None, len(groups), total, extent)
 
 
-def fetch(box: Box, url: str, dest: Path, client: Client) -> dict[str, Any]:
+class FileIndex:
+    """Each file's extent in one release, kept under ``<data>/overture/``: the first AOI of a
+    release reads every file's footer, later AOIs only those of files that meet their box."""
+
+    def __init__(self, folder: Path, bucket: str, release: str) -> None:
+        self.path = folder / f"overture-{release}-{key_of({'bucket': bucket})}-files.json"
+        self.bucket, self.release = bucket, release
+        self.files: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            try:
+                self.files = json.loads(self.path.read_text(encoding="utf-8"))["files"]
+            except (OSError, ValueError, KeyError):
+                self.files = {}  # unreadable: rebuilt from the footers
+
+    def misses(self, key: str, size: int, box: Box) -> bool:
+        """Whether the file is known (same size) to lie wholly outside ``box``."""
+        known = self.files.get(key)
+        if known is None or known["size"] != size or known["extent"] is None:
+            return False
+        return not boxes_meet(tuple(known["extent"]), box)
+
+    def add(self, key: str, size: int, extent: Box | None) -> None:
+        self.files[key] = {"size": size, "extent": list(extent) if extent else None}
+
+    def save(self) -> None:
+        doc = {"bucket": self.bucket, "release": self.release, "files": self.files}
+        write_text_atomic(self.path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+
+def fetch(box: Box, url: str, dest: Path, client: Client, index_dir: Path) -> dict[str, Any]:
     """Read the buildings in ``box`` of the release at ``url``; write GeoParquet ``dest``."""
     bucket, version = _split(url)
     release = release_of(client, bucket, version)
@@ -118,9 +170,14 @@ def fetch(box: Box, url: str, dest: Path, client: Client) -> dict[str, Any]:
     objects = [(k, s) for k, s in list_objects(client, bucket, prefix)[0] if k.endswith(".parquet")]
     if not objects:
         raise ServiceError(f"{SERVICE}: {bucket}/{prefix} holds no Parquet files")
+    index = FileIndex(index_dir, bucket, release)
+    todo = [(k, s) for k, s in objects if not index.misses(k, s, box)]
     with ThreadPoolExecutor(THREADS) as pool:
-        parts = list(pool.map(lambda o: _read_file(client, f"{bucket}/{o[0]}", o[1], box), objects))
-    tables = [t for t, _, _ in parts if t is not None]
+        parts = list(pool.map(lambda o: _read_file(client, f"{bucket}/{o[0]}", o[1], box), todo))
+    for (key, size), part in zip(todo, parts, strict=True):
+        index.add(key, size, part.extent)
+    index.save()
+    tables = [p.table for p in parts if p.table is not None]
     if not tables:
         raise ServiceError(
             f"{SERVICE}: release {release} has no buildings in the box {box} (west, south, "
@@ -140,8 +197,9 @@ def fetch(box: Box, url: str, dest: Path, client: Client) -> dict[str, Any]:
         "attribution": ATTRIBUTION,
         "features": len(frame),
         "files": len(objects),
-        "row_groups_read": sum(n for _, n, _ in parts),
-        "row_groups_total": sum(n for _, _, n in parts),
+        "files_read": len(todo),
+        "row_groups_read": sum(p.groups_read for p in parts),
+        "row_groups_total": sum(p.groups_total for p in parts),
         "requests": client.requests_sent,
         "bytes_read": client.bytes_read,
         "bytes_total": sum(s for _, s in objects),
