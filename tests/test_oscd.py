@@ -311,6 +311,8 @@ def test_absent_city_and_root_are_usage_errors(oscd, tmp_path):
         convert_city(oscd, "lyon", tmp_path / "out")
     with pytest.raises(PipelineUsageError, match="not an OSCD folder"):
         labelled_cities(tmp_path / "nowhere")
+    write_city(oscd, CitySpec(city="lyon"))["labels"].unlink()
+    assert labelled_cities(oscd) == ["paris"]  # a city without its change map is not listed
     assert not (tmp_path / "out").exists()
 
 
@@ -340,6 +342,7 @@ def test_cli_lists_converts_and_refuses(oscd, tmp_path, capsys):
     assert (out / "labels.tif").exists() and (out / "paris.geojson").exists()
     assert cli.main(["oscd", "--root", str(oscd), "--city", "lyon", "--out", str(out)]) == 2
     assert cli.main(["oscd", "--root", str(oscd)]) == 2
+    assert cli.main(["oscd", "--root", str(oscd), "--city", "paris"]) == 2  # no --out
     write_change_map(city_paths(oscd, "paris")["labels"], np.zeros((120, 100), dtype=np.uint8))
     assert (
         cli.main(["oscd", "--root", str(oscd), "--city", "paris", "--out", str(tmp_path / "b")])

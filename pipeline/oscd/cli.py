@@ -21,8 +21,10 @@ def _run(args: argparse.Namespace) -> int:
             raise PipelineUsageError("--list takes no --city or --out")
         print("\n".join(labelled_cities(args.root)))
         return 0
-    if not args.city:
-        raise PipelineUsageError("give --city CITY (or --list to see the labelled cities)")
+    if not args.city or not args.out:
+        raise PipelineUsageError(
+            "give --city CITY and --out FOLDER (or --list to see the labelled cities)"
+        )
     convert_city(args.root, args.city, args.out, args.level)
     return 0
 
@@ -50,8 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--city", help="city folder name under images/, e.g. paris")
     p.add_argument(
         "--out",
-        help="output folder of the city (default: data/oscd/<city>); files already there "
-        "with the same names are replaced",
+        help="output folder of the city, e.g. oscd/paris (required with --city); files "
+        "already there with the same names are replaced",
     )
     p.add_argument(
         "--level",

@@ -39,17 +39,14 @@ from pipeline.oscd.write import (
 
 log = logging.getLogger(__name__)
 EPOCHS = ("before", "after")
-#: Where a city goes without ``--out``.
-DEFAULT_OUT = Path("data/oscd")
 
 
 def convert_city(
-    root: str | Path, city: str, out: str | Path | None = None, level: str | None = None
+    root: str | Path, city: str, out: str | Path, level: str | None = None
 ) -> dict[str, Any]:
-    """Convert ``city`` under the OSCD folder ``root`` into ``out``; return the label record.
-
-    ``out`` defaults to ``data/oscd/<city>``; ``level`` (L1C or L2A) overrides what the band
-    file names state (without either: OSCD's L1C).
+    """Convert ``city`` under the OSCD folder ``root`` into the folder ``out``; return the
+    label record. ``level`` (L1C or L2A) overrides what the band file names state (without
+    either: OSCD's L1C).
     """
     start = time.perf_counter()
     files = find_city(root, city, level)
@@ -68,7 +65,7 @@ def convert_city(
     record = label_record(files, change, labels, grid)
     if record["change_pixels"] + record["no_change_pixels"] == 0:
         raise InputFileError(f"{change.path}: no labelled pixel lies under both dates' images")
-    folder = Path(out) if out is not None else DEFAULT_OUT / city
+    folder = Path(out)
     with staged_folder(folder) as tmp:
         staged = output_paths(tmp, city)
         write_aoi(staged["aoi"], doc)
