@@ -567,92 +567,96 @@ def _list_xml(bucket, prefix, delimiter, keys, common, folder, more, nxt) -> byt
     return text.encode()
 
 
+class Handler(BaseHTTPRequestHandler):
+    """The three services' answers; ``state`` is the :class:`BuildingServer` (set per server)."""
+
+    state: BuildingServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def _send(self, status: int, body: bytes, kind: str, headers: dict | None = None) -> None:
+        rng = self.headers.get("Range")
+        fault = self.state.fault(urlsplit(self.path).path)
+        if fault == "drop":
+            self.state.record(self.command, self.path, rng, 0)
+            self.close_connection = True
+            return
+        if fault == "garbage":
+            status, body, kind = 200, b"<html><body>502 Bad Gateway</body></html>", "text/html"
+        elif isinstance(fault, tuple | int):
+            code, extra = (fault, {}) if isinstance(fault, int) else fault
+            status, body, kind, headers = code, b"rate limited or broken", "text/plain", extra
+        length = len(body)
+        if fault == "truncate":
+            body = body[: len(body) // 2]
+            self.close_connection = True
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(length))
+        for k, v in (headers or {}).items():
+            self.send_header(k, str(v))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        self.state.record(self.command, self.path, rng, len(body) if self.command != "HEAD" else 0)
+
+    def _route(self, body: bytes = b"") -> None:
+        parts = urlsplit(self.path)
+        path = unquote(parts.path)
+        if path == "/api/interpreter":
+            form = parse_qs(body.decode()) if body else parse_qs(parts.query)
+            answer = self.state.overpass(form["data"][0])
+            return self._send(200, json.dumps(answer).encode(), "application/json")
+        if path.startswith("/s3/"):
+            return self._s3(path[len("/s3/") :], parts.query)
+        if path.startswith("/gb/api/current/gbOpen/"):
+            iso, level = path[len("/gb/api/current/gbOpen/") :].strip("/").split("/")
+            if not (self.state.root / "gb" / f"geoBoundaries-{iso}-{level}.geojson").exists():
+                return self._send(404, b"Not Found", "text/html")
+            meta = boundary_metadata(f"{self.state.base}/gb/files", iso, level)
+            return self._send(200, json.dumps(meta).encode(), "application/json")
+        if path.startswith("/gb/files/"):
+            return self._object(self.state.root / "gb" / path[len("/gb/files/") :])
+        self._send(404, b"not found", "text/plain")
+
+    def _s3(self, rest: str, query: str) -> None:
+        bucket, _, key = rest.partition("/")
+        if not key:
+            params = {k: v[0] for k, v in parse_qs(query).items()}
+            return self._send(200, self.state.listing(bucket, params), "application/xml")
+        self._object(self.state.root / bucket / key)
+
+    def _object(self, path: Path) -> None:
+        if not path.is_file():
+            return self._send(404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml")
+        data = path.read_bytes()
+        rng = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        if rng is None or self.state.ignore_range:
+            return self._send(200, data, "application/octet-stream")
+        start = int(rng.group(1))
+        end = min(int(rng.group(2)) if rng.group(2) else len(data) - 1, len(data) - 1)
+        self._send(
+            206,
+            data[start : end + 1],
+            "application/octet-stream",
+            {"Content-Range": f"bytes {start}-{end}/{len(data)}", "Accept-Ranges": "bytes"},
+        )
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self._route()
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._route()
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        self._route(self.rfile.read(length))
+
+
 def _handler(server: BuildingServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:  # keep test output clean
-            pass
-
-        def _send(self, status: int, body: bytes, kind: str, headers: dict | None = None) -> None:
-            rng = self.headers.get("Range")
-            fault = server.fault(urlsplit(self.path).path)
-            if fault == "drop":
-                server.record(self.command, self.path, rng, 0)
-                self.close_connection = True
-                return
-            if fault == "garbage":
-                status, body, kind = 200, b"<html><body>502 Bad Gateway</body></html>", "text/html"
-            elif isinstance(fault, tuple | int):
-                code, extra = (fault, {}) if isinstance(fault, int) else fault
-                status, body, kind, headers = code, b"rate limited or broken", "text/plain", extra
-            length = len(body)
-            if fault == "truncate":
-                body = body[: len(body) // 2]
-                self.close_connection = True
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(length))
-            for k, v in (headers or {}).items():
-                self.send_header(k, str(v))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-            server.record(self.command, self.path, rng, len(body) if self.command != "HEAD" else 0)
-
-        def _route(self, body: bytes = b"") -> None:
-            parts = urlsplit(self.path)
-            path = unquote(parts.path)
-            if path == "/api/interpreter":
-                form = parse_qs(body.decode()) if body else parse_qs(parts.query)
-                answer = server.overpass(form["data"][0])
-                return self._send(200, json.dumps(answer).encode(), "application/json")
-            if path.startswith("/s3/"):
-                return self._s3(path[len("/s3/") :], parts.query)
-            if path.startswith("/gb/api/current/gbOpen/"):
-                iso, level = path[len("/gb/api/current/gbOpen/") :].strip("/").split("/")
-                if not (server.root / "gb" / f"geoBoundaries-{iso}-{level}.geojson").exists():
-                    return self._send(404, b"Not Found", "text/html")
-                meta = boundary_metadata(f"{server.base}/gb/files", iso, level)
-                return self._send(200, json.dumps(meta).encode(), "application/json")
-            if path.startswith("/gb/files/"):
-                return self._object(server.root / "gb" / path[len("/gb/files/") :])
-            self._send(404, b"not found", "text/plain")
-
-        def _s3(self, rest: str, query: str) -> None:
-            bucket, _, key = rest.partition("/")
-            if not key:
-                params = {k: v[0] for k, v in parse_qs(query).items()}
-                return self._send(200, server.listing(bucket, params), "application/xml")
-            self._object(server.root / bucket / key)
-
-        def _object(self, path: Path) -> None:
-            if not path.is_file():
-                return self._send(404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml")
-            data = path.read_bytes()
-            rng = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
-            if rng is None or server.ignore_range:
-                return self._send(200, data, "application/octet-stream")
-            start = int(rng.group(1))
-            end = min(int(rng.group(2)) if rng.group(2) else len(data) - 1, len(data) - 1)
-            self._send(
-                206,
-                data[start : end + 1],
-                "application/octet-stream",
-                {"Content-Range": f"bytes {start}-{end}/{len(data)}", "Accept-Ranges": "bytes"},
-            )
-
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            self._route()
-
-        def do_HEAD(self) -> None:  # noqa: N802
-            self._route()
-
-        def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers.get("Content-Length") or 0)
-            self._route(self.rfile.read(length))
-
-    return Handler
+    return type("BoundHandler", (Handler,), {"state": server})
 
 
 # --- one test world: the town, its release, its districts, and a T map -------------------------
