@@ -309,7 +309,8 @@ def overture_table(frame: gpd.GeoDataFrame) -> pa.Table:
     return pa.table(columns, schema=OVERTURE_SCHEMA)
 
 
-def _geo_metadata(table: pa.Table) -> bytes:
+def _geo_metadata(table: pa.Table, crs: dict[str, Any] | None = None) -> bytes:
+    """GeoParquet 1.1 ``geo`` metadata with the ``bbox`` covering (no ``crs``: OGC:CRS84)."""
     b = table.column("bbox").combine_chunks()
     box = [float(pa.compute.min(b.field(k)).as_py()) for k in ("xmin", "ymin")] + [
         float(pa.compute.max(b.field(k)).as_py()) for k in ("xmax", "ymax")
@@ -324,9 +325,29 @@ def _geo_metadata(table: pa.Table) -> bytes:
                 "bbox": box,
                 "covering": {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}},
             }
+            | ({"crs": crs} if crs else {})
         },
     }
     return json.dumps(geo).encode()
+
+
+def write_geoparquet(frame: gpd.GeoDataFrame, path: Path, group_rows: int) -> Path:
+    """A GeoParquet 1.1 file with a ``bbox`` covering column, in ``group_rows``-row groups, in
+    the frame's row order and CRS (what geopandas >= 1.0 writes with ``write_covering_bbox``)."""
+    b = shapely.bounds(frame.geometry.to_numpy())
+    table = pa.table(
+        {
+            **{c: frame[c].to_numpy() for c in frame.columns if c != "geometry"},
+            "geometry": shapely.to_wkb(frame.geometry.to_numpy()),
+            "bbox": pa.StructArray.from_arrays(
+                [pa.array(b[:, i]) for i in range(4)], ["xmin", "ymin", "xmax", "ymax"]
+            ),
+        }
+    )
+    crs = frame.crs.to_json_dict()
+    table = table.replace_schema_metadata({b"geo": _geo_metadata(table, crs)})
+    pq.write_table(table, path, row_group_size=group_rows)
+    return path
 
 
 def write_overture(

@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from building_servers import UTM, geohash_order, map_box_utm, town, write_map
+from building_servers import (
+    UTM,
+    geohash_order,
+    map_box_utm,
+    town,
+    write_geoparquet,
+    write_map,
+)
 
 from damagenet.buildings.aggregate import AggregateOptions, aggregate
 from damagenet.buildings.fetch import MARGIN_M
@@ -77,7 +84,7 @@ def test_only_footprints_near_the_map_are_read(place, tmp_path, suffix):
     if suffix == ".parquet":  # spatially sorted row groups with a bbox covering, as published
         ll = frame.centroid.to_crs(4326)
         order = geohash_order(ll.x.to_numpy(), ll.y.to_numpy())
-        frame.iloc[order].to_parquet(path, write_covering_bbox=True, row_group_size=100)
+        write_geoparquet(frame.iloc[order], path, group_rows=100)
     elif suffix == ".csv":
         pd.DataFrame({"n": frame.n, "geometry": frame.geometry.to_wkt()}).to_csv(path)
     else:
