@@ -59,7 +59,7 @@ def test_t_map_mean_t_per_building_and_zone(place, tmp_path):
     summary, b, z = run(t_map, bld, out)
     assert summary["map_kind"] == "pwtt_t" and summary["threshold"] == 3.3
     assert summary["threshold_from"] == "town_pwtt.tif tag THRESHOLD"
-    assert summary["damaged_rule"] == "area-weighted mean T > threshold (PWTT)"
+    assert summary["damaged_rule"] == "area-weighted mean T > threshold"
     assert {"t_mean", "t_max"} <= set(b.columns) and "probability_mean" not in b.columns
     ok = b[b.status == "ok"]
     middle = map_origin()[0] + 80 * MAP_PX  # T is 6 east of it, 1 west of it
@@ -97,8 +97,24 @@ def test_unsmoothed_t_and_pwtt_default_threshold(place, tmp_path):
     raw = constant_map(tmp_path / "raw_pwtt.tif", 4.0, "pwtt_max_t_unsmoothed", {})
     summary, b, _ = run(raw, bld, tmp_path / "o" / "agg.gpkg")
     assert summary["map_kind"] == "pwtt_t" and summary["threshold"] == 3.3
-    assert summary["threshold_from"].startswith("PWTT's default")
+    assert summary["threshold_from"] == "the default for a pwtt_t map"
     assert b.damaged.dropna().eq(1).all()
+
+
+def test_fused_map_mean_z_per_building(place, tmp_path):
+    root, frame, bld = place
+    tags = {"PRODUCT": "FUSED radar + optical, training-free z-sum (damagenet)"}
+    fused = constant_map(tmp_path / "x_fused.tif", 3.5, "fused_z", tags)
+    summary, b, z = run(fused, bld, tmp_path / "o" / "agg.gpkg")
+    assert summary["map_kind"] == "fused_z" and summary["threshold"] == 3.0
+    assert {"fused_z_mean", "fused_z_max"} <= set(b.columns) and "fused_z_mean" in z.columns
+    np.testing.assert_allclose(b.fused_z_mean.dropna(), 3.5)
+    assert b.damaged.dropna().eq(1).all()
+    style = (tmp_path / "o" / "agg_buildings.qml").read_text()
+    assert "mean fused z &gt; 3" in style
+    fused = constant_map(tmp_path / "y_fused.tif", 3.5, "fused_z", tags | {"THRESHOLD": "4"})
+    summary, b, _ = run(fused, bld, tmp_path / "p" / "agg.gpkg")
+    assert summary["threshold"] == 4.0 and b.damaged.dropna().eq(0).all()
 
 
 def test_maps_that_are_neither_are_refused(place, tmp_path, capsys):

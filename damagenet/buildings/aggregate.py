@@ -47,7 +47,13 @@ from contract.gpkg import pinned_ogr_time
 from damagenet.buildings.fetch import SourceOptions
 from damagenet.buildings.footprints import VectorSource
 from damagenet.buildings.inputs import attribution, licence_metadata, open_buildings, open_zones
-from damagenet.buildings.map_kind import MapKind, buildings_qml, detect, threshold_of
+from damagenet.buildings.map_kind import (
+    STAT_COLUMNS,
+    MapKind,
+    buildings_qml,
+    detect,
+    threshold_of,
+)
 from damagenet.buildings.zonal import MapGrid, check_same_grid, footprint_stats
 from damagenet.buildings.zones import Z95, Zones, ZoneTotals, to_crs, wilson
 from damagenet.errors import DamagenetUsageError, InputFileError
@@ -68,7 +74,7 @@ _MAX_DESCRIPTION = 2000
 #: our per-building columns: an input attribute of the same name is written as src_<name>
 OUR_COLUMNS = frozenset(
     {"building_id", "truth_damaged", "area_m2", "valid_share", "damaged", "status", "zone_id"}
-    | {f"{k}_{s}" for k in ("probability", "t") for s in ("mean", "max")}
+    | STAT_COLUMNS
     | {"uncertainty_mean", "lon", "lat"}
 )
 CLASH_PREFIX = "src_"

@@ -1,13 +1,15 @@
-"""What a map to aggregate holds: a damage probability, or PWTT's t statistic T.
+"""What a map to aggregate holds: a damage probability, PWTT's t statistic T, or the fused z.
 
-Both are summed per footprint the same way, but they are read differently: a probability is
+All are summed per footprint the same way, but they are read differently: a probability is
 damaged at or above a threshold in (0, 1) (the map's own, from its tag or summary), T above a
-threshold on the t scale (PWTT's 3.3 unless the map's THRESHOLD tag says otherwise), and the
-columns and styles say which (``probability_mean`` or ``t_mean``). The kind is read from what
-the writers put in the file: the band description (``damage_probability`` from ``damagenet
-predict``, ``pwtt_T`` or ``pwtt_max_t_unsmoothed`` from ``damagenet pwtt``) or a ``PRODUCT`` tag
-starting with "PWTT"; a band without a description is taken as a probability (maps from other
-tools), and any other band (a class map, a backscatter backdrop) is refused.
+threshold on the t scale (PWTT's 3.3 unless the map's THRESHOLD tag says otherwise), the
+training-free radar + optical z-sum above its own (3 no-change standard deviations unless the
+tag says otherwise); the columns and styles say which (``probability_mean``, ``t_mean``,
+``fused_z_mean``). The kind is read from what the writers put in the file: the band description
+(``damage_probability`` from ``damagenet predict``, ``pwtt_T`` or ``pwtt_max_t_unsmoothed`` from
+``damagenet pwtt``, ``fused_z`` from ``damagenet fuse``) or a ``PRODUCT`` tag starting with
+"PWTT"; a band without a description is taken as a probability (maps from other tools), and any
+other band (a class map, a backscatter backdrop) is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from damagenet.maps.writers import PROB
 from damagenet.outputs import map_outputs
 from damagenet.qgis.vector_styles import BUILDING_RULES, rule_qml
 from damagenet.radar import DEFAULT_THRESHOLD
+from damagenet.radar.fused_map import DEFAULT_THRESHOLD as FUSED_THRESHOLD
+from damagenet.radar.fused_map import FUSED_LAYER
 from damagenet.radar.outputs import RAW_T_LAYER, T_LAYER
 
 
@@ -30,22 +34,27 @@ from damagenet.radar.outputs import RAW_T_LAYER, T_LAYER
 class MapKind:
     """How the map's values are named, thresholded and explained."""
 
-    name: str  # "probability" or "pwtt_t"
-    column: str  # per-building column stem: probability_mean / t_mean
-    strict: bool  # damaged when value > threshold (T) rather than >= (probability)
-    rule: str
+    name: str  # "probability", "pwtt_t" or "fused_z"
+    column: str  # per-building column stem: probability_mean / t_mean / fused_z_mean
+    statistic: str  # what the mean is of, in words
+    strict: bool  # damaged when value > threshold (T, z) rather than >= (probability)
     default_threshold: float | None
 
+    @property
+    def rule(self) -> str:
+        return f"area-weighted {self.statistic} {'>' if self.strict else '>='} threshold"
+
     def damaged_label(self, threshold: float) -> str:
-        sign = ">" if self.strict else ">="
-        what = "mean T" if self is PWTT_T else "mean probability"
-        return f"damaged ({what} {sign} {threshold:g})"
+        return f"damaged ({self.statistic} {'>' if self.strict else '>='} {threshold:g})"
 
 
-PROBABILITY = MapKind(
-    "probability", "probability", False, "area-weighted mean probability >= threshold", None
+PROBABILITY = MapKind("probability", "probability", "mean probability", False, None)
+PWTT_T = MapKind("pwtt_t", "t", "mean T", True, DEFAULT_THRESHOLD)
+FUSED_Z = MapKind("fused_z", "fused_z", "mean fused z", True, FUSED_THRESHOLD)
+#: every per-building column a map kind writes (an input attribute of the same name is renamed)
+STAT_COLUMNS = frozenset(
+    f"{k.column}_{s}" for k in (PROBABILITY, PWTT_T, FUSED_Z) for s in ("mean", "max")
 )
-PWTT_T = MapKind("pwtt_t", "t", True, "area-weighted mean T > threshold (PWTT)", DEFAULT_THRESHOLD)
 
 
 def detect(path: Path, src: rasterio.DatasetReader) -> MapKind:
@@ -55,14 +64,17 @@ def detect(path: Path, src: rasterio.DatasetReader) -> MapKind:
     product = src.tags().get("PRODUCT", "")
     if description in (T_LAYER.description, RAW_T_LAYER.description):
         return PWTT_T
+    if description == FUSED_LAYER.description:
+        return FUSED_Z
     if product.upper().startswith("PWTT") and not description:
         return PWTT_T
     if description in ("", PROB.description):
         return PROBABILITY
     raise InputFileError(
-        f"{path}: band 1 is '{description}', neither a damage probability "
-        f"('{PROB.description}', from damagenet predict) nor PWTT's T ('{T_LAYER.description}', "
-        "from damagenet pwtt); pass the probability or T map, not a class map or backdrop"
+        f"{path}: band 1 is '{description}', not a damage probability "
+        f"('{PROB.description}', damagenet predict), PWTT's T ('{T_LAYER.description}', "
+        f"damagenet pwtt) or the fused z ('{FUSED_LAYER.description}', damagenet fuse); pass "
+        "one of those maps, not a class map or backdrop"
     )
 
 
@@ -81,7 +93,7 @@ def threshold_of(
     if tag is not None:
         return float(tag), f"{path.name} tag THRESHOLD"
     if kind.default_threshold is not None:
-        return kind.default_threshold, f"PWTT's default for a {kind.name} map"
+        return kind.default_threshold, f"the default for a {kind.name} map"
     return _summary_threshold(path)
 
 
