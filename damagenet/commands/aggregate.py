@@ -66,8 +66,9 @@ def _map_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--map",
         required=True,
-        help="probability GeoTIFF from 'damagenet predict' (X_damage_prob.tif) or T map from "
-        "'damagenet pwtt' (X_pwtt.tif); the kind is read from the band's description",
+        help="probability GeoTIFF from 'damagenet predict' (X_damage_prob.tif), T map from "
+        "'damagenet pwtt' (X_pwtt.tif) or fused map from 'damagenet fuse'; the kind is read "
+        "from the band's description",
     )
     p.add_argument(
         "--out",
@@ -80,8 +81,8 @@ def _map_options(p: argparse.ArgumentParser) -> None:
         type=threshold_value,
         default="auto",
         help="value above which a building is damaged: 'auto' = the map's own (its THRESHOLD "
-        "tag, a probability map's summary JSON, PWTT's 3.3 for a T map), or a number "
-        "(a probability in (0, 1), or a T value) (%(default)s)",
+        "tag, a probability map's summary JSON, PWTT's 3.3 for a T map, 3 for a fused map), "
+        "or a number (a probability in (0, 1), or a T or z value) (%(default)s)",
     )
     p.add_argument(
         "--uncertainty",
@@ -168,7 +169,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "aggregate",
         help="damage per building footprint and per district or grid cell",
-        description="Intersect a damage probability or PWTT T map with building footprints: "
+        description="Intersect a damage probability, PWTT T or fused map with building footprints: "
         "per building the area-weighted mean and max of the map (exact pixel coverage) and "
         "a damaged flag; per zone the buildings, damaged buildings, damaged share with a 95% "
         "interval and footprint area. Writes OUT.gpkg (layers buildings, zones, styled for "
