@@ -19,9 +19,10 @@ import sys
 import threading
 import traceback
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+from contract.atomic import forget_published, published
 from contract.errors import UserError
 
 NOISY_LOGGERS = (
@@ -42,6 +43,7 @@ NOISY_LOGGERS = (
 OS_ERRORS = {
     errno.ENOSPC: "no space left on the device; free some space or write elsewhere",
     errno.EDQUOT: "disk quota exceeded; free some space or write elsewhere",
+    errno.EFBIG: "file too large for the file system or the size limit; write elsewhere",
     errno.EROFS: "the file system is read-only; choose a writable output folder",
     errno.EACCES: "permission denied; choose a folder you can write to, or fix permissions",
     errno.EPERM: "operation not permitted; check the file's permissions",
@@ -50,6 +52,14 @@ OS_ERRORS = {
     errno.ENOTDIR: "a path component is not a folder",
 }
 
+
+#: How libraries word a full disk (or a file-size limit) when they hide the errno.
+DISK_FULL = re.compile(
+    r"No space left|file write failed|requested and \d+ written|Disk quota|File too large|"
+    r"failed to write (record|feature)|Failed to write|sqlite3_step\(\) failed|"
+    r"database or disk is full",
+    re.IGNORECASE,
+)
 
 #: Environment variables whose values must never reach a log.
 SECRET_ENV = (
@@ -110,15 +120,25 @@ def describe_os_error(exc: OSError) -> str:
     """``<file>: <plain sentence>`` for an operating-system failure."""
     where = exc.filename or ""
     what = OS_ERRORS.get(exc.errno or -1)
+    if what is None and DISK_FULL.search(str(exc)):  # numpy: "N requested and M written"
+        what = f"{OS_ERRORS[errno.ENOSPC]} ({exc})"
     if what is None:
         what = str(exc.strerror or exc)
     return f"{where}: {what}" if where else what
 
 
 def _disk_full(exc: BaseException) -> bool:
-    """Libraries that report a full disk as RuntimeError (torch's zip writer, GDAL)."""
-    text = str(exc)
-    return "No space left" in text or "file write failed" in text
+    """A full disk that a library reported in its own words: torch's zip writer and GDAL
+    (RuntimeError), OGR through pyogrio (``FeatureError``: "failed to write"), numpy's zip
+    writer ("requested and ... written"); anywhere in the chain of causes."""
+    cur: BaseException | None = exc
+    while cur is not None:
+        if isinstance(cur, OSError) and cur.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return True
+        if DISK_FULL.search(str(cur)):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 @contextmanager
@@ -138,18 +158,40 @@ def sigterm_as_exception() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def run_main(
+    build_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str] | None = None
+) -> int:
+    """A whole command line inside the boundary: building the parser (which imports the
+    command modules), parsing, and the command itself.
+
+    So SIGINT or SIGTERM during the first seconds of start-up ends like one during the work:
+    one line and exit 130/143, no traceback. argparse's own exits (``--help``, usage errors)
+    pass through as ``SystemExit``.
+    """
+    try:
+        with sigterm_as_exception():
+            args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        return _fail(_interrupted("SIGINT"), 130, False)
+    except Terminated:
+        return _fail(_interrupted("SIGTERM"), 143, False)
+    setup_logging(args.verbose, args.quiet)
+    return run_command(args.func, args)
+
+
 def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """Run a subcommand inside the boundary; return its exit status."""
     verbose = bool(getattr(args, "verbose", False))
+    forget_published()
     try:
         with sigterm_as_exception():
             return int(func(args) or 0)
     except UserError as exc:
         return _fail(str(exc), exc.exit_code, verbose)
     except KeyboardInterrupt:
-        return _fail("interrupted (SIGINT); no output was written", 130, verbose)
+        return _fail(_interrupted("SIGINT"), 130, verbose)
     except Terminated:
-        return _fail("terminated (SIGTERM); no output was written", 143, verbose)
+        return _fail(_interrupted("SIGTERM"), 143, verbose)
     except OSError as exc:
         if _from_rasterio(exc):  # RasterioIOError is an OSError without errno or filename
             return _fail(_corrupt_raster(exc), 1, verbose)
@@ -162,15 +204,23 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
             verbose,
         )
     except Exception as exc:
+        if _disk_full(exc):
+            return _fail(f"{_chain(exc)}: {OS_ERRORS[errno.ENOSPC]}", 1, verbose)
         if _from_rasterio(exc):
             return _fail(_corrupt_raster(exc), 1, verbose)
-        if not isinstance(exc, RuntimeError) or not _disk_full(exc):
-            raise
-        return _fail(
-            "no space left on the device while writing; free some space or write elsewhere",
-            1,
-            verbose,
-        )
+        raise
+
+
+def _interrupted(name: str) -> str:
+    """What an interrupt left: nothing, or only outputs published complete before it."""
+    what = f"{'terminated' if name == 'SIGTERM' else 'interrupted'} ({name})"
+    done = published()
+    if not done:
+        return f"{what}; no output was written"
+    shown = ", ".join(str(p) for p in done[:3]) + (
+        f" and {len(done) - 3} more" if len(done) > 3 else ""
+    )
+    return f"{what} after writing {shown} complete; nothing partial was left"
 
 
 def _from_rasterio(exc: BaseException) -> bool:
@@ -184,11 +234,12 @@ def _corrupt_raster(exc: BaseException) -> str:
 def _chain(exc: BaseException) -> str:
     """The messages of an exception and its causes: GDAL names the file only in the cause."""
     parts: list[str] = []
-    while exc is not None and len(parts) < 4:
-        text = str(exc).replace("See previous exception for details.", "").strip(" .")
+    cur: BaseException | None = exc
+    while cur is not None and len(parts) < 4:
+        text = str(cur).replace("See previous exception for details.", "").strip(" .")
         if text and text not in parts:
             parts.append(text)
-        exc = exc.__cause__ or exc.__context__
+        cur = cur.__cause__ or cur.__context__
     return "; ".join(reversed(parts)).replace("\n", " ")
 
 

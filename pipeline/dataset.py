@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from contract.atomic import write_text_atomic
+from contract.atomic import output_set
 from contract.bands import BANDS
 from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN
 from contract.npz_keys import (
@@ -700,8 +700,8 @@ def _write(
     parts: _Parts,
     opts: DatasetOptions,
 ) -> dict[str, Any]:
-    """The NPZ, then its summary as JSON and Markdown; the summary is returned."""
-    save_npz(out, arrays)
+    """The NPZ and its summary as JSON and Markdown, published together; the summary is
+    returned."""
     if opts.tile_size is None:
         totals = {s: _totals(parts.table, s, arrays) for s in SPLITS}
         summary = {"config": config, "aois": parts.table, "totals": totals}
@@ -714,11 +714,12 @@ def _write(
         totals = {s: tile_totals(arrays, s) for s in SPLITS}
         summary = {"config": config, "aois": parts.table, "totals": totals}
         markdown = tile_markdown(summary)
-    # with_name, not with_suffix: a dotted stem ("v1.2.npz") must keep its name
-    write_text_atomic(
-        out.with_name(out.stem + "_summary.json"), json.dumps(summary, indent=2) + "\n"
-    )
-    write_text_atomic(out.with_name(out.stem + "_summary.md"), markdown)
+    with output_set() as outputs:
+        save_npz(outputs.path(out), arrays)
+        # with_name, not with_suffix: a dotted stem ("v1.2.npz") must keep its name
+        text = json.dumps(summary, indent=2) + "\n"
+        outputs.path(out.with_name(out.stem + "_summary.json")).write_text(text, "utf-8")
+        outputs.path(out.with_name(out.stem + "_summary.md")).write_text(markdown, "utf-8")
     if opts.tile_size is None:
         line = ", ".join(f"{s} {v['patches']} ({v['damaged']} damaged)" for s, v in totals.items())
     else:

@@ -309,19 +309,24 @@ def test_leave_aoi_out_of_a_single_aoi_names_it(tmp_path, patch_files, capsys):
 def test_processing_level_carried_and_never_mixed(tmp_path, patch_files):
     from contract.npz_keys import DATASET_KIND, PROCESSING_LEVEL
 
-    files = []
+    # the fixture's scene products record L2A, and their patch files carry it (issue 31.7)
+    assert all(str(np.load(p)[PROCESSING_LEVEL]) == "L2A" for p in patch_files)
+    files, old = [], []
     for path, level in zip(patch_files, ("L2A", "L2A", "L1C"), strict=True):
         d = dict(np.load(path))
         d[PROCESSING_LEVEL] = np.array(level)
         files.append(tmp_path / path.parent.name / "p.npz")
         files[-1].parent.mkdir()
         np.savez(files[-1], **d)
+        del d[PROCESSING_LEVEL]  # as written before levels were recorded
+        old.append(files[-1].with_name("old.npz"))
+        np.savez(old[-1], **d)
     build_dataset(files[:2], tmp_path / "l2a.npz", block_m=320)
     out = np.load(tmp_path / "l2a.npz")
     assert str(out[PROCESSING_LEVEL]) == "L2A" and str(out[DATASET_KIND]) == "patches"
     with pytest.raises(InputFileError, match="different processing levels.*L1C"):
         build_dataset(files, tmp_path / "mixed.npz", block_m=320)
-    build_dataset(patch_files, tmp_path / "old.npz", block_m=320)
+    build_dataset(old, tmp_path / "old.npz", block_m=320)
     assert PROCESSING_LEVEL not in np.load(tmp_path / "old.npz").files
 
 

@@ -58,6 +58,7 @@ def _read(path):
             layout=src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT"),
             colormap=src.colormap(1) if src.dtypes[0] == "uint8" else None,
             overviews=src.overviews(1),
+            tags=src.tags(),
         )
         return src.read(1), info
 
@@ -127,8 +128,10 @@ def test_outputs_styles_and_vectors(tmp_path, aoi_rasters, ckpt):
     assert csrc.descriptions == ("damage_class",) and psrc.descriptions == ("damage_probability",)
     assert ((prob >= 0.5) == (cls == 1))[prob != -9999].all()
     assert (cls[prob == -9999] == 255).all()
-    aux = (maps / "irpin_damage_class.tif.aux.xml").read_text()
-    assert "<Category>damage</Category>" in aux
+    # the colour table lives in the GeoTIFF, the class names in its tags and QGIS style:
+    # no GDAL sidecar beside any output (issue 31.8)
+    assert csrc.colormap[255][3] == 0 and "1 damage" in csrc.tags["VALUES"]
+    assert not list(maps.glob("*.aux.xml"))
     for name, band in (
         ("irpin_damage_prob.qml", "damage_probability"),
         ("irpin_damage_class.qml", "damage_class"),
@@ -243,11 +246,17 @@ def test_big_map_has_overviews_colours_style_and_tags(tmp_path, ckpt):
         _, src = _read(maps / name)
         assert src.overviews == [2, 4]  # 600 px -> 300 -> 150, below one 256 px block
         assert src.layout == "COG"
-    # colour entries for the classes only, not a 256-entry table
+    # each class's colour in the GeoTIFF's own table; nodata transparent
     _, csrc = _read(maps / "big_damage_class.tif")
-    assert sorted(csrc.colormap) == [0, 1] and csrc.colormap[1][:3] == (215, 25, 28)
+    assert csrc.colormap[1][:3] == (215, 25, 28) and csrc.colormap[255][3] == 0
     _, asrc = _read(maps / "big_damage_agreement.tif")
-    assert sorted(asrc.colormap) == [0, 1, 2, 3]
+    assert [asrc.colormap[c][:3] for c in range(4)] == [
+        (230, 230, 230),
+        (26, 150, 65),
+        (253, 174, 97),
+        (44, 123, 182),
+    ]
+    assert not list(maps.glob("*.aux.xml"))
     # inputs named by path as given and by content hash
     with rasterio.open(out) as src:
         tags = src.tags()

@@ -3,9 +3,11 @@
 :class:`MapWriters` opens every output of a map at once (probability, class, agreement and split
 rasters, the GeoPackage of damaged windows), takes finished rows strip by strip, and on
 :meth:`MapWriters.finish` turns them into Cloud Optimized GeoTIFFs with styles. Everything is
-written into a hidden temporary folder beside the outputs and moved into place only when the
-``with`` block ends without an error; on an error every file is closed and the folder removed,
-so a failed map leaves nothing that looks finished.
+written into a hidden temporary folder beside the outputs and published as one set
+(:func:`contract.atomic.staged_folder`: signals deferred while the files move, a failed move
+undone) only when the ``with`` block ends without an error; on an error every file is closed
+and the folder removed, so a failed map leaves nothing that looks finished. Categorical rasters
+carry their colour table inside the GeoTIFF, so no GDAL ``.aux.xml`` sidecar is written.
 
 Rasters are written row block by row block into untiled temporary GeoTIFFs (cheap partial
 writes), then copied into COGs with overviews by GDAL, which streams as well, so a map of any
@@ -14,10 +16,9 @@ size is written with bounded memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import shutil
-import tempfile
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ import rasterio.shutil
 from rasterio.windows import Window
 from shapely.geometry import box
 
+from contract.atomic import staged_folder
 from contract.cog import cog_options
 from contract.gpkg import FIXED_TIME, pinned_ogr_time
 from damagenet.outputs import map_outputs
@@ -130,6 +132,8 @@ class RowWriter:
             tiled=False,
         )
         self.ds.set_band_description(1, layer.description)
+        if layer.colours is not None:  # in the GeoTIFF itself: no .aux.xml sidecar to lose
+            self.ds.write_colormap(1, dict(layer.colours))
         extra = {"VALUES": layer.values} if layer.values else {}
         self.ds.update_tags(**{k: str(v) for k, v in {**tags, **extra}.items()})
 
@@ -140,36 +144,11 @@ class RowWriter:
         self.ds.close()
 
     def to_cog(self, dest: Path, resampling: str) -> None:
-        """Copy into a COG with overviews; classes get a colour table and names (PAM)."""
+        """Copy into a COG with overviews; a categorical layer's colour table goes inside it."""
         self.close()
         with rasterio.open(self.path) as src:
             rasterio.shutil.copy(src, dest, driver="COG", **cog_options(resampling, src.dtypes[0]))
         self.path.unlink()
-        if self.layer.colours is not None:
-            Path(str(dest) + ".aux.xml").write_text(
-                pam_categories(self.layer.colours, self.layer.labels or {}), encoding="utf-8"
-            )
-
-
-def pam_categories(
-    colours: Mapping[int, tuple[int, int, int, int]], labels: Mapping[int, str]
-) -> str:
-    """A GDAL ``.aux.xml`` with a colour table and category names for the classes only.
-
-    A GeoTIFF's own colour map always has 256 entries for 8-bit data; the PAM table holds
-    exactly one entry per class value (nodata stays outside and transparent), and GDAL, QGIS
-    and rasterio read it as the raster's palette.
-    """
-    codes = range(max(c for c in colours if c != CLASS_NODATA) + 1)
-    entries = "\n".join(
-        '      <Entry c1="{}" c2="{}" c3="{}" c4="{}"/>'.format(*colours[c]) for c in codes
-    )
-    cats = "\n".join(f"      <Category>{labels.get(c, '')}</Category>" for c in codes)
-    return (
-        '<PAMDataset>\n  <PAMRasterBand band="1">\n    <ColorInterp>Palette</ColorInterp>'
-        f"\n    <ColorTable>\n{entries}\n    </ColorTable>\n    <CategoryNames>\n{cats}\n"
-        "    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n"
-    )
 
 
 class MapWriters:
@@ -197,14 +176,18 @@ class MapWriters:
         )
         self.tmpdir: Path | None = None
         self.writers: dict[str, RowWriter] = {}
+        self._stage = contextlib.ExitStack()
 
     def __enter__(self) -> MapWriters:
-        folder = self.paths["prob"].parent
-        self.tmpdir = Path(tempfile.mkdtemp(prefix=".predict-", dir=folder))
-        for layer in self.layers:
-            self.writers[layer.key] = RowWriter(
-                self.tmpdir / f"{layer.key}.tmp.tif", self.grid, layer, self.tags
-            )
+        self.tmpdir = self._stage.enter_context(staged_folder(self.paths["prob"].parent))
+        try:
+            for layer in self.layers:
+                self.writers[layer.key] = RowWriter(
+                    self.tmpdir / f"{layer.key}.tmp.tif", self.grid, layer, self.tags
+                )
+        except BaseException:
+            self._close_all(*sys.exc_info())
+            raise
         return self
 
     def staged(self, key: str) -> Path:
@@ -254,14 +237,9 @@ class MapWriters:
         """COGs with overviews, styles, the styled GeoPackage and the summary, all staged."""
         for layer in self.layers:
             dest = self.staged(layer.key)
-            continuous = layer in (PROB, UNCERTAINTY)
+            continuous = layer.colours is None
             self.writers[layer.key].to_cog(dest, "AVERAGE" if continuous else "NEAREST")
-            write_qml(
-                dest,
-                probability_qml(layer.description, self.threshold)
-                if continuous
-                else paletted_qml(layer.description, layer.colours, layer.labels),
-            )
+            write_qml(dest, layer_qml(layer, self.threshold))
         if not self.staged("patches").exists():  # no damaged window: an empty layer
             self._write_patches(np.zeros(0, int), np.zeros(0, int), np.zeros(0))
         qml = patches_qml(self.threshold)
@@ -272,16 +250,24 @@ class MapWriters:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for writer in self.writers.values():
-            writer.close()
-        assert self.tmpdir is not None
+        self._close_all(kind, exc, tb)
+
+    def _close_all(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Close every raster, then publish the staged set whole (or remove it on an error)."""
         try:
-            if kind is None:
-                folder = self.paths["prob"].parent
-                for done in sorted(self.tmpdir.iterdir()):
-                    os.replace(done, folder / done.name)
+            for writer in self.writers.values():
+                writer.close()
         finally:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self._stage.__exit__(kind, exc, tb)
+
+
+def layer_qml(layer: Layer, threshold: float) -> str:
+    """QGIS style of a map raster: the probability ramp, or its classes' colours and names."""
+    if layer.colours is None:
+        return probability_qml(layer.description, threshold)
+    return paletted_qml(layer.description, dict(layer.colours), dict(layer.labels or {}))
 
 
 def store_layer_style(gpkg: Path, layer: str, qml: str) -> None:

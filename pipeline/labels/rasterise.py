@@ -30,7 +30,7 @@ import pyogrio
 import rasterio
 from rasterio.features import geometry_mask
 
-from contract.atomic import atomic_path, write_text_atomic
+from contract.atomic import atomic_path, output_set
 from contract.gpkg import pinned_ogr_time
 from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN, VALUES_TEXT
 from pipeline.aoi import AOI
@@ -262,7 +262,7 @@ def _write_labels(
     nvd: gpd.GeoDataFrame,
     unosat_path: Path,
 ) -> None:
-    """The NVD sites, the label COG and its JSON; the NVD file goes again if the rest fails."""
+    """The NVD sites, the label COG and its JSON, published together or not at all."""
     tags = {
         "AOI": summary["aoi"],
         "AFTER_DATE": summary["after_date"],
@@ -271,10 +271,10 @@ def _write_labels(
         "VALUES": VALUES_TEXT,
         "UNOSAT_FILE": unosat_path.name,
     }
-    write_nvd(nvd, nvd_path(out))
-    try:
+    with output_set() as outputs:
+        write_nvd(nvd, outputs.path(nvd_path(out)))
         write_cog(
-            out,
+            outputs.path(out),
             labels,
             grid,
             nodata=UNKNOWN,
@@ -282,10 +282,8 @@ def _write_labels(
             tags=tags,
             resampling="NEAREST",
         )
-        write_text_atomic(out.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
-    except BaseException:
-        nvd_path(out).unlink(missing_ok=True)
-        raise
+        text = json.dumps(summary, indent=2) + "\n"
+        outputs.path(out.with_suffix(".json")).write_text(text, encoding="utf-8")
     log.info(
         "%s: %d of %d sites positive (%d first damaged after %s, %d outside the AOI); "
         "%d damage pixels -> %s",

@@ -3,7 +3,7 @@
 Downloads name their band files in three ways, all read here:
 
 - Copernicus Browser: ``2022-05-05-00_00_2022-05-05-23_59_Sentinel-2_L2A_B04_(Raw).tiff``
-  (the time range of the request, then the band);
+  (the time range of the request, the processing level, L2A or L1C, then the band);
 - Earth Search / STAC: ``B04.tif`` or the asset key ``red.tif`` (``nir`` is B08; ``nir08`` is
   B8A and is not used), often in a folder named after the item
   (``S2B_36UUB_20220505_0_L2A``), perhaps beside the item's JSON;
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract.bands import BANDS
+from contract.processing_level import L1C, L2A
 from pipeline.errors import InputFileError
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,21 @@ BAND_TOKENS: dict[str, set[str]] = {
 }
 BROWSER_NAME = re.compile(
     r"(\d{4}-\d{2}-\d{2})-\d{2}_\d{2}_(\d{4}-\d{2}-\d{2})-\d{2}_\d{2}_"
-    r"Sentinel-2_L2A_([A-Za-z0-9]+)_\(Raw\)",
+    r"Sentinel-2_L(?:1C|2A)_([A-Za-z0-9]+)_\(Raw\)",
     re.IGNORECASE,
 )
 ISO_DATE = re.compile(r"(?<!\d)(20\d{2})-(\d{2})-(\d{2})(?!\d)")
 COMPACT_DATE = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})(?=T\d|[^0-9]|$)")
 BASELINE = re.compile(r"_N(\d{4})_")
+#: How names, tags and STAC properties state a processing level (Copernicus Browser
+#: ``Sentinel-2_L1C_B02``, SAFE ``MSIL2A``, product types ``S2MSI1C``, ``Level-2A``, collections
+#: ``sentinel-2-l2a``).
+LEVEL_WORDS = {
+    L1C: re.compile(r"(?<![a-z0-9])(?:s2msi|msil|l|level-)1c(?![a-z0-9])", re.IGNORECASE),
+    L2A: re.compile(r"(?<![a-z0-9])(?:s2msi|msil|l|level-)2a(?![a-z0-9])", re.IGNORECASE),
+}
+#: Tags and STAC item properties that may state the level.
+LEVEL_KEYS = ("PROCESSING_LEVEL", "PRODUCT_TYPE", "s2:product_type", "processing:level")
 
 
 def band_of(name: str) -> str | None:
@@ -52,6 +62,25 @@ def band_of(name: str) -> str | None:
     tokens = set(re.split(r"[^a-z0-9]+", Path(name).stem.lower() if "." in name else name.lower()))
     hits = [band for band, names in BAND_TOKENS.items() if tokens & names]
     return hits[0] if len(hits) == 1 else None
+
+
+def level_from(texts: list[str], source: str) -> str | None:
+    """The processing level that names, tags or properties state, None when none does.
+
+    Both levels stated at once is refused: the bands of two products mixed in one download.
+    """
+    found = {
+        level: text
+        for text in texts
+        for level, words in LEVEL_WORDS.items()
+        if text and words.search(Path(text).name if "/" in text else text)
+    }
+    if len(found) > 1:
+        raise InputFileError(
+            f"{source}: names or tags state both processing levels ({found[L1C]!r} says L1C, "
+            f"{found[L2A]!r} L2A); use the bands of one product"
+        )
+    return next(iter(found), None)
 
 
 def is_browser_name(name: str) -> bool:
@@ -206,7 +235,12 @@ def stac_item(download: Download) -> dict[str, object]:
             continue
         props = doc.get("properties") or {}
         facts: dict[str, object] = {"item": doc.get("id"), "file": name}
-        for key in ("datetime", "earthsearch:boa_offset_applied", "s2:processing_baseline"):
+        for key in (
+            "datetime",
+            "earthsearch:boa_offset_applied",
+            "s2:processing_baseline",
+            *LEVEL_KEYS,
+        ):
             if key in props:
                 facts[key] = props[key]
         offsets = {

@@ -11,7 +11,9 @@
 
 The value scale is decided by :mod:`.harmonise` and the acquisition date comes from ``--date``,
 the file's tags, a STAC item beside the files, the file names, or a SAFE's metadata. Both are
-stated in the log and in the product's JSON record.
+stated in the log and in the product's JSON record; so is the processing level (L1C or L2A)
+when the names (Copernicus Browser ``..._Sentinel-2_L1C_B02_(Raw).tiff``), tags or a STAC item
+state it.
 """
 
 from __future__ import annotations
@@ -26,15 +28,18 @@ import numpy as np
 import rasterio
 
 from contract.bands import BANDS
+from contract.processing_level import L2A
 from pipeline.errors import InputFileError
 from pipeline.grid import Grid
 from pipeline.scenes.band_files import (
+    LEVEL_KEYS,
     Download,
     assign_bands,
     band_of,
     baseline_from_names,
     date_from_names,
     is_browser_name,
+    level_from,
     open_download,
     stac_item,
 )
@@ -120,9 +125,10 @@ def _sample(values: np.ndarray) -> np.ndarray:
 
 def _tag_offsets(tag_sets: list[dict[str, str]], dataset_tags: dict[str, str]) -> list[int] | None:
     values = [t.get("BOA_ADD_OFFSET", dataset_tags.get("BOA_ADD_OFFSET")) for t in tag_sets]
-    if any(v is None for v in values):
+    found = [v for v in values if v is not None]
+    if len(found) < len(values):
         return None
-    return [int(float(v)) for v in values]
+    return [int(float(v)) for v in found]
 
 
 def _gdal_scale_offset(src, indexes: list[int]) -> tuple[float, float] | None:
@@ -175,6 +181,7 @@ def _to_raw(
     date: str,
     source: str,
     metadata: dict[str, Any],
+    level: str | None = None,
 ) -> RawScene:
     _check_date(date, metadata["input"])
     dn = np.stack(
@@ -190,6 +197,7 @@ def _to_raw(
         dates=[date[:10]],
         source=source,
         metadata={**metadata, "scale": scale.record()},
+        level=level,
     )
 
 
@@ -225,6 +233,7 @@ def read_geotiff(
             check_order(gdal_path, order, values)
             tags = src.tags()
             date = acquisition_date(gdal_path, options.date, tags, [path.name], {})
+            level = level_from([path.name, *(tags.get(k, "") for k in LEVEL_KEYS)], gdal_path)
             evidence = ScaleEvidence(
                 source=gdal_path,
                 dtype=src.dtypes[indexes[0] - 1],
@@ -260,6 +269,7 @@ def read_geotiff(
             "scl_input": str(scl_path) if scl_path else None,
             "band_order": order.record(),
         },
+        level,
     )
 
 
@@ -301,6 +311,8 @@ def read_band_files(
     names = [download.source.name, *download.rasters]
     source = str(download.source)
     date = acquisition_date(source, options.date, tags[0], names, stac)
+    stated = [*names, *(str(t.get(k, "")) for t in tags for k in LEVEL_KEYS)]
+    level = level_from([*stated, *(str(stac.get(k, "")) for k in LEVEL_KEYS)], source)
     gdal_pairs = set(scales)
     evidence = ScaleEvidence(
         source=source,
@@ -335,6 +347,7 @@ def read_band_files(
             "scl_input": scl_file,
             **({"stac_item": stac.get("item")} if stac else {}),
         },
+        level,
     )
 
 
@@ -366,4 +379,5 @@ def read_safe(download: Download, grid: Grid, aoi_slug: str, options: LocalOptio
             "product": download.source.name,
             "processing_baseline": product.baseline,
         },
+        L2A,  # only MTD_MSIL2A.xml products are read
     )

@@ -1,8 +1,9 @@
 """The one scene product every source writes.
 
 A 4-band uint16 COG (B02, B03, B04, B08) on the AOI grid, nodata 0 wherever there is no valid
-observation, harmonised to the pre-2022 digital-number scale, with tags for dates, source, cloud
-and valid fractions, and a small JSON beside it recording how it was made.
+observation, harmonised to the pre-2022 digital-number scale, with tags for dates, source,
+processing level (:mod:`contract.processing_level`), cloud and valid fractions, and a small JSON
+beside it recording how it was made; the two are published together or not at all.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 import numpy as np
 from rasterio.features import geometry_mask
 
-from contract.atomic import write_text_atomic
+from contract.atomic import output_set
 from contract.bands import BANDS, PLAUSIBLE_MEDIANS, band_tags
+from contract.processing_level import TAG as LEVEL_TAG
 from pipeline.aoi import AOI
 from pipeline.errors import InputFileError, PipelineError
 from pipeline.grid import Grid
@@ -47,6 +49,8 @@ class RawScene:
     source: str
     extra_mask: np.ndarray | None = None  # (H, W) bool, True = invalid (service masks)
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: L1C (top of atmosphere) or L2A (surface reflectance); None when nothing says
+    level: str | None = None
 
 
 def harmonise(dn: np.ndarray, offsets: Sequence[int]) -> np.ndarray:
@@ -77,27 +81,19 @@ def finalise_scene(
             f"{aoi.slug}: scene array {raw.dn.shape} does not match the AOI "
             f"grid {(len(BANDS), *grid.shape)}"
         )
-    in_aoi = geometry_mask(
-        [aoi.geometry_in(grid.crs)], out_shape=grid.shape, transform=grid.transform, invert=True
-    )
-    if not in_aoi.any():  # a capped grid always holds AOI ground; guard odd polygons anyway
-        in_aoi = np.ones(grid.shape, dtype=bool)
-    invalid = (raw.dn == 0).any(axis=0)
-    cloud = np.zeros(grid.shape, dtype=bool)
-    if raw.scl is not None:
-        invalid |= np.isin(raw.scl, list(mask_classes))
-        cloud = np.isin(raw.scl, CLOUD_CLASSES)
-    if raw.extra_mask is not None:
-        invalid |= raw.extra_mask
+    in_aoi = aoi_mask(aoi, grid)
+    invalid, cloud = _masks(raw, grid, mask_classes)
     dn = harmonise(raw.dn, raw.offsets)
     dn[:, invalid] = 0
     n_aoi = int(in_aoi.sum())
-    valid_fraction = float((~invalid & in_aoi).sum() / n_aoi)
-    cloud_fraction = float((cloud & in_aoi).sum() / n_aoi)
-    if valid_fraction < min_valid_fraction:
+    cover = Cover(
+        valid=float((~invalid & in_aoi).sum() / n_aoi),
+        cloud=float((cloud & in_aoi).sum() / n_aoi),
+    )
+    if cover.valid < min_valid_fraction:
         raise PipelineError(
-            f"{aoi.slug} ({epoch}): only {valid_fraction:.1%} of the AOI has a valid "
-            f"observation (cloud {cloud_fraction:.1%}) on {', '.join(raw.dates)}, below the "
+            f"{aoi.slug} ({epoch}): only {cover.valid:.1%} of the AOI has a valid "
+            f"observation (cloud {cover.cloud:.1%}) on {', '.join(raw.dates)}, below the "
             f"minimum {min_valid_fraction:.0%}; choose another date or lower the minimum"
         )
     check_plausible(
@@ -106,29 +102,81 @@ def finalise_scene(
         raw.scl,
         f"{aoi.slug} ({epoch}) from {raw.metadata.get('input', raw.source)}",
     )
+    summary = scene_summary(raw, aoi, epoch, grid, cover)
+    write_scene(Path(out), dn, grid, scene_tags(raw, aoi, epoch, cover, mask_classes), summary)
+    log.info(
+        "%s %s: wrote %s (%s %s, %s; valid %.1f%%, cloud %.1f%%)",
+        *(aoi.slug, epoch, out, raw.source, raw.level or "level unknown", ",".join(raw.dates)),
+        *(100 * cover.valid, 100 * cover.cloud),
+    )
+    return summary
+
+
+@dataclass(frozen=True)
+class Cover:
+    """Shares of the AOI with a valid observation, and under cloud by the SCL."""
+
+    valid: float
+    cloud: float
+
+
+def aoi_mask(aoi: AOI, grid: Grid) -> np.ndarray:
+    """The AOI's pixels on its grid (all of it, should an odd polygon cover no pixel centre)."""
+    in_aoi = geometry_mask(
+        [aoi.geometry_in(grid.crs)], out_shape=grid.shape, transform=grid.transform, invert=True
+    )
+    if not in_aoi.any():  # a capped grid always holds AOI ground; guard odd polygons anyway
+        in_aoi = np.ones(grid.shape, dtype=bool)
+    return in_aoi
+
+
+def _masks(raw: RawScene, grid: Grid, mask_classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(invalid, cloud): no data, a masked SCL class or a service's mask; cloud by the SCL."""
+    invalid = (raw.dn == 0).any(axis=0)
+    cloud = np.zeros(grid.shape, dtype=bool)
+    if raw.scl is not None:
+        invalid |= np.isin(raw.scl, list(mask_classes))
+        cloud = np.isin(raw.scl, CLOUD_CLASSES)
+    if raw.extra_mask is not None:
+        invalid |= raw.extra_mask
+    return invalid, cloud
+
+
+def scene_tags(
+    raw: RawScene, aoi: AOI, epoch: str, cover: Cover, mask_classes: Sequence[int]
+) -> dict[str, str]:
+    """The product's GeoTIFF tags: dates, source, level, shares and how values were scaled."""
     tags = {
         "ACQUISITION_DATE": ",".join(raw.dates),
         "SOURCE": raw.source,
         "EPOCH": epoch,
         "AOI": aoi.slug,
-        "CLOUD_FRACTION": f"{cloud_fraction:.4f}",
-        "VALID_FRACTION": f"{valid_fraction:.4f}",
+        "CLOUD_FRACTION": f"{cover.cloud:.4f}",
+        "VALID_FRACTION": f"{cover.valid:.4f}",
         "HARMONISED": "pre-2022 DN scale",
         "BOA_ADD_OFFSET_APPLIED": ",".join(str(o) for o in raw.offsets),
         "MASKED_SCL_CLASSES": ",".join(str(c) for c in mask_classes),
     }
+    if raw.level is not None:
+        tags[LEVEL_TAG] = raw.level
     if "scale" in raw.metadata:  # how a local input's values were brought to DN
         tags["INPUT_SCALE"] = str(raw.metadata["scale"]["input"])
     if "acquisition" in raw.metadata:  # the Catalog's choice within a date window
         tags["ACQUISITION_ID"] = raw.metadata["acquisition"]["id"]
         tags["ACQUISITION_CLOUD_COVER"] = str(raw.metadata["acquisition"]["cloud_cover"])
-    summary = {
+    return tags
+
+
+def scene_summary(raw: RawScene, aoi: AOI, epoch: str, grid: Grid, cover: Cover) -> dict[str, Any]:
+    """The JSON record beside the product: the tags' facts, the grid and the source's story."""
+    return {
         "aoi": aoi.slug,
         "epoch": epoch,
         "source": raw.source,
+        "processing_level": raw.level,
         "dates": raw.dates,
-        "cloud_fraction": round(cloud_fraction, 4),
-        "valid_fraction": round(valid_fraction, 4),
+        "cloud_fraction": round(cover.cloud, 4),
+        "valid_fraction": round(cover.valid, 4),
         "boa_add_offset_applied": list(map(int, raw.offsets)),
         "grid": {
             "crs": grid.crs.to_string(),
@@ -138,20 +186,19 @@ def finalise_scene(
         },
         **raw.metadata,
     }
-    out = Path(out)
-    write_cog(out, dn, grid, nodata=0, descriptions=BANDS, tags=tags, band_tags=band_tags())
-    write_text_atomic(sidecar_path(out), json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    log.info(
-        "%s %s: wrote %s (%s, %s; valid %.1f%%, cloud %.1f%%)",
-        aoi.slug,
-        epoch,
-        out,
-        raw.source,
-        ",".join(raw.dates),
-        100 * valid_fraction,
-        100 * cloud_fraction,
-    )
-    return summary
+
+
+def write_scene(
+    out: Path, dn: np.ndarray, grid: Grid, tags: dict[str, str], summary: dict[str, Any]
+) -> None:
+    """The COG and its JSON record, published together or not at all."""
+    with output_set() as outputs:
+        write_cog(
+            outputs.path(out), dn, grid, nodata=0, descriptions=BANDS, tags=tags,
+            band_tags=band_tags(),
+        )  # fmt: skip
+        text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
+        outputs.path(sidecar_path(out)).write_text(text, encoding="utf-8")
 
 
 def land_medians(

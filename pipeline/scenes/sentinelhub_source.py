@@ -31,6 +31,7 @@ from sentinelhub import (
 )
 from tqdm import tqdm
 
+from contract.processing_level import L2A
 from pipeline.aoi import AOI, DateWindow
 from pipeline.errors import CredentialsError, InputFileError, PipelineError, ServiceError
 from pipeline.grid import Grid
@@ -310,4 +311,5 @@ def download_scene(aoi: AOI, epoch: str, grid: Grid, options: SentinelHubOptions
         source="sentinelhub",
         extra_mask=no_data,
         metadata=meta,
+        level=L2A,
     )

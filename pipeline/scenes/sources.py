@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.processing_level import L2A
 from pipeline.aoi import AOI
 from pipeline.errors import InputFileError, PipelineUsageError
 from pipeline.grid import Grid
@@ -69,12 +70,14 @@ def read_synthetic(req: SceneRequest) -> RawScene:
             )
         raw = read_geotiff(path, req.grid, req.aoi.slug, source="synthetic")
         raw.metadata = {"synthetic": True, "input": str(req.input_path)}
+        raw.level = raw.level or L2A  # the synthetic towns model surface reflectance
         return raw
     with tempfile.TemporaryDirectory(prefix="synthetic-") as tmp:
         scenes = generate_synthetic(req.aoi, tmp, seed=req.seed, max_size_km=req.max_size_km)
         path = scenes.before if req.epoch == "before" else scenes.after
         raw = read_geotiff(path, req.grid, req.aoi.slug, source="synthetic")
         raw.metadata = {"seed": req.seed, "synthetic": True}
+        raw.level = raw.level or L2A
         return raw
 
 

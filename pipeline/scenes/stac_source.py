@@ -51,6 +51,7 @@ from pipeline.aoi import AOI, DateWindow
 from pipeline.errors import InputFileError, PipelineError, PipelineUsageError, ServiceError
 from pipeline.geo import reproject_geometry
 from pipeline.grid import Grid
+from pipeline.scenes.band_files import LEVEL_KEYS, level_from
 from pipeline.scenes.product import DEFAULT_MASK_CLASSES, RawScene
 from pipeline.scenes.stac_assets import SCL, ItemBands, item_bands
 
@@ -518,6 +519,7 @@ def read_stac_scene(aoi: AOI, epoch: str, grid: Grid, options: StacOptions) -> R
     }
     if signer is not None:
         meta["signing"] = "planetary-computer"
+    stated = [str(it.properties.get(k, "")) for it in chosen for k in LEVEL_KEYS]
     return RawScene(
         dn=data[: len(BANDS)],
         scl=data[len(BANDS)].astype(np.uint8),
@@ -525,4 +527,5 @@ def read_stac_scene(aoi: AOI, epoch: str, grid: Grid, options: StacOptions) -> R
         dates=[day.isoformat()],
         source="stac",
         metadata=meta,
+        level=level_from([options.collection, *stated], f"{options.url} {options.collection}"),
     )
