@@ -84,11 +84,17 @@ def patch_features(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return np.concatenate(feats, axis=1).astype(np.float32)
 
 
-def fit_gbt(features: np.ndarray, y: np.ndarray, seed: int = 0) -> HistGradientBoostingClassifier:
+def fit_gbt(
+    features: np.ndarray,
+    y: np.ndarray,
+    seed: int = 0,
+    max_iter: int = 300,
+    learning_rate: float = 0.05,
+) -> HistGradientBoostingClassifier:
     """Gradient-boosted trees, early-stopped on 15% of the training pairs (never on val/test)."""
     model = HistGradientBoostingClassifier(
-        max_iter=300,
-        learning_rate=0.05,
+        max_iter=max_iter,
+        learning_rate=learning_rate,
         max_leaf_nodes=15,
         l2_regularization=1.0,
         early_stopping=True,

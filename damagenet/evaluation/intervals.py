@@ -31,11 +31,12 @@ Metrics are callables ``metric(y, score, sample_weight=None) -> float``: those o
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from scipy import sparse
 from scipy.stats import DegenerateDataWarning, bootstrap
 
 from damagenet.defaults import N_BOOT
@@ -43,19 +44,28 @@ from damagenet.defaults import N_BOOT
 #: fewest resamples holding both classes for an interval to be reported
 MIN_RESAMPLES = 20
 #: distinct score levels kept exactly in the resamples (more are binned to quantile levels)
-MAX_LEVELS = 4096
+MAX_LEVELS = 2048
 #: side of the ground blocks of a one-AOI evaluation, metres (the dataset's default block)
 BLOCK_M = 640.0
+#: distinct resamples evaluated at once (bounds memory: CHUNK x levels floats per class)
+CHUNK = 256
 #: mean Earth radius, metres (for block positions from longitude and latitude)
 EARTH_RADIUS_M = 6_371_000.0
 
 
 class Metric(Protocol):
-    """A figure of labels and scores, with optional weights per unit."""
+    """A figure of labels and scores (optionally weighted per unit), and the same figure of
+    many weightings at once from the weight of damaged and undamaged units per distinct score.
+
+    ``on_levels(levels, pos, neg)``: ``levels`` (L,) ascending distinct scores, ``pos`` and
+    ``neg`` (R, L) weights; returns (R,). The metrics of :mod:`damagenet.evaluation.scores`.
+    """
 
     def __call__(
         self, y: np.ndarray, score: np.ndarray, sample_weight: np.ndarray | None = None
     ) -> float: ...
+
+    def on_levels(self, levels: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -158,6 +168,20 @@ def interval_record(
     }
 
 
+def grouped_intervals(
+    metrics: Mapping[str, Metric],
+    y_true: np.ndarray,
+    score: np.ndarray,
+    groups: np.ndarray,
+    *,
+    n_resamples: int = N_BOOT,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Interval]:
+    """Several figures of one model, each with its interval, all on the same resamples."""
+    return _intervals(metrics, y_true, [(score, 1.0)], groups, n_resamples, confidence, seed)
+
+
 def grouped_interval(
     metric: Metric,
     y_true: np.ndarray,
@@ -169,13 +193,26 @@ def grouped_interval(
     seed: int = 0,
 ) -> Interval:
     """``metric(y_true, score)`` and its percentile interval over resampled whole groups."""
-    y, s = np.asarray(y_true), np.asarray(score)
-    codes, n_groups = _codes(groups, len(y))
-    if not _both_classes(y):
-        return Interval(None, groups=n_groups, note="the units hold one class")
-    value = float(metric(y, s))
-    table = _Table.build(y, s, codes, n_groups, metric)
-    return _interval(value, table.evaluate, n_groups, n_resamples, confidence, seed)
+    return grouped_intervals(
+        {"m": metric}, y_true, score, groups, n_resamples=n_resamples, confidence=confidence,
+        seed=seed,
+    )["m"]  # fmt: skip
+
+
+def paired_differences(
+    metrics: Mapping[str, Metric],
+    y_true: np.ndarray,
+    score_a: np.ndarray,
+    score_b: np.ndarray,
+    groups: np.ndarray,
+    *,
+    n_resamples: int = N_BOOT,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Interval]:
+    """:func:`paired_difference` of several figures, all on the same resamples."""
+    scored = [(score_a, 1.0), (score_b, -1.0)]
+    return _intervals(metrics, y_true, scored, groups, n_resamples, confidence, seed)
 
 
 def paired_difference(
@@ -195,18 +232,47 @@ def paired_difference(
     share (the ground, its difficulty) cancels; identical scores give exactly 0 and a 0-width
     interval.
     """
+    return paired_differences(
+        {"m": metric}, y_true, score_a, score_b, groups, n_resamples=n_resamples,
+        confidence=confidence, seed=seed,
+    )["m"]  # fmt: skip
+
+
+def _intervals(
+    metrics: Mapping[str, Metric],
+    y_true: np.ndarray,
+    scored: list[tuple[np.ndarray, float]],
+    groups: np.ndarray,
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, Interval]:
+    """Each metric's signed sum over ``scored`` (score array, sign), with intervals."""
     y = np.asarray(y_true)
     codes, n_groups = _codes(groups, len(y))
     if not _both_classes(y):
-        return Interval(None, groups=n_groups, note="the units hold one class")
-    value = float(metric(y, np.asarray(score_a))) - float(metric(y, np.asarray(score_b)))
-    ta = _Table.build(y, np.asarray(score_a), codes, n_groups, metric)
-    tb = _Table.build(y, np.asarray(score_b), codes, n_groups, metric)
+        none = Interval(None, groups=n_groups, note="the units hold one class")
+        return dict.fromkeys(metrics, none)
+    values = {
+        name: float(sum(sign * m(y, np.asarray(s)) for s, sign in scored))
+        for name, m in metrics.items()
+    }
+    if n_groups < 2:
+        note = "one group: nothing to resample (give several AOIs or positions for ground blocks)"
+        return {name: Interval(v, groups=n_groups, note=note) for name, v in values.items()}
+    edges = [t for m in metrics.values() if (t := getattr(m, "threshold", None)) is not None]
+    tables = [(_Table.build(y, np.asarray(s), codes, n_groups, edges), sign) for s, sign in scored]
 
-    def difference(counts: np.ndarray) -> float:
-        return ta.evaluate(counts) - tb.evaluate(counts)
+    def statistic(counts: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [sum(sign * t.evaluate(m, counts) for t, sign in tables) for m in metrics.values()]
+        )
 
-    return _interval(value, difference, n_groups, n_resamples, confidence, seed)
+    dist = _distribution(statistic, n_groups, len(metrics), n_resamples, confidence, seed)
+    return {
+        name: _interval(values[name], row, n_groups, n_resamples, confidence)
+        for name, row in zip(metrics, dist, strict=True)
+    }
 
 
 def _codes(groups: np.ndarray, n: int) -> tuple[np.ndarray, int]:
@@ -223,68 +289,61 @@ def _both_classes(y: np.ndarray) -> bool:
 
 @dataclass(frozen=True)
 class _Table:
-    """Units collapsed to weighted atoms (level, group, class), sorted by score."""
+    """Per group, the number of damaged and undamaged units at each distinct score level."""
 
-    metric: Metric
-    y: np.ndarray
-    score: np.ndarray
-    group: np.ndarray
-    count: np.ndarray
+    levels: np.ndarray
+    pos: sparse.csr_matrix
+    neg: sparse.csr_matrix
 
     @classmethod
     def build(
-        cls, y: np.ndarray, score: np.ndarray, codes: np.ndarray, n_groups: int, metric: Metric
+        cls,
+        y: np.ndarray,
+        score: np.ndarray,
+        codes: np.ndarray,
+        n_groups: int,
+        edges: list[float] | None = None,
     ) -> _Table:
-        levels = _levels(score.astype(np.float64), getattr(metric, "threshold", None))
-        uniq_levels, level = np.unique(levels, return_inverse=True)
-        key = (level.reshape(-1).astype(np.int64) * n_groups + codes) * 2 + (y == 1)
-        atoms, count = np.unique(key, return_counts=True)
-        return cls(
-            metric,
-            (atoms % 2).astype(np.int64),
-            uniq_levels[atoms // 2 // n_groups],
-            (atoms // 2) % n_groups,
-            count.astype(np.float64),
+        levels, level = np.unique(
+            _levels(score.astype(np.float64), edges or []), return_inverse=True
         )
+        damaged = y == 1
+        shape = (n_groups, len(levels))
 
-    def evaluate(self, counts: np.ndarray) -> float:
-        """The metric with each group weighted by how often the resample drew it (NaN when
-        the resample holds one class)."""
-        w = self.count * counts[self.group]
-        keep = w > 0
-        y = self.y[keep]
-        if not _both_classes(y):
-            return float("nan")
-        return float(self.metric(y, self.score[keep], sample_weight=w[keep]))
+        def counts(mask: np.ndarray) -> sparse.csr_matrix:
+            data = np.ones(int(mask.sum()))
+            return sparse.csr_matrix((data, (codes[mask], level.reshape(-1)[mask])), shape=shape)
+
+        return cls(levels, counts(damaged), counts(~damaged))
+
+    def evaluate(self, metric: Metric, draws: np.ndarray) -> np.ndarray:
+        """(R,) the metric with each group weighted by how often each resample drew it (rows
+        of ``draws``, (R, groups)); NaN where a resample holds one class."""
+        pos, neg = np.asarray(draws @ self.pos), np.asarray(draws @ self.neg)
+        ok = (pos.sum(axis=1) > 0) & (neg.sum(axis=1) > 0)
+        if ok.all():
+            return metric.on_levels(self.levels, pos, neg)
+        out = np.full(len(draws), np.nan)
+        if ok.any():
+            out[ok] = metric.on_levels(self.levels, pos[ok], neg[ok])
+        return out
 
 
-def _levels(score: np.ndarray, threshold: float | None) -> np.ndarray:
+def _levels(score: np.ndarray, edges: list[float]) -> np.ndarray:
     """The scores, or their quantile bin's lower edge when there are more than MAX_LEVELS
-    distinct ones; a metric's threshold is an edge, so no bin straddles it."""
+    distinct ones; the metrics' thresholds are edges, so no bin straddles one."""
     if len(np.unique(score)) <= MAX_LEVELS:
         return score
-    edges = np.quantile(score, np.linspace(0, 1, MAX_LEVELS + 1))
-    if threshold is not None:
-        edges = np.append(edges, threshold)
-    edges = np.unique(edges)
-    return edges[np.clip(np.searchsorted(edges, score, side="right") - 1, 0, None)]
+    bins = np.unique(
+        np.r_[np.quantile(score, np.linspace(0, 1, MAX_LEVELS, endpoint=False)), edges]
+    )
+    return bins[np.clip(np.searchsorted(bins, score, side="right") - 1, 0, None)]
 
 
 def _interval(
-    value: float,
-    statistic: Callable[[np.ndarray], float],
-    n_groups: int,
-    n_resamples: int,
-    confidence: float,
-    seed: int,
+    value: float, dist: np.ndarray, n_groups: int, n_resamples: int, confidence: float
 ) -> Interval:
-    """Percentile interval of ``statistic`` (a function of per-group draw counts)."""
-    if n_groups < 2:
-        return Interval(
-            value, groups=n_groups, note="one group: nothing to resample (give several AOIs "
-            "or positions for ground blocks)",
-        )  # fmt: skip
-    dist = _distribution(statistic, n_groups, n_resamples, confidence, seed)
+    """Percentile interval of the defined resamples of ``dist``."""
     ok = dist[np.isfinite(dist)]
     if len(ok) < MIN_RESAMPLES:
         note = f"only {len(ok)} of {n_resamples} resamples hold both classes"
@@ -295,29 +354,30 @@ def _interval(
 
 
 def _distribution(
-    statistic: Callable[[np.ndarray], float],
+    statistic: Callable[[np.ndarray], np.ndarray],
     n_groups: int,
+    n_stats: int,
     n_resamples: int,
     confidence: float,
     seed: int,
 ) -> np.ndarray:
-    """The statistic of every resample of the group indices (scipy draws them, seeded).
+    """(statistics, resamples): the statistics of every resample of the group indices.
 
-    Resamples that draw the same groups the same number of times give the same value, which
-    is computed once (3 groups have only 10 distinct resamples).
+    scipy draws the resamples (seeded); each becomes a row of draw counts per group, and
+    resamples that draw the same groups equally often are evaluated once (3 groups have only
+    10 distinct resamples).
     """
-    memo: dict[bytes, float] = {}
 
     def of_indices(idx: np.ndarray, axis: int = -1) -> np.ndarray:
-        rows = np.atleast_2d(idx)
-        out = np.empty(len(rows))
-        for r, row in enumerate(rows):
-            counts = np.bincount(row, minlength=n_groups).astype(np.float64)
-            key = counts.tobytes()
-            if key not in memo:
-                memo[key] = statistic(counts)
-            out[r] = memo[key]
-        return out
+        rows = np.atleast_2d(idx).astype(np.int64)
+        flat = rows + n_groups * np.arange(len(rows))[:, None]
+        draws = np.bincount(flat.ravel(), minlength=len(rows) * n_groups)
+        draws = draws.reshape(len(rows), n_groups).astype(np.float64)
+        uniq, inverse = np.unique(draws, axis=0, return_inverse=True)
+        values = np.concatenate(
+            [statistic(uniq[i : i + CHUNK]) for i in range(0, len(uniq), CHUNK)], axis=1
+        )
+        return values[:, inverse.reshape(-1)]
 
     with warnings.catch_warnings():  # scipy's own interval is NaN when any resample is
         warnings.simplefilter("ignore", DegenerateDataWarning)
@@ -331,4 +391,4 @@ def _distribution(
             method="percentile",
             rng=np.random.default_rng(seed),
         )
-    return np.asarray(res.bootstrap_distribution, dtype=np.float64)
+    return np.asarray(res.bootstrap_distribution, dtype=np.float64).reshape(n_stats, -1)

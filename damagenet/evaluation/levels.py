@@ -173,7 +173,8 @@ class PointLevel:
 
     def scores(self, units: Units, scores: ScoreMap) -> np.ndarray:
         values = scores.values
-        if scores.cell == 1:
+        if scores.cell == 1:  # unobserved pixels (NaN) never win the window
+            values = np.where(np.isnan(values), -np.inf, values)
             values = ndimage.maximum_filter(values, size=(1, POINT_WINDOW, POINT_WINDOW))
         return values[units.tile, units.row, units.col]
 

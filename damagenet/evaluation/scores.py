@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.metrics import precision_recall_curve
 
 from damagenet.defaults import N_BOOT
-from damagenet.evaluation.intervals import Metric, grouped_interval, paired_difference
+from damagenet.evaluation.intervals import Metric, grouped_intervals, paired_differences
 
 #: precision the "recall at precision" operating point aims for (chosen on validation)
 PRECISION_TARGET = 0.8
@@ -31,37 +31,55 @@ PRECISION_TARGET = 0.8
 COMPARED = ("roc_auc", "pr_auc", "f1")
 
 
-def _sorted_levels(
-    y: np.ndarray, score: np.ndarray, sample_weight: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weight of damaged and undamaged units at each distinct score, ascending."""
-    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    order = np.argsort(score, kind="stable")
-    s, pos = score[order], y[order] == 1
-    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # last index of each distinct score
-    cum_pos = np.cumsum(np.where(pos, w[order], 0.0))[last]
-    cum_all = np.cumsum(w[order])[last]
-    p = np.diff(np.r_[0.0, cum_pos])
-    return p, np.diff(np.r_[0.0, cum_all]) - p
-
-
-def roc_auc(y: np.ndarray, score: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
-    """ROC-AUC as the Mann-Whitney statistic (ties count half), optionally weighted; sklearn's
-    value, many times faster, which matters inside thousands of bootstrap resamples."""
-    p, n = _sorted_levels(np.asarray(y), np.asarray(score), sample_weight)
-    below = np.cumsum(n) - n
-    return float(np.sum(p * (below + 0.5 * n)) / (p.sum() * n.sum()))
-
-
-def average_precision(
+def level_weights(
     y: np.ndarray, score: np.ndarray, sample_weight: np.ndarray | None = None
-) -> float:
-    """PR-AUC as sklearn's average precision (steps at each distinct score), optionally
-    weighted."""
-    p, n = _sorted_levels(np.asarray(y), np.asarray(score), sample_weight)
-    tp, pred = np.cumsum(p[::-1]), np.cumsum((p + n)[::-1])  # from the highest score down
-    recall = tp / tp[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * tp / pred))
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct scores ascending, and the weight of damaged and undamaged units at each, as
+    (1, L) rows: the form every metric here computes from (:meth:`Metric.on_levels`)."""
+    y, score = np.asarray(y), np.asarray(score)
+    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    levels, level = np.unique(score, return_inverse=True)
+    level = level.reshape(-1)
+    pos = np.bincount(level, weights=np.where(y == 1, w, 0.0), minlength=len(levels))
+    total = np.bincount(level, weights=w, minlength=len(levels))
+    return levels, pos[None], (total - pos)[None]
+
+
+def _roc_auc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    below = np.cumsum(neg, axis=1) - neg
+    return np.sum(pos * (below + 0.5 * neg), axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
+
+
+def _average_precision(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    tp = np.cumsum(pos[:, ::-1], axis=1)  # from the highest score down
+    predicted = np.cumsum((pos + neg)[:, ::-1], axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall_step = np.diff(tp / tp[:, -1:], axis=1, prepend=0.0)
+    return np.sum(recall_step * precision, axis=1)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A threshold-free figure of how the scores rank damaged above undamaged units.
+
+    ``roc_auc``: the Mann-Whitney statistic (ties count half); ``average_precision``: PR-AUC
+    as sklearn computes it (steps at each distinct score). sklearn's values, optionally
+    weighted, many times faster, which matters inside thousands of bootstrap resamples.
+    """
+
+    name: str
+
+    def __call__(
+        self, y: np.ndarray, score: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> float:
+        return float(self.on_levels(*level_weights(y, score, sample_weight))[0])
+
+    def on_levels(self, levels: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+        return {"roc_auc": _roc_auc, "average_precision": _average_precision}[self.name](pos, neg)
+
+
+roc_auc = Ranking("roc_auc")
+average_precision = Ranking("average_precision")
 
 
 @dataclass(frozen=True)
@@ -77,15 +95,17 @@ class AtThreshold:
     def __call__(
         self, y: np.ndarray, score: np.ndarray, sample_weight: np.ndarray | None = None
     ) -> float:
-        w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
-        pred, pos = np.asarray(score) >= self.threshold, np.asarray(y) == 1
-        tp, predicted, actual = w[pred & pos].sum(), w[pred].sum(), w[pos].sum()
+        return float(self.on_levels(*level_weights(y, score, sample_weight))[0])
+
+    def on_levels(self, levels: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+        above = levels >= self.threshold
+        tp = pos[:, above].sum(axis=1)
         num, den = {
-            "f1": (2 * tp, predicted + actual),
-            "precision": (tp, predicted),
-            "recall": (tp, actual),
+            "f1": (2 * tp, (pos + neg)[:, above].sum(axis=1) + pos.sum(axis=1)),
+            "precision": (tp, (pos + neg)[:, above].sum(axis=1)),
+            "recall": (tp, pos.sum(axis=1)),
         }[self.kind]
-        return float(num / den) if den else 0.0
+        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
 def f1_at(threshold: float) -> AtThreshold:
@@ -154,9 +174,10 @@ def score_model(
     """Every figure of one model on test units, each ``{value, low, high}``, and the counts
     (``unit``: what a unit is, ``pairs``, ``pixels``, ``cells`` or ``points``)."""
     out: dict[str, Any] = {}
-    for name, (metric, point) in FIGURES.items():
-        ci = grouped_interval(metric, y, model.at(point), groups, n_resamples=n_boot, seed=seed)
-        out[name] = ci.as_dict()
+    for point, metrics in _by_point(FIGURES).items():
+        cis = grouped_intervals(metrics, y, model.at(point), groups, n_resamples=n_boot, seed=seed)
+        out |= {name: ci.as_dict() for name, ci in cis.items()}
+    out = {name: out[name] for name in FIGURES}
     for point in ("threshold", "precision_threshold"):
         value = getattr(model, point)
         if np.ndim(value) == 0:
@@ -164,6 +185,14 @@ def score_model(
     out["precision_target"] = PRECISION_TARGET
     out[unit] = int(len(y))
     out["damaged"] = int(np.sum(y == 1))
+    return out
+
+
+def _by_point(figures: dict[str, tuple[Metric, str | None]]) -> dict[str | None, dict[str, Metric]]:
+    """The figures grouped by the operating point their scores are shifted to."""
+    out: dict[str | None, dict[str, Metric]] = {}
+    for name, (metric, point) in figures.items():
+        out.setdefault(point, {})[name] = metric
     return out
 
 
@@ -179,14 +208,14 @@ def paired_scores(
 
     Positive: ``a`` is better (every compared figure grows with quality).
     """
-    out = {}
-    for name in COMPARED:
-        metric, point = FIGURES[name]
-        ci = paired_difference(
-            metric, y, a.at(point), b.at(point), groups, n_resamples=n_boot, seed=seed
+    out: dict[str, dict[str, float | None]] = {}
+    compared = {name: FIGURES[name] for name in COMPARED}
+    for point, metrics in _by_point(compared).items():
+        cis = paired_differences(
+            metrics, y, a.at(point), b.at(point), groups, n_resamples=n_boot, seed=seed
         )
-        out[name] = ci.as_dict()
-    return out
+        out |= {name: ci.as_dict() for name, ci in cis.items()}
+    return {name: out[name] for name in COMPARED}
 
 
 def compare_all(
