@@ -18,6 +18,7 @@ import rasterio
 from rasterio.warp import calculate_default_transform, reproject
 from scene_checks import assert_scene_product
 
+from contract.processing_level import TAG as LEVEL_TAG
 from pipeline.aoi import load_aoi
 from pipeline.cli import main
 from pipeline.errors import InputFileError
@@ -168,6 +169,54 @@ def test_copernicus_browser_band_files(tmp_path, aoi, truth, lonlat, kind, scale
             zf.write(f, f"download/{f.name}")
     zipped, _ = _product(aoi, tmp_path, archive)
     assert (zipped == data).all()
+
+
+@pytest.mark.parametrize("level", ["L1C", "L2A"])
+def test_browser_names_give_the_processing_level(tmp_path, aoi, lonlat, level):
+    """Issue 31.7: ``..._Sentinel-2_L1C_B02_(Raw).tiff`` is an L1C download: read as the
+    Browser's (its UINT16 scale found) and recorded as L1C in the product's tag and JSON."""
+    folder = _browser_folder(
+        tmp_path / "browser", lonlat, "uint16", name=BROWSER.replace("L2A", level)
+    )
+    _, summary = _product(aoi, tmp_path, folder)
+    assert summary["scale"]["input"] == "browser-uint16"
+    assert summary["processing_level"] == level
+    with rasterio.open(tmp_path / "after.tif") as src:
+        assert src.tags()[LEVEL_TAG] == level
+
+
+def test_processing_level_from_tags_or_unknown(tmp_path, aoi, truth):
+    """A product-type tag states the level; a file that states none records none; names and
+    tags that disagree are refused, naming both."""
+    dn, profile = truth
+    dn = dn.astype(np.uint16)
+    common = {"descriptions": BANDS}
+    for name, tags, level in (
+        ("l1c.tif", {"PRODUCT_TYPE": "S2MSI1C"}, "L1C"),
+        ("plain.tif", {}, None),
+    ):
+        path = _write(
+            tmp_path / name,
+            dn,
+            profile["crs"],
+            profile["transform"],
+            tags={"ACQUISITION_DATE": "2022-05-05", **tags},
+            **common,
+        )
+        _, summary = _product(aoi, tmp_path, path, scale="dn")
+        assert summary["processing_level"] == level
+        with rasterio.open(tmp_path / "after.tif") as src:
+            assert src.tags().get(LEVEL_TAG) == level
+    clash = _write(
+        tmp_path / "S2A_MSIL2A_clash.tif",
+        dn,
+        profile["crs"],
+        profile["transform"],
+        tags={"ACQUISITION_DATE": "2022-05-05", "PRODUCT_TYPE": "S2MSI1C"},
+        **common,
+    )
+    with pytest.raises(InputFileError, match="both processing levels.*S2MSI1C.*L1C"):
+        _product(aoi, tmp_path, clash, scale="dn")
 
 
 def test_user_stacked_browser_uint16_refused_or_read_right(tmp_path, aoi, truth, lonlat):
