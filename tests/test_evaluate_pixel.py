@@ -14,6 +14,7 @@ from contract.npz_keys import DATASET_KIND, TILES
 from damagenet.cli import main
 from damagenet.data.pairs import Normalisation, Split
 from damagenet.data.tiles import load_tiles
+from damagenet.evaluation import pixel_baselines
 from damagenet.evaluation.levels import CellLevel, PixelLevel, PointLevel, ScoreMap, sites
 from damagenet.evaluation.pixel_baselines import N_FEATURES, pixel_baseline_maps, pixel_features
 from damagenet.evaluation.scores import roc_auc
@@ -142,7 +143,8 @@ def test_sites_prewar_twins_and_far_points():
     assert PointLevel().scores(units, cell_map)[:2].tolist() == [0.6, 0.2]  # its patch
 
 
-def test_pixel_baselines_separate_planted_damage(tmp_path):
+def test_pixel_baselines_separate_planted_damage(tmp_path, monkeypatch):
+    monkeypatch.setattr(pixel_baselines, "MAX_TRAIN_PIXELS", 4000)  # a sample of the pixels
     splits = load_tiles(write_tile_dataset(tmp_path / "t.npz", ROLES, per_aoi=6))
     feats = pixel_features(splits["test"].before[:2], splits["test"].after[:2])
     assert feats.shape == (2, N_FEATURES, SIZE, SIZE) and np.isfinite(feats).all()
@@ -207,22 +209,23 @@ def test_models_and_datasets_of_other_kinds_are_refused(trained, tmp_path, capsy
         assert not (tmp_path / "x").exists()
 
 
-def test_crossval_on_a_tile_dataset(tmp_path):
+def test_crossval_on_a_tile_dataset_with_the_patch_model_beside(tmp_path):
     npz = write_tile_dataset(tmp_path / "t.npz", {"train": ["a"], "val": ["b"], "test": ["c"]})
     out = tmp_path / "cv"
     args = ["-q", "crossval", "--npz", str(npz), "--k", "3", "--out", str(out), "--epochs", "1"]
     args += ["--batch-size", "8", "--device", "cpu", "--n-boot", "30", "--lr-backbone", "3e-3"]
-    assert main(args) == 0
+    assert main(args + ["--backbone", "resnet18", "--with-patch-model"]) == 0
     rep = json.loads((out / "crossval.json").read_text())
     assert rep["kind"] == "tiles" and rep["arch"] == "siamese-unet"
     assert set(rep["levels"]) == {"pixel", "patch", "point"}
     assert rep["pooled"] == rep["levels"]["pixel"]["pooled"]
-    assert set(rep["pooled"]) == {"pixel", "change", "gbt"} and sorted(rep["per_aoi"]) == [
-        "a",
-        "b",
-        "c",
-    ]
-    assert set(rep["paired_differences"]) == {"pixel - change", "pixel - gbt"}
+    assert set(rep["pooled"]) == {"pixel", "patch", "change", "gbt"}
+    assert sorted(rep["per_aoi"]) == ["a", "b", "c"]
+    assert set(rep["paired_differences"]) == {
+        "pixel - patch", "pixel - change", "pixel - gbt", "patch - change", "patch - gbt",
+    }  # fmt: skip
+    assert rep["levels"]["patch"]["pooled"]["patch"]["cells"] > 0
+    assert rep["folds"][0]["patch"]["calibration"]["method"] == "temperature"
     assert "### point level" in (out / "crossval.md").read_text()
     preds = np.load(out / "predictions.npz")
     assert len(preds["y"]) == rep["pooled"]["pixel"]["pixels"]

@@ -24,7 +24,10 @@ def _run(args: argparse.Namespace) -> int:
         lr_head=args.lr_head,
         progress=not args.quiet,
     )
-    crossval(args.npz, args.out, args.k, cfg, args.seed, args.n_boot, args.keep_data)
+    crossval(
+        args.npz, args.out, args.k, cfg, args.seed, args.n_boot, args.keep_data,
+        args.with_patch_model,
+    )  # fmt: skip
     return 0
 
 
@@ -74,6 +77,12 @@ def _add_training(p: argparse.ArgumentParser, d: TrainConfig) -> None:
         help="learning rate of the head or decoder (%(default)s)",
     )
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda (%(default)s)")
+    p.add_argument(
+        "--with-patch-model",
+        action="store_true",
+        help="on a tile dataset, also train the patch model (--backbone, the study's learning "
+        "rates) on the training tiles' 16 px cells and score it beside the pixel model",
+    )
 
 
 def _add_run(p: argparse.ArgumentParser, d: TrainConfig) -> None:

@@ -9,9 +9,10 @@ every AOI is test exactly once and no AOI plays two roles in a fold.
 The dataset's kind decides what a fold trains and scores (:mod:`damagenet.evaluation.
 crossval_kinds`): on a patch dataset the Siamese patch network beside the change detector and
 the trees per pair; on a tile dataset the Siamese U-Net beside both baselines per pixel, at
-pixel, patch and point level. Per fold the network is trained with ``damagenet train``'s recipe
-and its temperature fitted on the validation AOI and stored in its checkpoint. Written to
-``--out``:
+pixel, patch and point level, and with ``with_patch`` the patch model trained on the same
+training tiles' 16 px cells beside it (``fold<i>/patch_model.pt``). Per fold each network is
+trained with ``damagenet train``'s recipe and its temperature fitted on the validation AOI and
+stored in its checkpoint. Written to ``--out``:
 
 - ``crossval.json``: folds (AOIs per role, checkpoint), per level per-AOI and pooled scores with
   intervals that resample whole AOIs (pooled) or 640 m ground blocks (one AOI), and paired
@@ -41,11 +42,11 @@ from contract.npz_keys import SPLITS
 from damagenet.data.pairs import Split
 from damagenet.errors import DamagenetError
 from damagenet.evaluation.comparison import roc_models_plot
-from damagenet.evaluation.crossval_kinds import FoldLevel, Kind, kind_of, write_fold_npz
+from damagenet.evaluation.crossval_kinds import FoldLevel, Kind, kind_of
 from damagenet.evaluation.crossval_report import level_report, markdown, pool_level
 from damagenet.evaluation.intervals import BLOCK_M, MAX_LEVELS, MIN_RESAMPLES
 from damagenet.evaluation.scores import N_BOOT
-from damagenet.training.train import TrainConfig, train
+from damagenet.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -108,21 +109,16 @@ def run_fold(
     i: int, fold: Fold, pool: Split, out: Path, cfg: TrainConfig, keep_data: bool, kind: Kind
 ) -> dict[str, Any]:
     """Train and score one fold: per level its test units and every model's scores."""
-    fold_dir = out / f"fold{i}"
     splits = fold_splits(pool, fold)
-    npz, ckpt = fold_dir / "dataset.npz", fold_dir / "model.pt"
-    write_fold_npz(splits, npz, kind.name)
     log.info(
         "fold %d: test %s, val %s, train %d AOIs (%d/%d/%d %s)",
         *(i, ",".join(fold.test), ",".join(fold.val), len(fold.train)),
         *(len(splits[s].y) for s in ("test", "val", "train")),
         "tiles" if kind.name == "tiles" else "pairs",
     )
-    train(npz, fold_dir, ckpt, cfg, run_evaluation=False)
-    if not keep_data:
-        npz.unlink()
-    levels, calib = kind.score(ckpt, splits, cfg)
-    return {"fold": fold, "checkpoint": ckpt, "calibration": calib, "levels": levels}
+    ckpts = kind.fit(splits, out / f"fold{i}", cfg, keep_data)
+    levels, calibs = kind.score(ckpts, splits, cfg)
+    return {"fold": fold, "checkpoints": ckpts, "calibrations": calibs, "levels": levels}
 
 
 def summarise(
@@ -138,7 +134,7 @@ def summarise(
             continue
         level, fold = pool_level(parts)
         unit, rule = kind.units[name]
-        report[name] = level_report(level, unit, rule, n_boot, seed)
+        report[name] = level_report(level, unit, rule, kind.pairs(list(level.models)), n_boot, seed)
         missing = [i for i, r in enumerate(results) if name not in r["levels"]]
         if missing:
             report[name]["folds_without_both_classes"] = missing
@@ -154,9 +150,11 @@ def crossval(
     seed: int = 0,
     n_boot: int = N_BOOT,
     keep_data: bool = False,
+    with_patch: bool = False,
 ) -> dict[str, Any]:
-    """Run every fold and write the report (see the module docstring)."""
-    kind = kind_of(npz)
+    """Run every fold and write the report (see the module docstring); ``with_patch`` trains
+    and scores the patch model beside the pixel model on a tile dataset."""
+    kind = kind_of(npz, with_patch)
     cfg = kind.config(cfg or TrainConfig())
     out = Path(out_dir)
     pool = pooled(npz, kind)
@@ -206,20 +204,27 @@ def _report(
             "min_resamples": MIN_RESAMPLES,
             "score_levels": MAX_LEVELS,
         },
-        "folds": [
-            {
-                "fold": i,
-                **{role: list(getattr(r["fold"], role)) for role in SPLITS},
-                "checkpoint": str(r["checkpoint"]),
-                "calibration": r["calibration"],
-            }
-            for i, r in enumerate(results)
-        ],
+        "folds": [_fold_record(i, r) for i, r in enumerate(results)],
         "per_aoi": first.get("per_aoi", {}),
         "pooled": first.get("pooled", {}),
         "paired_differences": first.get("paired_differences", {}),
         "levels": levels,
     }
+
+
+def _fold_record(i: int, result: dict[str, Any]) -> dict[str, Any]:
+    """A fold in crossval.json: AOIs per role, the network's checkpoint and calibration (the
+    ensemble's member), and those of a patch model trained beside it."""
+    (first, ckpt), *others = result["checkpoints"].items()
+    record = {
+        "fold": i,
+        **{role: list(getattr(result["fold"], role)) for role in SPLITS},
+        "checkpoint": str(ckpt),
+        "calibration": result["calibrations"][first],
+    }
+    for name, path in others:
+        record[name] = {"checkpoint": str(path), "calibration": result["calibrations"][name]}
+    return record
 
 
 def write_outputs(

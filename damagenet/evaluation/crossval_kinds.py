@@ -27,25 +27,29 @@ import numpy as np
 import torch
 
 from contract.atomic import atomic_path
-from contract.npz_keys import DATASET_KIND, SPLITS, TILES, split_key
+from contract.npz_keys import DATASET_KIND, PATCHES, SPLITS, TILES, split_key
 from damagenet.data import pairs, tiles
 from damagenet.data.pairs import Split
+from damagenet.errors import DamagenetUsageError
 from damagenet.evaluation.baselines import baseline_scores
 from damagenet.evaluation.calibration import apply_calibration, fit_temperature
 from damagenet.evaluation.comparison import NETWORK, operating_points
 from damagenet.evaluation.evaluate import probabilities
-from damagenet.evaluation.levels import PixelLevel, ScoreMap
+from damagenet.evaluation.levels import CellLevel, Level, PixelLevel, ScoreMap, cells_as_pairs
 from damagenet.evaluation.scores import Scored
 from damagenet.evaluation.tile_evaluate import (
+    PATCH_MODEL,
     PIXEL_MODEL,
     LevelScores,
     levels_for,
     model_maps,
+    pairs_of,
     score_level,
 )
 from damagenet.inference.scoring import resolve_device
 from damagenet.models.checkpoint import input_of, load_checkpoint
 from damagenet.training.config import TrainConfig
+from damagenet.training.train import train
 
 #: provenance arrays a fold dataset carries when the pooled dataset has them
 PROVENANCE = ("aoi", "row", "col", "lon", "lat", "prewar")
@@ -68,8 +72,6 @@ class Kind(Protocol):
     @property
     def name(self) -> str: ...
     @property
-    def models(self) -> tuple[str, ...]: ...
-    @property
     def levels(self) -> tuple[str, ...]: ...
     @property
     def units(self) -> dict[str, tuple[str, str]]:
@@ -78,15 +80,37 @@ class Kind(Protocol):
 
     def load(self, npz: str | Path) -> dict[str, Split]: ...
     def config(self, cfg: TrainConfig) -> TrainConfig: ...
+    def pairs(self, models: list[str]) -> list[tuple[str, str]]: ...
+    def fit(
+        self, splits: dict[str, Split], fold_dir: Path, cfg: TrainConfig, keep_data: bool
+    ) -> dict[str, Path]: ...
     def score(
-        self, ckpt: Path, splits: dict[str, Split], cfg: TrainConfig
-    ) -> tuple[dict[str, FoldLevel], dict[str, Any]]: ...
+        self, ckpts: dict[str, Path], splits: dict[str, Split], cfg: TrainConfig
+    ) -> tuple[dict[str, FoldLevel], dict[str, dict[str, Any]]]: ...
 
 
-def kind_of(npz: str | Path) -> Kind:
-    """The fold behaviour of the dataset's kind (patches, or tiles)."""
+def kind_of(npz: str | Path, with_patch: bool = False) -> Kind:
+    """The fold behaviour of the dataset's kind (patches, or tiles; ``with_patch``: tiles with
+    the patch model trained and scored beside the pixel model)."""
     with pairs.open_npz(Path(npz)) as d:
-        return TileKind() if pairs.dataset_kind(d) == TILES else PatchKind()
+        tiled = pairs.dataset_kind(d) == TILES
+    if with_patch and not tiled:
+        raise DamagenetUsageError(
+            f"{npz} is a patch dataset, whose network is the patch model already; "
+            "--with-patch-model adds the patch model beside the pixel model on a tile dataset"
+        )
+    return TileKind(with_patch) if tiled else PatchKind()
+
+
+def train_on(
+    splits: dict[str, Split], npz: Path, ckpt: Path, cfg: TrainConfig, kind: str, keep: bool
+) -> Path:
+    """Train ``cfg``'s network on the fold's splits (written to ``npz`` for the loop)."""
+    write_fold_npz(splits, npz, kind)
+    train(npz, npz.parent, ckpt, cfg, run_evaluation=False)
+    if not keep:
+        npz.unlink()
+    return ckpt
 
 
 def write_fold_npz(splits: dict[str, Split], path: Path, kind: str) -> None:
@@ -134,8 +158,7 @@ def _fold_level(
 class PatchKind:
     """Patch datasets: the Siamese patch network and the per-pair baselines."""
 
-    name = "patches"
-    models = (NETWORK, "change", "gbt")
+    name = PATCHES
     levels = ("patch",)
 
     @property
@@ -148,11 +171,21 @@ class PatchKind:
     def config(self, cfg: TrainConfig) -> TrainConfig:
         return dataclasses.replace(cfg, arch="siamese-resnet")
 
+    def pairs(self, models: list[str]) -> list[tuple[str, str]]:
+        return [(models[0], m) for m in models[1:]]
+
+    def fit(
+        self, splits: dict[str, Split], fold_dir: Path, cfg: TrainConfig, keep_data: bool
+    ) -> dict[str, Path]:
+        npz, ckpt = fold_dir / "dataset.npz", fold_dir / "model.pt"
+        return {NETWORK: train_on(splits, npz, ckpt, cfg, self.name, keep_data)}
+
     def score(
-        self, ckpt: Path, splits: dict[str, Split], cfg: TrainConfig
-    ) -> tuple[dict[str, FoldLevel], dict[str, Any]]:
+        self, ckpts: dict[str, Path], splits: dict[str, Split], cfg: TrainConfig
+    ) -> tuple[dict[str, FoldLevel], dict[str, dict[str, Any]]]:
         """Calibrated network scores and both baselines; thresholds on the validation AOI."""
         dev = resolve_device(cfg.device)
+        ckpt = ckpts[NETWORK]
         model, payload = load_checkpoint(ckpt, map_location=dev)
         prob = {
             s: probabilities(model, splits[s], input_of(payload), cfg.eval_batch_size, dev)
@@ -166,14 +199,18 @@ class PatchKind:
         }
         models = operating_points(splits["val"].y, scores, cfg.threshold_rule)
         test = splits["test"]
-        return {"patch": _fold_level(test, np.arange(len(test.y)), test.y, models)}, calib
+        level = _fold_level(test, np.arange(len(test.y)), test.y, models)
+        return {"patch": level}, {NETWORK: calib}
 
 
+@dataclass(frozen=True)
 class TileKind:
-    """Tile datasets: the Siamese U-Net and the per-pixel baselines at three levels."""
+    """Tile datasets: the Siamese U-Net and the per-pixel baselines at three levels, and with
+    ``with_patch`` the patch model trained on the same training tiles' 16 px cells
+    (:func:`~damagenet.evaluation.levels.cells_as_pairs`, the study's recipe) beside it."""
 
+    with_patch: bool = False
     name = TILES
-    models = (PIXEL_MODEL, "change", "gbt")
     levels = ("pixel", "patch", "point")
 
     @property
@@ -186,28 +223,60 @@ class TileKind:
     def config(self, cfg: TrainConfig) -> TrainConfig:
         return dataclasses.replace(cfg, arch="siamese-unet")
 
+    def pairs(self, models: list[str]) -> list[tuple[str, str]]:
+        return pairs_of(models)
+
+    def fit(
+        self, splits: dict[str, Split], fold_dir: Path, cfg: TrainConfig, keep_data: bool
+    ) -> dict[str, Path]:
+        """The pixel model (``model.pt``: the fold ensemble's member), and the patch model
+        (``patch_model.pt``) when asked for."""
+        npz = fold_dir / "dataset.npz"
+        ckpts = {PIXEL_MODEL: train_on(splits, npz, fold_dir / "model.pt", cfg, TILES, keep_data)}
+        if self.with_patch:
+            cells = {role: cells_as_pairs(sp) for role, sp in splits.items()}
+            d = TrainConfig()
+            patch_cfg = dataclasses.replace(
+                cfg, arch="siamese-resnet", lr_backbone=d.lr_backbone, lr_head=d.lr_head
+            )
+            ckpts[PATCH_MODEL] = train_on(
+                cells, fold_dir / "cells.npz", fold_dir / "patch_model.pt", patch_cfg, PATCHES,
+                keep_data,
+            )  # fmt: skip
+        return ckpts
+
     def score(
-        self, ckpt: Path, splits: dict[str, Split], cfg: TrainConfig
-    ) -> tuple[dict[str, FoldLevel], dict[str, Any]]:
-        """Maps of every model on val and test, the pixel model calibrated; each level."""
+        self, ckpts: dict[str, Path], splits: dict[str, Split], cfg: TrainConfig
+    ) -> tuple[dict[str, FoldLevel], dict[str, dict[str, Any]]]:
+        """Maps of every model on val and test, the networks calibrated; each level."""
         from damagenet.training.tasks import PixelTask
 
         dev = resolve_device(cfg.device)
-        loaded = load_checkpoint(ckpt, map_location=dev)
+        loaded = {m: load_checkpoint(c, map_location=dev) for m, c in ckpts.items()}
         batch = PixelTask().eval_batch(cfg.eval_batch_size, splits["test"].before.shape[-1])
-        maps = model_maps(splits, loaded, None, dev, batch, cfg.seed)
-        px = PixelLevel()
-        val_units = px.units(splits["val"])
-        val_prob = px.scores(val_units, maps[PIXEL_MODEL]["val"])
-        calib = fit_temperature(_logit(val_prob), val_units.y)
-        store_calibration(ckpt, calib)
-        maps[PIXEL_MODEL] = {
-            s: ScoreMap(apply_calibration(m.values, calib)) for s, m in maps[PIXEL_MODEL].items()
-        }
+        maps = model_maps(
+            splits, loaded[PIXEL_MODEL], loaded.get(PATCH_MODEL), dev, batch, cfg.seed
+        )
+        native: dict[str, Level] = {PIXEL_MODEL: PixelLevel(), PATCH_MODEL: CellLevel()}
+        calibs = {m: calibrate(maps, m, native[m], splits["val"], c) for m, c in ckpts.items()}
         out = {}
         for level in levels_for():
             scored = score_level(level, splits, maps, cfg.threshold_rule, {})
             if isinstance(scored, LevelScores):
                 u = scored.units
                 out[level.name] = _fold_level(splits["test"], u.tile, u.y, scored.models)
-        return out, calib
+        return out, calibs
+
+
+def calibrate(
+    maps: dict[str, dict[str, ScoreMap]], model: str, level: Level, val: Split, ckpt: Path
+) -> dict[str, Any]:
+    """Fit ``model``'s temperature on the validation units of its own level, store it in its
+    checkpoint, and calibrate its maps with it."""
+    units = level.units(val)
+    calib = fit_temperature(_logit(level.scores(units, maps[model]["val"])), units.y)
+    store_calibration(ckpt, calib)
+    maps[model] = {
+        s: ScoreMap(apply_calibration(m.values, calib), m.cell) for s, m in maps[model].items()
+    }
+    return calib

@@ -5,7 +5,8 @@ resample its 640 m ground blocks (from the units' positions; without positions t
 group and no interval). F1, precision and recall pool each unit at its own fold's thresholds
 (scores shifted by them), ROC-AUC and PR-AUC rank all units together (the networks' scores are
 temperature-calibrated per fold, so folds share a scale). Every model is compared with the
-first (the network) by a paired interval on the difference.
+network by a paired interval on the difference (and, on tile datasets, the baselines with the
+patch model when it was trained beside).
 """
 
 from __future__ import annotations
@@ -60,10 +61,15 @@ def _subset(level: FoldLevel, sel: np.ndarray) -> FoldLevel:
     )
 
 
-def level_report(level: FoldLevel, unit: str, rule: str, n_boot: int, seed: int) -> dict[str, Any]:
-    """Per-AOI and pooled scores of every model, and paired differences with the first."""
-    names = list(level.models)
-    pairs = [(names[0], m) for m in names[1:]]
+def level_report(
+    level: FoldLevel,
+    unit: str,
+    rule: str,
+    pairs: list[tuple[str, str]],
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Per-AOI and pooled scores of every model, and the paired differences of ``pairs``."""
     per_aoi, per_aoi_diff = {}, {}
     for aoi in sorted(set(level.aoi.tolist())):
         sub = _subset(level, level.aoi == aoi)
@@ -86,7 +92,10 @@ def markdown(report: dict[str, Any]) -> str:
     lines: list[str] = []
     for name, level in report["levels"].items():
         if len(report["levels"]) > 1:
-            lines += [f"### {name} level ({level['units']})", ""]
+            lines += [f"### {name} level", "", f"Units: {level['units']}.", ""]
+        if "skipped" in level:
+            lines += [f"Not scored: {level['skipped']}.", ""]
+            continue
         lines += _level_markdown(level) + [""]
     return "\n".join(lines).rstrip("\n") + "\n"
 

@@ -179,6 +179,31 @@ class PointLevel:
         return values[units.tile, units.row, units.col]
 
 
+def cells_as_pairs(split: Split, cell: int = CELL) -> Split:
+    """The scored cells of a tile split as patch pairs (the patch model's training data on a
+    tile dataset): both dates of each cell, its label by :class:`CellLevel`'s rule, its AOI,
+    its origin in the AOI grid and its tile's coordinates."""
+    u = CellLevel(cell).units(split)
+
+    def cut(x: np.ndarray) -> np.ndarray:
+        n, b, h, w = x.shape
+        return x.reshape(n, b, h // cell, cell, w // cell, cell)[u.tile, :, u.row, :, u.col, :]
+
+    def of_tile(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[u.tile]
+
+    return Split(
+        cut(split.before),
+        cut(split.after),
+        u.y,
+        of_tile(split.aoi),
+        None if split.row is None else split.row[u.tile] + cell * u.row,
+        None if split.col is None else split.col[u.tile] + cell * u.col,
+        of_tile(split.lon),
+        of_tile(split.lat),
+    )
+
+
 def _prewar(split: Split) -> np.ndarray:
     if split.prewar is None:
         return np.zeros(len(split.y), dtype=bool)
