@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import re
 from collections.abc import Callable
 
@@ -65,3 +66,11 @@ def iso_date(text: str) -> dt.date:
 def threshold_or_auto(text: str) -> float | str:
     """``auto`` (the checkpoint's own threshold) or a probability."""
     return "auto" if text == "auto" else probability(text)
+
+
+def existing_path(text: str) -> str:
+    """A file or folder the command reads: one that does not exist is a usage error (exit 2),
+    caught before any work, as for every other malformed option."""
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such file or folder")
+    return text

@@ -55,6 +55,7 @@ from contract.npz_keys import (
     split_key,
 )
 from contract.npz_keys import PREWAR as PREWAR_FLAG
+from contract.options import existing_path
 from pipeline.errors import InputFileError, PipelineError, PipelineUsageError
 from pipeline.npz import save_npz
 from pipeline.tiles import PAIR, PREWAR
@@ -837,6 +838,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "patch_files",
         nargs="+",
+        type=existing_path,
         help="patch NPZ files from 'pipeline patches' (tile files from 'pipeline tiles' "
         "with --tile-size)",
     )
@@ -908,6 +910,7 @@ def _add_balance_options(p: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[],
         metavar="FILE",
+        type=existing_path,
         help="vector files of UNOSAT 'No Visible Damage' site points (any CRS); "
         "patches holding them are preferred as hard negatives",
     )

@@ -28,6 +28,7 @@ from contract.bands import BANDS
 from contract.cli import bar_disabled
 from contract.labels import DAMAGE, UNKNOWN
 from contract.npz_keys import PROCESSING_LEVEL
+from contract.options import existing_path
 from contract.scene_scale import check_scene_scale
 from contract.windows import (
     gather_windows,
@@ -42,7 +43,7 @@ from pipeline.aoi import load_aoi
 from pipeline.errors import PipelineError
 from pipeline.grid import Grid, require_same_grid
 from pipeline.npz import SpooledArray, save_npz
-from pipeline.tiles.cut import scene_level
+from pipeline.rasters import scene_level
 
 log = logging.getLogger(__name__)
 DEFAULT_MEMORY_MB = 256.0
@@ -303,10 +304,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "row/col, x/y, lon/lat, crs, transform and aoi to an NPZ, and counts per "
         "class and drop reason to a JSON beside it.",
     )
-    p.add_argument("aoi_file", help="AOI GeoJSON file (names the patches)")
-    p.add_argument("--before", required=True, help="before scene GeoTIFF")
-    p.add_argument("--after", required=True, help="after scene GeoTIFF")
-    p.add_argument("--labels", required=True, help="label GeoTIFF (1 damage, 0 no, 255 unknown)")
+    p.add_argument("aoi_file", type=existing_path, help="AOI GeoJSON file (names the patches)")
+    p.add_argument("--before", required=True, type=existing_path, help="before scene GeoTIFF")
+    p.add_argument("--after", required=True, type=existing_path, help="after scene GeoTIFF")
+    p.add_argument(
+        "--labels",
+        required=True,
+        type=existing_path,
+        help="label GeoTIFF (1 damage, 0 no, 255 unknown)",
+    )
     p.add_argument("--out", required=True, help="output NPZ")
     p.add_argument("--size", type=int, default=16, help="patch side in px (default: %(default)s)")
     p.add_argument(

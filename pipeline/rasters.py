@@ -6,6 +6,7 @@ band descriptions, so QGIS and GDAL tools show band names and browse it quickly 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 
@@ -16,7 +17,11 @@ from rasterio.io import MemoryFile
 
 from contract.atomic import atomic_path
 from contract.cog import cog_options
+from contract.processing_level import TAG as LEVEL_TAG
+from pipeline.errors import InputFileError
 from pipeline.grid import Grid
+
+log = logging.getLogger(__name__)
 
 
 def write_cog(
@@ -58,3 +63,25 @@ def write_cog(
                 dst.update_tags(i, **{k: str(v) for k, v in btags.items()})
         with mem.open() as src, atomic_path(path) as tmp:
             rasterio.shutil.copy(src, tmp, driver="COG", **cog_options(resampling, data.dtype.name))
+
+
+def scene_level(before: str | os.PathLike[str], after: str | os.PathLike[str]) -> str | None:
+    """The processing level both scenes record (tag ``PROCESSING_LEVEL``), or None.
+
+    Two levels in one pair are refused: L1C and L2A differ by the atmosphere, which a model
+    would learn as change. One scene without a level makes the pair's level unknown.
+    """
+    levels = {}
+    for path in (before, after):
+        with rasterio.open(path) as src:
+            levels[str(path)] = src.tags().get(LEVEL_TAG)
+    known = {v for v in levels.values() if v}
+    if len(known) > 1:
+        detail = ", ".join(f"{p}: {v}" for p, v in levels.items())
+        raise InputFileError(f"the two scenes are of different processing levels ({detail})")
+    if known and not all(levels.values()):
+        log.warning(
+            "only one of %s and %s records its processing level; recording none", before, after
+        )
+        return None
+    return known.pop() if known else None

@@ -10,7 +10,7 @@ import pytest
 from shapely.geometry import Point
 
 from pipeline.aoi import discover_aoi_files, load_aoi, validate_aoi_file
-from pipeline.aoi.cli import bbox_geometry, default_after, new_aoi
+from pipeline.aoi.create import bbox_geometry, default_after, new_aoi
 from pipeline.aoi.fields import parse_window
 from pipeline.cli import main
 from pipeline.errors import InputFileError, PipelineError

@@ -15,9 +15,14 @@ from sentinelhub import SentinelHubDownloadClient
 from pipeline.aoi import load_aoi
 from pipeline.errors import PipelineError
 from pipeline.grid import aoi_grid
-from pipeline.scenes import acquire_scene
+from pipeline.scenes import acquire_scene as acquire_any
 from pipeline.scenes import sentinelhub_source as shs
 from pipeline.scenes.sentinelhub_source import SentinelHubOptions, tiles
+
+def acquire_scene(*args, **kw):
+    """Every test here asks the Sentinel Hub source (the library's default is ``stac``)."""
+    return acquire_any(*args, source="sentinelhub", **kw)
+
 
 BASE = shs.CDSE_BASE_URL
 TOKEN = shs.CDSE_TOKEN_URL
@@ -314,3 +319,24 @@ def test_fully_clouded(tmp_path, aoi):
         with pytest.raises(PipelineError, match=r"irpin \(after\): only 0.0%"):
             acquire_scene(aoi, "after", out, max_size_km=0.5, sentinelhub=FAST)
     assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_unreachable_service_is_named_with_its_address(tmp_path, aoi):
+    """Issue 31.5: an unreachable service ended in "Failed to download from:" and no more."""
+    import socket
+
+    from pipeline.errors import ServiceError
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"https://127.0.0.1:{port}"
+    options = SentinelHubOptions(
+        base_url=url, token_url=f"{url}/token", max_attempts=1, retry_sleep_s=0
+    )
+    with pytest.raises(ServiceError) as err:
+        acquire_scene(aoi, "after", tmp_path / "a.tif", max_size_km=0.5, sentinelhub=options)
+    message = str(err.value)
+    assert f"cannot reach Sentinel Hub at {url}/token (connection refused)" in message
+    assert "irpin" in message and "\n" not in message
+    assert not (tmp_path / "a.tif").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from contract.options import positive_float, positive_int, threshold_or_auto
+from contract.options import existing_path, positive_float, positive_int, threshold_or_auto
 from damagenet.defaults import COMPILE_CHOICES
 
 
@@ -52,12 +52,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "also an agreement raster and patch-level metrics; over an AOI the model "
         "was trained on, a split raster (<aoi>_damage_split.tif).",
     )
-    p.add_argument("--before", required=True, help="before scene GeoTIFF (B02, B03, B04, B08)")
-    p.add_argument("--after", required=True, help="after scene GeoTIFF on the same grid")
+    _add_inputs(p)
+    _add_map_options(p)
+    _add_run_options(p)
+    p.set_defaults(func=_run)
+
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    """The scenes, the checkpoints and the output; a named input that is missing exits 2."""
+    p.add_argument(
+        "--before",
+        required=True,
+        type=existing_path,
+        help="before scene GeoTIFF (B02, B03, B04, B08)",
+    )
+    p.add_argument(
+        "--after", required=True, type=existing_path, help="after scene GeoTIFF on the same grid"
+    )
     p.add_argument(
         "--ckpt",
         required=True,
         action="append",
+        type=existing_path,
         help="checkpoint from 'damagenet train' or 'damagenet crossval' (its "
         "calibration, if any, is applied); repeat for an ensemble: mean "
         "probability, the members' spread in <stem>_uncertainty.tif and "
@@ -69,6 +85,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="probability GeoTIFF path, e.g. results/maps/bucha_damage_prob.tif; "
         "the other outputs go beside it",
     )
+
+
+def _add_map_options(p: argparse.ArgumentParser) -> None:
+    """How the map is drawn: the checkpoint's state, windows, symmetries, threshold, labels."""
     p.add_argument(
         "--allow-provisional",
         action="store_true",
@@ -99,9 +119,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--labels",
+        type=existing_path,
         help="label GeoTIFF (1/0/255) on the same grid for an "
         "agreement raster and patch-level metrics",
     )
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Where and how fast it runs: device, compilation, memory, a dask cluster."""
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (%(default)s)")
     p.add_argument(
         "--compile",
@@ -126,4 +151,3 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "dask.distributed scheduler (e.g. tcp://10.0.0.5:8786); the scenes are read there "
         "in chunks",
     )
-    p.set_defaults(func=_run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from contract.options import positive_int
+from contract.options import existing_path, positive_int
 from damagenet.defaults import (
     BACKBONE_FEATURES,
     CHANNELS_LAST_MIN_PATCH_CPU,
@@ -107,7 +107,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "test split. Writes <out>/train_log.csv, train_summary.json and the evaluation "
         "artefacts as one set: a failed run leaves none of them.",
     )
-    p.add_argument("--npz", required=True, help="dataset NPZ (study, flat or tile layout)")
+    p.add_argument(
+        "--npz", required=True, type=existing_path, help="dataset NPZ (study, flat or tile layout)"
+    )
     p.add_argument("--out", required=True, help="results folder (logs, metrics, plots)")
     p.add_argument("--ckpt", required=True, help="checkpoint path, e.g. models/best_resnet101.pt")
     _architecture_options(p, d)

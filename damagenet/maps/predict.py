@@ -300,6 +300,34 @@ def predict_map(
     out, labels = Path(out), Path(labels) if labels else None
     if opts.stride < 1:
         raise DamagenetUsageError("--stride must be at least 1")
+    job = _prepare(before, after, ckpts, out, labels, opts, scorer)
+    summary = _write_maps(job, out, labels, opts)
+    _log_summary(summary, job.scenes)
+    return summary
+
+
+@dataclass
+class _Job:
+    """What one map is drawn from: the checkpoints, the scene pair and how it is scored."""
+
+    ckpts: list[Path]
+    payloads: list[dict[str, Any]]
+    pixel: bool
+    scenes: ScenePair
+    threshold: float
+    scoring: MapScoring
+
+
+def _prepare(
+    before: str | Path | Any,
+    after: str | Path | Any,
+    ckpts: list[Path],
+    out: Path,
+    labels: Path | None,
+    opts: PredictOptions,
+    scorer: Scorer | None,
+) -> _Job:
+    """Checks, the models and the scenes, before any output is opened."""
     device = resolve_device(opts.device)
     for scene in (before, after):
         if isinstance(scene, str | Path):  # a dask-backed xarray scene is checked by its maker
@@ -316,8 +344,14 @@ def predict_map(
         if pixel
         else _patch_scoring(members, scenes.grid, device, opts, scorer)
     )
-    levels = processing_levels(payloads, scenes)
-    ground, ground_note = training_ground(payloads[0], scenes.aoi)
+    return _Job(ckpts, payloads, pixel, scenes, threshold, scoring)
+
+
+def _write_maps(job: _Job, out: Path, labels: Path | None, opts: PredictOptions) -> dict[str, Any]:
+    """Score strip by strip into the staged map set; the summary and quick-look complete it."""
+    scenes, scoring, threshold, ckpts = job.scenes, job.scoring, job.threshold, job.ckpts
+    levels = processing_levels(job.payloads, scenes)
+    ground, ground_note = training_ground(job.payloads[0], scenes.aoi)
     tags = {**_tags(scenes, labels, ckpts[0], scoring, threshold, opts), **_ensemble_tags(ckpts)}
     with (
         MapWriters(
@@ -340,10 +374,10 @@ def predict_map(
         seconds = time.perf_counter() - t0
         summary = map_summary(run, maps, ckpts[0], opts.tta, seconds, ground_note)
         summary["processing_level"] = levels
-        if pixel:
+        if job.pixel:
             summary["model"] = _pixel_note(scoring)
         if len(ckpts) > 1:
-            summary.update(_ensemble_summary(ckpts, payloads, opts))
+            summary.update(_ensemble_summary(ckpts, job.payloads, opts))
         maps.finish(summary)
         rgb = scenes.after_rgb(quicklook_shape(maps.staged("prob")), TRUE_COLOUR)
         write_quicklook(
@@ -354,7 +388,6 @@ def predict_map(
             labels,
             title=f"{scenes.aoi or out.stem}: damage probability",
         )
-    _log_summary(summary, scenes)
     return summary
 
 

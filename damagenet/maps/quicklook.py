@@ -22,6 +22,9 @@ from contract.labels import DAMAGE
 
 #: longest side of the picture, in pixels of the map
 MAX_SIDE = 1024
+#: a smaller map is drawn enlarged by a whole factor to at least this many screen pixels a
+#: side (each map pixel a crisp block), so a town of 200 x 200 px is readable
+MIN_SIDE = 800
 #: red, green, blue of a scene whose bands are B02, B03, B04, B08
 TRUE_COLOUR = ("B04", "B03", "B02")
 
@@ -80,12 +83,14 @@ def write_quicklook(
 ) -> Path:
     """Draw the map ``prob`` over the after scene's (3, rows, cols) red, green, blue.
 
-    ``after_rgb`` is decimated to :func:`quicklook_shape`; damage in ``labels`` is outlined.
+    ``after_rgb`` is decimated to :func:`quicklook_shape`; damage in ``labels`` is outlined. A
+    map smaller than :data:`MIN_SIDE` is drawn enlarged by a whole factor.
     """
     with rasterio.open(prob) as src:
         p = src.read(1, out_shape=after_rgb.shape[1:], resampling=Resampling.average, masked=True)
     shape = p.shape
-    fig = Figure(figsize=(shape[1] / 100 + 1.6, shape[0] / 100 + 0.6), dpi=100)
+    zoom = max(1, MIN_SIDE // max(shape))
+    fig = Figure(figsize=(zoom * shape[1] / 100 + 1.6, zoom * shape[0] / 100 + 0.6), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.02, 0.02, 0.80, 0.90))
     ax.imshow(true_colour(after_rgb), interpolation="nearest")

@@ -18,6 +18,13 @@ from typing import Any
 INVASION_DATE = dt.date(2022, 2, 24)
 #: The study's earliest *after* date.
 AFTER_EARLIEST = dt.date(2022, 3, 1)
+#: Default before window of a new AOI: the 2021 growing season, before the invasion.
+DEFAULT_BEFORE = "2021-05-01/2021-09-30"
+#: Default after window of a new AOI: the last days up to today, so "a city hit last week"
+#: needs no dates.
+DEFAULT_AFTER_DAYS = 30
+#: ``unosat_aoi`` value of an AOI outside every UNOSAT assessment area.
+NO_UNOSAT_AREA = "none"
 LABEL_FIELD_ROLES = frozenset({"site_id", "date", "class", "status", "layer"})
 #: Characters a shell would interpret; label paths reach workflow commands.
 UNSAFE_PATH_CHARS = frozenset("$`;&|<>\"'\\\n\r")

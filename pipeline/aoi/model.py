@@ -65,13 +65,22 @@ def validate_aoi_file(path: str | Path) -> tuple[AOI | None, list[str], list[str
 
 
 def load_aoi(path: str | Path) -> AOI:
-    """Load an AOI file or raise :class:`~pipeline.errors.InputFileError` listing every problem."""
+    """Load an AOI file or raise :class:`~pipeline.errors.InputFileError` listing every problem
+    (in one line, as the command line prints it)."""
     aoi, errors, warnings = validate_aoi_file(path)
     for w in warnings:
         log.warning(w)
     if errors or aoi is None:
-        raise InputFileError("\n".join(errors))
+        raise InputFileError(one_line(Path(path), errors))
     return aoi
+
+
+def one_line(path: Path, errors: list[str]) -> str:
+    """Every problem of one AOI file in one line, the file named once."""
+    if len(errors) == 1:
+        return errors[0]
+    parts = [e.removeprefix(f"{path}: ") for e in errors]
+    return f"{path}: {len(parts)} problems: " + "; ".join(parts)
 
 
 def discover_aoi_files(folder: str | Path = "aois") -> list[Path]:

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import shapely
+from pyproj import CRS
+from pyproj.exceptions import CRSError
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
@@ -21,28 +23,29 @@ from shapely.validation import explain_validity
 from pipeline.aoi.fields import (
     AFTER_EARLIEST,
     INVASION_DATE,
+    NO_UNOSAT_AREA,
     DateWindow,
     LabelSource,
     parse_labels,
     parse_window,
 )
 from pipeline.errors import InputFileError
-from pipeline.geo import geometry_area_km2
+from pipeline.geo import geometry_area_km2, reproject_geometry
 from pipeline.reference import unosat_areas
 
 MIN_AREA_KM2 = 0.1
 MAX_AREA_KM2 = 2500.0
 #: ``labels`` is optional: an AOI without it is map-only (no training, no label raster).
 REQUIRED_PROPERTIES = ("name", "slug", "before", "after", "unosat_aoi")
-#: ``unosat_aoi`` value of an AOI outside every UNOSAT assessment area.
-NO_UNOSAT_AREA = "none"
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+LONLAT = CRS.from_user_input("OGC:CRS84")
 
 Report = Callable[[str, str], None]
 
 
-def read_feature(path: Path) -> dict[str, Any]:
-    """The one Feature of an AOI file (a FeatureCollection of one, or a bare Feature)."""
+def read_feature(path: Path) -> tuple[dict[str, Any], Any]:
+    """The one Feature of an AOI file (a FeatureCollection of one, or a bare Feature) and the
+    CRS its ``crs`` member declares (None when it declares none)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -58,12 +61,48 @@ def read_feature(path: Path) -> dict[str, Any]:
                 f"{path}: a FeatureCollection with exactly one Feature is "
                 f"expected, found {len(feats)}"
             )
-        return feats[0]
+        return feats[0], doc.get("crs")
     if doc.get("type") == "Feature":
-        return doc
+        return doc, doc.get("crs")
     raise InputFileError(
         f"{path}: expected a GeoJSON Feature or FeatureCollection, got type {doc.get('type')!r}"
     )
+
+
+def declared_crs(member: Any, err: Report) -> CRS | None:
+    """The CRS a (2008-style) ``crs`` member names, None for longitude/latitude or none.
+
+    GeoJSON is longitude/latitude; QGIS writes ``urn:ogc:def:crs:OGC:1.3:CRS84``. A file that
+    names another CRS is read in it, never silently as degrees.
+    """
+    if member is None:
+        return None
+    name = member.get("properties", {}).get("name") if isinstance(member, dict) else None
+    if not isinstance(name, str):
+        err("crs", f"unreadable crs member {member!r}; remove it (GeoJSON is lon/lat)")
+        return None
+    try:
+        crs = CRS.from_user_input(name)
+    except CRSError:
+        err("crs", f"unknown CRS {name!r}; reproject the polygon to EPSG:4326 (lon/lat)")
+        return None
+    return None if crs.equals(LONLAT, ignore_axis_order=True) else crs
+
+
+def _in_declared_crs(geom: BaseGeometry, crs: CRS, err: Report) -> BaseGeometry | None:
+    """The polygon read in its declared CRS and brought to lon/lat; coordinates that look like
+    degrees under a projected CRS are refused (the file says metres, the numbers do not)."""
+    minx, miny, maxx, maxy = geom.bounds
+    name = crs.to_string()
+    if crs.is_projected and -180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90:
+        err(
+            "crs",
+            f"declares {name} (metres) but the coordinates look like degrees (x {minx:.4f}.."
+            f"{maxx:.4f}, y {miny:.4f}..{maxy:.4f}); remove the crs member if they are "
+            "longitude/latitude, or reproject the polygon to EPSG:4326",
+        )
+        return None
+    return reproject_geometry(geom, crs, "EPSG:4326")
 
 
 def check_required(props: dict[str, Any], err: Report) -> None:
@@ -72,8 +111,13 @@ def check_required(props: dict[str, Any], err: Report) -> None:
             err(key, "missing property")
 
 
-def check_geometry(feat: dict[str, Any], err: Report) -> BaseGeometry | None:
-    """A valid lon/lat (Multi)Polygon of a plausible city size, or None after reporting why."""
+def check_geometry(
+    feat: dict[str, Any], err: Report, crs: CRS | None = None
+) -> BaseGeometry | None:
+    """A valid lon/lat (Multi)Polygon of a plausible city size, or None after reporting why.
+
+    ``crs``: the CRS the file declares, when not longitude/latitude.
+    """
     if not feat.get("geometry"):
         err("geometry", "no geometry")
         return None
@@ -82,6 +126,11 @@ def check_geometry(feat: dict[str, Any], err: Report) -> BaseGeometry | None:
     except Exception as exc:  # shapely raises several types for malformed GeoJSON
         err("geometry", f"unreadable geometry ({exc})")
         return None
+    if crs is not None and not geom.is_empty:
+        found = _in_declared_crs(geom, crs, err)
+        if found is None:
+            return None
+        geom = found
     problem = _geometry_problem(geom)
     if problem:
         err("geometry", problem)
@@ -208,7 +257,7 @@ def check_aoi_file(path: str | Path) -> tuple[dict[str, Any] | None, list[str], 
     errors: list[str] = []
     warnings: list[str] = []
     try:
-        feat = read_feature(path)
+        feat, crs_member = read_feature(path)
     except InputFileError as exc:
         return None, [str(exc)], []
     props = feat.get("properties") or {}
@@ -220,7 +269,7 @@ def check_aoi_file(path: str | Path) -> tuple[dict[str, Any] | None, list[str], 
         warnings.append(f"{path}: {fld}: {msg}")
 
     check_required(props, err)
-    geom = check_geometry(feat, err)
+    geom = check_geometry(feat, err, declared_crs(crs_member, err))
     check_slug(props.get("slug"), path, err)
     windows = check_dates(props, err, warn)
     labels = check_labels(props, err)

@@ -24,7 +24,7 @@ def aoi_feature(
 
     ``labels`` None writes a map-only AOI (no ``labels`` property).
     """
-    props = {
+    props: dict[str, Any] = {
         "name": name,
         "slug": slug,
         "before": before.to_json(),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from contract.options import iso_date
+from contract.options import existing_path, iso_date
 from pipeline.errors import PipelineUsageError
 from pipeline.labels import DEFAULT_RADIUS_M
 
@@ -39,7 +39,7 @@ def _add_unosat(sub: argparse._SubParsersAction) -> None:
         "to labels.path (or --out); without a URL, explain where to "
         "get the file and where to put it.",
     )
-    p.add_argument("aoi_file", help="AOI GeoJSON file")
+    p.add_argument("aoi_file", type=existing_path, help="AOI GeoJSON file")
     p.add_argument("--out", help="destination (default: the AOI's labels.path)")
     p.set_defaults(func=_run_unosat)
 
@@ -99,14 +99,16 @@ def _add_labels(sub: argparse._SubParsersAction) -> None:
         "scene's date. A JSON summary is written beside the raster, and the "
         "'No Visible Damage' sites (hard negatives) to <out stem>_nvd.gpkg.",
     )
-    p.add_argument("aoi_file", help="AOI GeoJSON file")
+    p.add_argument("aoi_file", type=existing_path, help="AOI GeoJSON file")
     p.add_argument(
         "--grid",
         required=True,
+        type=existing_path,
         help="scene GeoTIFF whose grid, nodata and ACQUISITION_DATE tag are used (the after scene)",
     )
     p.add_argument(
         "--unosat",
+        type=existing_path,
         help="UNOSAT damage-site file: zipped shapefile, shapefile, GeoPackage, "
         "GeoJSON or file geodatabase (default: the AOI file's labels.path)",
     )

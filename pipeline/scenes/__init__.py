@@ -9,9 +9,28 @@ Sources (:mod:`.sources`) deliver digital numbers on the AOI grid and one finali
   (:mod:`.sentinelhub_source`);
 - ``local``: a GeoTIFF or an L2A SAFE product the user downloaded (:mod:`.local`);
 - ``synthetic``: the synthetic generator, passed through the same harmonisation and masking.
+
+:mod:`.defaults` holds the names and defaults the command line needs (the default source,
+``stac``, is the library's too).
 """
 
-from pipeline.scenes.acquire import EPOCHS, acquire_scene
-from pipeline.scenes.sources import SOURCES
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pipeline.scenes.defaults import EPOCHS, SOURCES
+
+if TYPE_CHECKING:
+    from pipeline.scenes.acquire import acquire_scene
 
 __all__ = ["EPOCHS", "SOURCES", "acquire_scene"]
+
+
+def __getattr__(name: str) -> Any:
+    """:func:`acquire_scene` loads its sources' clients when first asked for (PEP 562), so
+    the command line's parser does not import them."""
+    if name == "acquire_scene":
+        from pipeline.scenes.acquire import acquire_scene
+
+        return acquire_scene
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

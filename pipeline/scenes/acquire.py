@@ -9,20 +9,24 @@ from typing import Any
 from pipeline.aoi import AOI
 from pipeline.errors import PipelineUsageError
 from pipeline.grid import aoi_grid
+from pipeline.scenes.defaults import (
+    DEFAULT_MASK_CLASSES,
+    DEFAULT_MIN_VALID_FRACTION,
+    DEFAULT_SOURCE,
+    EPOCHS,
+)
 from pipeline.scenes.local import LocalOptions
-from pipeline.scenes.product import DEFAULT_MASK_CLASSES, DEFAULT_MIN_VALID_FRACTION, finalise_scene
+from pipeline.scenes.product import finalise_scene
 from pipeline.scenes.sentinelhub_source import SentinelHubOptions
-from pipeline.scenes.sources import READERS, SOURCES, SceneRequest
+from pipeline.scenes.sources import READERS, SceneRequest
 from pipeline.scenes.stac_source import StacOptions
-
-EPOCHS = ("before", "after")
 
 
 def acquire_scene(
     aoi: AOI,
     epoch: str,
     out: str | Path,
-    source: str = "sentinelhub",
+    source: str = DEFAULT_SOURCE,
     input_path: str | Path | None = None,
     *,
     max_size_km: float | None = None,
@@ -43,7 +47,7 @@ def acquire_scene(
     if epoch not in EPOCHS:
         raise PipelineUsageError(f"epoch must be one of {EPOCHS}, got {epoch!r}")
     if source not in READERS:
-        raise PipelineUsageError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+        raise PipelineUsageError(f"unknown source {source!r}; choose one of {', '.join(READERS)}")
     grid = aoi_grid(aoi, max_size_km)
     request = SceneRequest(
         aoi=aoi,

@@ -1,25 +1,25 @@
-"""``pipeline scene``: one AOI, one epoch, one harmonised and cloud-masked scene."""
+"""``pipeline scene``: one AOI, one epoch, one harmonised and cloud-masked scene.
+
+Argparse wiring only: the sources' clients are imported when the command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from contract.options import iso_date
-from pipeline.aoi import load_aoi
-from pipeline.errors import CredentialsError, PipelineUsageError
-from pipeline.scenes import EPOCHS, SOURCES, acquire_scene
-from pipeline.scenes.band_order import parse_bands
-from pipeline.scenes.harmonise import SCALE_HELP, SCALES
-from pipeline.scenes.local import LocalOptions
-from pipeline.scenes.product import DEFAULT_MASK_CLASSES, DEFAULT_MIN_VALID_FRACTION
-from pipeline.scenes.sentinelhub_source import (
+from contract.options import existing_path, iso_date
+from pipeline.scenes.defaults import (
     CDSE_BASE_URL,
     CDSE_TOKEN_URL,
-    CREDENTIALS_HELP,
-    SentinelHubOptions,
-    has_credentials,
+    DEFAULT_COLLECTION,
+    DEFAULT_MASK_CLASSES,
+    DEFAULT_MIN_VALID_FRACTION,
+    DEFAULT_SOURCE,
+    EARTH_SEARCH_URL,
+    EPOCHS,
+    SOURCES,
 )
-from pipeline.scenes.stac_source import DEFAULT_COLLECTION, EARTH_SEARCH_URL, StacOptions
+from pipeline.scenes.harmonise import SCALE_HELP, SCALES
 
 
 def class_list(text: str) -> list[int]:
@@ -37,6 +37,12 @@ def class_list(text: str) -> list[int]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipeline.aoi import load_aoi
+    from pipeline.scenes.acquire import acquire_scene
+    from pipeline.scenes.local import LocalOptions
+    from pipeline.scenes.sentinelhub_source import SentinelHubOptions
+    from pipeline.scenes.stac_source import StacOptions
+
     aoi = load_aoi(args.aoi_file)
     options = SentinelHubOptions(
         base_url=args.sh_base_url,
@@ -54,7 +60,13 @@ def _run(args: argparse.Namespace) -> int:
         min_valid_fraction=args.min_valid_fraction,
         mask_classes=args.mask_classes,
         seed=args.seed,
-        local=_local_options(args),
+        local=LocalOptions(
+            date=args.date,
+            bands=args.bands,
+            scale=args.scale,
+            scl_path=args.scl,
+            boa_offset=args.boa_offset,
+        ),
         sentinelhub=options,
         stac=StacOptions(
             url=args.stac_url, collection=args.collection, max_attempts=args.max_attempts
@@ -69,23 +81,20 @@ def _date_arg(text: str) -> str:
 
 
 def _bands_arg(text: str) -> tuple[str, ...]:
+    from pipeline.errors import PipelineUsageError
+    from pipeline.scenes.band_order import parse_bands
+
     try:
         return parse_bands(text)
     except PipelineUsageError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _local_options(args: argparse.Namespace) -> LocalOptions:
-    return LocalOptions(
-        date=args.date,
-        bands=args.bands,
-        scale=args.scale,
-        scl_path=args.scl,
-        boa_offset=args.boa_offset,
-    )
-
-
 def _check_credentials(args: argparse.Namespace) -> int:
+    from pipeline.errors import CredentialsError
+    from pipeline.scenes.defaults import CREDENTIALS_HELP
+    from pipeline.scenes.sentinelhub_source import has_credentials
+
     if not has_credentials():
         raise CredentialsError(
             "no Sentinel Hub credentials found (SH_CLIENT_ID and "
@@ -96,6 +105,7 @@ def _check_credentials(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """``pipeline credentials`` and ``pipeline scene``."""
     c = sub.add_parser(
         "credentials",
         help="check that Sentinel Hub credentials are set",
@@ -104,7 +114,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "them and exit 2. Nothing is sent over the network.",
     )
     c.set_defaults(func=_check_credentials)
-
     p = sub.add_parser(
         "scene",
         help="acquire a cloud-masked, harmonised 4-band scene for an AOI and epoch",
@@ -113,17 +122,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "harmonised to the pre-2022 digital-number scale, plus a JSON record of "
         "the acquisition beside it.",
     )
-    p.add_argument("aoi_file", help="AOI GeoJSON file")
+    p.add_argument("aoi_file", type=existing_path, help="AOI GeoJSON file")
     p.add_argument("--epoch", choices=EPOCHS, required=True, help="before or after scene")
     p.add_argument("--out", required=True, help="output GeoTIFF path")
     p.add_argument(
         "--source",
         choices=SOURCES,
-        default="stac",
+        default=DEFAULT_SOURCE,
         help="where the data come from (default: %(default)s)",
     )
+    _add_local(p)
+    _add_masking(p)
+    _add_services(p)
+    p.set_defaults(func=_run)
+
+
+def _add_local(p: argparse.ArgumentParser) -> None:
+    """What the user says about a file they downloaded (``--source local``)."""
     p.add_argument(
         "--input",
+        type=existing_path,
         help="local source: a multi-band GeoTIFF (any CRS/resolution), a "
         "folder or zip of one file per band (Copernicus Browser, "
         "Earth Search/STAC, GEE), or an L2A SAFE folder/zip; "
@@ -151,6 +169,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--scl",
+        type=existing_path,
         help="local GeoTIFF source: scene classification raster for masking "
         "(default: an SCL band or file, or <input>_scl.tif if present)",
     )
@@ -160,6 +179,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="local source: BOA_ADD_OFFSET still in the digital numbers (e.g. -1000) "
         "when the tags do not record it (same as --scale dn-offset for -1000)",
     )
+
+
+def _add_masking(p: argparse.ArgumentParser) -> None:
+    """The grid, the mask and the minimum of valid ground."""
     p.add_argument(
         "--max-size-km",
         type=float,
@@ -178,6 +201,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="SCL classes treated as no observation (default: %(default)s)",
     )
     p.add_argument("--seed", type=int, default=0, help="synthetic source: random seed")
+
+
+def _add_services(p: argparse.ArgumentParser) -> None:
+    """Where the network sources ask, and how hard they try."""
     p.add_argument(
         "--mosaic",
         action="store_true",
@@ -215,4 +242,3 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="stac: Sentinel-2 L2A collection of that API (default: %(default)s; "
         "also sentinel-2-l2a on Earth Search and Planetary Computer)",
     )
-    p.set_defaults(func=_run)

@@ -257,20 +257,9 @@ def read_geotiff(
     if scl_path is not None:
         scl = read_scl(str(scl_path), grid)
     log.info("%s: bands %s (%s)", gdal_path, ",".join(order.names), order.evidence)
-    return _to_raw(
-        layers,
-        scale,
-        grid,
-        scl,
-        date,
-        source,
-        {
-            "input": gdal_path,
-            "scl_input": str(scl_path) if scl_path else None,
-            "band_order": order.record(),
-        },
-        level,
-    )
+    record: dict[str, Any] = {"input": gdal_path, "band_order": order.record()}
+    record["scl_input"] = str(scl_path) if scl_path else None
+    return _to_raw(layers, scale, grid, scl, date, source, record, level)
 
 
 def _read_layers(

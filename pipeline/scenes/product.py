@@ -25,14 +25,14 @@ from pipeline.aoi import AOI
 from pipeline.errors import InputFileError, PipelineError
 from pipeline.grid import Grid
 from pipeline.rasters import write_cog
+from pipeline.scenes.defaults import (
+    CLOUD_CLASSES,
+    DEFAULT_MASK_CLASSES,
+    DEFAULT_MIN_VALID_FRACTION,
+)
 
 log = logging.getLogger(__name__)
 
-#: SCL classes without a usable observation: nodata, saturated/defective, cloud shadow,
-#: cloud medium and high probability, thin cirrus, snow.
-DEFAULT_MASK_CLASSES: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
-CLOUD_CLASSES = (3, 8, 9, 10)
-DEFAULT_MIN_VALID_FRACTION = 0.3
 #: SCL classes of land (vegetation, not vegetated) over which the plausibility gate measures.
 LAND_CLASSES = (4, 5)
 MIN_LAND_PIXELS = 100

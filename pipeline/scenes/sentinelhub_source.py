@@ -14,10 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import requests
 from sentinelhub import CRS as SHCRS
 from sentinelhub import (
     BBox,
@@ -35,22 +37,12 @@ from contract.processing_level import L2A
 from pipeline.aoi import AOI, DateWindow
 from pipeline.errors import CredentialsError, InputFileError, PipelineError, ServiceError
 from pipeline.grid import Grid
+from pipeline.scenes.defaults import CDSE_BASE_URL, CDSE_TOKEN_URL, CREDENTIALS_HELP
 from pipeline.scenes.product import RawScene
 
 log = logging.getLogger(__name__)
 
-CDSE_BASE_URL = "https://sh.dataspace.copernicus.eu"
-CDSE_TOKEN_URL = (
-    "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
-)
 MAX_REQUEST_PX = 2500
-CREDENTIALS_HELP = (
-    "Create a free Copernicus Data Space Ecosystem account and an OAuth client "
-    "(https://shapps.dataspace.copernicus.eu/dashboard/ > User settings > OAuth clients), then "
-    "export SH_CLIENT_ID=<client id> and SH_CLIENT_SECRET=<client secret> (or store them with "
-    "'sentinelhub.config --sh_client_id ... --sh_client_secret ...'). See docs/data-sources.md. "
-    "To try the workflow offline instead: snakemake --cores 2 --configfile config/demo.yaml"
-)
 
 EVALSCRIPT = """//VERSION=3
 function setup() {
@@ -133,9 +125,53 @@ def _explain(exc: Exception, aoi: AOI, what: str) -> PipelineError:
             f"{aoi.slug}: Sentinel Hub refused the credentials "
             f"(HTTP {status or 401}) while {what}. {CREDENTIALS_HELP}"
         )
-    return ServiceError(
-        f"{aoi.slug}: Sentinel Hub request failed while {what}: {str(exc).splitlines()[0]}"
+    unreachable = _unreachable(exc)
+    if unreachable is not None:
+        return ServiceError(
+            f"{aoi.slug}: cannot reach Sentinel Hub at {unreachable} while {what} (network "
+            "down, a wrong --sh-base-url or --sh-token-url, or the service offline)"
+        )
+    text = " ".join(str(exc).split())  # the client's message spans lines: keep them all
+    return ServiceError(f"{aoi.slug}: Sentinel Hub request failed while {what}: {text[:300]}")
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """``<url> (<why>)`` when a connection failed anywhere in the chain of causes, else None.
+
+    The client wraps the requests error in a ``DownloadFailedException`` whose first line is
+    only "Failed to download from:"; the URL and the reason are in the wrapped error.
+    """
+    cur: BaseException | None = exc
+    while cur is not None:
+        inner = getattr(cur, "request_exception", None)
+        for err in (cur, inner):
+            if isinstance(err, requests.ConnectionError | requests.Timeout):
+                return f"{_url_of(err)} ({_why(err)})"
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _url_of(err: requests.RequestException) -> str:
+    request = getattr(err, "request", None)
+    if request is not None and getattr(request, "url", None):
+        return str(request.url)
+    pool = re.search(
+        r"host='([^']+)', port=(\d+)\): Max retries exceeded with url: (\S+)", str(err)
     )
+    if pool:
+        return f"{pool.group(1)}:{pool.group(2)}{pool.group(3)}"
+    return "its address"
+
+
+def _why(err: requests.RequestException) -> str:
+    text = str(err)
+    if isinstance(err, requests.Timeout) or "timed out" in text.lower():
+        return "no answer in time"
+    if "Name or service not known" in text or "resolve" in text.lower():
+        return "host name not found"
+    if "refused" in text.lower():
+        return "connection refused"
+    return "connection failed"
 
 
 def choose_acquisition(
@@ -213,69 +249,118 @@ def download_scene(aoi: AOI, epoch: str, grid: Grid, options: SentinelHubOptions
     """Fetch the AOI grid from the Process API, tile by tile, into one array."""
     config = make_config(options)
     window = aoi.before if epoch == "before" else aoi.after
+    when = _when(aoi, epoch, window, grid, config, options)
     meta: dict[str, Any] = {
         "service": options.base_url,
         "collection": "sentinel-2-l2a",
         "harmonize_values": True,
+        **when.meta,
+        "time_range": list(when.time_range),
     }
-    if window.is_single_day:
-        time_range = _day_range(window)
-        dates = [window.start.isoformat()]
-        order = MosaickingOrder.LEAST_CC
-    elif options.mosaic:
-        time_range = _day_range(window)
-        dates = [window.start.isoformat(), window.end.isoformat()]
-        order = MosaickingOrder.LEAST_CC
-        meta["mosaic"] = "leastCC"
-    else:
-        chosen = choose_acquisition(aoi, epoch, window, grid, config)
-        day = DateWindow(*(2 * [dt.date.fromisoformat(chosen["datetime"][:10])]))
-        time_range = _day_range(day)
-        dates = [day.start.isoformat()]
-        order = MosaickingOrder.LEAST_CC
-        meta["acquisition"] = chosen
-    meta["time_range"] = list(time_range)
     parts = tiles(grid)
-    requests = []
-    for row, col, h, w in parts:
-        left = grid.transform.c + col * grid.transform.a
-        top = grid.transform.f + row * grid.transform.e
-        bbox = BBox(
-            (left, top + h * grid.transform.e, left + w * grid.transform.a, top),
-            crs=SHCRS(grid.crs.to_epsg()),
+    reqs = [_request(grid, part, config, options, when.time_range) for part in parts]
+    log.info(
+        "%s %s: requesting %d x %d px in %d part(s) from %s",
+        *(aoi.slug, epoch, grid.width, grid.height, len(parts), options.base_url),
+    )
+    out = _download(aoi, epoch, grid, parts, reqs, config, options)
+    meta["request_parts"] = len(parts)
+    no_data = out[5] == 0
+    if no_data.all():
+        raise InputFileError(
+            f"{aoi.slug} ({epoch}): Sentinel Hub has no Sentinel-2 L2A "
+            f"observation over the AOI in {when.time_range[0]}..{when.time_range[1]}; "
+            f"check the date in {aoi.source_file}"
         )
-        input_data = SentinelHubRequest.input_data(
-            data_collection=collection(config),
-            time_interval=time_range,
-            mosaicking_order=order,
-            maxcc=options.max_cloud_cover if options.mosaic else None,
-            other_args={"processing": {"harmonizeValues": True}},
-        )
-        requests.append(
-            SentinelHubRequest(
-                evalscript=EVALSCRIPT,
-                input_data=[input_data],
-                responses=[SentinelHubRequest.output_response("default", MimeType.TIFF)],
-                bbox=bbox,
-                size=(w, h),
-                config=config,
-            )
-        )
+    return RawScene(
+        dn=out[:4],
+        scl=out[4].astype(np.uint8),
+        offsets=[0, 0, 0, 0],
+        dates=when.dates,
+        source="sentinelhub",
+        extra_mask=no_data,
+        metadata=meta,
+        level=L2A,
+    )
+
+
+@dataclass(frozen=True)
+class _When:
+    """The time range asked of the Process API, the dates it stands for, and how chosen."""
+
+    time_range: tuple[str, str]
+    dates: list[str]
+    meta: dict[str, Any]
+
+
+def _when(
+    aoi: AOI,
+    epoch: str,
+    window: DateWindow,
+    grid: Grid,
+    config: SHConfig,
+    options: SentinelHubOptions,
+) -> _When:
+    """One day as given; a window's least-cloud mosaic; else the acquisition the Catalog
+    picks (the least cloudy, :func:`choose_acquisition`)."""
+    if window.is_single_day:
+        return _When(_day_range(window), [window.start.isoformat()], {})
+    if options.mosaic:
+        dates = [window.start.isoformat(), window.end.isoformat()]
+        return _When(_day_range(window), dates, {"mosaic": "leastCC"})
+    chosen = choose_acquisition(aoi, epoch, window, grid, config)
+    day = DateWindow(*(2 * [dt.date.fromisoformat(chosen["datetime"][:10])]))
+    return _When(_day_range(day), [day.start.isoformat()], {"acquisition": chosen})
+
+
+def _request(
+    grid: Grid,
+    part: tuple[int, int, int, int],
+    config: SHConfig,
+    options: SentinelHubOptions,
+    time_range: tuple[str, str],
+) -> SentinelHubRequest:
+    """The Process API request of one tile ``(row, col, height, width)`` of the grid."""
+    row, col, h, w = part
+    left = grid.transform.c + col * grid.transform.a
+    top = grid.transform.f + row * grid.transform.e
+    bbox = BBox(
+        (left, top + h * grid.transform.e, left + w * grid.transform.a, top),
+        crs=SHCRS(grid.crs.to_epsg()),
+    )
+    input_data = SentinelHubRequest.input_data(
+        data_collection=collection(config),
+        time_interval=time_range,
+        mosaicking_order=MosaickingOrder.LEAST_CC,
+        maxcc=options.max_cloud_cover if options.mosaic else None,
+        other_args={"processing": {"harmonizeValues": True}},
+    )
+    return SentinelHubRequest(
+        evalscript=EVALSCRIPT,
+        input_data=[input_data],
+        responses=[SentinelHubRequest.output_response("default", MimeType.TIFF)],
+        bbox=bbox,
+        size=(w, h),
+        config=config,
+    )
+
+
+def _download(
+    aoi: AOI,
+    epoch: str,
+    grid: Grid,
+    parts: list[tuple[int, int, int, int]],
+    reqs: list[SentinelHubRequest],
+    config: SHConfig,
+    options: SentinelHubOptions,
+) -> np.ndarray:
+    """(6, H, W) uint16: the bands, SCL and dataMask of every tile, in place on the grid."""
     client = SentinelHubDownloadClient(
         config=config, default_retry_time=options.rate_limit_wait_s * 1000
     )
     out = np.zeros((6, *grid.shape), dtype=np.uint16)
-    log.info(
-        "%s %s: requesting %d x %d px in %d part(s) from %s",
-        aoi.slug,
-        epoch,
-        grid.width,
-        grid.height,
-        len(parts),
-        options.base_url,
-    )
     for (row, col, h, w), req in tqdm(
-        list(zip(parts, requests, strict=True)),
+        list(zip(parts, reqs, strict=True)),
         desc=f"{aoi.slug} {epoch}",
         unit="tile",
         disable=True if len(parts) == 1 else None,
@@ -295,21 +380,4 @@ def download_scene(aoi: AOI, epoch: str, grid: Grid, options: SentinelHubOptions
                 f"{arr.shape}, expected ({h}, {w}, 6)"
             )
         out[:, row : row + h, col : col + w] = np.moveaxis(arr, -1, 0)
-    meta["request_parts"] = len(parts)
-    no_data = out[5] == 0
-    if no_data.all():
-        raise InputFileError(
-            f"{aoi.slug} ({epoch}): Sentinel Hub has no Sentinel-2 L2A "
-            f"observation over the AOI in {time_range[0]}..{time_range[1]}; "
-            f"check the date in {aoi.source_file}"
-        )
-    return RawScene(
-        dn=out[:4],
-        scl=out[4].astype(np.uint8),
-        offsets=[0, 0, 0, 0],
-        dates=dates,
-        source="sentinelhub",
-        extra_mask=no_data,
-        metadata=meta,
-        level=L2A,
-    )
+    return out

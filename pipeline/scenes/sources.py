@@ -81,10 +81,10 @@ def read_synthetic(req: SceneRequest) -> RawScene:
         return raw
 
 
+#: The reader of each of :data:`.defaults.SOURCES`.
 READERS: dict[str, Callable[[SceneRequest], RawScene]] = {
     "stac": read_stac,
     "sentinelhub": read_sentinelhub,
     "local": read_user_download,
     "synthetic": read_synthetic,
 }
-SOURCES: tuple[str, ...] = tuple(READERS)

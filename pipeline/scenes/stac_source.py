@@ -52,13 +52,12 @@ from pipeline.errors import InputFileError, PipelineError, PipelineUsageError, S
 from pipeline.geo import reproject_geometry
 from pipeline.grid import Grid
 from pipeline.scenes.band_files import LEVEL_KEYS, level_from
-from pipeline.scenes.product import DEFAULT_MASK_CLASSES, RawScene
+from pipeline.scenes.defaults import DEFAULT_COLLECTION, DEFAULT_MASK_CLASSES, EARTH_SEARCH_URL
+from pipeline.scenes.product import RawScene
 from pipeline.scenes.stac_assets import SCL, ItemBands, item_bands
 
 log = logging.getLogger(__name__)
 
-EARTH_SEARCH_URL = "https://earth-search.aws.element84.com/v1"
-DEFAULT_COLLECTION = "sentinel-2-c1-l2a"
 PLANETARY_COMPUTER_HOST = "planetarycomputer.microsoft.com"
 #: Planetary Computer's anonymous token endpoint, relative to the API's host.
 SAS_TOKEN_PATH = "/api/sas/v1/token/{collection}"
