@@ -187,6 +187,8 @@ def test_evaluate_scores_the_pixel_model_at_three_levels_beside_the_others(train
         assert entry["scores"]["change"]["roc_auc"]["value"] > 0.9
         assert entry["scores"]["change"][unit] > 0
         assert (tmp_path / "e" / f"roc_models_{level}.png").exists()
+    for png in ("confusion_matrix_threshold.png", "roc_curve.png", "pr_curve.png"):
+        assert (tmp_path / "e" / png).stat().st_size > 1000
     assert m["levels"]["point"]["prewar_negatives"] > 0
     assert m["levels"]["patch"]["scores"]["patch"]["threshold"] == 0.5  # its own, at its level
 
@@ -210,7 +212,8 @@ def test_models_and_datasets_of_other_kinds_are_refused(trained, tmp_path, capsy
 
 
 def test_crossval_on_a_tile_dataset_with_the_patch_model_beside(tmp_path):
-    npz = write_tile_dataset(tmp_path / "t.npz", {"train": ["a"], "val": ["b"], "test": ["c"]})
+    roles = {"train": ["a"], "val": ["b"], "test": ["c"]}
+    npz = write_tile_dataset(tmp_path / "t.npz", roles, per_aoi=4)
     out = tmp_path / "cv"
     args = ["-q", "crossval", "--npz", str(npz), "--k", "3", "--out", str(out), "--epochs", "1"]
     args += ["--batch-size", "8", "--device", "cpu", "--n-boot", "30", "--lr-backbone", "3e-3"]

@@ -304,9 +304,9 @@ class _Table:
         n_groups: int,
         edges: list[float] | None = None,
     ) -> _Table:
-        levels, level = np.unique(
-            _levels(score.astype(np.float64), edges or []), return_inverse=True
-        )
+        levels, level = np.unique(score.astype(np.float64), return_inverse=True)
+        if len(levels) > MAX_LEVELS:
+            levels, level = np.unique(_binned(score, edges or []), return_inverse=True)
         damaged = y == 1
         shape = (n_groups, len(levels))
 
@@ -329,11 +329,9 @@ class _Table:
         return out
 
 
-def _levels(score: np.ndarray, edges: list[float]) -> np.ndarray:
-    """The scores, or their quantile bin's lower edge when there are more than MAX_LEVELS
-    distinct ones; the metrics' thresholds are edges, so no bin straddles one."""
-    if len(np.unique(score)) <= MAX_LEVELS:
-        return score
+def _binned(score: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Each score's quantile bin (its lower edge), MAX_LEVELS bins; the metrics' thresholds
+    are edges, so no bin straddles one."""
     bins = np.unique(
         np.r_[np.quantile(score, np.linspace(0, 1, MAX_LEVELS, endpoint=False)), edges]
     )

@@ -14,7 +14,9 @@ compared with the pixel model (and the baselines with the patch model) by paired
 
 ``metrics.json`` keeps the pixel model's pixel-level figures at the top (as training writes
 them) and adds ``levels``: per level the units' rule and counts, ``scores`` per model and
-``paired_differences``; ``interval`` records how the intervals were resampled.
+``paired_differences``; ``interval`` records how the intervals were resampled. Plots: the pixel
+model's ``confusion_matrix_threshold.png``, ``roc_curve.png`` and ``pr_curve.png`` over labelled
+pixels, and ``roc_models_<level>.png`` per level.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from damagenet.evaluation.levels import (
 )
 from damagenet.evaluation.metrics import choose_threshold
 from damagenet.evaluation.pixel_baselines import pixel_baseline_maps
+from damagenet.evaluation.plots import confusion_plot, pr_plot, roc_plot
 from damagenet.evaluation.scores import N_BOOT, Scored, compare_all
 from damagenet.inference.pixel import PixelScorer, prepare_pixel_model
 from damagenet.inference.scoring import PairScorer, optimise_for_inference
@@ -181,8 +184,7 @@ def evaluate_tiles(
     record: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score the pixel model (and ``patch``) on the tile dataset's test split; write
-    ``metrics.json`` (with ``record``, e.g. which checkpoints) and one ROC plot per level to
-    ``out_dir``, as one staged set."""
+    ``metrics.json`` (with ``record``, e.g. which checkpoints) and the plots to ``out_dir``."""
     from damagenet.training.tasks import PixelTask, pixel_metrics
 
     splits = _tile_splits(npz)
@@ -191,10 +193,8 @@ def evaluate_tiles(
     threshold = _threshold(pixel[1], threshold_rule, splits["val"], maps[PIXEL_MODEL]["val"])
     px = PixelLevel()
     test_units = px.units(splits["test"])
-    metrics = pixel_metrics(
-        test_units.y, px.scores(test_units, maps[PIXEL_MODEL]["test"]), threshold, npz,
-        len(splits["test"].y),
-    )  # fmt: skip
+    pixel_prob = px.scores(test_units, maps[PIXEL_MODEL]["test"])
+    metrics = pixel_metrics(test_units.y, pixel_prob, threshold, npz, len(splits["test"].y))
     thresholds = {PIXEL_MODEL: float(threshold["value"])}
     if patch is not None:
         thresholds[PATCH_MODEL] = float(patch[1]["threshold"]["value"])
@@ -210,8 +210,31 @@ def evaluate_tiles(
             plots[level.name] = scored
     metrics["interval"] = interval_record(grouping, n_boot, seed, "tiles")
     metrics.update(record or {})
+    write_tile_artefacts(out_dir, metrics, plots, test_units.y, pixel_prob)
+    return metrics
+
+
+def write_tile_artefacts(
+    out_dir: str | Path,
+    metrics: dict[str, Any],
+    levels: dict[str, LevelScores],
+    y: np.ndarray,
+    prob: np.ndarray,
+) -> None:
+    """metrics.json; the pixel model's confusion matrix at its threshold, ROC and PR curves over
+    labelled pixels (the patch model's file names); every model's ROC curves per level. One
+    staged set: a failure leaves none of them."""
+    t = metrics["threshold"]
     with staged_folder(out_dir) as out:
-        for name, scored in plots.items():
+        confusion_plot(
+            np.array(metrics["confusion_matrix"]),
+            out / "confusion_matrix_threshold.png",
+            False,
+            f"test pixels, map threshold {t['value']:.2f} ({t['rule']})",
+        )
+        roc_plot(y, prob, metrics["roc_auc"], out / "roc_curve.png")
+        pr_plot(y, prob, metrics["pr_auc"], t["value"], out / "pr_curve.png")
+        for name, scored in levels.items():
             roc_models_plot(
                 scored.units.y,
                 {m: s.score for m, s in scored.models.items()},
@@ -219,7 +242,6 @@ def evaluate_tiles(
                 out / f"roc_models_{name}.png",
             )
         write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    return metrics
 
 
 def _tile_splits(npz: str | Path) -> dict[str, Split]:
