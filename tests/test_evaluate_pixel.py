@@ -15,6 +15,7 @@ from damagenet.cli import main
 from damagenet.data.pairs import Normalisation, Split
 from damagenet.data.tiles import load_tiles
 from damagenet.evaluation import pixel_baselines
+from damagenet.evaluation.calibration import apply_calibration
 from damagenet.evaluation.levels import CellLevel, PixelLevel, PointLevel, ScoreMap, sites
 from damagenet.evaluation.pixel_baselines import N_FEATURES, pixel_baseline_maps, pixel_features
 from damagenet.evaluation.scores import roc_auc
@@ -235,3 +236,9 @@ def test_crossval_on_a_tile_dataset_with_the_patch_model_beside(tmp_path):
     assert (out / "predictions_point.npz").exists() and (out / "roc_models_patch.png").exists()
     payload = torch.load(rep["folds"][0]["checkpoint"], weights_only=True)
     assert payload["calibration"]["method"] == "temperature"
+    # the map threshold moved through the calibration: the same operating point
+    t = payload["threshold"]
+    assert t["value"] == pytest.approx(
+        apply_calibration(np.array([t["uncalibrated"]]), payload["calibration"])[0]
+    )
+    assert payload["card"]["threshold"]["value"] == t["value"]

@@ -130,9 +130,17 @@ def write_fold_npz(splits: dict[str, Split], path: Path, kind: str) -> None:
 
 
 def store_calibration(ckpt: Path, calib: dict[str, Any]) -> None:
-    """Add the fitted calibration to the fold checkpoint (predict applies it)."""
+    """Add the fitted calibration to the fold checkpoint (predict applies it), and move the
+    checkpoint's threshold through it: maps compare calibrated probabilities with the
+    threshold, and the calibration is monotone, so the threshold keeps the operating point
+    it was chosen at on validation (the value before is kept as ``uncalibrated``)."""
     payload = torch.load(ckpt, map_location="cpu", weights_only=True)
     payload["calibration"] = calib
+    old = float(payload["threshold"]["value"])
+    new = float(apply_calibration(np.array([old]), calib)[0])
+    payload["threshold"] = {**payload["threshold"], "value": new, "uncalibrated": old}
+    if payload.get("card", {}).get("threshold"):
+        payload["card"]["threshold"]["value"] = new
     with atomic_path(ckpt) as tmp:
         torch.save(payload, tmp)
 
