@@ -1,9 +1,11 @@
-# War-damage mapping from Sentinel-2: the workflow.
+# War-damage mapping from Sentinel-2 and Sentinel-1: the workflow.
 #
 #   snakemake --cores 8                                      # real run (STAC, no account needed)
 #   snakemake --cores 2 --configfile config/demo.yaml        # offline demo on synthetic scenes
 #   snakemake --cores 8 --config 'aois=[bucha,irpin]'        # a subset of AOIs
 #   snakemake --cores 8 --config mode=map checkpoint=models/x.pt 'aois=[newcity]'   # maps only
+#   snakemake --cores 8 --config mode=map sensor=s1 'aois=[newcity]'   # radar maps, no model
+#   snakemake --cores 8 --config sensor=both 'model={arch: siamese-unet}'   # both, pixel model
 #   snakemake --report report.html                           # one HTML page of the results
 #
 # Every step is a command line of the `pipeline` or `damagenet` package; this file only wires
@@ -27,7 +29,13 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/resources.smk"
 include: "workflow/rules/scenes.smk"
 include: "workflow/rules/radar.smk"
-include: "workflow/rules/maps.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+# The Sentinel-2 map needs a model; a radar-only run (sensor s1) has none.
+if OPTICAL:
+
+    include: "workflow/rules/maps.smk"
 
 
 # A mapping run (mode: map) has no labels, dataset or training rules at all, so nothing can

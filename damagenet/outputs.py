@@ -42,7 +42,7 @@ def map_outputs(prob: str | Path) -> dict[str, Path]:
     }
 
 
-def map_suffixes(with_truth: bool, aux: bool = True) -> dict[str, str]:
+def map_suffixes(with_truth: bool) -> dict[str, str]:
     """What a map run writes, as suffixes after ``<aoi>`` for the workflow's ``multiext``.
 
     Keys are valid Python names (``cls``, not ``class``) so rules can say ``output.cls``; the
@@ -50,8 +50,8 @@ def map_suffixes(with_truth: bool, aux: bool = True) -> dict[str, str]:
     apart, as report items.
 
     ``with_truth``: a training run also compares the map with its labels (agreement raster) and
-    splits it by the checkpoint's training ground (split raster). ``aux``: whether categorical
-    rasters carry their colour table in a ``.aux.xml`` sidecar.
+    splits it by the checkpoint's training ground (split raster). Categorical rasters carry
+    their colour table inside the GeoTIFF (no sidecar file).
     """
     rasters = {"prob": "prob.tif", "cls": MAP_RASTERS["class"]}
     if with_truth:
@@ -60,16 +60,13 @@ def map_suffixes(with_truth: bool, aux: bool = True) -> dict[str, str]:
     for key, name in rasters.items():
         out[key] = f"_damage_{name}"
         out[f"{key}_style"] = f"_damage_{name.removesuffix('.tif')}.qml"
-        if aux and key != "prob":  # categorical: the colour table lives in a GDAL sidecar
-            out[f"{key}_aux"] = f"_damage_{name}.aux.xml"
     out |= {"patches": "_damage_patches.gpkg", "patches_style": "_damage_patches.qml"}
     return out
 
 
 PWTT_SUFFIX = "_pwtt.tif"
 FUSED_SUFFIX = "_fused.tif"
-#: Files beside a radar T map ``<aoi>_pwtt.tif``, by key: suffix after its stem, and whether
-#: the raster is categorical (a colour table in a ``.aux.xml`` sidecar) or has no style.
+#: Files beside a radar T map ``<aoi>_pwtt.tif``, by key: the suffix after its stem.
 PWTT_SIBLINGS: dict[str, str] = {
     "class": "_class.tif",
     "backscatter": "_backscatter.tif",
@@ -84,8 +81,6 @@ FUSED_SIBLINGS: dict[str, str] = {
     "summary": "_summary.json",
     "quicklook": "_quicklook.png",
 }
-#: Categorical rasters among the siblings (colour table in a GDAL ``.aux.xml``).
-CATEGORICAL = ("class", "sensors")
 
 
 def _siblings(raster: Path, key: str, siblings: dict[str, str]) -> dict[str, Path]:
@@ -114,8 +109,6 @@ def radar_map_suffixes(product: str) -> dict[str, str]:
             name = "cls" if key == "class" else key
             out[name] = stem + suffix
             out[f"{name}_style"] = stem + suffix.removesuffix(".tif") + ".qml"
-            if key in CATEGORICAL:
-                out[f"{name}_aux"] = stem + suffix + ".aux.xml"
     return out
 
 

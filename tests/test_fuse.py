@@ -194,11 +194,9 @@ def test_outputs_whole_or_absent(tmp_path, monkeypatch):
         "x_fused.tif",
         "x_fused_class.qml",
         "x_fused_class.tif",
-        "x_fused_class.tif.aux.xml",
         "x_fused_quicklook.png",
         "x_fused_sensors.qml",
         "x_fused_sensors.tif",
-        "x_fused_sensors.tif.aux.xml",
         "x_fused_summary.json",
     ]
     with rasterio.open(out) as src:

@@ -33,7 +33,6 @@ def test_map_files_and_layout(tmp_path):
         "town_pwtt_backscatter.tif",
         "town_pwtt_class.qml",
         "town_pwtt_class.tif",
-        "town_pwtt_class.tif.aux.xml",
         "town_pwtt_quicklook.png",
         "town_pwtt_summary.json",
     ]

@@ -102,7 +102,14 @@ def test_demo_workflow_runs_end_to_end(tmp_path):
         assert (tmp_path / "results" / "maps" / f"{aoi}_damage_class.qml").exists()
         assert (tmp_path / "logs" / "scene" / f"{aoi}_after.log").exists()
         assert (tmp_path / "logs" / "benchmarks" / "patches" / f"{aoi}.tsv").exists()
-        assert (tmp_path / "results" / "aggregate" / f"{aoi}.gpkg").exists()
+        for product in ("", "_pwtt", "_fused"):  # the demo maps with both sensors
+            assert (tmp_path / "results" / "aggregate" / f"{aoi}{product}.gpkg").exists()
+        with (
+            rasterio.open(tmp_path / "results" / "maps" / f"{aoi}_damage_prob.tif") as m,
+            rasterio.open(tmp_path / "results" / "maps" / f"{aoi}_fused.tif") as f,
+        ):
+            assert (f.crs, f.transform, f.shape) == (m.crs, m.transform, m.shape)
+            assert f.descriptions == ("fused_z",)
     # The rules run without -q: each log holds its command's messages.
     assert "INFO" in (tmp_path / "logs" / "scene" / "bucha_after.log").read_text()
     proc = _run(["--configfile", str(tmp_path / "test.yaml"), "--report", "report.html"], tmp_path)
@@ -297,17 +304,142 @@ def test_scene_sources_are_wired_to_the_scene_command(tmp_path):
 
 def test_aggregate_rule_follows_the_config(tmp_path):
     demo = ROOT / "config" / "demo.yaml"
-    out = _dry(tmp_path, configfiles=[demo])
+    (tmp_path / "s2.yaml").write_text(yaml.safe_dump({"sensor": "s2"}))
+    out = _dry(tmp_path, configfiles=[demo, tmp_path / "s2.yaml"])
     cmds = _commands(out, "damagenet aggregate")
     assert len(cmds) == 3
     assert (
-        "--map results/maps/bucha_damage_prob.tif --buildings "
-        "data/synthetic/bucha/buildings.gpkg --out results/aggregate/bucha.gpkg"
+        "--map results/maps/bucha_damage_prob.tif --out results/aggregate/bucha.gpkg "
+        "--buildings data/synthetic/bucha/buildings.gpkg --grid-m 500 --threshold auto"
     ) in out
-    assert all("--grid-m 500 --threshold auto" in c for c in cmds)
+    (train,) = _commands(out, "damagenet train")  # the default model: patches, hard negatives
+    assert "--arch siamese-resnet" in train and "--ckpt models/best_resnet101.pt" in train
+    assert "--nvd data/labels/bucha_nvd.gpkg" in _commands(out, "pipeline dataset")[0]
+    assert not _commands(out, "damagenet pwtt") and not _commands(out, "pipeline tiles")
     (tmp_path / "off.yaml").write_text(yaml.safe_dump({"aggregate": {"buildings": None}}))
     out = _dry(tmp_path, configfiles=[demo, tmp_path / "off.yaml"])
     assert not _commands(out, "damagenet aggregate")
+
+
+def test_aggregate_fetches_named_footprints_and_districts(tmp_path):
+    """Issue 32: footprints from OSM or Overture and districts from geoBoundaries, their
+    services and the cache folder from the config; no footprint file is an input."""
+    aggregate = {
+        "buildings": "osm",
+        "osm_url": "http://127.0.0.1:9/api/interpreter",
+        "overture_url": "http://unused.example/overture",
+        "zones": "geoboundaries",
+        "districts_iso": "UKR",
+        "districts_level": "ADM3",
+        "geoboundaries_url": "http://127.0.0.1:9/gb",
+    }
+    (tmp_path / "agg.yaml").write_text(yaml.safe_dump({"aggregate": aggregate, "sensor": "s2"}))
+    out = _dry(
+        tmp_path,
+        ["results/aggregate/bucha.gpkg"],
+        [ROOT / "config" / "demo.yaml", tmp_path / "agg.yaml"],
+    )
+    (cmd,) = _commands(out, "damagenet aggregate")
+    assert (
+        "--buildings osm --osm-url http://127.0.0.1:9/api/interpreter --zones geoboundaries "
+        "--districts-iso UKR --districts-level ADM3 --geoboundaries-url http://127.0.0.1:9/gb "
+        "--data-dir data --aoi bucha --grid-m 500"
+    ) in cmd
+    assert "overture" not in cmd and "buildings.gpkg" not in cmd
+    aggregate = {"buildings": "overture", "zones": "grid", "threshold": 0.4}
+    (tmp_path / "agg.yaml").write_text(yaml.safe_dump({"aggregate": aggregate, "sensor": "s2"}))
+    out = _dry(
+        tmp_path,
+        ["results/aggregate/bucha.gpkg"],
+        [ROOT / "config" / "demo.yaml", tmp_path / "agg.yaml"],
+    )
+    (cmd,) = _commands(out, "damagenet aggregate")
+    assert "--buildings overture --zones grid --data-dir data --aoi bucha" in cmd
+    assert "--threshold 0.4" in cmd and "--overture-url" not in cmd
+
+
+def test_radar_only_maps_need_no_checkpoint_scenes_or_model(tmp_path):
+    """Issue 30.5: mode=map sensor=s1 maps any AOI from radar alone."""
+    out = _dry(tmp_path, config=["mode=map", "sensor=s1", "aois=[bucha,irpin]"])
+    for rule in ("scene", "damage_map", "fused_map", "unosat", "labels", "train"):
+        assert not re.search(rf"^rule {rule}:", out, re.M), rule
+    radar = _commands(out, "pipeline radar")
+    pwtt = _commands(out, "damagenet pwtt")
+    assert len(radar) == len(pwtt) == 2
+    assert "--radar data/radar/bucha.zarr --out results/maps/bucha_pwtt.tif --threshold 3.3" in out
+    assert not any("--null" in c for c in pwtt)  # the null test is only for the fused map
+    proc = _run(["-n", "--config", f"aoi_dir={ROOT / 'aois'}", "sensor=s1"], tmp_path)
+    assert proc.returncode != 0 and "mode=map sensor=s1" in proc.stdout + proc.stderr
+
+
+def test_both_sensors_fuse_and_aggregate_every_map(tmp_path):
+    (tmp_path / "t.yaml").write_text(
+        yaml.safe_dump({"aggregate": {"threshold": 0.4}, "pwtt": {"test": "welch"}})
+    )
+    out = _dry(tmp_path, configfiles=[ROOT / "config" / "demo.yaml", tmp_path / "t.yaml"])
+    (pwtt,) = [c for c in _commands(out, "damagenet pwtt") if "bucha" in c]
+    assert "--threshold 3.3 --welch --null" in pwtt
+    (fuse,) = [c for c in _commands(out, "damagenet fuse") if "bucha" in c]
+    assert (
+        "--pwtt results/maps/bucha_pwtt.tif --optical results/maps/bucha_damage_prob.tif "
+        "--out results/maps/bucha_fused.tif --threshold 3.0"
+    ) in fuse
+    aggregates = {
+        re.search(r"--map (\S+)", c).group(1): c
+        for c in _commands(out, "damagenet aggregate")
+        if "bucha" in c
+    }
+    assert "--threshold 0.4" in aggregates["results/maps/bucha_damage_prob.tif"]
+    for product in ("pwtt", "fused"):  # classed at the map's own threshold
+        cmd = aggregates[f"results/maps/bucha_{product}.tif"]
+        assert f"--out results/aggregate/bucha_{product}.gpkg" in cmd and "--threshold auto" in cmd
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"not read by a dry run")
+    out = _dry(tmp_path, config=["mode=map", "sensor=both", f"checkpoint={ckpt}", "aois=[bucha]"])
+    assert len(_commands(out, "damagenet fuse")) == len(_commands(out, "damagenet predict")) == 1
+    proc = _run(["-n", "--config", f"aoi_dir={ROOT / 'aois'}", "mode=map", "sensor=both"], tmp_path)
+    assert proc.returncode != 0 and "checkpoint" in proc.stdout + proc.stderr
+
+
+def test_pixel_model_trains_on_a_tile_dataset(tmp_path):
+    """Issue 28.5: model.arch siamese-unet: targets, tiles, a tile dataset, --arch."""
+    (tmp_path / "unet.yaml").write_text(
+        yaml.safe_dump({"model": {"arch": "siamese-unet", "tile_size": 32}})
+    )
+    out = _dry(tmp_path, configfiles=[ROOT / "config" / "demo.yaml", tmp_path / "unet.yaml"])
+    assert not _commands(out, "pipeline patches")
+    (targets,) = [c for c in _commands(out, "pipeline targets") if "irpin" in c]
+    assert "--grid data/scenes/irpin/after.tif --unosat data/synthetic/irpin/unosat.zip" in targets
+    assert "--out data/targets/irpin.tif --classes 1,2,3" in targets
+    (tiles,) = [c for c in _commands(out, "pipeline tiles") if "irpin" in c]
+    assert "--targets data/targets/irpin.tif --out data/tiles/irpin.npz --size 32" in tiles
+    (dataset,) = _commands(out, "pipeline dataset")
+    assert "data/tiles/bucha.npz data/tiles/irpin.npz data/tiles/hostomel.npz" in dataset
+    assert "--out data/processed/tiles32_splits.npz" in dataset and "--tile-size 32" in dataset
+    assert "--nvd" not in dataset and "--hard-negative-share" not in dataset
+    (train,) = _commands(out, "damagenet train")
+    assert "--arch siamese-unet" in train and "--ckpt models/best_siamese-unet.pt" in train
+    assert "--ckpt models/best_siamese-unet.pt" in _commands(out, "damagenet evaluate")[0]
+
+
+@pytest.mark.slow
+def test_radar_part_of_the_demo_runs(tmp_path):
+    """The demo's radar chain for real, map mode, one 2 km town: synthetic town, radar store,
+    PWTT map, its aggregate; no checkpoint anywhere."""
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    config.update(aoi_dir=str(ROOT / "aois"), aois=["bucha"], mode="map", sensor="s1")
+    config["scenes"]["max_size_km"] = 2.0
+    (tmp_path / "radar.yaml").write_text(yaml.safe_dump(config))
+    proc = _run(["--cores", "2", "--configfile", str(tmp_path / "radar.yaml")], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    maps = tmp_path / "results" / "maps"
+    with rasterio.open(maps / "bucha_pwtt.tif") as src:
+        assert src.descriptions == ("pwtt_T",) and src.tags()["AOI"] == "bucha"
+    assert (maps / "bucha_pwtt_quicklook.png").stat().st_size > 0
+    assert (tmp_path / "results" / "aggregate" / "bucha_pwtt.gpkg").exists()
+    assert "pwtt:" in (tmp_path / "logs" / "pwtt_map" / "bucha.log").read_text()
+    assert (tmp_path / "logs" / "benchmarks" / "pwtt_map" / "bucha.tsv").exists()
+    assert not (tmp_path / "data" / "scenes").exists() and not (tmp_path / "models").exists()
 
 
 # Paths the docs name that are examples, not outputs of a documented command.

@@ -8,12 +8,20 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from damagenet.outputs import (PROB_SUFFIX, QUICKLOOK_SUFFIX, SUMMARY_SUFFIX, aggregate_suffixes,
-                               map_suffixes)
+from damagenet.outputs import (FUSED_SUFFIX, PROB_SUFFIX, PWTT_SUFFIX, QUICKLOOK_SUFFIX,
+                               SUMMARY_SUFFIX, aggregate_suffixes, map_suffixes,
+                               radar_map_report_suffixes, radar_map_suffixes)
 from pipeline.aoi import discover_aoi_files, load_aoi
 from pipeline.errors import PipelineError
 
 MODE = config["mode"]
+# Which sensors map damage: s2 (the Sentinel-2 model), s1 (PWTT on Sentinel-1, no model at all)
+# or both (each map, and the fused one).
+SENSOR = config["sensor"]
+OPTICAL = SENSOR in ("s2", "both")
+RADAR_MAPS = SENSOR in ("s1", "both")
+ARCH = config["model"]["arch"]
+TILES = ARCH == "siamese-unet"  # the pixel model trains on a tile dataset
 PYTHON = config["python"] or sys.executable
 DATA = config["paths"]["data"]
 MODELS = config["paths"]["models"]
@@ -42,6 +50,12 @@ def _load(slug):
 
 AOI_OBJECTS = {slug: _load(slug) for slug in AOIS}
 
+if SENSOR == "s1" and MODE == "train":
+    raise WorkflowError(
+        "sensor s1 maps damage with PWTT, which needs no training: run it with --config "
+        "mode=map sensor=s1 (or sensor=both to train the Sentinel-2 model beside it)")
+
+CHECKPOINT = None
 if MODE == "train":
     _unlabelled = [s for s, a in AOI_OBJECTS.items() if a.labels is None]
     if _unlabelled and not config["labels"]["unosat"]:
@@ -49,11 +63,16 @@ if MODE == "train":
             f"AOIs {_unlabelled} have no labels: a training run needs UNOSAT labels for every "
             "AOI. Map them with a trained model instead (--config mode=map "
             "checkpoint=models/<model>.pt 'aois=[...]') or leave them out of `aois`.")
-    DATASET = f"{DATA}/processed/FinalBalanced_splits.npz"
-    CHECKPOINT = f"{MODELS}/best_{config['train']['backbone']}.pt"
-else:
+    if TILES:
+        DATASET = f"{DATA}/processed/tiles{config['model']['tile_size']}_splits.npz"
+        CHECKPOINT = f"{MODELS}/best_{ARCH}.pt"
+    else:
+        DATASET = f"{DATA}/processed/FinalBalanced_splits.npz"
+        CHECKPOINT = f"{MODELS}/best_{config['train']['backbone']}.pt"
+elif OPTICAL:
     if not config["checkpoint"]:
-        raise WorkflowError("mode=map needs a trained model: --config checkpoint=PATH.pt")
+        raise WorkflowError(f"mode=map with sensor {SENSOR} needs a trained model: --config "
+                            "checkpoint=PATH.pt (or sensor=s1: radar maps need none)")
     if not Path(config["checkpoint"]).is_file():
         raise WorkflowError(f"checkpoint {config['checkpoint']} not found (mode=map uses an "
                             "existing model and never trains one)")
@@ -69,11 +88,31 @@ MAP_FILES = map_suffixes(with_truth=MODE == "train")
 AGGREGATE_FILES = aggregate_suffixes()
 
 
+# Files `damagenet pwtt` and `damagenet fuse` write beside <aoi>_pwtt.tif and <aoi>_fused.tif.
+PWTT_FILES = radar_map_suffixes("pwtt")
+FUSED_FILES = radar_map_suffixes("fused")
+PWTT_REPORT = radar_map_report_suffixes("pwtt")
+FUSED_REPORT = radar_map_report_suffixes("fused")
+
+# The maps of this run, as suffixes after results/maps/<aoi>, by product: the keys are the
+# suffixes of results/aggregate/<aoi><product>.gpkg.
+MAP_PRODUCTS = {}
+if OPTICAL:
+    MAP_PRODUCTS[""] = PROB_SUFFIX
+if RADAR_MAPS:
+    MAP_PRODUCTS["_pwtt"] = PWTT_SUFFIX
+if SENSOR == "both":
+    MAP_PRODUCTS["_fused"] = FUSED_SUFFIX
+QUICKLOOKS = {"": QUICKLOOK_SUFFIX, "_pwtt": PWTT_REPORT["quicklook"],
+              "_fused": FUSED_REPORT["quicklook"]}
+
 # The targets of the default rule; maps (and aggregates) always, the model and its metrics in a
 # training run.
-ALL_TARGETS = expand(f"{RESULTS}/maps/{{aoi}}{{f}}", aoi=AOIS, f=[PROB_SUFFIX, QUICKLOOK_SUFFIX])
+ALL_TARGETS = expand(f"{RESULTS}/maps/{{aoi}}{{f}}", aoi=AOIS,
+                     f=[f for p in MAP_PRODUCTS for f in (MAP_PRODUCTS[p], QUICKLOOKS[p])])
 if AGGREGATE["buildings"]:
-    ALL_TARGETS += expand(f"{RESULTS}/aggregate/{{aoi}}.gpkg", aoi=AOIS)
+    ALL_TARGETS += expand(f"{RESULTS}/aggregate/{{aoi}}{{product}}.gpkg", aoi=AOIS,
+                          product=list(MAP_PRODUCTS))
 if MODE == "train":
     ALL_TARGETS += [DATASET, CHECKPOINT, f"{RESULTS}/metrics.json"]
 
@@ -81,6 +120,7 @@ if MODE == "train":
 wildcard_constraints:
     aoi="|".join(AOIS) if AOIS else "[a-z0-9][a-z0-9_-]*",
     epoch="before|after",
+    product="|_pwtt|_fused",
 
 
 def aoi_file(wildcards):
@@ -174,17 +214,47 @@ def test_aois_option(wildcards):
     return ["--test-aois", *test_aois] if test_aois else []
 
 
+def aggregate_map(wildcards):
+    """The map an aggregate sums: the Sentinel-2 probability, PWTT's T or the fused z."""
+    return f"{RESULTS}/maps/{wildcards.aoi}{MAP_PRODUCTS[wildcards.product]}"
+
+
+def named_or_pattern(value, names, wildcards):
+    """A config value that is one of ``names`` (a source the command fetches) or a file
+    pattern with {aoi} and {data}: the file, or nothing for a named source."""
+    return [] if value in names else value.format(aoi=wildcards.aoi, data=DATA)
+
+
 def buildings_file(wildcards):
-    return AGGREGATE["buildings"].format(aoi=wildcards.aoi, data=DATA)
-
-
-def zones_option(wildcards, input):
-    return ["--zones", input.zones] if input.zones else []
+    return named_or_pattern(AGGREGATE["buildings"], ("osm", "overture"), wildcards)
 
 
 def zones_file(wildcards):
     zones = AGGREGATE["zones"]
-    return zones.format(aoi=wildcards.aoi, data=DATA) if zones else []
+    return named_or_pattern(zones, ("grid", "geoboundaries"), wildcards) if zones else []
+
+
+def aggregate_options(wildcards, input):
+    """Options of `damagenet aggregate` from the aggregate section, as a list Snakemake quotes
+    item by item: footprints and zones as files or named sources, their services, the cache.
+
+    The Sentinel-2 map is classed at aggregate.threshold; PWTT's and the fused map at their
+    own threshold (the THRESHOLD tag `damagenet pwtt` and `damagenet fuse` write).
+    """
+    buildings, zones = AGGREGATE["buildings"], AGGREGATE["zones"]
+    opts = ["--buildings", input.buildings or buildings]
+    if buildings in ("osm", "overture") and AGGREGATE[f"{buildings}_url"]:
+        opts += [f"--{buildings}-url", AGGREGATE[f"{buildings}_url"]]
+    if zones:
+        opts += ["--zones", input.zones or zones]
+    if zones == "geoboundaries":
+        for key in ("districts_iso", "districts_level", "geoboundaries_url"):
+            if AGGREGATE[key]:
+                opts += [f"--{key.replace('_', '-')}", AGGREGATE[key]]
+    if buildings in ("osm", "overture") or zones == "geoboundaries":  # fetched, cached per AOI
+        opts += ["--data-dir", DATA, "--aoi", wildcards.aoi]
+    threshold = AGGREGATE["threshold"] if wildcards.product == "" else "auto"
+    return [str(o) for o in [*opts, "--grid-m", AGGREGATE["grid_m"], "--threshold", threshold]]
 
 
 RADAR = config["radar"]
@@ -220,3 +290,32 @@ def radar_options(wildcards, input):
         if RADAR[window]:
             opts += [f"--{window}", RADAR[window]]
     return opts
+
+
+PWTT = config["pwtt"]
+
+
+def pwtt_options(wildcards):
+    """Options of `damagenet pwtt` from the pwtt section; with both sensors also the pre-war
+    null test, which the fused map standardises T with."""
+    opts = ["--threshold", str(PWTT["threshold"])]
+    if PWTT["test"] == "welch":
+        opts.append("--welch")
+    if PWTT["orbits"] == "stouffer":
+        opts.append("--stouffer")
+    if SENSOR == "both":
+        opts.append("--null")
+    return opts
+
+
+def dataset_options(wildcards, input):
+    """What `pipeline dataset` makes: a tile dataset of model.tile_size (siamese-unet), or the
+    balanced patch dataset with its hard negatives (siamese-resnet)."""
+    if TILES:
+        return ["--tile-size", str(config["model"]["tile_size"])]
+    d = config["dataset"]
+    return [
+        "--negatives-per-positive", str(d["negatives_per_positive"]),
+        "--hard-negative-share", str(d["hard_negative_share"]),
+        "--nvd", *input.nvd,
+    ]

@@ -1,4 +1,4 @@
-# Damage maps per AOI, and per-building / per-zone aggregates of them.
+# The Sentinel-2 damage map per AOI (sensor s2 or both).
 
 
 rule damage_map:
@@ -44,30 +44,3 @@ rule damage_map:
         " --out {output.prob:q} {params.labels:q} --stride {params.p[stride]:q}"
         " --batch-size {params.p[batch_size]:q} {params.tta:q} --device {params.device:q}"
         " > {log:q} 2>&1"
-
-
-rule aggregate:
-    # With aggregate.buildings set: damage per building footprint and per zone or grid cell.
-    input:
-        prob=f"{MAP_PREFIX}{PROB_SUFFIX}",
-        buildings=buildings_file,
-        zones=zones_file,
-    output:
-        multiext(f"{RESULTS}/aggregate/{{aoi}}", **AGGREGATE_FILES),
-    log:
-        f"{LOGS}/aggregate/{{aoi}}.log",
-    benchmark:
-        f"{LOGS}/benchmarks/aggregate/{{aoi}}.tsv"
-    params:
-        python=PYTHON,
-        zones=zones_option,
-        grid_m=AGGREGATE["grid_m"],
-        threshold=AGGREGATE["threshold"],
-    threads: 1
-    resources:
-        mem_mb=step_mem_mb("aggregate"),
-        runtime=30,
-    shell:
-        "{params.python:q} -m damagenet aggregate --map {input.prob:q}"
-        " --buildings {input.buildings:q} --out {output.gpkg:q} {params.zones:q}"
-        " --grid-m {params.grid_m:q} --threshold {params.threshold:q} > {log:q} 2>&1"

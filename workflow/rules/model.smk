@@ -1,4 +1,5 @@
-# Training and evaluation on the held-out split (training runs only).
+# Training and evaluation on the held-out split (training runs only); model.arch picks the
+# patch model (siamese-resnet, train.backbone) or the pixel model (siamese-unet).
 
 
 rule train:
@@ -19,6 +20,7 @@ rule train:
     params:
         python=PYTHON,
         t=config["train"],
+        arch=ARCH,
         out=lambda wc, output: str(Path(output.log_csv).parent),
         device=config["device"],
         seed=config["seed"],
@@ -29,7 +31,8 @@ rule train:
         gpu=gpus,
     shell:
         "OMP_NUM_THREADS={threads} {params.python:q} -m damagenet train --npz {input:q}"
-        " --out {params.out:q} --ckpt {output.ckpt:q} --epochs {params.t[epochs]:q}"
+        " --arch {params.arch:q} --out {params.out:q} --ckpt {output.ckpt:q}"
+        " --epochs {params.t[epochs]:q}"
         " --batch-size {params.t[batch_size]:q} --patience {params.t[patience]:q}"
         " --backbone {params.t[backbone]:q} --weights {params.t[weights]:q}"
         " --threshold-rule {params.t[threshold_rule]:q} --device {params.device:q}"
