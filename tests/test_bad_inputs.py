@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import builtins
 import errno
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -79,6 +81,42 @@ def float_scene(nan: bool):
     return make
 
 
+def aoi_edit(name: str, edit: Callable[[dict], None]):
+    """A copy of the Bucha AOI file, edited."""
+
+    def make(tmp: Path, files: dict) -> None:
+        doc = json.loads(Path(files["aoi"]).read_text())
+        edit(doc)
+        folder = tmp / name
+        folder.mkdir()
+        (folder / "bucha.geojson").write_text(json.dumps(doc))
+        files[name] = str(folder / "bucha.geojson")
+
+    return make
+
+
+def drop_properties(doc: dict) -> None:
+    for key in ("name", "before", "unosat_aoi"):
+        del doc["features"][0]["properties"][key]
+
+
+def declare_web_mercator(doc: dict) -> None:
+    doc["crs"] = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3857"}}
+
+
+def dead_port(tmp: Path, files: dict) -> None:
+    """A port on 127.0.0.1 that nobody listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        files["deadport"] = str(probe.getsockname()[1])
+
+
+def missing(flag_case: str, argv: list[str]) -> Case:
+    """A named input that does not exist: a usage error (exit 2) naming it, before any work."""
+    return Case(f"missing-{flag_case}", argv, 2, ("nope", "no such file"))
+
+
+NOPE = "{out}/nope"
 OUT = "{out}"
 CASES = [
     # malformed and out-of-range options: exit 2, checked where parsed
@@ -267,7 +305,7 @@ CASES = [
         "dataset-truncated-npz",
         ["pipeline", "dataset", "{cutnpz}", "--out", OUT + "/d.npz"],
         1,
-        ("truncated or corrupt",),
+        ("cutnpz.npz", "truncated or corrupt"),
         truncate("patches", "cutnpz.npz"),
     ),
     Case(
@@ -379,6 +417,135 @@ CASES = [
         1,
         ("credentials",),
         env={"SH_CLIENT_ID": "", "SH_CLIENT_SECRET": "", "SH_CONFIG_HOME": "{out}/none"},
+    ),
+    # issue 31.5: messages that name what is wrong
+    Case(
+        "dataset-leave-out-the-only-aoi",
+        [
+            "pipeline",
+            "dataset",
+            "{patches}",
+            "--out",
+            OUT + "/d.npz",
+            "--split",
+            "aoi",
+            "--test-aois",
+            "bucha",
+        ],
+        2,
+        ("--test-aois bucha", "only bucha"),
+    ),
+    Case(
+        "aoi-missing-several-properties",
+        ["pipeline", "scene", "{noprops}", "--epoch", "after", "--out", OUT + "/s.tif"],
+        1,
+        ("bucha.geojson", "name: missing", "before: missing", "unosat_aoi: missing"),
+        aoi_edit("noprops", drop_properties),
+    ),
+    Case(
+        "aoi-epsg3857-with-degrees",
+        ["pipeline", "scene", "{mercator}", "--epoch", "after", "--out", OUT + "/s.tif"],
+        1,
+        ("bucha.geojson", "EPSG:3857", "look like degrees"),
+        aoi_edit("mercator", declare_web_mercator),
+    ),
+    Case(
+        "sentinelhub-unreachable",
+        [
+            "pipeline",
+            "scene",
+            "{aoi}",
+            "--epoch",
+            "after",
+            "--out",
+            OUT + "/s.tif",
+            "--source",
+            "sentinelhub",
+            "--max-size-km",
+            "0.5",
+            "--max-attempts",
+            "1",
+            "--sh-base-url",
+            "https://127.0.0.1:{deadport}",
+            "--sh-token-url",
+            "https://127.0.0.1:{deadport}/token",
+        ],
+        1,
+        ("cannot reach sentinel hub at https://127.0.0.1:", "/token", "connection refused"),
+        dead_port,
+        env={"SH_CLIENT_ID": "test-client", "SH_CLIENT_SECRET": "test-secret"},
+    ),
+    missing("scene-aoi", ["pipeline", "scene", NOPE, "--epoch", "after", "--out", OUT + "/s"]),
+    missing(
+        "scene-input",
+        [
+            "pipeline",
+            "scene",
+            "{aoi}",
+            "--epoch",
+            "after",
+            "--out",
+            OUT + "/s.tif",
+            "--source",
+            "local",
+            "--input",
+            NOPE,
+        ],
+    ),
+    missing("aoi-check", ["pipeline", "aoi", "check", NOPE]),
+    missing("aoi-new-polygon", ["pipeline", "aoi", "new", "x", "--polygon", NOPE]),
+    missing("unosat-aoi", ["pipeline", "unosat", NOPE, "--out", OUT + "/u.zip"]),
+    missing(
+        "labels-grid",
+        ["pipeline", "labels", "{aoi}", "--grid", NOPE, "--out", OUT + "/l.tif"],
+    ),
+    missing(
+        "patches-labels",
+        [
+            "pipeline",
+            "patches",
+            "{aoi}",
+            "--before",
+            "{before}",
+            "--after",
+            "{after}",
+            "--labels",
+            NOPE,
+            "--out",
+            OUT + "/p.npz",
+        ],
+    ),
+    missing("dataset-input", ["pipeline", "dataset", "{patches}", NOPE, "--out", OUT + "/d"]),
+    missing("train-npz", ["damagenet", "train", "--npz", NOPE, "--out", OUT, "--ckpt", OUT + "/m"]),
+    missing(
+        "predict-before",
+        [
+            "damagenet",
+            "predict",
+            "--before",
+            NOPE,
+            "--after",
+            "{after}",
+            "--ckpt",
+            "{ckpt}",
+            "--out",
+            OUT + "/m_damage_prob.tif",
+        ],
+    ),
+    missing(
+        "predict-ckpt",
+        [
+            "damagenet",
+            "predict",
+            "--before",
+            "{before}",
+            "--after",
+            "{after}",
+            "--ckpt",
+            NOPE,
+            "--out",
+            OUT + "/m_damage_prob.tif",
+        ],
     ),
     # scenes not on the product's DN scale
     Case(
