@@ -10,12 +10,14 @@ metrics on the *same* drawn groups, so an interval on their difference accounts 
 both models share (two separate intervals that overlap say nothing about the difference).
 
 Resampling is done by :func:`scipy.stats.bootstrap` on the group indices; its statistic turns
-each resample into per-group multiplicities and evaluates the metric with those as weights, so
-no unit is copied. The interval is the **percentile** interval, not BCa: with the 3-8 cities of
-a real evaluation BCa's acceleration is a jackknife over 3-8 values, and a leave-one-city-out
-sample that holds one class makes it undefined; the percentile interval stays defined and says
-plainly what the resamples did. With few groups any bootstrap interval is rough (3 cities give
-only 10 distinct resamples): the number of groups is reported beside every interval.
+each resample into per-group draw counts and evaluates the metric from per-group counts of
+damaged and undamaged units at each score level weighted by them (all resamples at once, a
+sparse matrix product), so no unit is copied. The interval is the **percentile** interval,
+not BCa: with the 3-8 cities of a real evaluation BCa's acceleration is a jackknife over 3-8
+values, and a leave-one-city-out sample that holds one class makes it undefined; the
+percentile interval stays defined and says plainly what the resamples did. With few groups
+any bootstrap interval is rough (3 cities give only 10 distinct resamples): the number of
+groups is reported beside every interval.
 
 Resamples holding one class are skipped (a ranking metric is undefined there); the interval is
 None when fewer than :data:`MIN_RESAMPLES` remain, or when there is a single group to draw.
@@ -24,8 +26,9 @@ values is binned to that many quantile levels for the *resamples* (never across 
 threshold, so counts at the threshold stay exact); the reported value is always computed on the
 unbinned scores.
 
-Metrics are callables ``metric(y, score, sample_weight=None) -> float``: those of
-:mod:`damagenet.evaluation.scores`.
+Metrics (:class:`Metric`) are those of :mod:`damagenet.evaluation.scores` (``roc_auc``,
+``average_precision``, ``f1_at(t)``, ``precision_at(t)``, ``recall_at(t)``): called as
+``metric(y, score, sample_weight=None)``, and on many weightings at once by ``on_levels``.
 """
 
 from __future__ import annotations
