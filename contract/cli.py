@@ -175,6 +175,10 @@ def run_main(
         return _fail(_interrupted("SIGINT"), 130, False)
     except Terminated:
         return _fail(_interrupted("SIGTERM"), 143, False)
+    except Exception as exc:
+        if (stop := _signal_within(exc)) is None:
+            raise
+        return _fail(_interrupted(stop[0]), stop[1], False)
     setup_logging(args.verbose, args.quiet)
     return run_command(args.func, args)
 
@@ -204,11 +208,30 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
             verbose,
         )
     except Exception as exc:
+        if (stop := _signal_within(exc)) is not None:
+            return _fail(_interrupted(stop[0]), stop[1], verbose)
         if _disk_full(exc):
             return _fail(f"{_chain(exc)}: {OS_ERRORS[errno.ENOSPC]}", 1, verbose)
         if _from_rasterio(exc):
             return _fail(_corrupt_raster(exc), 1, verbose)
         raise
+
+
+def _signal_within(exc: BaseException) -> tuple[str, int] | None:
+    """(signal, exit status) when an interrupt hides inside another error.
+
+    Python 3.11 wraps whatever a class body's ``__set_name__`` raises in a RuntimeError, so
+    Ctrl-C while a library defines its classes arrives as one; so do libraries that wrap the
+    errors of callbacks.
+    """
+    cur: BaseException | None = exc
+    while cur is not None:
+        if isinstance(cur, KeyboardInterrupt):
+            return "SIGINT", 130
+        if isinstance(cur, Terminated):
+            return "SIGTERM", 143
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _interrupted(name: str) -> str:

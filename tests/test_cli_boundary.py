@@ -139,3 +139,27 @@ def test_no_secret_reaches_the_log_at_any_verbosity(monkeypatch, capfd):
     out, err = capfd.readouterr()
     assert secret not in out + err and "tok-XYZ-987654" not in out + err
     assert "client_secret=***" in err and "Bearer ***" in err
+
+
+def test_an_interrupt_inside_another_error_is_an_interrupt(capsys):
+    """Ctrl-C while a library defines a class (its ``__set_name__``) reaches Python 3.11 as a
+    RuntimeError caused by KeyboardInterrupt: still exit 130 and one line, at start-up too."""
+    from contract.cli import Terminated, run_main
+
+    def wrapped(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__") from exc
+
+    assert _run(wrapped) == 130
+    assert capsys.readouterr().err.strip() == "error: interrupted (SIGINT); no output was written"
+
+    def starting():
+        try:
+            raise Terminated("SIGTERM")
+        except Terminated as exc:
+            raise RuntimeError("Error calling __set_name__") from exc
+
+    assert run_main(starting, []) == 143
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
