@@ -36,6 +36,8 @@ _ASIDE = itertools.count()
 #: Free space below which a failed write is taken for a full disk (a write that fails for
 #: want of space fills the file system first).
 FULL_BYTES = 1 << 20
+#: The errors of a file system that cannot take the output.
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
 def published() -> list[Path]:
@@ -156,7 +158,7 @@ def storage_problem(folder: Path, exc: BaseException) -> OSError | None:
     gpkg_contents", "file write failed"); the state of the folder's file system, looked at
     before the partial file is removed, says what happened. None when it looks fine.
     """
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
         return None
     try:
         fs = os.statvfs(folder)
@@ -196,16 +198,30 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         publish([(tmp, dest)])
     except Exception as exc:
-        _raise_storage_problem(dest.parent, exc)
+        _raise_storage_problem(dest.parent, exc, [(tmp, dest)])
         raise
     finally:
         _discard(tmp)
 
 
-def _raise_storage_problem(folder: Path, exc: Exception) -> None:
-    """Raise the full or read-only disk behind ``exc``; a refusal of the data is left alone."""
-    if not isinstance(exc, UserError) and (problem := storage_problem(folder, exc)) is not None:
-        raise problem from exc
+def _raise_storage_problem(
+    where: Path, exc: Exception, finals: Sequence[tuple[Path, Path]] = ()
+) -> None:
+    """Raise the full or read-only disk behind ``exc`` as an ``OSError`` naming the output
+    (not its hidden temporary name); a refusal of the data is left alone."""
+    if isinstance(exc, UserError):
+        return
+    problem = storage_problem(where, exc)
+    if problem is None and isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        problem = OSError(exc.errno, exc.strerror, exc.filename or str(where))
+    if problem is None:
+        return
+    named = Path(os.fspath(problem.filename))
+    for staged, final in finals:
+        if named == staged or staged in named.parents:
+            problem.filename = str(final / named.relative_to(staged) if staged != named else final)
+            break
+    raise problem from exc
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
@@ -238,7 +254,7 @@ def output_set() -> Iterator[OutputSet]:
         publish(outputs.moves)
     except Exception as exc:
         for folder in dict.fromkeys(final.parent for _, final in outputs.moves):
-            _raise_storage_problem(folder, exc)
+            _raise_storage_problem(folder, exc, outputs.moves)
         raise
     finally:
         for staged, _ in outputs.moves:
@@ -263,7 +279,7 @@ def staged_folder(folder: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         publish([(item, dest / item.name) for item in sorted(tmp.iterdir())])
     except Exception as exc:
-        _raise_storage_problem(dest, exc)
+        _raise_storage_problem(dest, exc, [(tmp, dest)])
         raise
     finally:
         _STAGING.discard(tmp)

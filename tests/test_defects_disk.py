@@ -5,7 +5,8 @@ measure what it writes), then with its output folder on a tmpfs with room for a 
 half of that (the first file fails, or a later one of the set) and on a read-only tmpfs.
 The kernel, not a monkeypatch, says ENOSPC or EROFS, wherever the write happens: in Python,
 in GDAL's C code, in OGR's SQLite, in numpy's or torch's zip writers. Every run must end with
-exit 1, one line naming the problem and no traceback, and leave the folder empty.
+exit 1, one line naming the output and the problem and no traceback, and leave the folder
+empty.
 
 A tmpfs is mounted in a private user and mount namespace (``unshare -rm``), so this needs no
 privileges on the machine; where namespaces are not allowed the test is skipped with the
@@ -87,7 +88,7 @@ def drive(spec_file: str) -> None:
         free.mkdir(parents=True)
         code, err = _run(fill(argv, {**spec["files"], "out": str(free)}))
         need = _size(free)
-        runs = [("free", code, err, [] if code else ["ok"])]
+        runs = [("free", code, err, [] if code else ["ok"], str(free))]
         limits = [("full", int(need * f) // PAGE) for f in spec["fractions"]]
         for i, (kind, free_pages) in enumerate([*limits, ("ro", 0)]):
             out = base / name / f"{kind}{i}"
@@ -95,7 +96,7 @@ def drive(spec_file: str) -> None:
             if kind == "full":  # taken, so exactly ``free_pages`` remain
                 (out / FILLER_NAME).write_bytes(bytes(FILLER * PAGE))
             code, err = _run(fill(argv, {**spec["files"], "out": str(out)}))
-            runs.append((kind, code, err, [f for f in _written(out) if f != FILLER_NAME]))
+            runs.append((kind, code, err, [f for f in _written(out) if f != FILLER_NAME], str(out)))
             subprocess.run(["umount", str(out)], check=True)
         results.append({"case": name, "bytes": need, "runs": runs})
     Path(spec["results"]).write_text(json.dumps(results))
@@ -142,15 +143,16 @@ def disk_results_all(files, tmp_path_factory):  # noqa: F811 (the imported fixtu
 
 
 def _check(name: str, result: dict) -> None:
-    kind, code, err, _ = result["runs"][0]
+    kind, code, err, _, _ = result["runs"][0]
     assert code == 0, f"{name} failed on a free disk: {err[-2000:]}"
-    for kind, code, err, left in result["runs"][1:]:
+    for kind, code, err, left, out in result["runs"][1:]:
         where = f"{name} on a {kind} disk ({result['bytes']} bytes needed)"
         assert code == 1, f"{where}: exit {code}: {err[-2000:]}"
         assert "Traceback" not in err, f"{where}: {err[-3000:]}"
         lines = [line for line in err.splitlines() if "error:" in line]
         assert len(lines) == 1, f"{where}: {err[-2000:]}"
         assert WORDS[kind] in lines[0].lower(), f"{where}: {lines[0]}"
+        assert out in lines[0], f"{where}: the output is not named: {lines[0]}"
         assert left == [], f"{where}: left {left}"
 
 
