@@ -175,9 +175,12 @@ def _temporary_beside(dest: Path) -> Path:
     """A free hidden name beside ``dest``, keeping its real extension last (GDAL chooses
     drivers and checks names by it); the file itself is left for the writer to create."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{dest.stem}.", suffix=f".part{dest.suffix}", dir=dest.parent
-    )
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{dest.stem}.", suffix=f".part{dest.suffix}", dir=dest.parent
+        )
+    except OSError as exc:  # name the output, not the temporary name it could not create
+        raise OSError(exc.errno, exc.strerror, str(dest)) from exc
     os.close(fd)
     os.unlink(tmp)  # writers such as GDAL want to create the file themselves
     return Path(tmp)
@@ -273,7 +276,10 @@ def staged_folder(folder: str | os.PathLike[str]) -> Iterator[Path]:
     """
     dest = Path(folder)
     dest.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", suffix=".part", dir=dest))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", suffix=".part", dir=dest))
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(dest)) from exc
     _STAGING.add(tmp)
     try:
         yield tmp
