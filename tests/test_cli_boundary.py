@@ -163,3 +163,24 @@ def test_an_interrupt_inside_another_error_is_an_interrupt(capsys):
 
     assert run_main(starting, []) == 143
     assert "terminated (SIGTERM)" in capsys.readouterr().err
+
+
+def test_start_up_is_inside_the_boundary(capsys):
+    """Issue 31.3: Ctrl-C or SIGTERM while the command modules import (building the parser)
+    ended in a traceback and exit 1, or a silent kill; run_main answers as during the work."""
+    from contract.cli import run_main
+
+    def interrupted_parser():
+        raise KeyboardInterrupt
+
+    assert run_main(interrupted_parser, []) == 130
+    assert capsys.readouterr().err.strip() == "error: interrupted (SIGINT); no output was written"
+
+    def terminated_parser():
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler is in place before the imports
+        raise AssertionError("SIGTERM did not stop the start-up")
+
+    previous = signal.getsignal(signal.SIGTERM)
+    assert run_main(terminated_parser, []) == 143
+    assert "terminated (SIGTERM); no output was written" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is previous
