@@ -19,6 +19,7 @@ from pipeline.scenes import acquire_scene as acquire_any
 from pipeline.scenes import sentinelhub_source as shs
 from pipeline.scenes.sentinelhub_source import SentinelHubOptions, tiles
 
+
 def acquire_scene(*args, **kw):
     """Every test here asks the Sentinel Hub source (the library's default is ``stac``)."""
     return acquire_any(*args, source="sentinelhub", **kw)
