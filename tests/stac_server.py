@@ -5,7 +5,7 @@ page, ``/conformance``, ``/collections/<id>``, ``/search`` (GET and POST, filter
 datetime and ``intersects``/``bbox``), Planetary Computer's ``/api/sas/v1/token/<collection>``
 and the COG files themselves with HTTP range requests. It counts the bytes it serves per file,
 and can be told to fail the next requests to a path with given status codes, or to stall, or to
-hand out a new token (``token``, ``token_expiry``) and refuse the old one with HTTP 403.
+hand out a new token (``sas_token``, ``sas_expiry``) and refuse the old one with HTTP 403.
 """
 
 from __future__ import annotations
@@ -233,8 +233,8 @@ class StacServer:
         self.bytes_served: Counter[str] = Counter()
         self.requests: list[str] = []
         self.require_token = False
-        self.token = TOKEN  # what the token endpoint hands out and asset reads require
-        self.token_expiry = "2099-01-01T00:00:00Z"
+        self.sas_token = TOKEN  # what the token endpoint hands out and asset reads require
+        self.sas_expiry = "2099-01-01T00:00:00Z"
         self.stale_tokens: list[str] = []  # handed out first, already refused by asset reads
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -261,8 +261,8 @@ class StacServer:
         self.bytes_served.clear()
         self.requests.clear()
         self.require_token = False
-        self.token = TOKEN
-        self.token_expiry = "2099-01-01T00:00:00Z"
+        self.sas_token = TOKEN
+        self.sas_expiry = "2099-01-01T00:00:00Z"
         self.stale_tokens = []
 
     # --- answers -------------------------------------------------------------------------
@@ -382,8 +382,8 @@ class StacServer:
                     return self._file(path[len("/files/") :], parts.query, method)
                 if path.startswith("/api/sas/v1/token/"):
                     # Planetary Computer's answer: {"msft:expiry": ..., "token": ...}
-                    token = server.stale_tokens.pop(0) if server.stale_tokens else server.token
-                    return self._json({"msft:expiry": server.token_expiry, "token": token})
+                    token = server.stale_tokens.pop(0) if server.stale_tokens else server.sas_token
+                    return self._json({"msft:expiry": server.sas_expiry, "token": token})
                 if path in (root, root + "/"):
                     return self._json(server.landing())
                 if path == root + "/conformance":
@@ -404,7 +404,7 @@ class StacServer:
 
             def _file(self, name: str, query: str, method: str) -> None:
                 path = server.files / name
-                if server.require_token and server.token not in query:
+                if server.require_token and server.sas_token not in query:
                     return self._json({"code": "AuthenticationFailed"}, 403)
                 if not path.is_file():
                     return self._json({"code": "NotFound"}, 404)

@@ -339,6 +339,8 @@ def test_aoi_outside_its_assessment_area_refused(aoi_copy, tmp_path, capsys):
 
     path = aoi_copy("bucha", elsewhere)
     out = tmp_path / "l.tif"
+    for name in ("none.tif", "none.zip"):  # named inputs exist; refused before they are read
+        (tmp_path / name).write_bytes(b"")
     assert (
         main(
             [

@@ -423,10 +423,10 @@ def test_planetary_computer_token_renewed_before_expiry_and_on_403(tmp_path, ser
     server.reset()
     now = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
     clock = {"t": now}
-    server.token_expiry = (now + TOKEN_MARGIN * 3).isoformat().replace("+00:00", "Z")
+    server.sas_expiry = (now + TOKEN_MARGIN * 3).isoformat().replace("+00:00", "Z")
     signer = PlanetaryComputerSigner(_options(server, L2A), clock=lambda: clock["t"])
     fetched = lambda: sum("/api/sas/v1/token/" in r for r in server.requests)  # noqa: E731
-    assert signer("http://x/a.tif?v=1") == f"http://x/a.tif?v=1&{server.token}"
+    assert signer("http://x/a.tif?v=1") == f"http://x/a.tif?v=1&{server.sas_token}"
     signer("http://x/b.tif")
     assert fetched() == 1  # the token is reused while it is fresh
     clock["t"] = now + TOKEN_MARGIN * 2 + dt.timedelta(seconds=1)
