@@ -346,7 +346,7 @@ def test_aggregate_fetches_named_footprints_and_districts(tmp_path):
         "--data-dir data --aoi bucha --grid-m 500"
     ) in cmd
     assert "overture" not in cmd and "buildings.gpkg" not in cmd
-    aggregate = {"buildings": "overture", "zones": "grid", "threshold": 0.4}
+    aggregate = {"buildings": "overture", "zones": "pwtt-grid", "threshold": 0.4}
     (tmp_path / "agg.yaml").write_text(yaml.safe_dump({"aggregate": aggregate, "sensor": "s2"}))
     out = _dry(
         tmp_path,
@@ -354,7 +354,7 @@ def test_aggregate_fetches_named_footprints_and_districts(tmp_path):
         [ROOT / "config" / "demo.yaml", tmp_path / "agg.yaml"],
     )
     (cmd,) = _commands(out, "damagenet aggregate")
-    assert "--buildings overture --zones grid --data-dir data --aoi bucha" in cmd
+    assert "--buildings overture --zones pwtt-grid --data-dir data --aoi bucha" in cmd
     assert "--threshold 0.4" in cmd and "--overture-url" not in cmd
 
 

@@ -11,8 +11,7 @@ import argparse
 from pathlib import Path
 
 from contract.options import positive_float
-
-DEFAULT_THRESHOLD = 3.0  # damagenet.radar.fused_map.DEFAULT_THRESHOLD (not imported: fast --help)
+from damagenet.radar import FUSED_THRESHOLD
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -59,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threshold",
         type=positive_float,
-        default=DEFAULT_THRESHOLD,
+        default=FUSED_THRESHOLD,
         help="damaged where the fused z is above this (default 3.0: about three no-change "
         "standard deviations)",
     )

@@ -41,6 +41,7 @@ from damagenet.maps.writers import (
 )
 from damagenet.outputs import fused_outputs, pwtt_outputs
 from damagenet.qgis.raster_styles import paletted_qml, write_qml
+from damagenet.radar import FUSED_THRESHOLD
 from damagenet.radar.fusion import NullStats, logit, training_free
 from damagenet.radar.null import TAG_MEAN, TAG_SD, TAG_TEST
 from damagenet.radar.outputs import (
@@ -56,7 +57,7 @@ from damagenet.radar.quicklook import write_radar_quicklook
 log = logging.getLogger(__name__)
 
 #: Damaged where the fused z is above this: about three no-change standard deviations.
-DEFAULT_THRESHOLD = 3.0
+DEFAULT_THRESHOLD = FUSED_THRESHOLD
 FUSED_LAYER = Layer("fused", "fused_z", "float32", PROB_NODATA)
 RADAR_ONLY, OPTICAL_ONLY, BOTH = 1, 2, 3
 SENSORS_LAYER = Layer(

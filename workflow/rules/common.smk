@@ -229,9 +229,14 @@ def buildings_file(wildcards):
     return named_or_pattern(AGGREGATE["buildings"], ("osm", "overture"), wildcards)
 
 
+#: zones the aggregate command makes itself (aligned 500 m cells, PWTT's Web Mercator grid) or
+#: fetches (geoBoundaries districts); anything else is a file pattern
+ZONE_LAYOUTS = ("grid", "pwtt-grid", "geoboundaries")
+
+
 def zones_file(wildcards):
     zones = AGGREGATE["zones"]
-    return named_or_pattern(zones, ("grid", "geoboundaries"), wildcards) if zones else []
+    return named_or_pattern(zones, ZONE_LAYOUTS, wildcards) if zones else []
 
 
 def aggregate_options(wildcards, input):
