@@ -23,8 +23,8 @@ under ``--out/towns``. ``--prewar`` draws from a generator of its own, so the wa
 one a run without it renders.
 
 The default run (:data:`DEFAULTS`): the six towns of :data:`TOWNS` at 3.2 km (5 x 5 tiles
-of 64 px each); patch network at most 8 epochs, batch 128; pixel model at most 10 epochs,
-batch 16; the patch model beside it at most 4 epochs, batch 128 (:func:`patch_beside`: a
+of 64 px each); patch network at most 8 epochs, batch 128; pixel model at most 20 epochs,
+batch 16; the patch model beside it at most 8 epochs, batch 128 (:func:`patch_beside`: a
 benchmark-only workaround, ``crossval`` would give it the pixel model's epochs and batch);
 patience 3; 1 torch thread; 1000 resamples. About 40 minutes on the shared 2-core CPU.
 
@@ -70,9 +70,9 @@ DEFAULTS: dict[str, Any] = {
     "km": 3.2,
     "epochs": 8,
     "batch_size": 128,
-    "pixel_epochs": 10,
+    "pixel_epochs": 20,
     "pixel_batch": 16,
-    "beside_epochs": 4,
+    "beside_epochs": 8,
     "beside_batch": 128,
     "patience": 3,
     "n_boot": 1000,
@@ -383,11 +383,11 @@ def fold_epochs(out_dir: Path) -> dict[str, list[int]]:
     return epochs
 
 
-def fold_tests(report: dict[str, Any]) -> dict[int, Any]:
+def fold_tests(report: dict[str, Any], npz: Path) -> dict[int, Any]:
     """Each fold's test tiles, rebuilt from the dataset and the folds crossval recorded."""
     from damagenet.evaluation.crossval import Fold, fold_splits, pooled
 
-    pool = pooled(report["dataset"])
+    pool = pooled(npz)
     return {
         i: fold_splits(pool, Fold(tuple(f["test"]), tuple(f["val"]), tuple(f["train"])))["test"]
         for i, f in enumerate(report["folds"])
@@ -423,14 +423,15 @@ def point_ground(test: Any, towns: Path) -> np.ndarray:
     return np.repeat(kinds, [c["sites"], c["prewar_negatives"], c["far_negatives"]])
 
 
-def by_negative(out_dir: Path, report: dict[str, Any], towns: Path, n_boot: int) -> dict:
+def by_negative(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any]:
     """Per level, each model's ROC-AUC of the damaged units against each kind of negative
     (whole towns resampled): does a model separate damage from buildings and from the same
     place before the war, or only from fields?"""
     from damagenet.evaluation.intervals import grouped_interval
     from damagenet.evaluation.scores import roc_auc
 
-    tests, out = fold_tests(report), {}
+    towns, out_dir = args.out / "towns", tile_dir(args)
+    tests, out = fold_tests(report, args.out / f"tile_dataset_{TILE}.npz"), {}
     for level, name, ground_of in (("pixel", "", pixel_ground), ("point", "_point", point_ground)):
         with np.load(out_dir / f"predictions{name}.npz") as d:
             pred = {k: d[k] for k in d.files}
@@ -443,7 +444,7 @@ def by_negative(out_dir: Path, report: dict[str, Any], towns: Path, n_boot: int)
             sel = (y == 1) | ((y == 0) & (ground == kind))
             table[kind] = {"negatives": int(((y == 0) & sel).sum())} | {
                 m: grouped_interval(
-                    roc_auc, y[sel], pred[m][sel], groups[sel], n_resamples=n_boot
+                    roc_auc, y[sel], pred[m][sel], groups[sel], n_resamples=args.n_boot
                 ).as_dict()
                 for m in models
             }
@@ -504,9 +505,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--backbone", default="resnet18", help="patch network backbone (%(default)s)")
     add("--epochs", type=int, help="patch network on the patch dataset: epochs at most (8)")
     add("--batch-size", type=int, help="patch network on the patch dataset: pairs per batch")
-    add("--pixel-epochs", type=int, help="pixel model: epochs at most (10)")
+    add("--pixel-epochs", type=int, help="pixel model: epochs at most (20)")
     add("--pixel-batch", type=int, help="pixel model: tiles per batch (16)")
-    add("--beside-epochs", type=int, help="patch model beside it on the tiles' cells (4)")
+    add("--beside-epochs", type=int, help="patch model beside it on the tiles' cells (8)")
     add("--beside-batch", type=int, help="patch model beside it: cells per batch (128)")
     add("--patience", type=int, help="early stopping on validation loss, every network (3)")
     add("--threads", type=int, default=1, help="torch threads; 1 suits a loaded 2-core machine")
@@ -583,9 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     if "tiles" in runs:
         title = "Tile dataset: pixel model, patch model, change detector, trees"
         text.append(report_text(title, tile_dir(args), runs["tiles"]))
-        runs["negatives"] = by_negative(
-            tile_dir(args), runs["tiles"], args.out / "towns", args.n_boot
-        )
+        runs["negatives"] = by_negative(args, runs["tiles"])
         text.append(negatives_text(runs["negatives"]))
     print("\n".join(text))
     path = write_json(args, runs, times)
