@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from contract.cli import run_command, setup_logging
+from contract.cli import run_main
 
 #: Modules providing ``add_parser(subparsers)``; each sets ``func`` on its parser.
 COMMAND_MODULES = (
@@ -31,8 +31,9 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline",
-        description="Data preparation for Sentinel-2 war-damage mapping: AOIs, scenes, "
-        "UNOSAT labels, patches and the leakage-free dataset.",
+        description="Data preparation for war-damage mapping: AOIs, Sentinel-2 scenes, "
+        "Sentinel-1 radar stores, UNOSAT labels, OSCD change pairs, patches, tiles and the "
+        "leakage-free dataset.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
     parser.add_argument(
@@ -45,9 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose, args.quiet)
-    return run_command(args.func, args)
+    """The whole command line, parser build included, inside the one error boundary."""
+    return run_main(build_parser, argv)
 
 
 if __name__ == "__main__":

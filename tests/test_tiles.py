@@ -196,7 +196,10 @@ def test_tile_levels_carried_and_never_mixed(tiles, tmp_path):
         d[PROCESSING_LEVEL] = np.array(level)
         files.append(tmp_path / f"{slug}.npz")
         np.savez(files[-1], **d)
-    build_dataset(files[:2] + [tiles["hostomel"]["tiles"]], tmp_path / "u.npz", tile_size=T)
+    unknown = dict(np.load(tiles["hostomel"]["tiles"]))
+    unknown.pop(PROCESSING_LEVEL, None)  # tiles of scenes that record no level
+    np.savez(tmp_path / "hostomel_unknown.npz", **unknown)
+    build_dataset(files[:2] + [tmp_path / "hostomel_unknown.npz"], tmp_path / "u.npz", tile_size=T)
     assert PROCESSING_LEVEL not in np.load(tmp_path / "u.npz").files  # one input unknown
     with pytest.raises(InputFileError, match=r"different processing levels.*hostomel\.npz: L1C"):
         build_dataset(files, tmp_path / "d.npz", tile_size=T)
