@@ -28,11 +28,8 @@ AOI = str(ROOT / "aois" / "bucha.geojson")
 #: commands whose parsers do not yet check their inputs (not this module's files): each needs
 #: ``type=contract.options.existing_path`` on the argument named
 PENDING = {
-    "import-seed": "damagenet/commands/import_seed.py: --weights and --stats",
     "pwtt": "damagenet/commands/pwtt.py: --radar",
     "fuse": "damagenet/commands/fuse.py: --pwtt and --optical",
-    "synthetic": "pipeline/synthetic/cli.py: aoi_file",
-    "tiles": "pipeline/tiles/cli.py: aoi_file, --before, --after, --targets",
 }
 EVERY_COMMAND = [
     ("aoi", ["pipeline", "aoi", "check", "{nope}"]),
@@ -60,6 +57,11 @@ EVERY_COMMAND = [
             "{out}/p.npz",
         ],
     ),  # fmt: skip
+    ("targets", ["pipeline", "targets", AOI, "--grid", "{nope}", "--out", "{out}/t.tif"]),
+    (
+        "targets-unosat",
+        ["pipeline", "targets", AOI, "--grid", AOI, "--unosat", "{nope}", "--out", "{out}/t.tif"],
+    ),
     (
         "tiles",
         [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from contract.bands import BANDS, band_permutation
-from contract.options import positive_int
+from contract.options import existing_path, positive_int
 from damagenet.defaults import STUDY_BANDS
 
 
@@ -37,10 +37,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "std, its band order), so 'damagenet predict' maps with it directly.",
     )
     p.add_argument(
-        "--weights", required=True, help="the study's state dict, e.g. Model_3_weights.pt"
+        "--weights",
+        required=True,
+        type=existing_path,
+        help="the study's state dict, e.g. Model_3_weights.pt",
     )
     p.add_argument(
-        "--stats", required=True, help="the study's normalization_stats.npz (keys mean, std)"
+        "--stats",
+        required=True,
+        type=existing_path,
+        help="the study's normalization_stats.npz (keys mean, std)",
     )
     p.add_argument(
         "--out", required=True, help="checkpoint to write, e.g. models/study_resnet101.pt"

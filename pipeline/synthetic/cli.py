@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from contract.options import existing_path
 from pipeline.synthetic.options import DEFAULT_MAX_SIZE_KM, DEFAULT_MODE, MODES
 
 
@@ -45,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "footprints with their truth (buildings.gpkg) and a truth raster. For tests "
         "and the offline demo, not a substitute for real imagery.",
     )
-    p.add_argument("aoi_file", help="AOI GeoJSON file (aois/<slug>.geojson)")
+    p.add_argument("aoi_file", type=existing_path, help="AOI GeoJSON file (aois/<slug>.geojson)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
         "--mode",

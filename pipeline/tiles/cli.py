@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from contract.options import iso_date
+from contract.options import existing_path, iso_date
 from pipeline.tiles import DEFAULT_DISC_PX, DEFAULT_RING_PX, DEFAULT_TILE_SIZE
 
 TARGET_CLASSES_TEXT = "1,2"
@@ -47,11 +47,18 @@ def _add_targets(sub: argparse._SubParsersAction) -> None:
         "outside the assessed area or valid observations, 0 on the rest of the "
         "assessed ground. A JSON summary is written beside it.",
     )
-    p.add_argument("aoi_file", help="AOI GeoJSON file")
+    p.add_argument("aoi_file", type=existing_path, help="AOI GeoJSON file")
     p.add_argument(
-        "--grid", required=True, help="after scene GeoTIFF (grid, valid pixels, ACQUISITION_DATE)"
+        "--grid",
+        required=True,
+        type=existing_path,
+        help="after scene GeoTIFF (grid, valid pixels, ACQUISITION_DATE)",
     )
-    p.add_argument("--unosat", help="UNOSAT damage-site file (default: the AOI's labels.path)")
+    p.add_argument(
+        "--unosat",
+        type=existing_path,
+        help="UNOSAT damage-site file (default: the AOI's labels.path)",
+    )
     p.add_argument("--out", required=True, help="output target GeoTIFF")
     p.add_argument(
         "--classes",
@@ -107,10 +114,12 @@ def _add_tiles(sub: argparse._SubParsersAction) -> None:
         "observed pixel is negative. Writes before/after (N, 4, T, T) uint16, label "
         "(N, T, T) uint8, damage_pixels, row/col, x/y, lon/lat, crs, transform and aoi.",
     )
-    p.add_argument("aoi_file", help="AOI GeoJSON file (names the tiles)")
-    p.add_argument("--before", required=True, help="before scene GeoTIFF")
-    p.add_argument("--after", required=True, help="after scene GeoTIFF")
-    p.add_argument("--targets", help="target GeoTIFF (1/0/255) on the scenes' grid")
+    p.add_argument("aoi_file", type=existing_path, help="AOI GeoJSON file (names the tiles)")
+    p.add_argument("--before", required=True, type=existing_path, help="before scene GeoTIFF")
+    p.add_argument("--after", required=True, type=existing_path, help="after scene GeoTIFF")
+    p.add_argument(
+        "--targets", type=existing_path, help="target GeoTIFF (1/0/255) on the scenes' grid"
+    )
     p.add_argument(
         "--all-negative",
         action="store_true",
