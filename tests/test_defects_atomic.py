@@ -66,6 +66,24 @@ def _fail_on(monkeypatch, nth: int, action) -> None:
     monkeypatch.setattr(os, "replace", replace)
 
 
+def refuse_move_into(monkeypatch, final: Path) -> None:
+    """Fail the rename that publishes ``final`` (an I/O error at the set's last file); other
+    test modules use it to check that a writer's set is published whole or not at all."""
+    real_replace = os.replace
+
+    def replace(src, dst, **kw):
+        if Path(dst) == Path(final):
+            raise OSError(5, "Input/output error", os.fspath(dst))
+        return real_replace(src, dst, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Every file and folder under ``folder``, staged ones included, relative to it."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
 def test_a_signal_during_publication_waits_for_the_whole_set(tmp_path, monkeypatch):
     """SIGINT between two moves: every file of the set is published, then the interrupt."""
     out = tmp_path / "maps"

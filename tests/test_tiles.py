@@ -20,6 +20,7 @@ from pipeline.synthetic import generate_synthetic
 from pipeline.tiles.cut import cut_tiles
 from pipeline.tiles.targets import make_point_targets
 from tests.conftest import DEMO_AOIS, ROOT
+from tests.test_defects_atomic import leftovers, refuse_move_into
 
 T = 64
 
@@ -252,3 +253,13 @@ def test_change_map_is_the_target_itself(aoi_rasters, tmp_path):
         ]
         assert (d["label"][i] == np.where(nodata[win], UNKNOWN, change[win])).all()
     assert int(d["damage_pixels"].sum()) == int((d["label"] == DAMAGE).sum()) > 0
+
+
+def test_tiles_and_their_summary_published_together(aoi_rasters, tiles, tmp_path, monkeypatch):
+    """The NPZ and its JSON are one set: a failure at the last file leaves neither."""
+    r = aoi_rasters["irpin"]
+    out = tmp_path / "out" / "irpin.npz"
+    refuse_move_into(monkeypatch, out.with_suffix(".json"))
+    with pytest.raises(OSError, match="Input/output"):
+        cut_tiles("irpin", r["before"], r["after"], tiles["irpin"]["targets"], out, size=T)
+    assert leftovers(tmp_path / "out") == []

@@ -24,6 +24,7 @@ from pipeline.tiles.targets import (
     make_point_targets,
     point_targets,
 )
+from tests.test_defects_atomic import leftovers, refuse_move_into
 
 GRID = Grid(CRS.from_epsg(32636), Affine(10, 0, 300000, 0, -10, 5600000), 30, 30)
 
@@ -88,6 +89,16 @@ def test_targets_from_the_unosat_shapefile(town):
     assert summary["negative_pixels"] > 10 * summary["damage_pixels"]
     saved = json.loads((out / "t.json").read_text())
     assert saved["positive_sites"] == int(pos.sum()) and saved["sites_read"] == len(sites)
+
+
+def test_targets_and_their_summary_published_together(town, tmp_path, monkeypatch):
+    """The COG and its JSON are one set: a failure at the last file leaves neither."""
+    aoi, syn, _ = town
+    out = tmp_path / "out" / "t.tif"
+    refuse_move_into(monkeypatch, out.with_suffix(".json"))
+    with pytest.raises(OSError, match="Input/output"):
+        make_point_targets(aoi, syn.after, syn.unosat_zip, out)
+    assert leftovers(tmp_path / "out") == []
 
 
 def test_sites_dated_after_the_after_scene_are_not_positive(town):

@@ -27,11 +27,10 @@ import rasterio
 from pyproj import Transformer
 from rasterio.windows import Window
 
-from contract.atomic import write_text_atomic
+from contract.atomic import output_set
 from contract.bands import BANDS
 from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN
 from contract.npz_keys import DAMAGE_PIXELS, DATASET_KIND, PROCESSING_LEVEL, TILES
-from contract.processing_level import TAG as LEVEL_TAG
 from contract.scene_scale import check_scene_scale
 from contract.windows import gather_windows, nodata_pixels, window_positions
 from pipeline.aoi.fields import INVASION_DATE
@@ -39,6 +38,7 @@ from pipeline.errors import InputFileError, PipelineUsageError
 from pipeline.grid import Grid, require_same_grid
 from pipeline.labels.rasterise import after_date_of
 from pipeline.npz import SpooledArray, save_npz
+from pipeline.rasters import scene_level
 from pipeline.tiles import DEFAULT_TILE_SIZE, PAIR, PREWAR, WAR
 from pipeline.tiles.targets import check_target_raster
 
@@ -80,28 +80,6 @@ class _Kept:
     rows: list[np.ndarray] = field(default_factory=list)
     cols: list[np.ndarray] = field(default_factory=list)
     damage: list[np.ndarray] = field(default_factory=list)
-
-
-def scene_level(before: Path, after: Path) -> str | None:
-    """The processing level both scenes record (tag ``PROCESSING_LEVEL``), or None.
-
-    Two levels in one pair are refused: L1C and L2A differ by the atmosphere, which a model
-    would learn as change.
-    """
-    levels = {}
-    for path in (before, after):
-        with rasterio.open(path) as src:
-            levels[path] = src.tags().get(LEVEL_TAG)
-    known = {v for v in levels.values() if v}
-    if len(known) > 1:
-        detail = ", ".join(f"{p}: {v}" for p, v in levels.items())
-        raise InputFileError(f"the two scenes are of different processing levels ({detail})")
-    if known and not all(levels.values()):
-        log.warning(
-            "only one of %s and %s records its processing level; recording none", before, after
-        )
-        return None
-    return known.pop() if known else None
 
 
 def _check_prewar(before: Path, after: Path) -> None:
@@ -147,9 +125,11 @@ def cut_tiles(
         arrays = _tile_arrays(aoi_slug, grid, size, kept, spooled, counts, targets is None)
         if level is not None:
             arrays[PROCESSING_LEVEL] = np.array(level)
-        save_npz(out, arrays)
-    summary = json.loads(str(arrays["summary"]))
-    write_text_atomic(out.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
+        summary = json.loads(str(arrays["summary"]))
+        with output_set() as outputs:  # the NPZ and its JSON, both or neither
+            save_npz(outputs.path(out), arrays)
+            text = json.dumps(summary, indent=2) + "\n"
+            outputs.path(out.with_suffix(".json")).write_text(text, encoding="utf-8")
     log.info(
         "%s: %d of %d tiles kept (%d with damage; %d damage, %d negative, %d ignored pixels) -> %s",
         aoi_slug,

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from contract.atomic import write_text_atomic
+from contract.atomic import output_set
 from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN, VALUES_TEXT
 from pipeline.aoi import AOI
 from pipeline.errors import InputFileError, PipelineUsageError
@@ -172,16 +172,18 @@ def _write(
         "VALUES": VALUES_TEXT,
         "UNOSAT_FILE": unosat_path.name,
     }
-    write_cog(
-        out,
-        target,
-        grid,
-        nodata=UNKNOWN,
-        descriptions=["damage_target"],
-        tags=tags,
-        resampling="NEAREST",
-    )
-    write_text_atomic(out.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
+    with output_set() as outputs:  # the COG and its JSON, both or neither
+        write_cog(
+            outputs.path(out),
+            target,
+            grid,
+            nodata=UNKNOWN,
+            descriptions=["damage_target"],
+            tags=tags,
+            resampling="NEAREST",
+        )
+        text = json.dumps(summary, indent=2) + "\n"
+        outputs.path(out.with_suffix(".json")).write_text(text, encoding="utf-8")
     log.info(
         "%s: %d positive sites, %d damage, %d negative and %d ignored pixels -> %s",
         aoi.slug,
