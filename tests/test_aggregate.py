@@ -18,6 +18,7 @@ from damagenet.buildings.aggregate import AggregateOptions, aggregate
 from damagenet.buildings.zones import wilson
 from damagenet.cli import main
 from damagenet.errors import DamagenetUsageError, GridMismatchError, InputFileError
+from tests.test_defects_atomic import leftovers, refuse_move_into
 
 CRS_UTM = "EPSG:32636"
 X0, Y0, PX = 500_000.0, 5_600_000.0, 10.0
@@ -257,6 +258,25 @@ def test_same_inputs_same_bytes(tmp_path, prob_map):
     run(tmp_path, map_path, bld, "b")
     for name in ("agg.gpkg", "agg_buildings.csv", "agg_zones.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_outputs_published_as_one_set(tmp_path, prob_map, monkeypatch):
+    """A failure at the set's last file leaves none of it, and a run that fails over an
+    earlier one's outputs leaves those as they were."""
+    map_path, _ = prob_map
+    bld = write_buildings(tmp_path / "b.gpkg")
+    out = tmp_path / "out"
+    with monkeypatch.context() as m:
+        refuse_move_into(m, out / "agg_zones.qml")
+        with pytest.raises(OSError, match="Input/output"):
+            run(tmp_path, map_path, bld)
+    assert leftovers(out) == []
+    run(tmp_path, map_path, bld)
+    before = {name: (out / name).read_bytes() for name in leftovers(out)}
+    refuse_move_into(monkeypatch, out / "agg_zones.qml")
+    with pytest.raises(OSError, match="Input/output"):
+        run(tmp_path, map_path, bld, threshold=0.9)
+    assert {name: (out / name).read_bytes() for name in leftovers(out)} == before
 
 
 def test_districts_with_wilson_interval(tmp_path, prob_map):

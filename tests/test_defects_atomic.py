@@ -67,12 +67,14 @@ def _fail_on(monkeypatch, nth: int, action) -> None:
 
 
 def refuse_move_into(monkeypatch, final: Path) -> None:
-    """Fail the rename that publishes ``final`` (an I/O error at the set's last file); other
-    test modules use it to check that a writer's set is published whole or not at all."""
-    real_replace = os.replace
+    """Fail the first rename that publishes ``final`` (an I/O error at the set's last file;
+    putting back a version it replaced works); other test modules use it to check that a
+    writer's set is published whole or not at all."""
+    real_replace, failed = os.replace, []
 
     def replace(src, dst, **kw):
-        if Path(dst) == Path(final):
+        if Path(dst) == Path(final) and not failed:
+            failed.append(dst)
             raise OSError(5, "Input/output error", os.fspath(dst))
         return real_replace(src, dst, **kw)
 

@@ -14,7 +14,7 @@ multiples of 500 m, a district file, or geoBoundaries' administrative units. Eve
 attribute comes through; the sources' licences and attribution go into the summary and the
 GeoPackage layer's description.
 
-Outputs (all written into a temporary folder beside ``--out`` and moved in place at the end):
+Outputs (all written into a staged folder beside ``--out`` and published as one set at the end):
 ``OUT.gpkg`` (layers ``buildings`` and ``zones``, styles in ``layer_styles``),
 ``OUT_buildings.csv``, ``OUT_zones.csv``, ``OUT_buildings.qml``, ``OUT_zones.qml`` and
 ``OUT_summary.json``.
@@ -25,9 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +39,7 @@ import shapely
 from pyproj import CRS
 from tqdm import tqdm
 
+from contract.atomic import staged_folder
 from contract.cli import bar_disabled
 from contract.gpkg import pinned_ogr_time
 from damagenet.buildings.fetch import SourceOptions
@@ -382,21 +380,16 @@ class Run:
 
     def execute(self) -> dict[str, Any]:
         paths = aggregate_outputs(self.out)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        tmpdir = Path(tempfile.mkdtemp(prefix=".aggregate-", dir=self.out.parent))
-        tmp = {k: tmpdir / p.name for k, p in paths.items()}
-        run = Aggregation(self.inputs, tmp)
         t0 = time.perf_counter()
-        try:
+        # every output in one staged folder, published as one set (all or none, under signals)
+        with staged_folder(self.out.parent) as stage:
+            tmp = {k: stage / p.name for k, p in paths.items()}
+            run = Aggregation(self.inputs, tmp)
             with pinned_ogr_time():  # GeoPackage time stamps pinned: reproducible bytes
                 self._stream(run)
                 zone_frame = run.finish()
             summary = self._summary(run, zone_frame, time.perf_counter() - t0, paths)
             tmp["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-            for key in sorted(tmp):
-                os.replace(tmp[key], self.out.parent / tmp[key].name)
-        finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
         _log(summary)
         return summary
 
