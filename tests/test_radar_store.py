@@ -25,6 +25,7 @@ from pipeline.grid import Grid
 from pipeline.radar import cli
 from pipeline.radar.series import Acquisition, check_windows, default_post, default_pre
 from pipeline.radar.store import write_store
+from tests.test_defects_atomic import leftovers, refuse_move_into
 
 GRID = Grid(CRS.from_epsg(32636), Affine(10, 0, 300000, 0, -10, 5600000), 530, 260)
 POST = DateWindow(dt.date(2022, 5, 1), dt.date(2022, 5, 30))
@@ -104,6 +105,24 @@ def test_failed_read_leaves_nothing_and_keeps_the_old_store(tmp_path):
         _write(tmp_path / "t.zarr", _series(fail=True))
     assert _digest(store) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.items.json", "t.zarr"]
+
+
+def test_store_and_its_record_published_together(tmp_path, monkeypatch):
+    """A store is complete with its items record or absent: a failure at the record's move
+    leaves no new store, and an older store keeps its own record."""
+    record = radar.items_record_path(tmp_path / "new" / "t.zarr")
+    with monkeypatch.context() as m:
+        refuse_move_into(m, record)
+        with pytest.raises(OSError, match="Input/output"):
+            _write(tmp_path / "new" / "t.zarr", _series())
+    assert leftovers(tmp_path / "new") == []
+    store = _write(tmp_path / "t.zarr", _series())
+    before = _digest(store), radar.items_record_path(store).read_bytes()
+    refuse_move_into(monkeypatch, radar.items_record_path(store))
+    with pytest.raises(OSError, match="Input/output"):
+        _write(tmp_path / "t.zarr", list(reversed(_series()))[:2])
+    assert (_digest(store), radar.items_record_path(store).read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "t.items.json", "t.zarr"]
 
 
 def test_windows(tmp_path):

@@ -1,7 +1,8 @@
 """Write an AOI's radar series as the Zarr store of :mod:`contract.radar`, all or nothing.
 
-The store is built in a hidden folder beside its destination and renamed into place only when
-every chunk and the items record are written, so Snakemake and users never meet a half store.
+The store and its items record are staged beside their destinations and published as one set
+(:func:`contract.atomic.output_set`) only when every chunk and the record are written, so
+Snakemake and users never meet a half store, nor a store without its record.
 Acquisitions are dask tasks (one per pass, reading only the AOI's window), rechunked to
 :data:`contract.radar.CHUNK` pixels and written chunk by chunk: memory stays at a few passes
 whatever the length of the series. Metadata hold no clock time, so the same inputs give the
@@ -12,9 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from contract import radar
+from contract.atomic import output_set
 from pipeline.aoi import DateWindow
 from pipeline.errors import PipelineUsageError
 from pipeline.grid import Grid
@@ -110,17 +109,6 @@ def _encoding(ds: Any) -> dict[str, dict[str, Any]]:
     return enc
 
 
-def _replace_folder(tmp: Path, dest: Path) -> None:
-    """Rename ``tmp`` onto ``dest``; an older store there goes only once the new one is in."""
-    old = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
-        os.replace(dest, old / dest.name)
-    os.replace(tmp, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def write_store(
     out: str | Path,
     acquisitions: Sequence[Acquisition],
@@ -151,20 +139,13 @@ def write_store(
         "Conventions": "CF-1.8",
     }
     ds = to_dataset(acquisitions, grid, attrs)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.stem}.", suffix=".part.zarr", dir=dest.parent))
-    record_path = radar.items_record_path(dest)
-    tmp_record = tmp.with_name(tmp.name + ".items.json")
-    try:
-        log.info("%s: writing %d acquisition(s) on %s", dest, ds.sizes["time"], grid.describe())
+    log.info("%s: writing %d acquisition(s) on %s", dest, ds.sizes["time"], grid.describe())
+    with output_set() as outputs:  # the store and its items record: both, or neither
+        staged = outputs.path(dest)
         with dask.config.set(scheduler="threads", num_workers=max(1, workers)):
             ds.to_zarr(
-                tmp, mode="w", encoding=_encoding(ds), zarr_format=ZARR_FORMAT, consolidated=True
+                staged, mode="w", encoding=_encoding(ds), zarr_format=ZARR_FORMAT, consolidated=True
             )
-        tmp_record.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-        _replace_folder(tmp, dest)
-        os.replace(tmp_record, record_path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp_record.unlink(missing_ok=True)
+        text = json.dumps(record, indent=1, sort_keys=True) + "\n"
+        outputs.path(radar.items_record_path(dest)).write_text(text, encoding="utf-8")
     return dest
