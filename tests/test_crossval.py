@@ -11,11 +11,15 @@ import torch
 from damagenet.cli import main
 from damagenet.data.pairs import Normalisation
 from damagenet.errors import DamagenetError
-from damagenet.evaluation.crossval import assign_folds, pooled
+from damagenet.evaluation.crossval import assign_folds, pooled, write_outputs
+from damagenet.evaluation.crossval_kinds import FoldLevel
+from damagenet.evaluation.crossval_report import level_report
+from damagenet.evaluation.scores import Scored
 from damagenet.inference.ensemble import ensemble_predict, load_ensemble, mean_and_spread
 from damagenet.models.checkpoint import save_checkpoint
 from damagenet.models.siamese_resnet import SiameseResNet
 from tests.model_data import planted
+from tests.test_defects_atomic import leftovers, refuse_move_into
 
 AOIS = ["a", "b", "c", "d", "e", "f", "g"]
 
@@ -106,6 +110,34 @@ def test_crossval_command_writes_every_output(tmp_path):
     xb, xa, _ = planted(3, np.random.default_rng(5), size=8)
     mean, std = ensemble_predict(load_ensemble(ckpts), xb, xa)
     assert mean.shape == std.shape == (3,) and (std >= 0).all()
+
+
+def _scored_level() -> tuple[dict, dict]:
+    """A pooled level of two AOIs and two models, and its report, as crossval builds them."""
+    rng = np.random.default_rng(1)
+    y = np.tile([0, 1], 20)
+    at = np.full(40, 0.5), np.full(40, 0.6)  # pooled folds: a threshold per unit
+    models = {m: Scored(rng.random(40) * 0.5 + 0.5 * y, *at) for m in ("net", "change")}
+    level = FoldLevel(y, np.repeat(["a", "b"], 20), None, None, models)
+    report = {"levels": {"pairs": level_report(level, "pairs", "a pair", [], 20, 0)}}
+    return report, {"pairs": (level, np.repeat([0, 1], 20))}
+
+
+def test_crossval_outputs_published_as_one_set(tmp_path, monkeypatch):
+    """The report, its table, the predictions and the plot: a failure at the last file leaves
+    none of them; the set as a whole otherwise."""
+    report, units = _scored_level()
+    refuse_move_into(monkeypatch, tmp_path / "cv" / "roc_models.png")
+    with pytest.raises(OSError, match="Input/output"):
+        write_outputs(tmp_path / "cv", report, units)
+    assert leftovers(tmp_path / "cv") == []
+    write_outputs(tmp_path / "cv", report, units)
+    assert leftovers(tmp_path / "cv") == [
+        "crossval.json",
+        "crossval.md",
+        "predictions.npz",
+        "roc_models.png",
+    ]
 
 
 def test_crossval_bad_k_exits_2(tmp_path, capsys):

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from contract.atomic import atomic_path, write_text_atomic
+from contract.atomic import staged_folder
 from contract.npz_keys import SPLITS
 from damagenet.data.pairs import Split
 from damagenet.errors import DamagenetError
@@ -230,19 +230,21 @@ def _fold_record(i: int, result: dict[str, Any]) -> dict[str, Any]:
 def write_outputs(
     out: Path, report: dict[str, Any], units: dict[str, tuple[FoldLevel, np.ndarray]]
 ) -> None:
-    """crossval.json, crossval.md, and per scored level its predictions and ROC plot."""
-    write_text_atomic(out / "crossval.json", json.dumps(report, indent=2) + "\n")
-    write_text_atomic(out / "crossval.md", markdown(report))
-    first = next(iter(report["levels"]))
-    for name, (level, fold) in units.items():
-        suffix = "" if name == first else f"_{name}"
-        cat: dict[str, Any] = {"aoi": level.aoi, "fold": fold, "y": level.y}
-        cat |= {m: s.score for m, s in level.models.items()}
-        with atomic_path(out / f"predictions{suffix}.npz") as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **cat)
-        scores = {m: s.score for m, s in level.models.items()}
-        table = report["levels"][name]["pooled"]
-        roc_models_plot(level.y, scores, table, out / f"roc_models{suffix}.png")
+    """crossval.json, crossval.md, and per scored level its predictions and ROC plot: one
+    staged set, published whole or not at all, also under SIGINT and SIGTERM."""
+    with staged_folder(out) as stage:
+        (stage / "crossval.json").write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+        (stage / "crossval.md").write_text(markdown(report), "utf-8")
+        first = next(iter(report["levels"]))
+        for name, (level, fold) in units.items():
+            suffix = "" if name == first else f"_{name}"
+            cat: dict[str, Any] = {"aoi": level.aoi, "fold": fold, "y": level.y}
+            cat |= {m: s.score for m, s in level.models.items()}
+            with open(stage / f"predictions{suffix}.npz", "wb") as fh:
+                np.savez(fh, **cat)
+            scores = {m: s.score for m, s in level.models.items()}
+            table = report["levels"][name]["pooled"]
+            roc_models_plot(level.y, scores, table, stage / f"roc_models{suffix}.png")
 
 
 def remove_fold_dirs(out: Path) -> None:
