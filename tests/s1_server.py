@@ -432,7 +432,8 @@ class S1Server(StacServer):
     ``refuse_token``: collections whose token endpoint answers 401 (a key is needed).
     ``token_lifetime``: file reads a token is good for; after that its URLs get 403 until a new
     token is fetched (signed URLs expire). ``token_faults``: statuses the token endpoint gives
-    first (e.g. 429).
+    first (e.g. 429). ``sas_expiry`` (the base class's): the ``msft:expiry`` every token answer
+    carries, as Planetary Computer's does.
     """
 
     def __init__(self, files: Path):
@@ -440,6 +441,7 @@ class S1Server(StacServer):
         self.refuse_token: set[str] = set()
         self.token_lifetime: int | None = None
         self.token_faults: list[int] = []
+        self.refused_reads = 0  # file reads answered 403 for a stale or expired signature
         self._issued = 0
         self._uses: Counter[str] = Counter()
         self.signed = True  # asset URLs need the latest token (the base class's check is off)
@@ -450,6 +452,7 @@ class S1Server(StacServer):
         self.refuse_token = set()
         self.token_lifetime = None
         self.token_faults = []
+        self.refused_reads = 0
         self._uses = Counter()
 
     def token(self) -> str:
@@ -479,12 +482,11 @@ class S1Server(StacServer):
                         return self._json({"message": "Too Many Requests"}, status)
                     if collection in server.refuse_token:
                         return self._json({"message": "Access denied: subscription key"}, 401)
-                    return self._json(
-                        {"msr:expiry": "2099-01-01T00:00:00Z", "token": server.token()}
-                    )
+                    return self._json({"msft:expiry": server.sas_expiry, "token": server.token()})
                 signed = parts.path.startswith("/files/") and server.signed
                 if signed and not server.token_ok(parts.query):
                     server.requests.append(f"{method} {self.path}")
+                    server.refused_reads += 1
                     return self._json({"code": "AuthenticationFailed"}, 403)
                 return super()._route(method, body)
 

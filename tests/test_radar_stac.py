@@ -29,6 +29,7 @@ from pipeline.aoi import DateWindow, load_aoi
 from pipeline.errors import CredentialsError, ServiceError
 from pipeline.radar.build import RadarRequest, build_radar
 from pipeline.radar.stac import RadarStacOptions
+from pipeline.stac_http import TOKEN_MARGIN, PlanetaryComputerSigner
 
 LON, LAT = 30.52, 50.45
 PRE = DateWindow(dt.date(2021, 3, 1), dt.date(2022, 2, 23))
@@ -151,7 +152,34 @@ def test_expired_signature_is_renewed_and_faults_retried(served, tmp_path):
     assert ds.sizes["time"] == 4
     tokens = [r for r in server.requests if "/api/sas/v1/token/" in r]
     assert len(tokens) > 2  # 429, the first token, then fresh ones after 403s
+    assert server.refused_reads > 0
     assert any(r.startswith("GET /files/") for r in server.requests)
+
+
+def test_token_renewed_before_expiry_and_on_403(served, tmp_path):
+    """Issue 31.8: the radar reader signs with the Sentinel-2 reader's signer, so a token
+    expiring within the margin is fetched anew (``msft:expiry``, as Planetary Computer
+    answers) and a read refused with HTTP 403 fetches a fresh one."""
+    server, items, _ = served
+    server.reset(items)
+    now = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
+    clock = {"t": now}
+    server.sas_expiry = (now + TOKEN_MARGIN * 3).isoformat().replace("+00:00", "Z")
+    options = RadarStacOptions(url=server.url, backoff_s=0.01).stac("sentinel-1-rtc")
+    signer = PlanetaryComputerSigner(options, clock=lambda: clock["t"])
+    fetched = lambda: sum("/api/sas/v1/token/" in r for r in server.requests)  # noqa: E731
+    first = signer("http://x/a.tif")
+    assert signer("http://x/b.tif").endswith(first.split("?")[1]) and fetched() == 1
+    clock["t"] = now + TOKEN_MARGIN * 2 + dt.timedelta(seconds=1)
+    server.sas_expiry = (now + TOKEN_MARGIN * 9).isoformat()  # the next token lives longer
+    assert signer("http://x/c.tif").split("?")[1] != first.split("?")[1] and fetched() == 2
+    signer.renew(seen="sig=an-older-token")  # another thread renewed already: kept
+    signer("http://x/d.tif")
+    assert fetched() == 2
+    server.reset(items)  # a whole build whose tokens expire within the margin: renewed
+    server.sas_expiry = (dt.datetime.now(dt.UTC) + TOKEN_MARGIN / 5).isoformat()
+    assert _build(server, tmp_path).sizes["time"] == 4
+    assert fetched() > 2 and server.refused_reads == 0  # renewed before any read failed
 
 
 def test_refused_everywhere_is_a_credentials_error(served, tmp_path):

@@ -10,16 +10,16 @@ then warped (:mod:`pipeline.radar.grd`).
 Every read is a window: an item is a whole 290 km slice. Items of one relative orbit and day
 (consecutive slices of one pass) are mosaicked; orbits are never mixed. Network failures are
 handled where they happen: urllib3 retries the API and the annotation fetches with backoff on
-429 and 5xx (and honours Retry-After), GDAL retries the COG range reads the same way, a 403 on a
-signed URL (an expired signature) fetches a fresh token once and retries, and a service that
-cannot be reached is one line naming the host.
+429 and 5xx (and honours Retry-After), GDAL retries the COG range reads the same way, URLs are
+signed by :class:`pipeline.stac_http.PlanetaryComputerSigner` (as for Sentinel-2: its token is
+renewed before it expires, and a 403 on a signed URL fetches a fresh token once and retries),
+and a service that cannot be reached is one line naming the host.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -33,7 +33,6 @@ from pystac_client.exceptions import APIError
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import Resampling
-from requests.adapters import HTTPAdapter
 
 from contract import radar
 from pipeline.aoi import AOI, DateWindow
@@ -47,13 +46,12 @@ from pipeline.radar.series import (
     normalise_platform,
     normalise_state,
 )
-from pipeline.scenes.stac_source import SAS_TOKEN_PATH, StacOptions, open_catalog
+from pipeline.scenes.stac_source import StacOptions, open_catalog
+from pipeline.stac_http import REFUSED, PlanetaryComputerSigner, service_error
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Token answers that mean "a key is needed" (the RTC collection in 2023-24).
-REFUSED = (401, 403)
 #: GDAL's HTTP statuses worth a retry with backoff on a COG read.
 GDAL_RETRY_CODES = "429,500,502,503,504"
 MAX_ITEMS = 2000
@@ -93,97 +91,32 @@ class RadarStacOptions:
         return {**self.stac(RTC).gdal_env(), "GDAL_HTTP_RETRY_CODES": GDAL_RETRY_CODES}
 
 
-def _unreachable(exc: BaseException, host: str, what: str) -> ServiceError:
-    if isinstance(exc, requests.Timeout):
-        return ServiceError(f"{host} did not answer in time while {what}; try again later")
-    if isinstance(exc, requests.ConnectionError):
-        return ServiceError(
-            f"cannot reach {host} while {what} (network down, wrong --stac-url, or the "
-            "service is offline)"
+def signed_call(signer: PlanetaryComputerSigner, href: str, fn: Callable[[str], T]) -> T:
+    """``fn(signed_url)``, once more with a fresh token if it fails.
+
+    GDAL reports an expired signature (HTTP 403) as an unreadable file, not by status,
+    and Planetary Computer's occasional unreadable asset deserves one retry too.
+    """
+    seen = signer.token()
+    try:
+        return fn(signer(href))
+    except (RasterioError, requests.HTTPError) as exc:
+        if signer.unsigned and not isinstance(exc, RasterioError):
+            raise
+        log.info(
+            "read of %s failed (%s); retrying with a fresh signature",
+            href.split("?")[0],
+            str(exc).splitlines()[0][:120],
         )
-    return ServiceError(f"{host} failed while {what}: {str(exc).splitlines()[0][:200]}")
+        signer.renew(seen)
+    return fn(signer(href))
 
 
-class Signer:
-    """Planetary Computer's anonymous SAS token for one collection, renewed on demand."""
-
-    def __init__(self, options: RadarStacOptions, collection: str):
-        parts = urlsplit(options.url)
-        self.url = f"{parts.scheme}://{parts.netloc}" + SAS_TOKEN_PATH.format(collection=collection)
-        self.options = options
-        self.session = session(options)
-        self.token: str | None = None
-        self.unsigned = False  # the service has no token endpoint: assets are public
-        self._lock = threading.Lock()
-
-    def probe(self) -> int:
-        """Ask for a token; return the HTTP status (200: signed, 404: no signing needed)."""
-        try:
-            resp = self.session.get(self.url, timeout=self.options.timeout_s)
-        except requests.RequestException as exc:
-            raise _unreachable(exc, self.options.host, f"asking {self.url} for a token") from exc
-        if resp.status_code == 200:
-            try:
-                self.token = str(resp.json()["token"])
-            except (ValueError, KeyError) as exc:
-                raise ServiceError(f"{self.url} answered without a token") from exc
-        elif resp.status_code == 404:
-            self.unsigned = True
-        elif resp.status_code not in REFUSED:
-            raise ServiceError(f"{self.url} answered HTTP {resp.status_code} for a token")
-        return resp.status_code
-
-    def sign(self, href: str) -> str:
-        if self.unsigned:
-            return href
-        if self.token is None:
-            raise CredentialsError(f"{self.url} gave no token to sign {href}")
-        return f"{href}{'&' if '?' in href else '?'}{self.token}"
-
-    def refresh(self, seen: str | None) -> None:
-        """A fresh token, unless another thread already replaced ``seen``."""
-        with self._lock:
-            if self.token != seen or self.unsigned:
-                return
-            log.info("fetching a new token from %s", self.url)
-            status = self.probe()
-            if status != 200:
-                raise CredentialsError(f"{self.url} refused a new token (HTTP {status})")
-
-    def call(self, href: str, fn: Callable[[str], T]) -> T:
-        """``fn(signed_url)``, once more with a fresh token if it fails.
-
-        GDAL reports an expired signature (HTTP 403) as an unreadable file, not by status,
-        and Planetary Computer's occasional unreadable asset deserves one retry too.
-        """
-        seen = self.token
-        try:
-            return fn(self.sign(href))
-        except (RasterioError, requests.HTTPError) as exc:
-            if self.unsigned and not isinstance(exc, RasterioError):
-                raise
-            log.info(
-                "read of %s failed (%s); retrying with a fresh signature",
-                href.split("?")[0],
-                str(exc).splitlines()[0][:120],
-            )
-            self.refresh(seen)
-        return fn(self.sign(href))
-
-
-def session(options: RadarStacOptions) -> requests.Session:
-    s = requests.Session()
-    adapter = HTTPAdapter(max_retries=options.stac(GRD).retry())
-    s.mount("http://", adapter)
-    s.mount("https://", adapter)
-    return s
-
-
-def choose_collection(options: RadarStacOptions) -> tuple[str, Signer]:
+def choose_collection(options: RadarStacOptions) -> tuple[str, PlanetaryComputerSigner]:
     """RTC if its token endpoint answers without a key, else GRD (or the one asked for)."""
     wanted = [RTC, GRD] if options.collection == "auto" else [options.collection]
     for collection in wanted:
-        signer = Signer(options, collection)
+        signer = PlanetaryComputerSigner(options.stac(collection))
         status = signer.probe()
         if status not in REFUSED:
             log.info("%s: using %s (token endpoint HTTP %d)", options.host, collection, status)
@@ -220,7 +153,7 @@ def search(
         )
         items = list(found.items())
     except (APIError, requests.RequestException) as exc:
-        raise _unreachable(exc, options.host, f"searching {collection}") from exc
+        raise service_error(exc, options.host, f"searching {collection}") from exc
     keep = []
     for item in items:
         pols = {str(p).upper() for p in item.properties.get("sar:polarizations", [])}
@@ -293,7 +226,13 @@ def _warp_rtc(url: str, grid: Grid) -> np.ndarray:
 class Reads:
     """How one collection's assets become (2, H, W) linear power on the grid."""
 
-    def __init__(self, collection: str, signer: Signer, grid: Grid, options: RadarStacOptions):
+    def __init__(
+        self,
+        collection: str,
+        signer: PlanetaryComputerSigner,
+        grid: Grid,
+        options: RadarStacOptions,
+    ):
         self.collection, self.signer, self.grid, self.options = collection, signer, grid, options
 
     def _xml(self, item: pystac.Item, key: str) -> bytes:
@@ -307,20 +246,22 @@ class Reads:
 
         href = item.assets[key].href
         try:
-            return self.signer.call(href, get)
+            return signed_call(self.signer, href, get)
         except requests.RequestException as exc:
-            raise _unreachable(exc, urlsplit(href).netloc, f"fetching {key} of {item.id}") from exc
+            raise service_error(exc, urlsplit(href).netloc, f"fetching {key} of {item.id}") from exc
 
     def band(self, item: pystac.Item, pol: str) -> np.ndarray:
         href = item.assets[pol].href
         try:
             with rasterio.Env(**self.options.gdal_env()):
                 if self.collection == RTC:
-                    return self.signer.call(href, lambda u: _warp_rtc(u, self.grid))
+                    return signed_call(self.signer, href, lambda u: _warp_rtc(u, self.grid))
                 cal = self._xml(item, f"schema-calibration-{pol}")
                 noise = self._xml(item, f"schema-noise-{pol}") if self.options.noise else None
-                return self.signer.call(
-                    href, lambda u: read_grd(u, cal, noise, self.grid, f"{item.id} {pol}")
+                return signed_call(
+                    self.signer,
+                    href,
+                    lambda u: read_grd(u, cal, noise, self.grid, f"{item.id} {pol}"),
                 )
         except RasterioError as exc:
             raise _read_error(exc, href) from exc

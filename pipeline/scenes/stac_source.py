@@ -23,10 +23,10 @@ import datetime as dt
 import logging
 import re
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import dask
 import numpy as np
@@ -42,7 +42,6 @@ from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
 from rasterio.errors import RasterioError
 from rasterio.features import geometry_mask
-from requests.adapters import HTTPAdapter
 from tqdm.dask import TqdmCallback
 from urllib3 import Retry
 
@@ -55,17 +54,15 @@ from pipeline.scenes.band_files import LEVEL_KEYS, level_from
 from pipeline.scenes.defaults import DEFAULT_COLLECTION, DEFAULT_MASK_CLASSES, EARTH_SEARCH_URL
 from pipeline.scenes.product import RawScene
 from pipeline.scenes.stac_assets import SCL, ItemBands, item_bands
+from pipeline.stac_http import TOKEN_MARGIN as TOKEN_MARGIN  # re-export: tests/test_scenes_stac
+from pipeline.stac_http import PlanetaryComputerSigner, service_error
 
 log = logging.getLogger(__name__)
 
 PLANETARY_COMPUTER_HOST = "planetarycomputer.microsoft.com"
-#: Planetary Computer's anonymous token endpoint, relative to the API's host.
-SAS_TOKEN_PATH = "/api/sas/v1/token/{collection}"
 RETRY_STATUS = (429, 500, 502, 503, 504)
 SIGNINGS = ("auto", "none", "planetary-computer")
 MAX_ITEMS = 1000
-#: a token is renewed this long before it expires, so no read starts with a dying one
-TOKEN_MARGIN = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -124,103 +121,17 @@ def _host_of(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _service_error(exc: BaseException, host: str, what: str) -> ServiceError:
-    """One line naming the host and what failed, from a requests/urllib3/pystac-client error."""
-    cur: BaseException | None = exc
-    while cur is not None:
-        if isinstance(cur, requests.Timeout) or "timed out" in str(cur).lower():
-            return ServiceError(f"{host} did not answer in time while {what}; try again later")
-        if isinstance(cur, requests.ConnectionError):
-            return ServiceError(
-                f"cannot reach {host} while {what} (network down, wrong "
-                f"--stac-url, or the service is offline)"
-            )
-        cur = cur.__cause__ or cur.__context__
-    status = getattr(exc, "status_code", None)
-    detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-    if status is not None:
-        return ServiceError(f"{host} answered HTTP {status} while {what}: {detail}")
-    return ServiceError(f"{host} failed while {what}: {detail}")
-
-
-def _session(options: StacOptions) -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=options.retry())
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-class PlanetaryComputerSigner:
-    """Appends Planetary Computer's anonymous SAS token to asset URLs.
-
-    A token lives about an hour; a long run outlives it. So the token is renewed before its
-    expiry (``msft:expiry``, else the ``se=`` of the token itself) and, through
-    :meth:`renew`, whenever a read was refused with HTTP 403.
-    """
-
-    def __init__(self, options: StacOptions, clock: Callable[[], dt.datetime] | None = None):
-        parts = urlsplit(options.url)
-        self.token_url = f"{parts.scheme}://{parts.netloc}" + SAS_TOKEN_PATH.format(
-            collection=options.collection
-        )
-        self._options = options
-        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
-        self._token: str | None = None
-        self._expiry: dt.datetime | None = None
-
-    def token(self) -> str:
-        """The current token, fetched anew when none is held or it expires within the margin."""
-        if self._token is None or (
-            self._expiry is not None and self._clock() >= self._expiry - TOKEN_MARGIN
-        ):
-            self._token, self._expiry = self._fetch()
-        return self._token
-
-    def renew(self) -> None:
-        """Forget the token: the next URL is signed with a fresh one (after an HTTP 403)."""
-        self._token = None
-
-    def _fetch(self) -> tuple[str, dt.datetime | None]:
-        try:
-            resp = _session(self._options).get(self.token_url, timeout=self._options.timeout_s)
-            resp.raise_for_status()
-            body = resp.json()
-            token = str(body["token"])
-        except (requests.RequestException, ValueError, KeyError) as exc:
-            raise _service_error(
-                exc, self._options.host, f"getting a URL token from {self.token_url}"
-            ) from exc
-        log.debug("Planetary Computer token fetched, expires %s", _token_expiry(body, token))
-        return token, _token_expiry(body, token)
-
-    def __call__(self, href: str) -> str:
-        return f"{href}{'&' if '?' in href else '?'}{self.token()}"
-
-
-def _token_expiry(body: dict[str, Any], token: str) -> dt.datetime | None:
-    """When a SAS token expires: the answer's ``msft:expiry``, else the token's ``se=``."""
-    text = body.get("msft:expiry") or next((v for k, v in parse_qsl(token) if k == "se"), None)
-    if not text:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-
-
 def open_catalog(options: StacOptions) -> Client:
     """The STAC API client, after checking that the collection exists there."""
     io = StacApiIO(max_retries=options.retry())
     try:  # Client.open resets the StacApiIO's timeout to its own argument
         client = Client.open(options.url, stac_io=io, timeout=options.timeout_s)
     except (APIError, pystac.STACError, requests.RequestException) as exc:
-        raise _service_error(exc, options.host, f"opening the STAC API {options.url}") from exc
+        raise service_error(exc, options.host, f"opening the STAC API {options.url}") from exc
     try:
         found = client.get_collection(options.collection)  # None when the API answers 404
     except (APIError, requests.RequestException) as exc:
-        raise _service_error(exc, options.host, f"reading collection {options.collection}") from exc
+        raise service_error(exc, options.host, f"reading collection {options.collection}") from exc
     if found is None:
         raise PipelineUsageError(
             f"{options.url} has no collection {options.collection!r}; see --collection"
@@ -252,7 +163,7 @@ def search_items(
         )
         items = list(found.items())
     except (APIError, requests.RequestException) as exc:
-        raise _service_error(exc, options.host, f"searching {options.collection}") from exc
+        raise service_error(exc, options.host, f"searching {options.collection}") from exc
     if not items:
         raise InputFileError(
             f"{aoi.source_file or aoi.slug}: no {options.collection} item over AOI "
