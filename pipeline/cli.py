@@ -21,10 +21,10 @@ COMMAND_MODULES = (
     "pipeline.scenes.cli",
     "pipeline.radar.cli",
     "pipeline.labels.cli",
-    "pipeline.patches",
+    "pipeline.patches_cli",
     "pipeline.tiles.cli",
     "pipeline.oscd.cli",
-    "pipeline.dataset",
+    "pipeline.dataset_cli",
 )
 
 

@@ -9,7 +9,6 @@ spooled to disk, so scenes larger than memory are cut with bounded memory.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import tempfile
@@ -28,7 +27,6 @@ from contract.bands import BANDS
 from contract.cli import bar_disabled
 from contract.labels import DAMAGE, UNKNOWN
 from contract.npz_keys import PROCESSING_LEVEL
-from contract.options import existing_path
 from contract.scene_scale import check_scene_scale
 from contract.windows import (
     gather_windows,
@@ -39,14 +37,13 @@ from contract.windows import (
     window_positions,
     window_sum,
 )
-from pipeline.aoi import load_aoi
+from pipeline.defaults import DEFAULT_MEMORY_MB, DEFAULT_PATCH_SIZE
 from pipeline.errors import PipelineError
 from pipeline.grid import Grid, require_same_grid
 from pipeline.npz import SpooledArray, save_npz
 from pipeline.rasters import scene_level
 
 log = logging.getLogger(__name__)
-DEFAULT_MEMORY_MB = 256.0
 
 
 @dataclass
@@ -80,8 +77,8 @@ def cut_patches(
     after: str | Path,
     labels: str | Path,
     out: str | Path,
-    size: int = 16,
-    stride: int = 16,
+    size: int = DEFAULT_PATCH_SIZE,
+    stride: int = DEFAULT_PATCH_SIZE,
     min_damage_pixels: int = 1,
     memory_mb: float = DEFAULT_MEMORY_MB,
     progress: bool = True,
@@ -275,63 +272,3 @@ def _cut_strip(
         gather_windows(b, rows[pr], cols[pc], size),
         gather_windows(a, rows[pr], cols[pc], size),
     )
-
-
-def _run(args: argparse.Namespace) -> int:
-    slug = load_aoi(args.aoi_file).slug
-    cut_patches(
-        slug,
-        args.before,
-        args.after,
-        args.labels,
-        args.out,
-        size=args.size,
-        stride=args.stride,
-        min_damage_pixels=args.min_damage_pixels,
-        memory_mb=args.memory_mb,
-        progress=not args.quiet,
-    )
-    return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "patches",
-        help="cut aligned before/after/label patch pairs of one AOI",
-        description="Cut patch pairs on a regular grid from before, after and label rasters of "
-        "one AOI (same grid). Drops patches with nodata in either epoch or unknown "
-        "labels; writes before/after (N, 4, S, S) uint16, label, damage_pixels, "
-        "row/col, x/y, lon/lat, crs, transform and aoi to an NPZ, and counts per "
-        "class and drop reason to a JSON beside it.",
-    )
-    p.add_argument("aoi_file", type=existing_path, help="AOI GeoJSON file (names the patches)")
-    p.add_argument("--before", required=True, type=existing_path, help="before scene GeoTIFF")
-    p.add_argument("--after", required=True, type=existing_path, help="after scene GeoTIFF")
-    p.add_argument(
-        "--labels",
-        required=True,
-        type=existing_path,
-        help="label GeoTIFF (1 damage, 0 no, 255 unknown)",
-    )
-    p.add_argument("--out", required=True, help="output NPZ")
-    p.add_argument("--size", type=int, default=16, help="patch side in px (default: %(default)s)")
-    p.add_argument(
-        "--stride",
-        type=int,
-        default=16,
-        help="step between patches in px; equal to --size for non-overlapping "
-        "patches (default: %(default)s)",
-    )
-    p.add_argument(
-        "--min-damage-pixels",
-        type=int,
-        default=1,
-        help="damage pixels needed to label a patch damaged (default: %(default)s)",
-    )
-    p.add_argument(
-        "--memory-mb",
-        type=float,
-        default=DEFAULT_MEMORY_MB,
-        help="memory budget for reading the rasters, in MiB (default: %(default)s)",
-    )
-    p.set_defaults(func=_run)

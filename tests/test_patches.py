@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -121,3 +123,15 @@ def test_cli(tmp_path, aoi_rasters, root):
         == 0
     )
     assert np.load(out)["before"].shape[1:] == (4, 8, 8)
+
+
+def test_help_builds_without_the_libraries():
+    """``pipeline --help`` builds every parser: the patch and dataset commands' wiring must not
+    import their libraries (rasterio, scipy, pyproj), which cost most of its start-up."""
+    code = (
+        "import sys; from pipeline.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('rasterio', 'scipy', 'pyproj', 'shapely', 'pipeline.patches', "
+        "'pipeline.dataset') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from contract.options import existing_path, iso_date
+from pipeline.defaults import DEFAULT_MEMORY_MB
 from pipeline.tiles import DEFAULT_DISC_PX, DEFAULT_RING_PX, DEFAULT_TILE_SIZE
 
 TARGET_CLASSES_TEXT = "1,2"
@@ -138,7 +139,7 @@ def _add_tiles(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--memory-mb",
         type=float,
-        default=256.0,
+        default=DEFAULT_MEMORY_MB,
         help="memory budget for reading the rasters, MiB (default: %(default)s)",
     )
     p.set_defaults(func=_run_tiles)

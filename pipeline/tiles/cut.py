@@ -34,6 +34,7 @@ from contract.npz_keys import DAMAGE_PIXELS, DATASET_KIND, PROCESSING_LEVEL, TIL
 from contract.scene_scale import check_scene_scale
 from contract.windows import gather_windows, nodata_pixels, window_positions
 from pipeline.aoi.fields import INVASION_DATE
+from pipeline.defaults import DEFAULT_MEMORY_MB
 from pipeline.errors import InputFileError, PipelineUsageError
 from pipeline.grid import Grid, require_same_grid
 from pipeline.labels.rasterise import after_date_of
@@ -43,7 +44,6 @@ from pipeline.tiles import DEFAULT_TILE_SIZE, PAIR, PREWAR, WAR
 from pipeline.tiles.targets import check_target_raster
 
 log = logging.getLogger(__name__)
-DEFAULT_MEMORY_MB = 256.0
 #: bytes per pixel of one strip: two uint16 scenes, the targets, and working copies
 STRIP_BYTES_PER_PX = (2 * len(BANDS) * 2 + 1) * 3
 
