@@ -105,6 +105,23 @@ def test_pixel_model_learns_planted_damage_and_reports_pixels(trained):
     assert summary["test"]["roc_auc"] == metrics["roc_auc"]
 
 
+def test_training_ends_with_the_evaluation_damagenet_evaluate_writes(trained, tmp_path):
+    """The pixel model's run writes the pixel, patch and point levels beside the baselines,
+    the same files and figures as ``damagenet evaluate`` on its checkpoint."""
+    from damagenet.evaluation.evaluate import evaluate
+
+    folder, npz, result = trained
+    metrics = json.loads((folder / "out" / "metrics.json").read_text())
+    assert set(metrics["levels"]) == {"pixel", "patch", "point"}
+    assert {"change", "gbt"} <= set(metrics["levels"]["pixel"]["scores"])
+    assert result["test"]["levels"] == metrics["levels"]
+    evaluate(npz, folder / "unet.pt", tmp_path, device="cpu")
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    written = {p.name for p in (folder / "out").iterdir()} - {"train_log.csv", "train_summary.json"}
+    assert written == {p.name for p in tmp_path.iterdir()}
+    assert {"roc_curve.png", "pr_curve.png", "roc_models_pixel.png"} <= written
+
+
 def test_checkpoint_rebuilds_the_unet_and_its_card_says_what_it_is(trained, capsys):
     folder, npz, _ = trained
     model, payload = load_checkpoint(folder / "unet.pt")

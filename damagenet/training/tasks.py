@@ -10,8 +10,9 @@ examples, and which values validation and test score.
   patch-level metrics and the evaluation artefacts of :mod:`damagenet.evaluation.evaluate`.
 - :class:`PixelTask` (``siamese-unet``): a tile of 1/0/255 targets per pair, the masked loss of
   :mod:`damagenet.training.losses` over labelled pixels, the same symmetry for both dates and the
-  target, epochs that oversample tiles holding damage, and metrics over labelled pixels (the
-  threshold is chosen on validation pixels).
+  target, epochs that oversample tiles holding damage, metrics over labelled pixels (the
+  threshold is chosen on validation pixels), and at the end the evaluation ``damagenet
+  evaluate`` writes for a tile dataset (pixel, patch and point levels beside the baselines).
 
 :func:`task_for` picks the task from the architecture's registry entry; :func:`build_network`
 builds the network a :class:`~damagenet.training.config.TrainConfig` asks for.
@@ -19,7 +20,6 @@ builds the network a :class:`~damagenet.training.config.TrainConfig` asks for.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,16 +29,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from contract.atomic import write_text_atomic
 from contract.labels import DAMAGE, UNKNOWN
 from damagenet.data import pairs, tiles
 from damagenet.data.pairs import Preprocess, Split, TensorSplit, augment_all, dataset_config
 from damagenet.errors import DamagenetUsageError
 from damagenet.evaluation.evaluate import protocol_text, score_test, write_evaluation
 from damagenet.evaluation.metrics import ranking_metrics, report
-from damagenet.inference.scoring import predict_logits, sigmoid
+from damagenet.evaluation.tile_evaluate import evaluate_tiles
+from damagenet.inference.scoring import predict_logits, resolve_device, sigmoid
 from damagenet.models import registry
 from damagenet.models.card import THRESHOLD_HOW
+from damagenet.models.checkpoint import load_checkpoint
 from damagenet.models.registry import Network
 from damagenet.models.siamese_resnet import build_model
 from damagenet.models.unet import SiameseUNet, load_imagenet_file
@@ -183,6 +184,9 @@ class PixelTask:
     pos_weight: float | None = None
     dice_weight: float = 0.0
     oversample: float = 0.5
+    #: where and in batches of how many 16 px patches' pixels the final evaluation scores
+    eval_device: str = "auto"
+    eval_batch_size: int = 512
     unit = "tile"
 
     def load(self, npz: str | Path) -> dict[str, Split]:
@@ -265,7 +269,18 @@ class PixelTask:
         threshold: dict,
         out: Path,
     ) -> None:
-        write_text_atomic(out / "metrics.json", json.dumps(evaluation[0], indent=2) + "\n")
+        """What ``damagenet evaluate`` writes, for the checkpoint just saved: the pixel, patch
+        and point levels beside the per-pixel baselines, with paired intervals, plots and
+        metrics.json (:func:`~damagenet.evaluation.tile_evaluate.evaluate_tiles`), scored from
+        the checkpoint by the maps' scorer. The run's test figures become those written."""
+        metrics = evaluation[0]
+        record = {"checkpoint": metrics["checkpoint"]}
+        device = resolve_device(self.eval_device)
+        loaded = load_checkpoint(record["checkpoint"]["path"], map_location=device)
+        full = evaluate_tiles(
+            metrics["dataset"], loaded, out, device, self.eval_batch_size, record=record
+        )
+        metrics.update(full)
 
     def card_test(self, metrics: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -315,7 +330,9 @@ def pixel_protocol(npz: str | Path) -> str:
 def task_for(cfg: TrainConfig) -> Task:
     """The task of the architecture ``cfg.arch`` names (its registry entry's output)."""
     if registry.entry(cfg.arch).output == registry.PIXEL:
-        return PixelTask(cfg.pos_weight, cfg.dice_weight, cfg.oversample)
+        return PixelTask(
+            cfg.pos_weight, cfg.dice_weight, cfg.oversample, cfg.device, cfg.eval_batch_size
+        )
     return PairTask()
 
 
