@@ -41,6 +41,7 @@ import numpy as np
 from contract.atomic import output_set
 from contract.bands import BANDS
 from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN
+from contract.npz import save_npz
 from contract.npz_keys import (
     DAMAGE_PIXELS,
     DATASET_EXTRA,
@@ -56,7 +57,6 @@ from contract.npz_keys import (
 from contract.npz_keys import PREWAR as PREWAR_FLAG
 from pipeline.defaults import DEFAULT_HARD_NEGATIVE_SHARE
 from pipeline.errors import InputFileError, PipelineError, PipelineUsageError
-from pipeline.npz import save_npz
 from pipeline.tiles import PAIR, PREWAR
 from pipeline.tiles.summary import TILE_COUNTS, tile_log_line, tile_markdown, tile_totals
 

@@ -26,6 +26,7 @@ from contract.atomic import output_set, storage_problem
 from contract.bands import BANDS
 from contract.cli import bar_disabled
 from contract.labels import DAMAGE, UNKNOWN
+from contract.npz import SpooledArray, save_npz
 from contract.npz_keys import PROCESSING_LEVEL
 from contract.scene_scale import check_scene_scale
 from contract.windows import (
@@ -40,7 +41,6 @@ from contract.windows import (
 from pipeline.defaults import DEFAULT_MEMORY_MB, DEFAULT_PATCH_SIZE
 from pipeline.errors import PipelineError
 from pipeline.grid import Grid, require_same_grid
-from pipeline.npz import SpooledArray, save_npz
 from pipeline.rasters import scene_level
 
 log = logging.getLogger(__name__)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
 import torch
 
+from contract.npz import FIXED_TIME
 from damagenet.cli import main
 from damagenet.data.pairs import Normalisation
 from damagenet.errors import DamagenetError
@@ -138,6 +140,9 @@ def test_crossval_outputs_published_as_one_set(tmp_path, monkeypatch):
         "predictions.npz",
         "roc_models.png",
     ]
+    with zipfile.ZipFile(tmp_path / "cv" / "predictions.npz") as zf:  # no clock time inside
+        assert {info.date_time for info in zf.infolist()} == {FIXED_TIME}
+    assert np.load(tmp_path / "cv" / "predictions.npz")["aoi"].tolist() == ["a"] * 20 + ["b"] * 20
 
 
 def test_crossval_bad_k_exits_2(tmp_path, capsys):

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from contract.atomic import staged_folder
+from contract.npz import save_npz
 from contract.npz_keys import SPLITS
 from damagenet.data.pairs import Split
 from damagenet.errors import DamagenetError
@@ -240,8 +241,7 @@ def write_outputs(
             suffix = "" if name == first else f"_{name}"
             cat: dict[str, Any] = {"aoi": level.aoi, "fold": fold, "y": level.y}
             cat |= {m: s.score for m, s in level.models.items()}
-            with open(stage / f"predictions{suffix}.npz", "wb") as fh:
-                np.savez(fh, **cat)
+            save_npz(stage / f"predictions{suffix}.npz", cat)  # byte-reproducible
             scores = {m: s.score for m, s in level.models.items()}
             table = report["levels"][name]["pooled"]
             roc_models_plot(level.y, scores, table, stage / f"roc_models{suffix}.png")

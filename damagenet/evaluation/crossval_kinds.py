@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from contract.atomic import atomic_path
+from contract.npz import save_npz
 from contract.npz_keys import DATASET_KIND, PATCHES, SPLITS, TILES, split_key
 from damagenet.data import pairs, tiles
 from damagenet.data.pairs import Split
@@ -124,9 +125,7 @@ def write_fold_npz(splits: dict[str, Split], path: Path, kind: str) -> None:
             value = getattr(sp, key)
             if value is not None:
                 arrays[split_key(key, role)] = value.astype(str) if key == "aoi" else value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+    save_npz(path, arrays)
 
 
 def store_calibration(ckpt: Path, calib: dict[str, Any]) -> None:

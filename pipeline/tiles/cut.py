@@ -30,6 +30,7 @@ from rasterio.windows import Window
 from contract.atomic import output_set
 from contract.bands import BANDS
 from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN
+from contract.npz import SpooledArray, save_npz
 from contract.npz_keys import DAMAGE_PIXELS, DATASET_KIND, PROCESSING_LEVEL, TILES
 from contract.scene_scale import check_scene_scale
 from contract.windows import gather_windows, nodata_pixels, window_positions
@@ -38,7 +39,6 @@ from pipeline.defaults import DEFAULT_MEMORY_MB
 from pipeline.errors import InputFileError, PipelineUsageError
 from pipeline.grid import Grid, require_same_grid
 from pipeline.labels.rasterise import after_date_of
-from pipeline.npz import SpooledArray, save_npz
 from pipeline.rasters import scene_level
 from pipeline.tiles import DEFAULT_TILE_SIZE, PAIR, PREWAR, WAR
 from pipeline.tiles.targets import check_target_raster

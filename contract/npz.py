@@ -3,7 +3,8 @@
 ``numpy.savez`` stamps each zip member with the current time, so the same arrays saved twice
 differ. This writer pins the timestamps, so the same inputs and seed give a byte-identical file.
 Arrays spooled to a raw file on disk (:class:`SpooledArray`) are copied into the archive in
-chunks, so writing a large patch file never holds it in memory.
+chunks, so writing a large patch file never holds it in memory. Both packages write with it:
+``pipeline`` its patch, tile and dataset files, ``damagenet`` its cross-validation files.
 """
 
 from __future__ import annotations
