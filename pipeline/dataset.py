@@ -15,7 +15,8 @@ Each split is then balanced by sampling no-damage patches (``--negatives-per-pos
 share of them (``--hard-negative-share``, default 0.7) are *hard negatives*: undamaged patches of
 built-up ground, so that "town versus field" no longer predicts the label. They are taken first
 from patches holding UNOSAT "No Visible Damage" sites (``--nvd``: ground an analyst looked at and
-found intact), then from patches whose before image looks built-up (:func:`built_up`), and the
+found intact), then from patches whose before image looks built-up
+(:func:`contract.built_up.built_up`), and the
 rest of the negatives at random. When a split of an AOI has too few no-damage patches, its
 damaged patches are sampled down to balance (and a warning names the AOIs and counts), unless
 ``--keep-imbalance`` keeps them, warned.
@@ -40,6 +41,7 @@ import numpy as np
 
 from contract.atomic import output_set
 from contract.bands import BANDS
+from contract.built_up import built_up
 from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN
 from contract.npz import save_npz
 from contract.npz_keys import (
@@ -61,10 +63,6 @@ from pipeline.tiles import PAIR, PREWAR
 from pipeline.tiles.summary import TILE_COUNTS, tile_log_line, tile_markdown, tile_totals
 
 log = logging.getLogger(__name__)
-#: Built-up pixel: little vegetation, bright and grey in the visible (see :func:`built_up`).
-BUILT_NDVI_MAX, BUILT_VISIBLE_MIN, BUILT_RED_BLUE_MAX = 0.35, 700.0, 1.6
-#: Share of built-up pixels, and NIR roughness, that make a patch built-up.
-BUILT_PATCH_SHARE, BUILT_ROUGHNESS_MIN = 0.05, 0.12
 
 
 @dataclass
@@ -145,35 +143,6 @@ def _patch_set(path: Path, d: Any) -> PatchSet:
         prewar=PAIR in d.files and str(d[PAIR]) == PREWAR,
         source=path,
     )
-
-
-def built_up(before: np.ndarray) -> np.ndarray:
-    """Whether each patch's before image looks built-up, from its own four bands.
-
-    Without a short-wave infrared band there is no true NDBI; this is its visible/NIR stand-in
-    plus texture. A pixel counts as impervious when it is barely vegetated (NDVI below 0.35),
-    bright in the visible (mean of B02, B03, B04 above 700 DN, which leaves out water and
-    shadow) and grey rather than brown (B04 under 1.6 x B02, which leaves out most bare soil).
-    At 10 m a town is mostly mixed pixels of roof, tree and garden, so a patch is built-up when
-    at least 5 % of its pixels are impervious *and* it is rough: the mean absolute NIR
-    difference of neighbouring pixels is at least 12 % of its mean NIR (fields and stubble are
-    smooth within a parcel). On the realistic synthetic bed 99 % of the patches it flags hold
-    buildings and it flags 91 % of those that do. Values are L2A digital numbers without the
-    2022 offset (the scene step harmonises them).
-    """
-    x = before.astype(np.float32)
-    blue, green, red, nir = x[:, 0], x[:, 1], x[:, 2], x[:, 3]
-    ndvi = (nir - red) / np.maximum(nir + red, 1.0)
-    visible = (blue + green + red) / 3
-    pixel = (
-        (ndvi < BUILT_NDVI_MAX) & (visible > BUILT_VISIBLE_MIN) & (red < BUILT_RED_BLUE_MAX * blue)
-    )
-    step = (
-        np.abs(np.diff(nir, axis=-1)).mean(axis=(1, 2))
-        + np.abs(np.diff(nir, axis=-2)).mean(axis=(1, 2))
-    ) / 2
-    rough = step / np.maximum(nir.mean(axis=(1, 2)), 1.0)
-    return (pixel.mean(axis=(1, 2)) >= BUILT_PATCH_SHARE) & (rough >= BUILT_ROUGHNESS_MIN)
 
 
 def read_nvd_sites(paths: list[str | Path]) -> list[Any]:

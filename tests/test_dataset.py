@@ -9,8 +9,9 @@ import geopandas as gpd
 import numpy as np
 import pytest
 
+from contract.built_up import built_up
 from pipeline.cli import main
-from pipeline.dataset import build_dataset, built_up
+from pipeline.dataset import build_dataset
 from pipeline.errors import InputFileError, PipelineError
 from pipeline.patches import cut_patches
 

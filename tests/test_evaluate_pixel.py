@@ -117,6 +117,20 @@ def test_cells_are_damaged_labelled_or_unknown_and_scored_by_their_maximum():
     assert len(px.y) == SIZE * SIZE - 16 * 16 - 1 and px.y.sum() == 1
 
 
+def test_far_points_on_built_up_ground_come_first_and_are_counted():
+    """The point level tells negatives on built-up ground (harder than fields) by the rule
+    ``pipeline dataset`` draws hard negatives with (contract.built_up)."""
+    grass = np.array([380, 680, 420, 3700], dtype=np.uint16)[:, None, None]
+    before = np.broadcast_to(grass, (4, SIZE, SIZE)).copy()
+    roof = np.array([1150, 1220, 1260, 1500], dtype=np.uint16)[:, None, None]
+    board = (np.add.outer(np.arange(16), np.arange(16)) // 2) % 2 == 1  # roofs among trees
+    before[:, 16:, 16:] = np.where(board, grass, roof)  # the lower right cell is a town
+    split = Split(before[None], before[None].copy(), np.zeros((1, SIZE, SIZE), np.uint8))
+    units = PointLevel().units(split)
+    assert units.counts["far_negatives"] == 4 and units.counts["far_negatives_built_up"] == 1
+    assert (units.row[0], units.col[0]) == (24, 24) and units.y.sum() == 0
+
+
 def test_sites_prewar_twins_and_far_points():
     rng = np.random.default_rng(1)
     b, a, y = _tile(rng, 0)

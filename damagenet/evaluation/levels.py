@@ -16,8 +16,11 @@ pixel model with a patch model fairly"):
   (the disc ``pipeline targets`` draws around a site, or a region of a change map), placed at
   its pixel nearest the group's centre. Negatives: the same points in the pre-war tile of the
   same place (a temporal negative pair, when the dataset holds one), and points on a 16 px
-  lattice of ground at least :data:`FAR_PX` px from any damage or unknown pixel. A pixel map
-  scores a point by its maximum over the 3 x 3 pixels around it, a patch model by its cell.
+  lattice of ground at least :data:`FAR_PX` px from any damage or unknown pixel; those whose
+  cell's before image looks built-up (:func:`contract.built_up.built_up`) come first among
+  them and are counted apart (``far_negatives_built_up``), as harder negatives than fields. A
+  pixel map scores a point by its maximum over the 3 x 3 pixels around it, a patch model by
+  its cell.
 
 Every unit remembers its tile, so units inherit their tile's group (AOI or ground block) for
 the intervals.
@@ -32,6 +35,7 @@ import numpy as np
 from scipy import ndimage
 
 from contract.bands import SCENE_NODATA
+from contract.built_up import built_up
 from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN
 from damagenet.data.pairs import Split
 
@@ -148,8 +152,9 @@ class PointLevel:
         "sites derived from the targets (each connected group of damage pixels of a tile, at "
         "its pixel nearest the group's centre; the dataset records no site positions); "
         "negatives: the same points in the pre-war tile of the same place, and points on a "
-        f"{CELL} px lattice at least {FAR_PX} px from any damage or unknown pixel; a pixel map "
-        f"by its maximum over {POINT_WINDOW} x {POINT_WINDOW} px, a patch model by its cell"
+        f"{CELL} px lattice at least {FAR_PX} px from any damage or unknown pixel (those whose "
+        "cell looks built-up counted apart); a pixel map by its maximum over "
+        f"{POINT_WINDOW} x {POINT_WINDOW} px, a patch model by its cell"
     )
 
     def units(self, split: Split) -> Units:
@@ -157,11 +162,15 @@ class PointLevel:
         site_t, site_r, site_c = sites(np.where(prewar[:, None, None], 0, split.y))
         copy_t, copy_r, copy_c = _prewar_copies(split, prewar, site_t, site_r, site_c)
         far_t, far_r, far_c = _far_points(split, prewar)
+        built = _built_up_cells(split, far_t, far_r, far_c)
+        first = np.argsort(~built, kind="stable")  # built-up ground first among the far
+        far_t, far_r, far_c = far_t[first], far_r[first], far_c[first]
         y = np.r_[np.ones(len(site_t)), np.zeros(len(copy_t) + len(far_t))].astype(np.int64)
         counts = {
             "sites": len(site_t),
             "prewar_negatives": len(copy_t),
             "far_negatives": len(far_t),
+            "far_negatives_built_up": int(built.sum()),
         }
         return Units(
             y,
@@ -242,6 +251,24 @@ def _prewar_copies(
     ok = twin >= 0
     ok[ok] &= split.y[twin[ok], r[ok], c[ok]] != UNKNOWN
     return twin[ok], r[ok], c[ok]
+
+
+def _built_up_cells(split: Split, t: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Whether the before image of the cell around each lattice point looks built-up
+    (:func:`contract.built_up.built_up`, the rule ``pipeline dataset`` draws hard negatives
+    by); a cell that would cross the tile's edge is moved inside it."""
+    _, bands, h, w = split.before.shape
+    side = min(CELL, h, w)
+    top = np.clip(r - CELL // 2, 0, h - side)[:, None, None, None]
+    left = np.clip(c - CELL // 2, 0, w - side)[:, None, None, None]
+    step = np.arange(side)
+    cells = split.before[
+        t[:, None, None, None],
+        np.arange(bands)[None, :, None, None],
+        top + step[None, None, :, None],
+        left + step[None, None, None, :],
+    ]
+    return built_up(cells)
 
 
 def _far_points(split: Split, prewar: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
