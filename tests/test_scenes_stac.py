@@ -418,7 +418,7 @@ def test_planetary_computer_token_renewed_before_expiry_and_on_403(tmp_path, ser
     HTTP 403 (a token that died mid-run) is retried once with a fresh token."""
     import datetime as dt
 
-    from pipeline.scenes.stac_source import TOKEN_MARGIN, PlanetaryComputerSigner
+    from pipeline.stac_http import TOKEN_MARGIN, PlanetaryComputerSigner
 
     server.reset()
     now = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)

@@ -17,9 +17,10 @@ from pipeline.scenes.defaults import (
     DEFAULT_SOURCE,
     EARTH_SEARCH_URL,
     EPOCHS,
+    SCALE_HELP,
+    SCALES,
     SOURCES,
 )
-from pipeline.scenes.harmonise import SCALE_HELP, SCALES
 
 
 def class_list(text: str) -> list[int]:

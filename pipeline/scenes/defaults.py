@@ -32,3 +32,11 @@ CREDENTIALS_HELP = (
     "'sentinelhub.config --sh_client_id ... --sh_client_secret ...'). See docs/data-sources.md. "
     "To try the workflow offline instead: snakemake --cores 2 --configfile config/demo.yaml"
 )
+
+#: Scales a local file's values may be on (``--scale``), :mod:`.harmonise` converts them.
+SCALES: tuple[str, ...] = ("dn", "dn-offset", "reflectance", "browser-uint16", "browser-uint8")
+SCALE_HELP = (
+    "dn (digital numbers, offset removed), dn-offset (digital numbers with the +1000 "
+    "BOA offset of baseline >= 04.00 products), reflectance (float 0..1), "
+    "browser-uint16 or browser-uint8 (Copernicus Browser integer exports)"
+)

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.errors import InputFileError
+from pipeline.scenes.defaults import SCALE_HELP
 
-SCALES: tuple[str, ...] = ("dn", "dn-offset", "reflectance", "browser-uint16", "browser-uint8")
 #: Digital numbers per input unit of each scale.
 FACTORS: dict[str, float] = {
     "dn": 1.0,
@@ -42,11 +42,6 @@ FACTORS: dict[str, float] = {
 BOA_OFFSET = -1000
 #: First day on which ESA's products carried the offset (processing baseline 04.00).
 OFFSET_EPOCH = dt.date(2022, 1, 25)
-SCALE_HELP = (
-    "dn (digital numbers, offset removed), dn-offset (digital numbers with the +1000 "
-    "BOA offset of baseline >= 04.00 products), reflectance (float 0..1), "
-    "browser-uint16 or browser-uint8 (Copernicus Browser integer exports)"
-)
 
 
 @dataclass(frozen=True)

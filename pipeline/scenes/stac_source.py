@@ -54,7 +54,6 @@ from pipeline.scenes.band_files import LEVEL_KEYS, level_from
 from pipeline.scenes.defaults import DEFAULT_COLLECTION, DEFAULT_MASK_CLASSES, EARTH_SEARCH_URL
 from pipeline.scenes.product import RawScene
 from pipeline.scenes.stac_assets import SCL, ItemBands, item_bands
-from pipeline.stac_http import TOKEN_MARGIN as TOKEN_MARGIN  # re-export: tests/test_scenes_stac
 from pipeline.stac_http import PlanetaryComputerSigner, service_error
 
 log = logging.getLogger(__name__)
