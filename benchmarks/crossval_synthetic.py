@@ -98,17 +98,18 @@ def pipeline(src: Path, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "pipeline", "-q", *args], cwd=src, env=env, check=True)
 
 
-def town_scenes(src: Path, slug: str, seed: int, km: float, d: Path) -> str:
-    """Synthetic town with its pre-war date, harmonised before/after scenes (cached).
+def town_scenes(src: Path, slug: str, seed: int, km: float, d: Path, prewar: bool) -> str:
+    """Synthetic town (with its pre-war date when ``prewar``), harmonised before/after scenes
+    (cached).
 
     ``--prewar`` draws from a generator of its own, so every other file is the one a run
-    without it writes: the patch dataset is that of the earlier benchmark."""
+    without it writes: the patch dataset is the same either way."""
     aoi = str(src / "aois" / f"{slug}.geojson")
     syn = d / "syn"
-    if not (syn / "prewar.tif").exists():
+    if not (syn / ("prewar.tif" if prewar else "before.tif")).exists():
         pipeline(
             *(src, "synthetic", aoi, "--out", str(syn), "--seed", str(seed)),
-            *("--max-size-km", str(km), "--mode", "realistic", "--prewar"),
+            *("--max-size-km", str(km), "--mode", "realistic", *(["--prewar"] * prewar)),
         )
     for epoch in ("before", "after"):
         if not (d / f"{epoch}.tif").exists():
@@ -167,18 +168,22 @@ def town_tiles(src: Path, aoi: str, d: Path) -> list[Path]:
     return [war, prewar]
 
 
-def build_towns(args: argparse.Namespace) -> tuple[Path, Path]:
-    """Every town's files, then the patch dataset and the tile dataset over all towns."""
+def build_towns(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """Every town's files, then the patch dataset and (unless ``--skip-tiles``) the tile
+    dataset over all towns."""
     patch_files, tile_files = [], []
     for i, slug in enumerate(args.towns):
         d = args.out / "towns" / slug
         print(f"town {slug} (seed {i + 1}, {args.km:g} km) ...", flush=True)
-        aoi = town_scenes(args.src, slug, i + 1, args.km, d)
+        aoi = town_scenes(args.src, slug, i + 1, args.km, d, not args.skip_tiles)
         patch_files.append(str(town_patches(args.src, aoi, d)))
-        tile_files += [str(p) for p in town_tiles(args.src, aoi, d)]
+        if not args.skip_tiles:
+            tile_files += [str(p) for p in town_tiles(args.src, aoi, d)]
     patches, tiles = args.out / "patch_dataset.npz", args.out / f"tile_dataset_{TILE}.npz"
     if not patches.exists():
         pipeline(args.src, "dataset", *patch_files, "--out", str(patches), "--split", "blocks")
+    if args.skip_tiles:
+        return patches, None
     if not tiles.exists():
         pipeline(
             *(args.src, "dataset", *tile_files, "--out", str(tiles)),
@@ -289,7 +294,7 @@ def patch_beside(epochs: int, batch: int) -> Iterator[None]:
         crossval_kinds.train_on = original
 
 
-def run_crossvals(args: argparse.Namespace, patches: Path, tiles: Path) -> dict[str, Any]:
+def run_crossvals(args: argparse.Namespace, patches: Path, tiles: Path | None) -> dict[str, Any]:
     """Both leave-town-out runs through the library's crossval; their reports and times."""
     from damagenet.evaluation.crossval import crossval
 
@@ -300,7 +305,7 @@ def run_crossvals(args: argparse.Namespace, patches: Path, tiles: Path) -> dict[
     runs["patches"] = crossval(patches, patch_dir(args), k=k, cfg=patch_cfg, n_boot=args.n_boot)
     runs["patches_s"] = time.perf_counter() - t
     print(f"patch dataset cross-validated in {runs['patches_s']:.0f} s", flush=True)
-    if not args.skip_tiles:
+    if tiles is not None:
         t = time.perf_counter()
         with patch_beside(args.beside_epochs, args.beside_batch):
             runs["tiles"] = crossval(
