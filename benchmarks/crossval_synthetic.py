@@ -24,9 +24,9 @@ one a run without it renders.
 
 The default run (:data:`DEFAULTS`): the six towns of :data:`TOWNS` at 3.2 km (5 x 5 tiles
 of 64 px each); patch network at most 8 epochs, batch 128; pixel model at most 20 epochs,
-batch 16; the patch model beside it at most 8 epochs, batch 128 (:func:`patch_beside`: a
-benchmark-only workaround, ``crossval`` would give it the pixel model's epochs and batch);
-patience 3; 1 torch thread; 1000 resamples. About 40 minutes on the shared 2-core CPU.
+batch 16; the patch model beside it at most 8 epochs, batch 128 (its own schedule in
+``crossval``, ``--patch-epochs`` and ``--patch-batch-size``); patience 3; 1 torch thread; 1000
+resamples. About 40 minutes on the shared 2-core CPU.
 
 Intervals (95 %, percentile bootstrap): pooled figures resample whole towns, a town's own
 figures its 640 m ground blocks; every comparison carries a paired interval on the difference.
@@ -46,7 +46,6 @@ levels as ``crossval.json`` has them).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
@@ -56,7 +55,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -243,9 +241,10 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def configs(args: argparse.Namespace) -> tuple[Any, Any]:
-    """Training settings of the patch crossval and of the tile crossval (the pixel model's;
-    :func:`patch_beside` sets the patch model's epochs and batch)."""
+def configs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """Training settings of the patch crossval, of the tile crossval's pixel model, and the
+    schedule of the patch model beside it."""
+    from damagenet.evaluation.crossval_kinds import PatchTraining
     from damagenet.training.config import TrainConfig
 
     common = TrainConfig(
@@ -264,41 +263,15 @@ def configs(args: argparse.Namespace) -> tuple[Any, Any]:
         lr_backbone=1e-3,
         lr_head=1e-3,
     )
-    return patch, pixel
-
-
-@contextlib.contextmanager
-def patch_beside(epochs: int, batch: int) -> Iterator[None]:
-    """The patch model ``crossval --with-patch-model`` trains beside the pixel model, with its
-    own epochs and batch size.
-
-    A benchmark-only workaround: ``damagenet crossval`` trains it from the pixel model's
-    configuration (the study's learning rates, but the pixel model's epochs and batch), and a
-    batch of 16 tiles is a batch of 16 cells for it: 3 times slower per cell than 128 on this
-    CPU, and the most expensive part of the run. Here the fold's ``train_on`` is wrapped for
-    the patch model only; what is trained, on which cells, and how it is scored is unchanged,
-    and its checkpoint's card records the epochs and batch it got."""
-    from damagenet.evaluation import crossval_kinds
-
-    original = crossval_kinds.train_on
-
-    def train_on(splits: Any, npz: Path, ckpt: Path, cfg: Any, kind: str, keep: bool) -> Path:
-        if cfg.arch == "siamese-resnet":
-            cfg = dataclasses.replace(cfg, epochs=epochs, batch_size=batch)
-        return original(splits, npz, ckpt, cfg, kind, keep)
-
-    crossval_kinds.train_on = train_on
-    try:
-        yield
-    finally:
-        crossval_kinds.train_on = original
+    beside = PatchTraining(args.beside_epochs, args.beside_batch, args.patience)
+    return patch, pixel, beside
 
 
 def run_crossvals(args: argparse.Namespace, patches: Path, tiles: Path | None) -> dict[str, Any]:
     """Both leave-town-out runs through the library's crossval; their reports and times."""
     from damagenet.evaluation.crossval import crossval
 
-    patch_cfg, pixel_cfg = configs(args)
+    patch_cfg, pixel_cfg, beside = configs(args)
     k = len(args.towns)
     runs: dict[str, Any] = {}
     t = time.perf_counter()
@@ -307,10 +280,9 @@ def run_crossvals(args: argparse.Namespace, patches: Path, tiles: Path | None) -
     print(f"patch dataset cross-validated in {runs['patches_s']:.0f} s", flush=True)
     if tiles is not None:
         t = time.perf_counter()
-        with patch_beside(args.beside_epochs, args.beside_batch):
-            runs["tiles"] = crossval(
-                tiles, tile_dir(args), k=k, cfg=pixel_cfg, n_boot=args.n_boot, with_patch=True
-            )
+        runs["tiles"] = crossval(
+            tiles, tile_dir(args), k=k, cfg=pixel_cfg, n_boot=args.n_boot, patch=beside
+        )
         runs["tiles_s"] = time.perf_counter() - t
         print(f"tile dataset cross-validated in {runs['tiles_s']:.0f} s", flush=True)
     return runs

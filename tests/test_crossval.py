@@ -106,6 +106,8 @@ def test_crossval_command_writes_every_output(tmp_path):
     preds = np.load(out / "predictions.npz")
     assert len(preds["y"]) == 96 and (out / "roc_models.png").exists()
     ckpts = [f["checkpoint"] for f in rep["folds"]]
+    assert rep["folds"][0]["training"]["epochs_run"] == 1
+    assert rep["folds"][0]["training"]["batch_size"] == 16
     assert all(
         torch.load(c, weights_only=True)["calibration"]["method"] == "temperature" for c in ckpts
     )
@@ -149,6 +151,16 @@ def test_crossval_bad_k_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["crossval", "--npz", "x.npz", "--k", "zero", "--out", str(tmp_path)])
     assert exc.value.code == 2
+
+
+def test_patch_model_options_without_the_patch_model_exit_2(tmp_path, capsys):
+    """They would change nothing: refused with one line before any data is read."""
+    npz = _tiny_dataset(tmp_path / "d.npz")
+    args = ["crossval", "--npz", str(npz), "--k", "2", "--out", str(tmp_path / "cv")]
+    assert main([*args, "--patch-epochs", "3", "--patch-batch-size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "--patch-epochs, --patch-batch-size: only with --with-patch-model" in err
+    assert "Traceback" not in err and not (tmp_path / "cv").exists()
 
 
 def test_ensemble_mean_and_spread_on_known_inputs():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -232,7 +233,8 @@ def test_crossval_on_a_tile_dataset_with_the_patch_model_beside(tmp_path):
     out = tmp_path / "cv"
     args = ["-q", "crossval", "--npz", str(npz), "--k", "3", "--out", str(out), "--epochs", "1"]
     args += ["--batch-size", "8", "--device", "cpu", "--n-boot", "30", "--lr-backbone", "3e-3"]
-    assert main(args + ["--backbone", "resnet18", "--with-patch-model"]) == 0
+    args += ["--backbone", "resnet18", "--with-patch-model"]
+    assert main(args + ["--patch-epochs", "2", "--patch-batch-size", "16"]) == 0
     rep = json.loads((out / "crossval.json").read_text())
     assert rep["kind"] == "tiles" and rep["arch"] == "siamese-unet"
     assert set(rep["levels"]) == {"pixel", "patch", "point"}
@@ -256,3 +258,29 @@ def test_crossval_on_a_tile_dataset_with_the_patch_model_beside(tmp_path):
         apply_calibration(np.array([t["uncalibrated"]]), payload["calibration"])[0]
     )
     assert payload["card"]["threshold"]["value"] == t["value"]
+    _each_model_trained_on_its_own_schedule(out, rep["folds"][0])
+
+
+def _each_model_trained_on_its_own_schedule(out: Path, fold: dict) -> None:
+    """The patch model got its own epochs and batch (its defaults the patch network's, the
+    study's learning rates), and neither model's log overwrote the other's."""
+    assert fold["training"] == {
+        "epochs": 1, "batch_size": 8, "patience": 10, "lr_backbone": 3e-3, "lr_head": 1e-3,
+        "epochs_run": 1, "best_epoch": 1,
+    }  # fmt: skip
+    patch = fold["patch"]["training"]
+    d = TrainConfig()
+    assert (patch["epochs"], patch["batch_size"], patch["patience"]) == (2, 16, d.patience)
+    assert (patch["lr_backbone"], patch["lr_head"]) == (d.lr_backbone, d.lr_head)
+    assert fold["patch"]["checkpoint"] == str(out / "fold0" / "patch_model.pt")
+    for ckpt, folder, epochs in (("model.pt", "fold0", 1), ("patch_model.pt", "fold0/patch", 2)):
+        payload = torch.load(out / "fold0" / ckpt, weights_only=True)
+        recipe = payload["card"]["training"]["recipe"]
+        assert recipe["epochs"] == epochs and len(payload["history"]) == epochs
+        with open(out / folder / "train_log.csv") as fh:
+            log = list(csv.DictReader(fh))
+        assert [float(r["val_loss"]) for r in log] == pytest.approx(
+            [h["val_loss"] for h in payload["history"]]
+        )
+        summary = json.loads((out / folder / "train_summary.json").read_text())
+        assert summary["epochs_run"] == epochs

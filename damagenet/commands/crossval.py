@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from contract.options import int_at_least, positive_int
 from damagenet.defaults import BACKBONE_FEATURES, N_BOOT
 from damagenet.training.config import TrainConfig
 
+if TYPE_CHECKING:
+    from damagenet.evaluation.crossval_kinds import PatchTraining
+
+#: the patch model's own schedule beside the pixel model: option, TrainConfig field, what it
+#: sets, its parser
+PATCH_OPTIONS: tuple[tuple[str, str, str, Callable[[str], int]], ...] = (
+    ("--patch-epochs", "epochs", "maximum epochs per fold", positive_int),
+    ("--patch-batch-size", "batch_size", "16 px cells per batch", int_at_least(2)),
+    ("--patch-patience", "patience", "early-stopping patience in epochs", positive_int),
+)
+
 
 def _run(args: argparse.Namespace) -> int:
     from damagenet.evaluation.crossval import crossval  # heavy: only when the command runs
 
+    patch = _patch_training(args)
     cfg = TrainConfig(
         epochs=args.epochs,
         patience=args.patience,
@@ -24,11 +38,27 @@ def _run(args: argparse.Namespace) -> int:
         lr_head=args.lr_head,
         progress=not args.quiet,
     )
-    crossval(
-        args.npz, args.out, args.k, cfg, args.seed, args.n_boot, args.keep_data,
-        args.with_patch_model,
-    )  # fmt: skip
+    crossval(args.npz, args.out, args.k, cfg, args.seed, args.n_boot, args.keep_data, patch)
     return 0
+
+
+def _patch_training(args: argparse.Namespace) -> PatchTraining | None:
+    """The patch model's schedule with ``--with-patch-model`` (unset options: the patch
+    network's own defaults); its options without it are refused, as they would do nothing."""
+    from damagenet.errors import DamagenetUsageError
+    from damagenet.evaluation.crossval_kinds import PatchTraining
+
+    given = {
+        (option, field): getattr(args, f"patch_{field}")
+        for option, field, *_ in PATCH_OPTIONS
+        if getattr(args, f"patch_{field}") is not None
+    }
+    if not args.with_patch_model:
+        if given:
+            names = ", ".join(option for option, _ in given)
+            raise DamagenetUsageError(f"{names}: only with --with-patch-model (no patch model)")
+        return None
+    return PatchTraining(**{field: value for (_, field), value in given.items()})
 
 
 def _add_training(p: argparse.ArgumentParser, d: TrainConfig) -> None:
@@ -49,19 +79,19 @@ def _add_training(p: argparse.ArgumentParser, d: TrainConfig) -> None:
         "--epochs",
         type=positive_int,
         default=d.epochs,
-        help="maximum epochs per fold (%(default)s)",
+        help="maximum epochs per fold of the dataset's network (%(default)s)",
     )
     p.add_argument(
         "--patience",
         type=positive_int,
         default=d.patience,
-        help="early-stopping patience in epochs (%(default)s)",
+        help="early-stopping patience in epochs of the dataset's network (%(default)s)",
     )
     p.add_argument(
         "--batch-size",
         type=int_at_least(2),
         default=d.batch_size,
-        help="pairs (or tiles) per batch (%(default)s)",
+        help="pairs (or tiles) per batch of the dataset's network (%(default)s)",
     )
     p.add_argument(
         "--lr-backbone",
@@ -77,12 +107,27 @@ def _add_training(p: argparse.ArgumentParser, d: TrainConfig) -> None:
         help="learning rate of the head or decoder (%(default)s)",
     )
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda (%(default)s)")
+    _add_patch_model(p, d)
+
+
+def _add_patch_model(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """The patch model beside the pixel model, and its own schedule."""
     p.add_argument(
         "--with-patch-model",
         action="store_true",
         help="on a tile dataset, also train the patch model (--backbone, the study's learning "
-        "rates) on the training tiles' 16 px cells and score it beside the pixel model",
+        "rates, its own --patch-epochs, --patch-batch-size, --patch-patience) on the training "
+        "tiles' 16 px cells and score it beside the pixel model",
     )
+    for option, field, what, parse in PATCH_OPTIONS:
+        p.add_argument(
+            option,
+            type=parse,
+            default=None,
+            metavar="N",
+            help=f"with --with-patch-model: the patch model's {what} (default "
+            f"{getattr(d, field)}, the patch network's own)",
+        )
 
 
 def _add_run(p: argparse.ArgumentParser, d: TrainConfig) -> None:

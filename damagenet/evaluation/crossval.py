@@ -9,12 +9,14 @@ every AOI is test exactly once and no AOI plays two roles in a fold.
 The dataset's kind decides what a fold trains and scores (:mod:`damagenet.evaluation.
 crossval_kinds`): on a patch dataset the Siamese patch network beside the change detector and
 the trees per pair; on a tile dataset the Siamese U-Net beside both baselines per pixel, at
-pixel, patch and point level, and with ``with_patch`` the patch model trained on the same
-training tiles' 16 px cells beside it (``fold<i>/patch_model.pt``). Per fold each network is
-trained with ``damagenet train``'s recipe and its temperature fitted on the validation AOI and
-stored in its checkpoint. Written to ``--out``:
+pixel, patch and point level, and with ``patch`` the patch model trained on the same
+training tiles' 16 px cells beside it, on its own schedule (``fold<i>/patch_model.pt``, its
+training log and summary in ``fold<i>/patch/``). Per fold each network is trained with
+``damagenet train``'s recipe and its temperature fitted on the validation AOI and stored in its
+checkpoint. Written to ``--out``:
 
-- ``crossval.json``: folds (AOIs per role, checkpoint), per level per-AOI and pooled scores with
+- ``crossval.json``: folds (AOIs per role, and per network its checkpoint, calibration and
+  training schedule), per level per-AOI and pooled scores with
   intervals that resample whole AOIs (pooled) or 640 m ground blocks (one AOI), and paired
   differences (:mod:`damagenet.evaluation.crossval_report`); ``per_aoi``, ``pooled`` and
   ``paired_differences`` at the top are those of the first level;
@@ -23,7 +25,8 @@ stored in its checkpoint. Written to ``--out``:
   its AOI, fold, label and every model's score;
 - ``roc_models.png`` (and ``roc_models_<level>.png``): pooled ROC curves;
   ``fold<i>/model.pt``: the fold checkpoints, which together form the ensemble of
-  ``damagenet predict --ckpt ... --ckpt ...``.
+  ``damagenet predict --ckpt ... --ckpt ...``; ``fold<i>/train_log.csv`` and
+  ``train_summary.json``: their training.
 """
 
 from __future__ import annotations
@@ -43,7 +46,13 @@ from contract.npz_keys import SPLITS
 from damagenet.data.pairs import Split
 from damagenet.errors import DamagenetError
 from damagenet.evaluation.comparison import roc_models_plot
-from damagenet.evaluation.crossval_kinds import FoldLevel, Kind, kind_of
+from damagenet.evaluation.crossval_kinds import (
+    FoldLevel,
+    Kind,
+    PatchTraining,
+    kind_of,
+    trained_with,
+)
 from damagenet.evaluation.crossval_report import level_report, markdown, pool_level
 from damagenet.evaluation.intervals import BLOCK_M, MAX_LEVELS, MIN_RESAMPLES
 from damagenet.evaluation.scores import N_BOOT
@@ -118,8 +127,12 @@ def run_fold(
         "tiles" if kind.name == "tiles" else "pairs",
     )
     ckpts = kind.fit(splits, out / f"fold{i}", cfg, keep_data)
+    training = {m: trained_with(c) for m, c in ckpts.items()}
     levels, calibs = kind.score(ckpts, splits, cfg)
-    return {"fold": fold, "checkpoints": ckpts, "calibrations": calibs, "levels": levels}
+    return {
+        "fold": fold, "checkpoints": ckpts, "calibrations": calibs, "training": training,
+        "levels": levels,
+    }  # fmt: skip
 
 
 def summarise(
@@ -151,11 +164,11 @@ def crossval(
     seed: int = 0,
     n_boot: int = N_BOOT,
     keep_data: bool = False,
-    with_patch: bool = False,
+    patch: PatchTraining | None = None,
 ) -> dict[str, Any]:
-    """Run every fold and write the report (see the module docstring); ``with_patch`` trains
-    and scores the patch model beside the pixel model on a tile dataset."""
-    kind = kind_of(npz, with_patch)
+    """Run every fold and write the report (see the module docstring); ``patch`` trains the
+    patch model beside the pixel model on a tile dataset, on that schedule, and scores it."""
+    kind = kind_of(npz, patch)
     cfg = kind.config(cfg or TrainConfig())
     out = Path(out_dir)
     pool = pooled(npz, kind)
@@ -214,17 +227,22 @@ def _report(
 
 
 def _fold_record(i: int, result: dict[str, Any]) -> dict[str, Any]:
-    """A fold in crossval.json: AOIs per role, the network's checkpoint and calibration (the
-    ensemble's member), and those of a patch model trained beside it."""
+    """A fold in crossval.json: AOIs per role, the network's checkpoint, calibration and
+    training schedule (the ensemble's member), and those of a patch model trained beside it."""
     (first, ckpt), *others = result["checkpoints"].items()
     record = {
         "fold": i,
         **{role: list(getattr(result["fold"], role)) for role in SPLITS},
         "checkpoint": str(ckpt),
         "calibration": result["calibrations"][first],
+        "training": result["training"][first],
     }
     for name, path in others:
-        record[name] = {"checkpoint": str(path), "calibration": result["calibrations"][name]}
+        record[name] = {
+            "checkpoint": str(path),
+            "calibration": result["calibrations"][name],
+            "training": result["training"][name],
+        }
     return record
 
 

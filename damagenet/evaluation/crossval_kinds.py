@@ -48,12 +48,16 @@ from damagenet.evaluation.tile_evaluate import (
     score_level,
 )
 from damagenet.inference.scoring import resolve_device
-from damagenet.models.checkpoint import input_of, load_checkpoint
+from damagenet.models.checkpoint import input_of, load_checkpoint, read_payload
 from damagenet.training.config import TrainConfig
 from damagenet.training.train import train
 
 #: provenance arrays a fold dataset carries when the pooled dataset has them
 PROVENANCE = ("aoi", "row", "col", "lon", "lat", "prewar")
+#: the settings of a network's training schedule ``crossval.json`` records per fold
+SCHEDULE = ("epochs", "batch_size", "patience", "lr_backbone", "lr_head")
+#: the folder of a fold holding the patch model's log, summary and cells (``--keep-data``)
+PATCH_DIR = "patch"
 
 
 @dataclass(frozen=True)
@@ -90,28 +94,61 @@ class Kind(Protocol):
     ) -> tuple[dict[str, FoldLevel], dict[str, dict[str, Any]]]: ...
 
 
-def kind_of(npz: str | Path, with_patch: bool = False) -> Kind:
-    """The fold behaviour of the dataset's kind (patches, or tiles; ``with_patch``: tiles with
-    the patch model trained and scored beside the pixel model)."""
+@dataclass(frozen=True)
+class PatchTraining:
+    """How the patch model beside the pixel model trains: on its own schedule, not the pixel
+    model's (a batch of 16 tiles would be a batch of 16 cells for it: several times slower
+    per cell and unlike its recipe). The defaults are the patch network's own
+    (:class:`~damagenet.training.config.TrainConfig`'s, the study's recipe); its learning rates
+    are always the study's, whatever the pixel model's are."""
+
+    epochs: int = TrainConfig.epochs
+    batch_size: int = TrainConfig.batch_size
+    patience: int = TrainConfig.patience
+
+    def config(self, cfg: TrainConfig) -> TrainConfig:
+        """The patch model's configuration: ``cfg``'s shared settings (backbone, device, seed,
+        threads...) with this schedule and the study's learning rates."""
+        d = TrainConfig()
+        return dataclasses.replace(
+            cfg, arch="siamese-resnet", lr_backbone=d.lr_backbone, lr_head=d.lr_head,
+            epochs=self.epochs, batch_size=self.batch_size, patience=self.patience,
+        )  # fmt: skip
+
+
+def kind_of(npz: str | Path, patch: PatchTraining | None = None) -> Kind:
+    """The fold behaviour of the dataset's kind (patches, or tiles; ``patch``: tiles with the
+    patch model trained, on that schedule, and scored beside the pixel model)."""
     with pairs.open_npz(Path(npz)) as d:
         tiled = pairs.dataset_kind(d) == TILES
-    if with_patch and not tiled:
+    if patch is not None and not tiled:
         raise DamagenetUsageError(
             f"{npz} is a patch dataset, whose network is the patch model already; "
             "--with-patch-model adds the patch model beside the pixel model on a tile dataset"
         )
-    return TileKind(with_patch) if tiled else PatchKind()
+    return TileKind(patch) if tiled else PatchKind()
 
 
 def train_on(
     splits: dict[str, Split], npz: Path, ckpt: Path, cfg: TrainConfig, kind: str, keep: bool
 ) -> Path:
-    """Train ``cfg``'s network on the fold's splits (written to ``npz`` for the loop)."""
+    """Train ``cfg``'s network on the fold's splits (written to ``npz`` for the loop); its
+    ``train_log.csv`` and ``train_summary.json`` go beside ``npz``."""
+    npz.parent.mkdir(parents=True, exist_ok=True)
     write_fold_npz(splits, npz, kind)
     train(npz, npz.parent, ckpt, cfg, run_evaluation=False)
     if not keep:
         npz.unlink()
     return ckpt
+
+
+def trained_with(ckpt: Path) -> dict[str, Any]:
+    """The schedule a fold's network was trained on and how far it ran, from its model card:
+    what ``crossval.json`` records per fold and model."""
+    card = read_payload(ckpt)["card"]["training"]
+    return {k: card["recipe"][k] for k in SCHEDULE} | {
+        k: card[k] for k in ("epochs_run", "best_epoch")
+    }
 
 
 def write_fold_npz(splits: dict[str, Split], path: Path, kind: str) -> None:
@@ -213,10 +250,10 @@ class PatchKind:
 @dataclass(frozen=True)
 class TileKind:
     """Tile datasets: the Siamese U-Net and the per-pixel baselines at three levels, and with
-    ``with_patch`` the patch model trained on the same training tiles' 16 px cells
+    ``patch`` the patch model trained on the same training tiles' 16 px cells
     (:func:`~damagenet.evaluation.levels.cells_as_pairs`, the study's recipe) beside it."""
 
-    with_patch: bool = False
+    patch: PatchTraining | None = None
     name = TILES
     levels = ("pixel", "patch", "point")
 
@@ -236,19 +273,16 @@ class TileKind:
     def fit(
         self, splits: dict[str, Split], fold_dir: Path, cfg: TrainConfig, keep_data: bool
     ) -> dict[str, Path]:
-        """The pixel model (``model.pt``: the fold ensemble's member), and the patch model
-        (``patch_model.pt``) when asked for."""
+        """The pixel model (``model.pt``: the fold ensemble's member, its log and summary in
+        the fold's folder), and the patch model when asked for (``patch_model.pt``, its log,
+        summary and cells in ``patch/``, so neither overwrites the other's)."""
         npz = fold_dir / "dataset.npz"
         ckpts = {PIXEL_MODEL: train_on(splits, npz, fold_dir / "model.pt", cfg, TILES, keep_data)}
-        if self.with_patch:
+        if self.patch is not None:
             cells = {role: cells_as_pairs(sp) for role, sp in splits.items()}
-            d = TrainConfig()
-            patch_cfg = dataclasses.replace(
-                cfg, arch="siamese-resnet", lr_backbone=d.lr_backbone, lr_head=d.lr_head
-            )
             ckpts[PATCH_MODEL] = train_on(
-                cells, fold_dir / "cells.npz", fold_dir / "patch_model.pt", patch_cfg, PATCHES,
-                keep_data,
+                cells, fold_dir / PATCH_DIR / "cells.npz", fold_dir / "patch_model.pt",
+                self.patch.config(cfg), PATCHES, keep_data,
             )  # fmt: skip
         return ckpts
 
