@@ -313,8 +313,32 @@ def test_prewar_needs_a_prewar_before_scene():
         prewar_date(dt.date(2022, 3, 1))
 
 
-def test_cli_prewar(tmp_path, bucha_aoi_path, capsys):
-    args = ["synthetic", str(bucha_aoi_path), "--out", str(tmp_path), "--max-size-km", "0.5"]
-    assert main([*args, "--mode", "easy", "--prewar"]) == 0
-    printed = capsys.readouterr().out.split()
-    assert str(tmp_path / "prewar.tif") in printed and (tmp_path / "prewar_scl.tif").exists()
+def test_cli_prewar_logs_its_files_and_is_silent_with_q(tmp_path, bucha_aoi_path, capsys):
+    """The written files are logged (INFO, on stderr), never printed; ``-q`` silences them."""
+    args = ["synthetic", str(bucha_aoi_path), "--max-size-km", "0.5", "--mode", "easy"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--prewar"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and f"{tmp_path / 'a'}: wrote before.tif, after.tif" in err
+    assert "prewar.tif, prewar_scl.tif" in err and (tmp_path / "a" / "prewar_scl.tif").exists()
+    assert main(["-q", *args, "--out", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr() == ("", "") and (tmp_path / "b" / "before.tif").exists()
+
+
+def test_tiles_of_a_prewar_pair_record_the_level(tmp_path, bucha_aoi_path, caplog):
+    """The pre-war scene is tagged L2A as the harmonised scenes are: its tiles with the scene
+    step's before scene record the level, without a warning that one of them lacks it."""
+    from contract.npz_keys import PROCESSING_LEVEL
+    from pipeline.scenes.acquire import acquire_scene
+    from pipeline.tiles.cut import cut_tiles
+
+    aoi = load_aoi(bucha_aoi_path)
+    syn = generate_synthetic(
+        aoi, tmp_path / "syn", seed=2, max_size_km=1.0, mode="easy", prewar=True
+    )
+    assert syn.prewar is not None
+    assert {_tag(p, "PROCESSING_LEVEL") for p in (syn.prewar, syn.before, syn.after)} == {"L2A"}
+    before = tmp_path / "before.tif"
+    acquire_scene(aoi, "before", before, "synthetic", syn.before.parent, max_size_km=1.0)
+    cut_tiles(aoi.slug, syn.prewar, before, None, tmp_path / "prewar.npz", size=32)
+    assert str(np.load(tmp_path / "prewar.npz")[PROCESSING_LEVEL]) == "L2A"
+    assert "processing level" not in caplog.text

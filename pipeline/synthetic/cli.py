@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from contract.options import existing_path
 from pipeline.synthetic.options import DEFAULT_MAX_SIZE_KM, DEFAULT_MODE, MODES
+
+log = logging.getLogger(__name__)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -29,9 +32,8 @@ def _run(args: argparse.Namespace) -> int:
             mode=args.mode,
             prewar=args.prewar,
         )
-    for p in vars(paths).values():
-        if p is not None:
-            print(Path(args.out) / Path(p).relative_to(tmp))
+    names = [Path(p).relative_to(tmp).as_posix() for p in vars(paths).values() if p is not None]
+    log.info("%s: wrote %s", args.out, ", ".join(names))
     return 0
 
 

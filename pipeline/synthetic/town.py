@@ -25,6 +25,8 @@ from rasterio.features import geometry_mask, shapes
 from contract.atomic import atomic_path
 from contract.bands import BANDS, band_tags
 from contract.gpkg import pinned_ogr_time
+from contract.processing_level import L2A
+from contract.processing_level import TAG as LEVEL_TAG
 from pipeline.aoi import AOI, DateWindow
 from pipeline.aoi.fields import INVASION_DATE
 from pipeline.errors import PipelineUsageError
@@ -303,7 +305,9 @@ def _write_scenes(
 def _scene_tags(
     aoi: AOI, seed: int, mode: str, date: dt.date, baseline: str = "03.01"
 ) -> dict[str, str]:
-    """ESA-like tags of one synthetic scene."""
+    """ESA-like tags of one synthetic scene (every date, the pre-war one too): its processing
+    level is L2A, as the towns model surface reflectance, so a pair of any two of them, or of
+    one and a harmonised scene, records its level."""
     return {
         "ACQUISITION_DATE": date.isoformat(),
         "SOURCE": "synthetic",
@@ -312,6 +316,7 @@ def _scene_tags(
         "SEED": str(seed),
         "SYNTHETIC_MODE": mode,
         "PROCESSING_BASELINE": baseline,
+        LEVEL_TAG: L2A,
         "BOA_QUANTIFICATION_VALUE": "10000",
     }
 
