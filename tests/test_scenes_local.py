@@ -273,22 +273,11 @@ def test_local_bad_input(tmp_path, aoi, raw, case, message):
 
 def test_cli_exit_code_and_no_output(tmp_path, bucha_aoi_path, capsys):
     out = tmp_path / "s.tif"
-    code = main(
-        [
-            "scene",
-            str(bucha_aoi_path),
-            "--epoch",
-            "after",
-            "--out",
-            str(out),
-            "--source",
-            "local",
-            "--input",
-            str(tmp_path / "missing.tif"),
-        ]
-    )
-    assert code == 2 and not out.exists()
-    assert "not found" in capsys.readouterr().err
+    args = ["scene", str(bucha_aoi_path), "--epoch", "after", "--out", str(out)]
+    with pytest.raises(SystemExit) as exit_info:  # a usage error: argparse exits 2
+        main([*args, "--source", "local", "--input", str(tmp_path / "missing.tif")])
+    assert exit_info.value.code == 2 and not out.exists()
+    assert "missing.tif: no such file" in capsys.readouterr().err
 
 
 def test_synthetic_source_reads_a_written_folder(tmp_path, aoi, raw):
