@@ -118,6 +118,26 @@ def test_demo_workflow_runs_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
+def test_demo_runs_with_the_pixel_model(tmp_path):
+    """Issue 28.5: the demo graph with model.arch siamese-unet: tiles, tile dataset, the pixel
+    model trained, evaluated and mapping both towns (2 km, 2 epochs, Sentinel-2 only)."""
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    config.update(aoi_dir=str(ROOT / "aois"), aois=["bucha", "irpin"], sensor="s2")
+    config["scenes"]["max_size_km"] = 2.0
+    config["model"] = {"arch": "siamese-unet", "tile_size": 32}
+    config["train"].update(epochs=2, patience=2, batch_size=8)
+    (tmp_path / "unet.yaml").write_text(yaml.safe_dump(config))
+    proc = _run(["--cores", "2", "--configfile", str(tmp_path / "unet.yaml")], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "models" / "best_siamese-unet.pt").exists()
+    assert "roc_auc" in (tmp_path / "results" / "metrics.json").read_text()
+    for aoi in ("bucha", "irpin"):
+        assert (tmp_path / "data" / "tiles" / f"{aoi}.npz").exists()
+        with rasterio.open(tmp_path / "results" / "maps" / f"{aoi}_damage_prob.tif") as m:
+            assert m.descriptions == ("damage_probability",)
+
+
+@pytest.mark.slow
 def test_full_demo_configuration(tmp_path):
     """The README's main job exactly: config/demo.yaml (ResNet-101, 3 km AOIs)."""
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
@@ -404,7 +424,7 @@ def test_both_sensors_fuse_and_aggregate_every_map(tmp_path):
 def test_pixel_model_trains_on_a_tile_dataset(tmp_path):
     """Issue 28.5: model.arch siamese-unet: targets, tiles, a tile dataset, --arch."""
     (tmp_path / "unet.yaml").write_text(
-        yaml.safe_dump({"model": {"arch": "siamese-unet", "tile_size": 32}})
+        yaml.safe_dump({"model": {"arch": "siamese-unet", "tile_size": 48}})
     )
     out = _dry(tmp_path, configfiles=[ROOT / "config" / "demo.yaml", tmp_path / "unet.yaml"])
     assert not _commands(out, "pipeline patches")
@@ -412,10 +432,11 @@ def test_pixel_model_trains_on_a_tile_dataset(tmp_path):
     assert "--grid data/scenes/irpin/after.tif --unosat data/synthetic/irpin/unosat.zip" in targets
     assert "--out data/targets/irpin.tif --classes 1,2,3" in targets
     (tiles,) = [c for c in _commands(out, "pipeline tiles") if "irpin" in c]
-    assert "--targets data/targets/irpin.tif --out data/tiles/irpin.npz --size 32" in tiles
+    assert "--targets data/targets/irpin.tif --out data/tiles/irpin.npz --size 48" in tiles
     (dataset,) = _commands(out, "pipeline dataset")
     assert "data/tiles/bucha.npz data/tiles/irpin.npz data/tiles/hostomel.npz" in dataset
-    assert "--out data/processed/tiles32_splits.npz" in dataset and "--tile-size 32" in dataset
+    assert "--out data/processed/tiles48_splits.npz" in dataset and "--tile-size 48" in dataset
+    assert "--block-m 480.0" in dataset  # the demo's 320 m blocks, rounded up to whole tiles
     assert "--nvd" not in dataset and "--hard-negative-share" not in dataset
     (train,) = _commands(out, "damagenet train")
     assert "--arch siamese-unet" in train and "--ckpt models/best_siamese-unet.pt" in train
@@ -447,6 +468,13 @@ DOC_EXAMPLE_PATHS = {
     "data/unosat/x.zip",  # docs/labels.md: a labels.path in an AOI file
     "data/unosat/borodianka.zip",  # docs/adding-an-aoi.md: a new AOI's labels, not in aois/
     "models/study_resnet101.pt",  # README, docs/model.md: written by damagenet import-seed
+    "data/processed/tiles.npz",  # docs/dataset.md: a pipeline dataset --tile-size example
+    "data/processed/tiles_64.npz",  # docs/model.md: the damagenet train --arch example
+    "models/unet.pt",  # docs/model.md: the same example's checkpoint
+    "results/unet",  # docs/model.md: the same example's results folder
+    "data/overture/",  # docs/buildings.md: damagenet aggregate's cache, not a workflow output
+    "data/scene_pair",  # docs/architecture.md: the module folder damagenet/data/scene_pair
+    "data/synthetic/bucha",  # docs/radar.md: the synthetic rule's folder, pipeline radar --input
 }
 DOC_PATH = re.compile(r"(?<![\w/.-])(?:data|results|models|logs)/(?:[\w.<>*-]|/|\{[\w,]+\})*")
 
@@ -466,11 +494,13 @@ def _doc_path_regex(path):
 
 def test_docs_name_only_paths_the_workflow_writes(tmp_path):
     declared = set()
+    (tmp_path / "unet.yaml").write_text(yaml.safe_dump({"model": {"arch": "siamese-unet"}}))
     runs = [
         ((), [ROOT / "config" / "demo.yaml"]),
         ((), []),
-        (("crossval",), [ROOT / "config" / "demo.yaml"]),
-    ]  # a target outside `all`
+        (("crossval",), [ROOT / "config" / "demo.yaml"]),  # a target outside `all`
+        ((), [ROOT / "config" / "demo.yaml", tmp_path / "unet.yaml"]),  # the pixel model's files
+    ]
     for targets, configfiles in runs:
         out = _dry(tmp_path, targets=targets, configfiles=configfiles)
         for line in out.splitlines():

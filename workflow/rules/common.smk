@@ -3,6 +3,7 @@
 # rule. Defaults live in workflow/schemas/config.schema.yaml only; by now `validate` has filled
 # every key it defines, so this file reads config[...] without fallbacks.
 
+import math
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from damagenet.outputs import (FUSED_SUFFIX, PROB_SUFFIX, PWTT_SUFFIX, QUICKLOOK
                                radar_map_report_suffixes, radar_map_suffixes)
 from pipeline.aoi import discover_aoi_files, load_aoi
 from pipeline.errors import PipelineError
+from pipeline.grid import RESOLUTION_M
 
 MODE = config["mode"]
 # Which sensors map damage: s2 (the Sentinel-2 model), s1 (PWTT on Sentinel-1, no model at all)
@@ -87,6 +89,16 @@ MAP_FILES = map_suffixes(with_truth=MODE == "train")
 # Files `damagenet aggregate --out <aoi>.gpkg` writes.
 AGGREGATE_FILES = aggregate_suffixes()
 
+
+# Plots `damagenet evaluate` writes beside metrics.json: for the patch model its confusion
+# matrices (counts, normalised, at the threshold), ROC and PR curves; for the pixel model the
+# confusion matrix at its threshold, ROC and PR curves over labelled pixels, and the models'
+# ROC curves at pixel, patch and point level.
+EVALUATION_PLOTS = ["confusion_matrix_threshold.png", "roc_curve.png", "pr_curve.png"]
+if TILES:
+    EVALUATION_PLOTS += [f"roc_models_{level}.png" for level in ("pixel", "patch", "point")]
+else:
+    EVALUATION_PLOTS += ["confusion_matrix_counts.png", "confusion_matrix_normalized.png"]
 
 # Files `damagenet pwtt` and `damagenet fuse` write beside <aoi>_pwtt.tif and <aoi>_fused.tif.
 PWTT_FILES = radar_map_suffixes("pwtt")
@@ -311,6 +323,16 @@ def pwtt_options(wildcards):
     if SENSOR == "both":
         opts.append("--null")
     return opts
+
+
+def dataset_block_m():
+    """dataset.block_m, for a tile dataset rounded up to whole tiles: a tile never straddles a
+    block edge, so no tile's ground is in two splits (`pipeline dataset` drops those that do)."""
+    block_m = config["dataset"]["block_m"]
+    if not TILES:
+        return block_m
+    tile_m = config["model"]["tile_size"] * RESOLUTION_M
+    return max(1, math.ceil(block_m / tile_m - 1e-9)) * tile_m
 
 
 def dataset_options(wildcards, input):

@@ -105,6 +105,7 @@ rule dataset:
         python=PYTHON,
         d=config["dataset"],
         kind=dataset_options,
+        block_m=dataset_block_m(),
         test_aois=test_aois_option,
         seed=config["seed"],
     threads: 1
@@ -113,6 +114,6 @@ rule dataset:
         runtime=30,
     shell:
         "{params.python:q} -m pipeline dataset {input.pairs:q} --out {output.npz:q}"
-        " --split {params.d[split]:q} --block-m {params.d[block_m]:q}"
+        " --split {params.d[split]:q} --block-m {params.block_m:q}"
         " --val-fraction {params.d[val_fraction]:q} --test-fraction {params.d[test_fraction]:q}"
         " --seed {params.seed:q} {params.kind:q} {params.test_aois:q} > {log:q} 2>&1"

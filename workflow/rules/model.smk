@@ -51,14 +51,7 @@ rule evaluate:
             category="3. Evaluation",
         ),
         plots=report(
-            multiext(
-                f"{RESULTS}/",
-                "confusion_matrix_counts.png",
-                "confusion_matrix_normalized.png",
-                "confusion_matrix_threshold.png",
-                "roc_curve.png",
-                "pr_curve.png",
-            ),
+            multiext(f"{RESULTS}/", *EVALUATION_PLOTS),
             caption="../report/evaluation.rst",
             category="3. Evaluation",
         ),
