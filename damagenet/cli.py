@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from contract.cli import run_command, setup_logging
+from contract.cli import run_main
 
 COMMAND_MODULES = (
     "damagenet.commands.train",
@@ -44,9 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose, args.quiet)
-    return run_command(args.func, args)
+    """The whole command line, parser build included, inside the one error boundary."""
+    return run_main(build_parser, argv)
 
 
 if __name__ == "__main__":

@@ -189,20 +189,7 @@ def test_every_command_every_signal_every_moment(name, sig_name, delay, inputs, 
     _run_case(name, sig_name, delay, inputs, tmp_path)
 
 
-@pytest.mark.parametrize(
-    "package",
-    [
-        "pipeline",
-        pytest.param(
-            "damagenet",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="pending: damagenet/cli.py main() must return "
-                "contract.cli.run_main(build_parser, argv), so start-up is inside the boundary",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("package", ["pipeline", "damagenet"])
 def test_console_commands_run_inside_the_boundary(package):
     """Issue 31.3: Ctrl-C while the command modules import gave a traceback and exit 1."""
     import importlib

@@ -8,7 +8,6 @@ untestable pixels are all exercised.
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import numpy as np
@@ -16,9 +15,8 @@ import pytest
 import rasterio
 from test_pwtt_store import make_store, schedule, speckled
 
-from contract.cli import run_command
-from damagenet.commands.pwtt import add_parser
 from damagenet.radar.pwtt_map import PwttOptions, pwtt_map
+from tests.test_bad_inputs import run_cli as _run_cli
 
 H, W = 22, 19
 ORBITS = {21: (5, 3), 94: (4, 2), 167: (2, 4)}  # orbit 167 has too few pre acquisitions
@@ -26,11 +24,8 @@ ENL = 5.0
 
 
 def run_cli(argv: list[str]) -> int:
-    """``damagenet pwtt ARGS`` through the command's own parser and the CLI boundary."""
-    parser = argparse.ArgumentParser(prog="damagenet")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return run_command(args.func, args)
+    """``damagenet pwtt ARGS`` through the real command line (parser errors are exit 2)."""
+    return _run_cli(["damagenet", *argv])
 
 
 def lee_at(img: np.ndarray, i: int, j: int) -> float:

@@ -64,8 +64,8 @@ def test_bad_out_and_missing_store(tmp_path, capsys):
     assert run_cli(["pwtt", "--radar", str(store), "--out", str(tmp_path / "t.png")]) == 2
     assert "expected a .tif path" in capsys.readouterr().err
     missing = tmp_path / "none.zarr"
-    assert run_cli(["pwtt", "--radar", str(missing), "--out", str(tmp_path / "t.tif")]) == 1
-    assert "no such radar store" in capsys.readouterr().err
+    assert run_cli(["pwtt", "--radar", str(missing), "--out", str(tmp_path / "t.tif")]) == 2
+    assert "none.zarr: no such file or folder" in capsys.readouterr().err
 
 
 def test_built_mask_limits_the_map_and_must_share_the_grid(tmp_path, capsys):

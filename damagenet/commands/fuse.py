@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from contract.options import positive_float
+from contract.options import existing_path, positive_float
 from damagenet.radar import FUSED_THRESHOLD
 
 
@@ -18,7 +18,10 @@ def _run(args: argparse.Namespace) -> int:
     from damagenet.radar.fused_map import FuseOptions, fuse_map
 
     summary = fuse_map(
-        args.pwtt, args.optical, args.out, FuseOptions(args.threshold, args.optical_null)
+        Path(args.pwtt),
+        Path(args.optical),
+        args.out,
+        FuseOptions(args.threshold, Path(args.optical_null) if args.optical_null else None),
     )
     px = summary["pixels"]
     print(
@@ -42,11 +45,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Writes the fused z (float32 COG), the class map at --threshold, which sensors saw "
         "each pixel, QGIS styles, a summary and a quick-look beside --out.",
     )
-    p.add_argument("--pwtt", required=True, type=Path, help="T map from 'damagenet pwtt --null'")
+    p.add_argument(
+        "--pwtt", required=True, type=existing_path, help="T map from 'damagenet pwtt --null'"
+    )
     p.add_argument(
         "--optical",
         required=True,
-        type=Path,
+        type=existing_path,
         help="probability map from 'damagenet predict' (<aoi>_damage_prob.tif) on the same grid",
     )
     p.add_argument(
@@ -64,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--optical-null",
-        type=Path,
+        type=existing_path,
         default=None,
         help="the same model's probability map of a pre-war pair (e.g. 'damagenet predict "
         "--before PREWAR --after BEFORE'): its logit mean and sd standardise the optical "

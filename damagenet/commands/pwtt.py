@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from contract.options import positive_float, positive_int
+from contract.options import existing_path, positive_float, positive_int
 from damagenet.radar import DEFAULT_THRESHOLD
 
 
@@ -21,7 +21,7 @@ def _run(args: argparse.Namespace) -> int:
         smoothing=args.smoothing,
         welch=args.welch,
         stouffer=args.stouffer,
-        built=args.built,
+        built=Path(args.built) if args.built else None,
         strip_rows=args.strip_rows,
         null=args.null,
     )
@@ -46,7 +46,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Works for any AOI with a radar store; needs no checkpoint.",
     )
     p.add_argument(
-        "--radar", required=True, help="the AOI's radar store (<aoi>.zarr from 'pipeline radar')"
+        "--radar",
+        required=True,
+        type=existing_path,
+        help="the AOI's radar store (<aoi>.zarr from 'pipeline radar')",
     )
     p.add_argument("--out", required=True, help="T map to write, e.g. results/maps/<aoi>_pwtt.tif")
     _method_options(p)
@@ -93,7 +96,7 @@ def _method_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--built",
-        type=Path,
+        type=existing_path,
         default=None,
         help="built-up raster on the store's grid (nonzero: built; e.g. WorldCover class 50 or "
         "rasterised footprints), PWTT's urban mask applied before the circular means",
