@@ -468,12 +468,7 @@ DOC_EXAMPLE_PATHS = {
     "data/unosat/x.zip",  # docs/labels.md: a labels.path in an AOI file
     "data/unosat/borodianka.zip",  # docs/adding-an-aoi.md: a new AOI's labels, not in aois/
     "models/study_resnet101.pt",  # README, docs/model.md: written by damagenet import-seed
-    "data/processed/tiles.npz",  # docs/dataset.md: a pipeline dataset --tile-size example
-    "data/processed/tiles_64.npz",  # docs/model.md: the damagenet train --arch example
-    "models/unet.pt",  # docs/model.md: the same example's checkpoint
-    "results/unet",  # docs/model.md: the same example's results folder
     "data/overture/",  # docs/buildings.md: damagenet aggregate's cache, not a workflow output
-    "data/scene_pair",  # docs/architecture.md: the module folder damagenet/data/scene_pair
     "data/synthetic/bucha",  # docs/radar.md: the synthetic rule's folder, pipeline radar --input
 }
 DOC_PATH = re.compile(r"(?<![\w/.-])(?:data|results|models|logs)/(?:[\w.<>*-]|/|\{[\w,]+\})*")
