@@ -498,6 +498,7 @@ def city_scores(
 
 
 def cropped_map(values: np.ndarray) -> np.ndarray:
+    """A (1, H, W) map cut to whole cells, as :func:`cropped` cuts the split."""
     h, w = (n - n % CELL for n in values.shape[1:])
     return values[:, :h, :w]
 
@@ -549,6 +550,7 @@ def calibrate(values: np.ndarray, calib: dict[str, Any] | None) -> np.ndarray:
 
 
 def logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds of probabilities kept off 0 and 1 (what the temperature is fitted on)."""
     p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
     return np.log(p / (1 - p))
 
@@ -669,6 +671,8 @@ class Units:
     thresholds: dict[str, np.ndarray]
 
     def shifted(self, model: str, against_threshold: bool) -> np.ndarray:
+        """Scores, minus each unit's threshold for figures read at the threshold (so pooled
+        folds with their own thresholds are read alike, at 0)."""
         s = self.scores[model].astype(np.float64)
         return s - self.thresholds[model] if against_threshold else s
 
@@ -697,6 +701,7 @@ def cell_units(cs: CityScores, groups: np.ndarray | None) -> Units:
 
 
 def pooled(parts: list[Units]) -> Units:
+    """Several cities' units as one set, each unit keeping its group and its threshold."""
     return Units(
         np.concatenate([u.y for u in parts]),
         np.concatenate([u.groups for u in parts]),
@@ -732,6 +737,7 @@ def figures(levels: dict[str, Units], model: str, s: Settings) -> dict[str, Any]
 def paired(levels: dict[str, Units], s: Settings) -> dict[str, dict[str, Any]]:
     """``a - b`` of every figure for every pair of models, on the same resampled groups."""
     from damagenet.evaluation.intervals import paired_difference
+    from damagenet.evaluation.scores import fmt_diff
 
     out: dict[str, dict[str, Any]] = {}
     for a, b in itertools.combinations(MODELS, 2):
@@ -753,6 +759,8 @@ def score_all(
     folds: list[dict[str, Any]], groups: dict[str, int], s: Settings
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Per-city and pooled figures of every model, paired differences, per-city counts."""
+    from damagenet.evaluation.scores import fmt_ci
+
     per_city: dict[str, dict[str, Units]] = {}
     parts: dict[str, list[Units]] = {"pixel": [], "cell": []}
     counts = {}
@@ -782,7 +790,18 @@ def score_all(
     return models, paired(pooled_levels, s), counts
 
 
+def best_f1(y: np.ndarray, score: np.ndarray) -> float:
+    """The F1 at the threshold best on these very units: what the ranking would allow, a
+    diagnostic of what transferring a threshold costs (it reads the test labels: never an
+    accuracy figure)."""
+    from damagenet.evaluation.metrics import choose_threshold
+    from damagenet.evaluation.scores import f1_at
+
+    return f1_at(choose_threshold(y, score, THRESHOLD_RULE))(y, score)
+
+
 def city_counts(cs: CityScores, levels: dict[str, Units], fold: int) -> dict[str, Any]:
+    """What a city's figures rest on: units, change, blocks, unscored pixels, best F1."""
     return {
         "fold": fold,
         "pixels": int(len(cs.y)),
@@ -792,26 +811,11 @@ def city_counts(cs: CityScores, levels: dict[str, Units], fold: int) -> dict[str
         "changed_cells": int(cs.cell_y.sum()),
         "blocks": int(len(np.unique(levels["pixel"].groups))),
         "unscored_pixels": cs.unscored,
+        "best_f1_on_itself": {m: best_f1(cs.y, cs.pixel[m]) for m in MODELS},
     }
 
 
 # ------------------------------------------------------------------ tables
-
-
-def fmt_ci(e: dict[str, float | None]) -> str:
-    if e.get("value") is None:
-        return "n/a"
-    if e.get("low") is None:
-        return f"{e['value']:.3f}"
-    return f"{e['value']:.3f} ({e['low']:.3f}-{e['high']:.3f})"
-
-
-def fmt_diff(e: dict[str, float | None]) -> str:
-    if e.get("value") is None:
-        return "n/a"
-    if e.get("low") is None:
-        return f"{e['value']:+.3f}"
-    return f"{e['value']:+.3f} ({e['low']:+.3f} to {e['high']:+.3f})"
 
 
 TITLES = {
@@ -827,6 +831,8 @@ TITLES = {
 
 def tables(report: dict[str, Any]) -> str:
     """The Markdown tables: pooled, per city (one per figure), paired differences."""
+    from damagenet.evaluation.scores import fmt_ci, fmt_diff
+
     models, cities = report["models"], report["cities"]
     lines = ["### Pooled (95 % intervals resample whole groups of related cities)", ""]
     lines += ["| model | " + " | ".join(TITLES[f] for f in FIGURES) + " |"]
@@ -1008,6 +1014,8 @@ FIGURES_NOTE = {
     "pooled intervals": "percentile bootstrap of whole groups of related cities",
     "city intervals": "percentile bootstrap of 640 m ground blocks",
     "paired_differences": "a - b on the same resampled groups, pooled; positive: a better",
+    "best_f1_on_itself": "per city, the F1 at the threshold best on the city's own labels: what "
+    "the ranking allows, to read beside the F1 at the validation threshold (not an accuracy)",
 }
 
 

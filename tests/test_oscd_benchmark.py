@@ -59,6 +59,10 @@ def _check_report(report: dict, cities: set[str]) -> None:
         assert set(report["models"][model]["cities"]) == cities
         for entry in report["models"][model]["cities"].values():
             _check_figures(entry)
+    for city in cities:  # no threshold beats the one best on the city's own labels
+        best = report["cities"][city]["best_f1_on_itself"]
+        for model in MODELS:
+            assert best[model] >= report["models"][model]["cities"][city]["f1"]["value"] - 1e-9
     pairs = {f"{a}-{b}" for i, a in enumerate(MODELS) for b in MODELS[i + 1 :]}
     assert set(report["paired_differences"]) == pairs
     for row in report["paired_differences"].values():
