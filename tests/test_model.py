@@ -323,8 +323,11 @@ def test_study_command_form(tmp_path, npz, monkeypatch, capsys):
     assert (tmp_path / "results" / "metrics.json").exists()
     _, payload = load_checkpoint(tmp_path / "models" / "best_resnet101.pt")
     assert payload["architecture"]["backbone"] == "resnet101"
-    assert main(["train", "--npz", "missing.npz", "--out", "r", "--ckpt", "m.pt"]) == 2
-    assert "cannot read" in capsys.readouterr().err
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:  # a missing named input is a usage error
+        main(["train", "--npz", "missing.npz", "--out", "r", "--ckpt", "m.pt"])
+    assert exit_info.value.code == 2
+    assert "missing.npz: no such file" in capsys.readouterr().err
 
 
 def test_all_backbones_known():

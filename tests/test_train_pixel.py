@@ -222,6 +222,23 @@ def test_bad_tile_datasets_are_refused_by_name(tmp_path, override, message):
     assert str(npz) in str(err.value)
 
 
+def test_arch_auto_trains_the_pixel_model_on_tiles_and_says_so(tmp_path, capsys):
+    """``damagenet train`` without --arch: a tile dataset trains the pixel model (the default
+    since it won on real imagery); a named architecture of the other kind is still refused."""
+    npz = write_tiles_npz(tmp_path / "t.npz", sizes=(8, 8, 8))
+    common = ["--npz", str(npz), "--epochs", "1", "--width", "4", "--no-evaluate"]
+    code = main(["train", *common, "--out", str(tmp_path / "o"), "--ckpt", str(tmp_path / "m.pt")])
+    assert code == 0 and "--arch auto: siamese-unet for a tiles dataset" in capsys.readouterr().err
+    _, payload = load_checkpoint(tmp_path / "m.pt")
+    assert registry.arch_name(payload["architecture"]) == "siamese-unet"
+    code = main(
+        ["train", *common, "--arch", "siamese-resnet", "--out", str(tmp_path / "o2"),
+         "--ckpt", str(tmp_path / "m2.pt")]
+    )  # fmt: skip
+    assert code == 1 and not (tmp_path / "m2.pt").exists()
+    assert "the pixel model reads it (--arch siamese-unet)" in capsys.readouterr().err
+
+
 def test_unwritable_checkpoint_folder_fails_before_training_and_leaves_nothing(tmp_path, capsys):
     npz = write_tiles_npz(tmp_path / "t.npz", sizes=(8, 8, 8))
     (tmp_path / "blocker").write_text("a file where the models folder should be")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
 
 from contract.options import existing_path, positive_int
 from damagenet.defaults import (
@@ -13,19 +15,39 @@ from damagenet.defaults import (
     PRECISION_NAMES,
     THRESHOLD_RULES,
 )
-from damagenet.models.choices import ARCHITECTURES, FUSIONS, UNET_ENCODERS
+from damagenet.models.choices import (
+    ARCHITECTURE_OF_KIND,
+    ARCHITECTURES,
+    AUTO,
+    FUSIONS,
+    UNET_ENCODERS,
+)
 from damagenet.training.config import TrainConfig
 
 
 def _run(args: argparse.Namespace) -> int:
     from damagenet.training.train import train  # heavy: only when the command runs
 
-    train(args.npz, args.out, args.ckpt, config_of(args), run_evaluation=not args.no_evaluate)
+    cfg = config_of(args, resolve_arch(args.arch, args.npz))
+    train(args.npz, args.out, args.ckpt, cfg, run_evaluation=not args.no_evaluate)
     return 0
 
 
-def config_of(args: argparse.Namespace) -> TrainConfig:
-    """The options record of the parsed command line."""
+def resolve_arch(arch: str, npz: str) -> str:
+    """``auto``: the architecture that trains on the dataset's kind (tiles: the pixel model)."""
+    if arch != AUTO:
+        return arch
+    from damagenet.data.pairs import dataset_kind, open_npz
+
+    with open_npz(Path(npz)) as d:
+        kind = dataset_kind(d)
+    chosen = ARCHITECTURE_OF_KIND[kind]
+    logging.getLogger(__name__).info("--arch auto: %s for a %s dataset", chosen, kind)
+    return chosen
+
+
+def config_of(args: argparse.Namespace, arch: str) -> TrainConfig:
+    """The options record of the parsed command line, with the architecture resolved."""
     return TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -45,7 +67,7 @@ def config_of(args: argparse.Namespace) -> TrainConfig:
         memory_format=args.memory_format,
         precision=args.precision,
         progress=not args.quiet,
-        arch=args.arch,
+        arch=arch,
         encoder=args.encoder,
         fusion=args.fusion,
         fusion_conv=args.fusion_conv,
@@ -122,11 +144,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _architecture_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     p.add_argument(
         "--arch",
-        choices=ARCHITECTURES,
-        default=d.arch,
+        choices=(AUTO, *ARCHITECTURES),
+        default=AUTO,
         help="siamese-resnet: the study's patch classifier, one value per pair of a patch "
-        "dataset; siamese-unet: one value per pixel of a tile dataset "
-        "('pipeline dataset --tile-size 64') (%(default)s)",
+        "dataset; siamese-unet: the pixel model, one value per pixel of a tile dataset "
+        "('pipeline dataset --tile-size 64'); auto: the one of the dataset's kind "
+        "(%(default)s)",
     )
     p.add_argument(
         "--backbone",

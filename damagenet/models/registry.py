@@ -32,7 +32,7 @@ from damagenet.models.unet import SiameseUNet
 Network = SiameseResNet | SiameseUNet
 PAIR = "pair"
 PIXEL = "pixel"
-#: The name of records that carry none (checkpoints older than the registry).
+#: The name of records that carry none (checkpoints older than the registry: the patch network).
 LEGACY = DEFAULT_ARCHITECTURE
 
 

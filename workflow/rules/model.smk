@@ -21,6 +21,7 @@ rule train:
         python=PYTHON,
         t=config["train"],
         arch=ARCH,
+        recipe=train_arch_options,
         out=lambda wc, output: str(Path(output.log_csv).parent),
         device=config["device"],
         seed=config["seed"],
@@ -32,9 +33,8 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} {params.python:q} -m damagenet train --npz {input:q}"
         " --arch {params.arch:q} --out {params.out:q} --ckpt {output.ckpt:q}"
-        " --epochs {params.t[epochs]:q}"
-        " --batch-size {params.t[batch_size]:q} --patience {params.t[patience]:q}"
-        " --backbone {params.t[backbone]:q} --weights {params.t[weights]:q}"
+        " --epochs {params.t[epochs]:q} {params.recipe:q} --patience {params.t[patience]:q}"
+        " --weights {params.t[weights]:q}"
         " --threshold-rule {params.t[threshold_rule]:q} --device {params.device:q}"
         " --precision {params.t[precision]:q} --seed {params.seed:q} --no-evaluate"
         " > {log:q} 2>&1"
