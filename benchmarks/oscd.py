@@ -549,17 +549,12 @@ def calibrate(values: np.ndarray, calib: dict[str, Any] | None) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def logit(p: np.ndarray) -> np.ndarray:
-    """Log-odds of probabilities kept off 0 and 1 (what the temperature is fitted on)."""
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
-
-
 def operating_points(val: list[CityScores]) -> dict[str, dict[str, Any]]:
     """Per model: temperature and F1-best threshold on the validation cities' pixels."""
     from damagenet.evaluation.calibration import fit_temperature
     from damagenet.evaluation.metrics import choose_threshold
     from damagenet.evaluation.scores import f1_at
+    from damagenet.logits import logit
 
     y = np.concatenate([v.y for v in val])
     out = {}

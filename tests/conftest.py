@@ -7,9 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference"
+from support.paths import DEMO_AOIS, REFERENCE, ROOT
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +50,6 @@ def session_tmp(tmp_path_factory) -> Path:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
-
-
-DEMO_AOIS = ("bucha", "irpin", "hostomel")
 
 
 @pytest.fixture(scope="session")

@@ -23,17 +23,10 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.isotonic import IsotonicRegression
 
+from damagenet.logits import logit, sigmoid
+
 METHODS = ("temperature", "isotonic")
 _EPS = 1e-7
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-np.asarray(z, dtype=np.float64)))
 
 
 def nll(y: np.ndarray, prob: np.ndarray) -> float:
@@ -66,7 +59,7 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """The temperature minimising validation NLL of ``sigmoid(logits / T)``."""
     z = np.asarray(logits, dtype=np.float64)
     res = minimize_scalar(
-        lambda log_t: nll(y, _sigmoid(z / np.exp(log_t))),
+        lambda log_t: nll(y, sigmoid(z / np.exp(log_t))),
         bounds=(np.log(0.05), np.log(20.0)),
         method="bounded",
     )
@@ -86,7 +79,7 @@ def fit_calibration(
     if method == "temperature":
         return fit_temperature(logits, y)
     if method == "isotonic":
-        return fit_isotonic(_sigmoid(logits), y)
+        return fit_isotonic(sigmoid(logits), y)
     raise ValueError(f"calibration method must be one of {METHODS}, got {method!r}")
 
 
@@ -100,13 +93,13 @@ def apply_calibration(
     """
     x = np.asarray(probs_or_logits, dtype=np.float64)
     if calib is None:
-        return _sigmoid(x) if logits else x
+        return sigmoid(x) if logits else x
     method = calib.get("method")
     if method == "temperature":
-        z = x if logits else _logit(x)
-        return _sigmoid(z / float(calib["T"]))
+        z = x if logits else logit(x)
+        return sigmoid(z / float(calib["T"]))
     if method == "isotonic":
-        p = _sigmoid(x) if logits else x
+        p = sigmoid(x) if logits else x
         return np.interp(
             p, np.asarray(calib["x"], dtype=np.float64), np.asarray(calib["y"], dtype=np.float64)
         )
@@ -125,7 +118,7 @@ def calibration_report(
     out: dict[str, Any] = {
         "bins": bins,
         "fitted_on": "val",
-        "raw": _quality(y_test, _sigmoid(logits_test), bins),
+        "raw": _quality(y_test, sigmoid(logits_test), bins),
     }
     for method in METHODS:
         calib = fit_calibration(logits_val, y_val, method)

@@ -32,14 +32,10 @@ from damagenet.evaluation.scores import (
     fmt_diff,
     threshold_for_precision,
 )
+from damagenet.logits import logit
 
 log = logging.getLogger(__name__)
 NETWORK = "siamese"
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
 
 
 def operating_points(
@@ -113,7 +109,7 @@ def compare_models(
     table = result["scores"]
     for row in table.values():
         row["threshold_rule"] = threshold.get("rule", "recall90")
-    calib = calibration_report(y_val, _logit(val_prob), y_test, _logit(test_prob))
+    calib = calibration_report(y_val, logit(val_prob), y_test, logit(test_prob))
     roc_models_plot(
         y_test, {k: v["test"] for k, v in scores.items()}, table, out_dir / "roc_models.png"
     )

@@ -48,6 +48,7 @@ from damagenet.evaluation.tile_evaluate import (
     score_level,
 )
 from damagenet.inference.scoring import resolve_device
+from damagenet.logits import logit
 from damagenet.models.checkpoint import input_of, load_checkpoint, read_payload
 from damagenet.training.config import TrainConfig
 from damagenet.training.train import train
@@ -181,11 +182,6 @@ def store_calibration(ckpt: Path, calib: dict[str, Any]) -> None:
         torch.save(payload, tmp)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
-
-
 def _fold_level(
     test: Split, tile: np.ndarray, y: np.ndarray, models: dict[str, Scored]
 ) -> FoldLevel:
@@ -235,7 +231,7 @@ class PatchKind:
             s: probabilities(model, splits[s], input_of(payload), cfg.eval_batch_size, dev)
             for s in ("val", "test")
         }
-        calib = fit_temperature(_logit(prob["val"]), splits["val"].y)
+        calib = fit_temperature(logit(prob["val"]), splits["val"].y)
         store_calibration(ckpt, calib)
         scores = {
             NETWORK: {s: apply_calibration(p, calib) for s, p in prob.items()},
@@ -315,7 +311,7 @@ def calibrate(
     """Fit ``model``'s temperature on the validation units of its own level, store it in its
     checkpoint, and calibrate its maps with it."""
     units = level.units(val)
-    calib = fit_temperature(_logit(level.scores(units, maps[model]["val"])), units.y)
+    calib = fit_temperature(logit(level.scores(units, maps[model]["val"])), units.y)
     store_calibration(ckpt, calib)
     maps[model] = {
         s: ScoreMap(apply_calibration(m.values, calib), m.cell) for s, m in maps[model].items()

@@ -41,7 +41,8 @@ from damagenet.evaluation.comparison import compare_models
 from damagenet.evaluation.intervals import groups_for, interval_record
 from damagenet.evaluation.metrics import choose_threshold, ranking_metrics, report
 from damagenet.evaluation.plots import confusion_plot, pr_plot, roc_plot
-from damagenet.inference.scoring import predict_logits, resolve_device, sigmoid
+from damagenet.inference.scoring import predict_logits, resolve_device
+from damagenet.logits import sigmoid
 from damagenet.models.card import THRESHOLD_HOW
 from damagenet.models.checkpoint import checkpoint_hash, input_of, load_checkpoint
 from damagenet.models.registry import PAIR, PIXEL, describe, output_of

@@ -74,10 +74,6 @@ def predict_logits(
     return batched_logits(model, data.before, data.after, batch_size, device).numpy()
 
 
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-logits.astype(np.float64)))
-
-
 class FixedBatch(nn.Module):
     """Runs a compiled network on batches of one size: short batches are padded with zeros.
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from damagenet import logits
+
 #: A normal distribution's standard deviation per median absolute deviation.
 ROBUST_SD = 1.4826
 #: Probabilities are kept this far from 0 and 1 before the logit (float32 sigmoids reach both).
@@ -68,10 +70,9 @@ class NullStats:
 
 
 def logit(probability: np.ndarray) -> np.ndarray:
-    """``log(p / (1 - p))`` with ``p`` kept within ``[1e-4, 1 - 1e-4]``: a model's probability
-    on a scale where its no-change values spread roughly symmetrically, as a z-score assumes."""
-    p = np.clip(np.asarray(probability, dtype=np.float64), PROB_EPS, 1 - PROB_EPS)
-    return np.log(p / (1 - p))
+    """A model's probability on the logit scale, clipped at ``PROB_EPS`` (1e-4): there its
+    no-change values spread roughly symmetrically, as a z-score assumes."""
+    return logits.logit(probability, PROB_EPS)
 
 
 def training_free(z_scores: Sequence[np.ndarray]) -> np.ndarray:

@@ -36,7 +36,8 @@ from damagenet.errors import DamagenetUsageError
 from damagenet.evaluation.evaluate import protocol_text, score_test, write_evaluation
 from damagenet.evaluation.metrics import ranking_metrics, report
 from damagenet.evaluation.tile_evaluate import evaluate_tiles
-from damagenet.inference.scoring import predict_logits, resolve_device, sigmoid
+from damagenet.inference.scoring import predict_logits, resolve_device
+from damagenet.logits import sigmoid
 from damagenet.models import registry
 from damagenet.models.card import THRESHOLD_HOW
 from damagenet.models.checkpoint import load_checkpoint

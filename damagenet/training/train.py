@@ -45,7 +45,8 @@ from damagenet.data.pairs import (
 )
 from damagenet.errors import DamagenetError
 from damagenet.evaluation.metrics import choose_threshold, ranking_metrics
-from damagenet.inference.scoring import predict_logits, resolve_device, sigmoid
+from damagenet.inference.scoring import predict_logits, resolve_device
+from damagenet.logits import sigmoid
 from damagenet.models.centre_tap import use_centre_taps
 from damagenet.models.checkpoint import checkpoint_hash, save_checkpoint
 from damagenet.models.registry import Network
