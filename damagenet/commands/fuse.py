@@ -21,7 +21,11 @@ def _run(args: argparse.Namespace) -> int:
         Path(args.pwtt),
         Path(args.optical),
         args.out,
-        FuseOptions(args.threshold, Path(args.optical_null) if args.optical_null else None),
+        FuseOptions(
+            args.threshold,
+            Path(args.optical_null) if args.optical_null else None,
+            args.radar_centre,
+        ),
     )
     px = summary["pixels"]
     print(
@@ -75,5 +79,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--before PREWAR --after BEFORE'): its logit mean and sd standardise the optical "
         "evidence; default: the median and 1.4826 MAD of --optical itself, which assumes most "
         "of the AOI is undamaged",
+    )
+    p.add_argument(
+        "--radar-centre",
+        choices=("map", "null"),
+        default="map",
+        help="where T is centred before it is divided by the pre-war null's sd: map = the T "
+        "map's own median (assumes most of the AOI unchanged, as the optical default does), "
+        "null = the null test's mean, which season or rain between the windows can shift by "
+        "several sds so that a whole town crosses the threshold (%(default)s)",
     )
     p.set_defaults(func=_run)

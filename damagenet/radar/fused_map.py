@@ -4,9 +4,13 @@ training-free fused map out, all or nothing.
 Each sensor's statistic is standardised with its own no-change variation and the z-scores are
 added (:func:`damagenet.radar.fusion.training_free`), pixel by pixel on the AOI grid:
 
-- radar: ``z = (T - m) / s`` with ``m``, ``s`` the mean and standard deviation of T in the
-  pre-war null test ``damagenet pwtt --null`` ran and recorded in the T map's tags
-  (:mod:`damagenet.radar.null`);
+- radar: ``z = (T - m) / s`` with ``s`` the standard deviation of T in the pre-war null test
+  ``damagenet pwtt --null`` ran and recorded in the T map's tags (:mod:`damagenet.radar.null`),
+  and ``m`` by default the T map's own median (``--radar-centre map``: like the optical
+  default, it assumes most of the AOI did not change), or the null test's mean
+  (``--radar-centre null``). The null's level can sit several of its standard deviations off
+  the post window's (season, rain between the windows): centred on it, a whole town can come
+  out above the threshold; the map's median removes that shift and keeps every ranking;
 - optical: the model's probability on the logit scale, ``z = (logit p - m) / s`` with ``m``,
   ``s`` either from the same model's map of a pre-war pair (``--optical-null MAP``: its mean
   and standard deviation, a true no-war null) or, by default, robustly from the map itself
@@ -84,6 +88,8 @@ class FuseOptions:
     threshold: float = DEFAULT_THRESHOLD
     #: the same model's probability map of a pre-war pair; None: robust, from the map itself
     optical_null: Path | None = None
+    #: where the radar z is centred: "map" (the T map's median) or "null" (the null's mean)
+    radar_centre: str = "map"
 
 
 def _open(path: Path, what: str) -> Any:
@@ -155,15 +161,36 @@ def read_rows(src: Any, r0: int, r1: int) -> np.ndarray:
     return np.asarray(block.astype(np.float64).filled(np.nan))
 
 
-def logit_sample(src: Any) -> np.ndarray:
-    """The map's logits on every k-th row, at most about :data:`NULL_SAMPLE` pixels."""
+def row_sample(src: Any) -> np.ndarray:
+    """The map's finite values on every k-th row, at most about :data:`NULL_SAMPLE` pixels."""
     step = max(1, -(-src.width * src.height // NULL_SAMPLE))
     parts = []
     for r0 in range(0, src.height, STRIP_ROWS):
         rows = read_rows(src, r0, min(r0 + STRIP_ROWS, src.height))
         parts.append(rows[(np.arange(r0, r0 + len(rows)) % step) == 0].ravel())
-    x = logit(np.concatenate(parts))
+    x = np.concatenate(parts)
     return x[np.isfinite(x)]
+
+
+def logit_sample(src: Any) -> np.ndarray:
+    """The map's logits on the rows of :func:`row_sample`."""
+    x = logit(row_sample(src))
+    return x[np.isfinite(x)]
+
+
+def radar_centred(
+    src: Any, path: Path, null: tuple[NullStats, str], centre: str
+) -> tuple[NullStats, str]:
+    """The radar's z: the null's sd about the T map's median (``map``) or the null's mean."""
+    stats, test = null
+    how = f"sd of the pre-war null test{f' ({test})' if test else ''}"
+    if centre == "null":
+        return stats, f"{how}, centred on its mean"
+    values = row_sample(src)
+    if values.size == 0:
+        raise InputFileError(f"{path}: no tested pixel to centre T on")
+    median = float(np.median(values))
+    return NullStats(median, stats.sd), f"{how}, centred on the map's median T"
 
 
 def optical_null_of(src: Any, path: Path, prewar: Path | None) -> tuple[NullStats, str]:
@@ -267,7 +294,8 @@ def fuse_map(pwtt: str | Path, optical: str | Path, out: str | Path, opts: FuseO
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise DamagenetUsageError(f"--out {out}: expected a .tif path (e.g. <aoi>_fused.tif)")
     with _open(pwtt, "PWTT T map") as r_src, _open(optical, "probability map") as o_src:
-        nulls = {"radar": radar_null_of(r_src, pwtt)}
+        null = radar_null_of(r_src, pwtt)
+        nulls = {"radar": radar_centred(r_src, pwtt, null, opts.radar_centre)}
         check_probability(o_src, optical)
         check_grid(r_src, o_src, pwtt, optical)
         nulls["optical"] = optical_null_of(o_src, optical, opts.optical_null)

@@ -79,7 +79,8 @@ def test_fused_z_by_hand_with_a_prewar_null(tmp_path):
     prewar = prob_map(tmp_path / "in" / "prewar_prob.tif", sigmoid([[-1.0, 1.0], [-1.0, 1.0]]))
     out = tmp_path / "maps" / "x_fused.tif"
     argv = ["fuse", "--pwtt", str(pwtt), "--optical", str(prob), "--out", str(out)]
-    assert run_cli([*argv, "--optical-null", str(prewar), "--threshold", "2.5"]) == 0
+    argv += ["--optical-null", str(prewar), "--threshold", "2.5", "--radar-centre", "null"]
+    assert run_cli(argv) == 0
     z_radar = (np.array(T) - 1.5) / 0.5  # the T map's recorded null
     z_optical = np.array(LOGITS)  # pre-war logits -1, 1: mean 0, sd 1
     expected = np.where(np.isfinite(z_radar), z_radar, 0) + np.where(
@@ -93,7 +94,8 @@ def test_fused_z_by_hand_with_a_prewar_null(tmp_path):
     summary = json.loads(out.with_name("x_fused_summary.json").read_text())
     assert summary["nulls"]["optical"]["mean"] == pytest.approx(0.0, abs=1e-6)
     assert summary["nulls"]["optical"]["sd"] == pytest.approx(1.0, abs=1e-5)
-    assert summary["nulls"]["radar"] == {"mean": 1.5, "sd": 0.5, "how": "test"}
+    radar = summary["nulls"]["radar"]
+    assert (radar["mean"], radar["sd"]) == (1.5, 0.5) and "centred on its mean" in radar["how"]
     assert summary["pixels"] == {
         "radar_only": 1,
         "optical_only": 1,
@@ -106,7 +108,8 @@ def test_fused_z_by_hand_with_a_prewar_null(tmp_path):
 def test_robust_optical_null_from_the_map_itself(tmp_path):
     pwtt, prob = maps(tmp_path, [[2.0] * 5], [[-2.0, -1.0, 0.0, 1.0, 5.0]])
     out = tmp_path / "maps" / "x_fused.tif"
-    assert run_cli(["fuse", "--pwtt", str(pwtt), "--optical", str(prob), "--out", str(out)]) == 0
+    argv = ["fuse", "--pwtt", str(pwtt), "--optical", str(prob), "--out", str(out)]
+    assert run_cli([*argv, "--radar-centre", "null"]) == 0
     summary = json.loads(out.with_name("x_fused_summary.json").read_text())
     # median 0, absolute deviations 2, 1, 0, 1, 5: MAD 1
     assert summary["nulls"]["optical"]["mean"] == pytest.approx(0.0, abs=1e-6)
@@ -122,11 +125,32 @@ def test_cloud_falls_back_on_radar_alone(tmp_path):
     logits[2, 2] = -1.0  # room for a spread in the map's own null
     pwtt, prob = maps(tmp_path, t, logits)
     out = tmp_path / "maps" / "x_fused.tif"
-    assert run_cli(["fuse", "--pwtt", str(pwtt), "--optical", str(prob), "--out", str(out)]) == 0
+    argv = ["fuse", "--pwtt", str(pwtt), "--optical", str(prob), "--out", str(out)]
+    assert run_cli([*argv, "--radar-centre", "null"]) == 0
     fused = read(out)
     np.testing.assert_allclose(fused[:, :2], 5.0, atol=1e-5)  # z_radar = (4 - 1.5) / 0.5
     assert np.all(read(out.with_name("x_fused_sensors.tif"))[:, :2] == 1)
     assert np.all(read(out.with_name("x_fused_class.tif"))[:, :2] == 1)
+
+
+def test_radar_centred_on_the_maps_own_median_by_default(tmp_path):
+    """A null whose level sits off the post window's (here every pixel's T is 2 to 4 sds above
+    the null's mean 1.5) would flag the whole town; the map's own median takes that shift out,
+    the null's sd still scales it, and the order of the pixels is the same either way."""
+    t = [[2.5, 2.5, 2.5, 2.5, 3.5]]
+    pwtt, prob = maps(tmp_path, t, [[0.0] * 5])  # optical z 0: pre-war logits -1, 1
+    prewar = prob_map(tmp_path / "in" / "prewar_prob.tif", sigmoid([[-1.0, 1.0], [-1.0, 1.0]]))
+    out = tmp_path / "maps" / "x_fused.tif"
+    argv = ["fuse", "--pwtt", str(pwtt), "--optical", str(prob), "--out", str(out)]
+    argv += ["--optical-null", str(prewar)]
+    assert run_cli(argv) == 0
+    np.testing.assert_allclose(read(out)[0], [0.0, 0.0, 0.0, 0.0, 2.0], atol=1e-5)
+    radar = json.loads(out.with_name("x_fused_summary.json").read_text())["nulls"]["radar"]
+    assert (radar["mean"], radar["sd"]) == (2.5, 0.5) and "map's median" in radar["how"]
+    out_null = tmp_path / "null" / "x_fused.tif"
+    argv[argv.index(str(out))] = str(out_null)
+    assert run_cli([*argv, "--radar-centre", "null"]) == 0
+    np.testing.assert_allclose(read(out_null)[0], [2.0, 2.0, 2.0, 2.0, 4.0], atol=1e-5)
 
 
 def test_grid_mismatch_refused_without_output(tmp_path, capsys):
