@@ -578,7 +578,6 @@ def run_fold(job: FoldJob) -> dict[str, Any]:
     start = time.perf_counter()
     torch.set_num_threads(job.settings.threads)
     f = job.fold
-    fold_logging(f.index)
     say(f"fold {f.index}: test {', '.join(f.test)}; validation {', '.join(f.val)}; "
         f"training {', '.join(f.train)}")  # fmt: skip
     job.folder.mkdir(parents=True, exist_ok=True)
@@ -607,6 +606,13 @@ def run_fold(job: FoldJob) -> dict[str, Any]:
     }
 
 
+def fold_in_worker(job: FoldJob) -> dict[str, Any]:
+    """:func:`run_fold` in a worker process, its log lines marked with the fold (the process's
+    own logging; a fold run in the caller's process leaves the caller's logging alone)."""
+    fold_logging(job.fold.index)
+    return run_fold(job)
+
+
 def fold_logging(index: int) -> None:
     """Warnings, and training's one line per epoch, marked with the fold they come from."""
     import logging
@@ -628,7 +634,7 @@ def run_folds(jobs: list[FoldJob], n_jobs: int) -> list[dict[str, Any]]:
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(run_fold, jobs))
+        return list(pool.map(fold_in_worker, jobs))
 
 
 # ------------------------------------------------------------------ figures

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from contract.atomic import forget_published, published
-from contract.errors import UserError
+from contract.errors import UserError, causes
 
 NOISY_LOGGERS = (
     "pyogrio",
@@ -131,13 +131,11 @@ def _disk_full(exc: BaseException) -> bool:
     """A full disk that a library reported in its own words: torch's zip writer and GDAL
     (RuntimeError), OGR through pyogrio (``FeatureError``: "failed to write"), numpy's zip
     writer ("requested and ... written"); anywhere in the chain of causes."""
-    cur: BaseException | None = exc
-    while cur is not None:
+    for cur in causes(exc):
         if isinstance(cur, OSError) and cur.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             return True
         if DISK_FULL.search(str(cur)):
             return True
-        cur = cur.__cause__ or cur.__context__
     return False
 
 
@@ -224,13 +222,11 @@ def _signal_within(exc: BaseException) -> tuple[str, int] | None:
     Ctrl-C while a library defines its classes arrives as one; so do libraries that wrap the
     errors of callbacks.
     """
-    cur: BaseException | None = exc
-    while cur is not None:
+    for cur in causes(exc):
         if isinstance(cur, KeyboardInterrupt):
             return "SIGINT", 130
         if isinstance(cur, Terminated):
             return "SIGTERM", 143
-        cur = cur.__cause__ or cur.__context__
     return None
 
 
@@ -257,12 +253,12 @@ def _corrupt_raster(exc: BaseException) -> str:
 def _chain(exc: BaseException) -> str:
     """The messages of an exception and its causes: GDAL names the file only in the cause."""
     parts: list[str] = []
-    cur: BaseException | None = exc
-    while cur is not None and len(parts) < 4:
+    for cur in causes(exc):
         text = str(cur).replace("See previous exception for details.", "").strip(" .")
         if text and text not in parts:
             parts.append(text)
-        cur = cur.__cause__ or cur.__context__
+        if len(parts) == 4:
+            break
     return "; ".join(reversed(parts)).replace("\n", " ")
 
 

@@ -7,6 +7,8 @@ tests catch kinds instead of matching message text.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class UserError(Exception):
     """A refusal with a message meant for the user; the command line prints it in one line."""
@@ -17,3 +19,15 @@ class UserError(Exception):
 
 class SceneScaleError(UserError, ValueError):
     """A scene that is not L2A digital numbers (reflectance x 10000), checked before use."""
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from (``__cause__``, else ``__context__``),
+    each once: libraries wrap the error a user needs to hear about (a refused connection, a
+    full disk, Ctrl-C), and a chain can loop back on itself, which a plain walk never leaves."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__

@@ -22,6 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3 import Retry
 
+from contract.errors import causes
 from pipeline.errors import CredentialsError, ServiceError
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,7 @@ def retrying_session(options: SigningOptions) -> requests.Session:
 
 def service_error(exc: BaseException, host: str, what: str) -> ServiceError:
     """One line naming the host and what failed, from a requests/urllib3/pystac-client error."""
-    cur: BaseException | None = exc
-    while cur is not None:
+    for cur in causes(exc):
         if isinstance(cur, requests.Timeout) or "timed out" in str(cur).lower():
             return ServiceError(f"{host} did not answer in time while {what}; try again later")
         if isinstance(cur, requests.ConnectionError):
@@ -68,7 +68,6 @@ def service_error(exc: BaseException, host: str, what: str) -> ServiceError:
                 f"cannot reach {host} while {what} (network down, wrong "
                 f"--stac-url, or the service is offline)"
             )
-        cur = cur.__cause__ or cur.__context__
     status = getattr(exc, "status_code", None)
     detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
     if status is not None:

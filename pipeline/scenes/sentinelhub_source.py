@@ -12,6 +12,7 @@ once with instructions. Secrets are never logged.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import re
@@ -33,6 +34,7 @@ from sentinelhub import (
 )
 from tqdm import tqdm
 
+from contract.errors import causes
 from contract.processing_level import L2A
 from pipeline.aoi import AOI, DateWindow
 from pipeline.errors import CredentialsError, InputFileError, PipelineError, ServiceError
@@ -94,10 +96,14 @@ def has_credentials() -> bool:
 
 
 def collection(config: SHConfig) -> DataCollection:
-    """Sentinel-2 L2A as served by the configured (CDSE) endpoint."""
-    return DataCollection.SENTINEL2_L2A.define_from(
-        "SENTINEL2_L2A_CDSE", service_url=config.sh_base_url
-    )
+    """Sentinel-2 L2A as served by the configured endpoint (CDSE unless a mirror is named).
+
+    sentinelhub keeps one process-wide registry of collections by name and refuses a name
+    defined again with another address, so each address gets its own name: a second request to
+    another endpoint in the same process (a mirror, a test server) works like the first."""
+    url = config.sh_base_url
+    suffix = "CDSE" if url == CDSE_BASE_URL else hashlib.sha256(url.encode()).hexdigest()[:8]
+    return DataCollection.SENTINEL2_L2A.define_from(f"SENTINEL2_L2A_{suffix}", service_url=url)
 
 
 def _day_range(window: DateWindow) -> tuple[str, str]:
@@ -107,14 +113,12 @@ def _day_range(window: DateWindow) -> tuple[str, str]:
 
 
 def _http_status(exc: BaseException) -> int | None:
-    cur: BaseException | None = exc
-    while cur is not None:
+    for cur in causes(exc):
         resp = getattr(cur, "response", None) or getattr(
             getattr(cur, "request_exception", None), "response", None
         )
         if resp is not None and getattr(resp, "status_code", None) is not None:
             return int(resp.status_code)
-        cur = cur.__cause__ or cur.__context__
     return None
 
 
@@ -141,13 +145,11 @@ def _unreachable(exc: BaseException) -> str | None:
     The client wraps the requests error in a ``DownloadFailedException`` whose first line is
     only "Failed to download from:"; the URL and the reason are in the wrapped error.
     """
-    cur: BaseException | None = exc
-    while cur is not None:
+    for cur in causes(exc):
         inner = getattr(cur, "request_exception", None)
         for err in (cur, inner):
             if isinstance(err, requests.ConnectionError | requests.Timeout):
                 return f"{_url_of(err)} ({_why(err)})"
-        cur = cur.__cause__ or cur.__context__
     return None
 
 

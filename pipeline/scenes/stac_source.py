@@ -46,6 +46,7 @@ from tqdm.dask import TqdmCallback
 from urllib3 import Retry
 
 from contract.bands import BANDS
+from contract.errors import causes
 from pipeline.aoi import AOI, DateWindow
 from pipeline.errors import InputFileError, PipelineError, PipelineUsageError, ServiceError
 from pipeline.geo import reproject_geometry
@@ -311,12 +312,7 @@ def _prefer(first: xr.DataArray, second: xr.DataArray, scl: int | None) -> xr.Da
 
 def _refused(exc: BaseException) -> bool:
     """Whether GDAL's error (or a cause) is an HTTP 403, as for an expired SAS token."""
-    cur: BaseException | None = exc
-    while cur is not None:
-        if re.search(r"\b403\b", str(cur)):
-            return True
-        cur = cur.__cause__ or cur.__context__
-    return False
+    return any(re.search(r"\b403\b", str(cur)) for cur in causes(exc))
 
 
 def _shift(arr: xr.DataArray, delta: Sequence[int]) -> xr.DataArray:

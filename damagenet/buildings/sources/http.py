@@ -21,6 +21,7 @@ from typing import Any
 
 import requests
 
+from contract.errors import causes
 from damagenet import __version__
 from damagenet.errors import DamagenetError
 
@@ -144,8 +145,7 @@ def _retry_after(resp: requests.Response) -> float:
 
 def _root(exc: BaseException) -> str:
     """The innermost cause of a requests/urllib3 error, in a few words."""
-    while exc.__context__ is not None and exc.__context__ is not exc:
-        exc = exc.__context__
+    *_, exc = causes(exc)  # the innermost
     text = " ".join(str(exc).split())
     if "Errno" in text:  # "...: [Errno 111] Connection refused" -> the errno part
         text = text[text.index("[Errno") :]
