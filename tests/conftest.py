@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
+
+# The suite runs on pytest-xdist workers, one per core: each worker's numpy, scikit-learn and
+# torch (and the commands the tests start) use one thread, so workers do not fight over cores.
+# Set before any of them is imported; a value the caller set is kept.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import pytest
 from support.paths import DEMO_AOIS, REFERENCE, ROOT

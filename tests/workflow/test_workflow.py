@@ -34,16 +34,28 @@ def _run(args, cwd, **env):
 def test_dry_run_lists_every_rule_for_all_22_aois(tmp_path):
     proc = _run(["-n", "--config", f"aoi_dir={ROOT / 'aois'}"], tmp_path)
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    out = proc.stdout + proc.stderr
+    counts = _job_counts(proc.stdout + proc.stderr)
+    assert counts["scene"] == 44 and counts["labels"] == 22 and counts["unosat"] == 22
+    # the default model is the pixel model: per-pixel targets and tiles, one tile dataset
+    assert counts["targets"] == counts["tiles"] == counts["damage_map"] == 22
+    assert "patches" not in counts
+    assert counts["dataset"] == counts["train"] == counts["evaluate"] == 1
+    assert not (tmp_path / "data").exists()
+    patch_model = ["-n", "--config", f"aoi_dir={ROOT / 'aois'}", "model={arch: siamese-resnet}"]
+    proc = _run(patch_model, tmp_path)  # the study's network: patches instead of tiles
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    counts = _job_counts(proc.stdout + proc.stderr)
+    assert counts["patches"] == 22 and "tiles" not in counts
+
+
+def _job_counts(out: str) -> dict[str, int]:
+    """Jobs per rule from Snakemake's "Job stats" table."""
     counts = {}
     for line in out.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
-    assert counts["scene"] == 44 and counts["labels"] == 22 and counts["patches"] == 22
-    assert counts["damage_map"] == 22 and counts["unosat"] == 22
-    assert counts["dataset"] == counts["train"] == counts["evaluate"] == 1
-    assert not (tmp_path / "data").exists()
+    return counts
 
 
 def test_no_credentials_fails_fast_without_outputs(tmp_path):
@@ -77,38 +89,38 @@ def test_invalid_config_refused_by_schema(tmp_path):
 
 
 def test_demo_workflow_runs_end_to_end(tmp_path):
-    """The demo graph, smaller: 2 km AOIs, ResNet-18, 2 epochs."""
+    """The demo graph, smaller: one 1.5 km AOI, the default pixel model (narrow, 2 epochs),
+    both sensors: scene, radar, labels, targets, tiles, dataset, training, evaluation, the
+    Sentinel-2, PWTT and fused maps and their aggregates, and the report. The full demo (three
+    AOIs) and the patch model's demo are in the slow suite."""
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-    config["aoi_dir"] = str(ROOT / "aois")
-    config["scenes"]["max_size_km"] = 2.0
-    config["train"].update(backbone="resnet18", epochs=2, patience=2)
-    config["predict"]["stride"] = 16
+    config.update(aoi_dir=str(ROOT / "aois"), aois=["bucha"])
+    config["scenes"]["max_size_km"] = 1.5
+    config["model"] = {"tile_size": 32, "width": 8}
+    config["train"].update(epochs=2, patience=2)
     (tmp_path / "test.yaml").write_text(yaml.safe_dump(config))
     proc = _run(["--cores", "2", "--configfile", str(tmp_path / "test.yaml")], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    d = np.load(tmp_path / "data" / "processed" / "FinalBalanced_splits.npz")
+    d = np.load(tmp_path / "data" / "processed" / "tiles32_splits.npz")
     assert {"Xb_train", "Xa_test", "y_val"} <= set(d.files)
-    assert (tmp_path / "models" / "best_resnet18.pt").exists()
+    assert (tmp_path / "models" / "best_siamese-unet.pt").exists()
     metrics = json.loads((tmp_path / "results" / "metrics.json").read_text())
-    assert "roc_auc" in json.dumps(metrics)
-    for aoi in ("bucha", "irpin", "hostomel"):
+    assert {"pixel", "patch", "point"} <= set(metrics["levels"]) and "roc_auc" in metrics
+    for aoi in ("bucha",):
         with (
             rasterio.open(tmp_path / "data" / "scenes" / aoi / "after.tif") as scene,
             rasterio.open(tmp_path / "results" / "maps" / f"{aoi}_damage_prob.tif") as m,
+            rasterio.open(tmp_path / "results" / "maps" / f"{aoi}_fused.tif") as f,
         ):
             assert m.crs == scene.crs and m.transform == scene.transform
             assert m.shape == scene.shape and m.descriptions == ("damage_probability",)
-        assert (tmp_path / "results" / "maps" / f"{aoi}_damage_class.qml").exists()
-        assert (tmp_path / "logs" / "scene" / f"{aoi}_after.log").exists()
-        assert (tmp_path / "logs" / "benchmarks" / "patches" / f"{aoi}.tsv").exists()
-        for product in ("", "_pwtt", "_fused"):  # the demo maps with both sensors
-            assert (tmp_path / "results" / "aggregate" / f"{aoi}{product}.gpkg").exists()
-        with (
-            rasterio.open(tmp_path / "results" / "maps" / f"{aoi}_damage_prob.tif") as m,
-            rasterio.open(tmp_path / "results" / "maps" / f"{aoi}_fused.tif") as f,
-        ):
             assert (f.crs, f.transform, f.shape) == (m.crs, m.transform, m.shape)
             assert f.descriptions == ("fused_z",)
+        assert (tmp_path / "results" / "maps" / f"{aoi}_damage_class.qml").exists()
+        assert (tmp_path / "logs" / "scene" / f"{aoi}_after.log").exists()
+        assert (tmp_path / "logs" / "benchmarks" / "tiles" / f"{aoi}.tsv").exists()
+        for product in ("", "_pwtt", "_fused"):  # the demo maps with both sensors
+            assert (tmp_path / "results" / "aggregate" / f"{aoi}{product}.gpkg").exists()
     # The rules run without -q: each log holds its command's messages.
     assert "INFO" in (tmp_path / "logs" / "scene" / "bucha_after.log").read_text()
     proc = _run(["--configfile", str(tmp_path / "test.yaml"), "--report", "report.html"], tmp_path)
@@ -117,28 +129,31 @@ def test_demo_workflow_runs_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_runs_with_the_pixel_model(tmp_path):
-    """Issue 28.5: the demo graph with model.arch siamese-unet: tiles, tile dataset, the pixel
-    model trained, evaluated and mapping both towns (2 km, 2 epochs, Sentinel-2 only)."""
+def test_demo_runs_with_the_patch_model(tmp_path):
+    """The demo graph with the study's patch network (model.arch siamese-resnet): patches, the
+    balanced patch dataset, ResNet-18 for 2 epochs, maps of both towns (2 km, Sentinel-2)."""
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     config.update(aoi_dir=str(ROOT / "aois"), aois=["bucha", "irpin"], sensor="s2")
     config["scenes"]["max_size_km"] = 2.0
-    config["model"] = {"arch": "siamese-unet", "tile_size": 32}
-    config["train"].update(epochs=2, patience=2, batch_size=8)
-    (tmp_path / "unet.yaml").write_text(yaml.safe_dump(config))
-    proc = _run(["--cores", "2", "--configfile", str(tmp_path / "unet.yaml")], tmp_path)
+    config["model"] = {"arch": "siamese-resnet"}
+    config["train"].update(backbone="resnet18", epochs=2, patience=2)
+    config["predict"]["stride"] = 16
+    (tmp_path / "patch.yaml").write_text(yaml.safe_dump(config))
+    proc = _run(["--cores", "2", "--configfile", str(tmp_path / "patch.yaml")], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (tmp_path / "models" / "best_siamese-unet.pt").exists()
+    d = np.load(tmp_path / "data" / "processed" / "FinalBalanced_splits.npz")
+    assert {"Xb_train", "Xa_test", "y_val"} <= set(d.files)
+    assert (tmp_path / "models" / "best_resnet18.pt").exists()
     assert "roc_auc" in (tmp_path / "results" / "metrics.json").read_text()
     for aoi in ("bucha", "irpin"):
-        assert (tmp_path / "data" / "tiles" / f"{aoi}.npz").exists()
+        assert (tmp_path / "data" / "patches" / f"{aoi}.npz").exists()
         with rasterio.open(tmp_path / "results" / "maps" / f"{aoi}_damage_prob.tif") as m:
             assert m.descriptions == ("damage_probability",)
 
 
 @pytest.mark.slow
 def test_full_demo_configuration(tmp_path):
-    """The README's main job exactly: config/demo.yaml (ResNet-101, 3 km AOIs)."""
+    """The README's main job exactly: config/demo.yaml (the pixel model, both sensors, 4 km)."""
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     config["aoi_dir"] = str(ROOT / "aois")
     (tmp_path / "demo.yaml").write_text(yaml.safe_dump(config))
@@ -331,10 +346,17 @@ def test_aggregate_rule_follows_the_config(tmp_path):
         "--map results/maps/bucha_damage_prob.tif --out results/aggregate/bucha.gpkg "
         "--buildings data/synthetic/bucha/buildings.gpkg --grid-m 500 --threshold auto"
     ) in out
-    (train,) = _commands(out, "damagenet train")  # the default model: patches, hard negatives
+    (train,) = _commands(out, "damagenet train")  # the default model: the pixel model
+    assert "--arch siamese-unet" in train and "--ckpt models/best_siamese-unet.pt" in train
+    assert "--lr-backbone 0.001" in train and "--batch-size 16" in train
+    assert len(_commands(out, "pipeline tiles")) == 3
+    assert not _commands(out, "damagenet pwtt") and not _commands(out, "pipeline patches")
+    (tmp_path / "patch.yaml").write_text(yaml.safe_dump({"model": {"arch": "siamese-resnet"}}))
+    out_patch = _dry(tmp_path, configfiles=[demo, tmp_path / "s2.yaml", tmp_path / "patch.yaml"])
+    (train,) = _commands(out_patch, "damagenet train")  # the study's network: hard negatives
     assert "--arch siamese-resnet" in train and "--ckpt models/best_resnet101.pt" in train
-    assert "--nvd data/labels/bucha_nvd.gpkg" in _commands(out, "pipeline dataset")[0]
-    assert not _commands(out, "damagenet pwtt") and not _commands(out, "pipeline tiles")
+    assert "--backbone resnet101 --batch-size 64" in train
+    assert "--nvd data/labels/bucha_nvd.gpkg" in _commands(out_patch, "pipeline dataset")[0]
     (tmp_path / "off.yaml").write_text(yaml.safe_dump({"aggregate": {"buildings": None}}))
     out = _dry(tmp_path, configfiles=[demo, tmp_path / "off.yaml"])
     assert not _commands(out, "damagenet aggregate")
@@ -469,6 +491,10 @@ DOC_EXAMPLE_PATHS = {
     "models/study_resnet101.pt",  # README, docs/model.md: written by damagenet import-seed
     "data/overture/",  # docs/buildings.md: damagenet aggregate's cache, not a workflow output
     "data/synthetic/bucha",  # docs/radar.md: the synthetic rule's folder, pipeline radar --input
+    "data/radar/newcity.zarr",  # README: the map-only example city, step by step
+    "results/maps/newcity_pwtt.tif",  # README: the same
+    "results/maps/newcity_damage_prob.tif",  # README: the same
+    "results/maps/newcity_fused.tif",  # README: the same
 }
 DOC_PATH = re.compile(r"(?<![\w/.-])(?:data|results|models|logs)/(?:[\w.<>*-]|/|\{[\w,]+\})*")
 
@@ -488,12 +514,12 @@ def _doc_path_regex(path):
 
 def test_docs_name_only_paths_the_workflow_writes(tmp_path):
     declared = set()
-    (tmp_path / "unet.yaml").write_text(yaml.safe_dump({"model": {"arch": "siamese-unet"}}))
+    (tmp_path / "patch.yaml").write_text(yaml.safe_dump({"model": {"arch": "siamese-resnet"}}))
     runs = [
         ((), [ROOT / "config" / "demo.yaml"]),
         ((), []),
         (("crossval",), [ROOT / "config" / "demo.yaml"]),  # a target outside `all`
-        ((), [ROOT / "config" / "demo.yaml", tmp_path / "unet.yaml"]),  # the pixel model's files
+        ((), [ROOT / "config" / "demo.yaml", tmp_path / "patch.yaml"]),  # the patch model's
     ]
     for targets, configfiles in runs:
         out = _dry(tmp_path, targets=targets, configfiles=configfiles)

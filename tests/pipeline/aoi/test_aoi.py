@@ -358,12 +358,13 @@ def test_map_only_aoi_has_no_labels_step(tmp_path, capsys):
         )
         == 0
     )
+    (tmp_path / "x.tif").write_bytes(b"never read: the AOI is refused first")
     code = main(
         [
             "labels",
             str(tmp_path / "nowhere.geojson"),
             "--grid",
-            "x.tif",
+            str(tmp_path / "x.tif"),
             "--out",
             str(tmp_path / "l.tif"),
         ]
