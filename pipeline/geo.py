@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import shapely
 from pyproj import CRS, Transformer
-from pyproj.aoi import AreaOfInterest
 from pyproj.database import query_utm_crs_info
 from shapely.geometry.base import BaseGeometry
 
 
-def utm_epsg_for(geom: BaseGeometry) -> int:
-    """EPSG code of the WGS84 UTM zone holding the geometry's centroid (pyproj's own lookup).
+@functools.cache
+def _utm_zones() -> tuple[tuple[int, float, float, float, float], ...]:
+    """Every WGS84 UTM zone of pyproj's database with its area of use (west, south, east,
+    north): one query per process (about 70 ms) instead of one per geometry."""
+    zones = []
+    for info in query_utm_crs_info(datum_name="WGS 84"):
+        area = info.area_of_use
+        if info.code[:3] in ("326", "327") and area is not None:
+            zones.append((int(info.code), area.west, area.south, area.east, area.north))
+    return tuple(zones)
 
-    On a zone boundary pyproj returns both zones; the one whose central meridian is nearer wins,
-    so the choice is stable.
+
+def utm_epsg_for(geom: BaseGeometry) -> int:
+    """EPSG code of the WGS84 UTM zone holding the geometry's centroid (the zones' areas of use
+    in pyproj's database).
+
+    On a zone boundary both zones hold it; the one whose central meridian is nearer wins, so
+    the choice is stable.
     """
     c = geom.centroid
-    infos = query_utm_crs_info(
-        datum_name="WGS 84", area_of_interest=AreaOfInterest(c.x, c.y, c.x, c.y)
-    )
-    codes = [int(i.code) for i in infos if i.code[:3] in ("326", "327")]
+    codes = [
+        code
+        for code, west, south, east, north in _utm_zones()
+        if west <= c.x <= east and south <= c.y <= north
+    ]
     hemisphere = 32600 if c.y >= 0 else 32700
     codes = [code for code in codes if code - hemisphere in range(1, 61)] or codes
     if not codes:

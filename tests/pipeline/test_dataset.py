@@ -316,7 +316,7 @@ def test_processing_level_carried_and_never_mixed(tmp_path, patch_files):
     for path, level in zip(patch_files, ("L2A", "L2A", "L1C"), strict=True):
         d = dict(np.load(path))
         d[PROCESSING_LEVEL] = np.array(level)
-        files.append(tmp_path / path.parent.name / "p.npz")
+        files.append(tmp_path / path.stem / "p.npz")
         files[-1].parent.mkdir()
         np.savez(files[-1], **d)
         del d[PROCESSING_LEVEL]  # as written before levels were recorded
