@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from contract.options import int_at_least, positive_int
+from damagenet.commands.train import add_unet_options, unet_settings
 from damagenet.defaults import BACKBONE_FEATURES, N_BOOT
 from damagenet.training.config import TrainConfig
 
@@ -37,6 +38,7 @@ def _run(args: argparse.Namespace) -> int:
         lr_backbone=args.lr_backbone,
         lr_head=args.lr_head,
         progress=not args.quiet,
+        **unet_settings(args),
     )
     crossval(args.npz, args.out, args.k, cfg, args.seed, args.n_boot, args.keep_data, patch)
     return 0
@@ -107,6 +109,7 @@ def _add_training(p: argparse.ArgumentParser, d: TrainConfig) -> None:
         help="learning rate of the head or decoder (%(default)s)",
     )
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda (%(default)s)")
+    add_unet_options(p, d)
     _add_patch_model(p, d)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 from contract.options import existing_path, positive_int
 from damagenet.defaults import (
@@ -46,6 +47,20 @@ def resolve_arch(arch: str, npz: str) -> str:
     return chosen
 
 
+def unet_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields of :func:`add_unet_options`, from the parsed command line."""
+    return {
+        "encoder": args.encoder,
+        "fusion": args.fusion,
+        "fusion_conv": args.fusion_conv,
+        "width": args.width,
+        "weights_file": args.weights_file,
+        "pos_weight": args.pos_weight,
+        "dice_weight": args.dice_weight,
+        "oversample": args.oversample,
+    }
+
+
 def config_of(args: argparse.Namespace, arch: str) -> TrainConfig:
     """The options record of the parsed command line, with the architecture resolved."""
     return TrainConfig(
@@ -68,14 +83,7 @@ def config_of(args: argparse.Namespace, arch: str) -> TrainConfig:
         precision=args.precision,
         progress=not args.quiet,
         arch=arch,
-        encoder=args.encoder,
-        fusion=args.fusion,
-        fusion_conv=args.fusion_conv,
-        width=args.width,
-        weights_file=args.weights_file,
-        pos_weight=args.pos_weight,
-        dice_weight=args.dice_weight,
-        oversample=args.oversample,
+        **unet_settings(args),
     )
 
 
@@ -135,7 +143,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="results folder (logs, metrics, plots)")
     p.add_argument("--ckpt", required=True, help="checkpoint path, e.g. models/best_resnet101.pt")
     _architecture_options(p, d)
-    _unet_options(p, d)
+    add_unet_options(p, d)
     _recipe_options(p, d)
     _speed_options(p, d)
     p.set_defaults(func=_run)
@@ -174,7 +182,8 @@ def _architecture_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     )
 
 
-def _unet_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+def add_unet_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """The pixel model's recipe, shared with ``damagenet crossval``."""
     p.add_argument(
         "--encoder",
         choices=UNET_ENCODERS,

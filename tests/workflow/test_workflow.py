@@ -362,6 +362,22 @@ def test_aggregate_rule_follows_the_config(tmp_path):
     assert not _commands(out, "damagenet aggregate")
 
 
+def test_crossval_rule_trains_the_configured_model(tmp_path):
+    """The folds train the model the config describes: the pixel model's recipe from the model
+    section, the patch model's depth from the crossval section."""
+    demo = ROOT / "config" / "demo.yaml"
+    (tmp_path / "unet.yaml").write_text(
+        yaml.safe_dump({"model": {"encoder": "resnet18", "fusion": "both", "width": 8}})
+    )
+    (cv,) = _commands(_dry(tmp_path, ("crossval",), [demo, tmp_path / "unet.yaml"]), "crossval")
+    assert "--npz data/processed/tiles64_splits.npz" in cv
+    assert "--encoder resnet18 --fusion both --width 8 --batch-size 16" in cv
+    assert "--lr-backbone 0.001 --lr-head 0.001" in cv and "--backbone" not in cv
+    (tmp_path / "patch.yaml").write_text(yaml.safe_dump({"model": {"arch": "siamese-resnet"}}))
+    (cv,) = _commands(_dry(tmp_path, ("crossval",), [demo, tmp_path / "patch.yaml"]), "crossval")
+    assert "--backbone resnet18 --batch-size 64" in cv and "--encoder" not in cv
+
+
 def test_aggregate_fetches_named_footprints_and_districts(tmp_path):
     """Issue 32: footprints from OSM or Overture and districts from geoBoundaries, their
     services and the cache folder from the config; no footprint file is an input."""

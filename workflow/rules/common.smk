@@ -309,18 +309,25 @@ def radar_options(wildcards, input):
     return opts
 
 
-def train_arch_options(wildcards):
-    """The architecture's own recipe for `damagenet train`, as a list Snakemake quotes item by
-    item: the pixel model's encoder, fusion, width, batch and learning rate (model section), or
-    the patch model's backbone and batch (train section)."""
+def arch_options(backbone):
+    """The architecture's own recipe for `damagenet train` and `crossval`, as a list Snakemake
+    quotes item by item: the pixel model's encoder, fusion, width, batch and learning rate
+    (model section), or the patch model's backbone and batch (train section)."""
     if TILES:
         m = config["model"]
         return [
             *("--encoder", m["encoder"], "--fusion", m["fusion"], "--width", m["width"]),
             *("--batch-size", m["batch_size"], "--lr-backbone", m["lr"], "--lr-head", m["lr"]),
         ]
-    t = config["train"]
-    return ["--backbone", t["backbone"], "--batch-size", t["batch_size"]]
+    return ["--backbone", backbone, "--batch-size", config["train"]["batch_size"]]
+
+
+def train_arch_options(wildcards):
+    return arch_options(config["train"]["backbone"])
+
+
+def crossval_arch_options(wildcards):
+    return arch_options(config["crossval"]["backbone"])
 
 
 PWTT = config["pwtt"]

@@ -96,6 +96,7 @@ rule crossval:
         python=PYTHON,
         c=config["crossval"],
         t=config["train"],
+        recipe=crossval_arch_options,
         out=lambda wc, output: str(Path(output.json).parent),
         device=config["device"],
         seed=config["seed"],
@@ -106,7 +107,7 @@ rule crossval:
         gpu=gpus,
     shell:
         "OMP_NUM_THREADS={threads} {params.python:q} -m damagenet crossval --npz {input:q}"
-        " --k {params.c[k]:q} --out {params.out:q} --backbone {params.c[backbone]:q}"
+        " --k {params.c[k]:q} --out {params.out:q} {params.recipe:q}"
         " --epochs {params.c[epochs]:q} --patience {params.t[patience]:q}"
-        " --batch-size {params.t[batch_size]:q} --weights {params.t[weights]:q}"
+        " --weights {params.t[weights]:q}"
         " --device {params.device:q} --seed {params.seed:q} > {log:q} 2>&1"

@@ -199,3 +199,18 @@ def test_ensemble_of_checkpoints(tmp_path):
     assert flat == pytest.approx(0.5, abs=1e-4)  # a huge temperature flattens to 0.5
     with pytest.raises(DamagenetError):
         load_ensemble([])
+
+
+def test_the_pixel_models_recipe_reaches_every_fold(tmp_path, monkeypatch):
+    """``--encoder``, ``--fusion``, ``--width`` and the rest mean what they mean in train."""
+    import damagenet.evaluation.crossval as module
+
+    seen = {}
+    monkeypatch.setattr(module, "crossval", lambda npz, out, k, cfg, *a: seen.update(cfg=cfg))
+    argv = ["crossval", "--npz", "d.npz", "--k", "2", "--out", str(tmp_path), "--width", "8"]
+    assert main([*argv, "--encoder", "resnet18", "--fusion", "both", "--pos-weight", "3"]) == 0
+    cfg = seen["cfg"]
+    assert (cfg.encoder, cfg.fusion, cfg.width, cfg.pos_weight) == ("resnet18", "both", 8, 3.0)
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--fusion", "sum"])
+    assert exc.value.code == 2
