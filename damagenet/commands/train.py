@@ -141,7 +141,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--npz", required=True, type=existing_path, help="dataset NPZ (study, flat or tile layout)"
     )
     p.add_argument("--out", required=True, help="results folder (logs, metrics, plots)")
-    p.add_argument("--ckpt", required=True, help="checkpoint path, e.g. models/best_resnet101.pt")
+    p.add_argument(
+        "--ckpt", required=True, help="checkpoint path, e.g. models/best_siamese-unet.pt"
+    )
     _architecture_options(p, d)
     add_unet_options(p, d)
     _recipe_options(p, d)
