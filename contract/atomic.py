@@ -97,6 +97,24 @@ def deferred_signals() -> Iterator[None]:
             signal.raise_signal(signum)
 
 
+class OutputKindError(UserError, IsADirectoryError):
+    """An output path where a folder stands for a file (or a file for a folder): replacing it
+    would delete what the user keeps there."""
+
+    exit_code = 2
+
+
+def _refuse_other_kind(staged: Path, final: Path) -> None:
+    """Refuse, before anything moves, to publish a file over a folder or a folder over a file."""
+    if final.is_symlink() or not final.exists() or final.is_dir() == staged.is_dir():
+        return
+    found, wanted = ("a folder", "a file") if final.is_dir() else ("a file", "a folder")
+    raise OutputKindError(
+        f"{final}: is {found}, and this output is {wanted}; name another path (nothing "
+        "was replaced)"
+    )
+
+
 def _set_aside(final: Path) -> Path | None:
     """Move an existing ``final`` to a hidden name beside it, to restore if publishing fails."""
     if not final.exists() and not final.is_symlink():
@@ -123,6 +141,8 @@ def publish(moves: Sequence[tuple[Path, Path]]) -> None:
     Data is synced first; the renames run with SIGINT and SIGTERM deferred; if one fails, the
     ones made are undone and the files they replaced come back.
     """
+    for staged, final in moves:
+        _refuse_other_kind(staged, final)
     for staged, _ in moves:
         _sync_tree(staged)
     with deferred_signals():
@@ -275,6 +295,8 @@ def staged_folder(folder: str | os.PathLike[str]) -> Iterator[Path]:
     leaves nothing a user or Snakemake could take for a finished output.
     """
     dest = Path(folder)
+    if dest.exists() and not dest.is_dir():
+        raise OutputKindError(f"{dest}: is a file, and this output is a folder; name another path")
     dest.mkdir(parents=True, exist_ok=True)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", suffix=".part", dir=dest))

@@ -198,6 +198,13 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
         if _from_rasterio(exc):  # RasterioIOError is an OSError without errno or filename
             return _fail(_corrupt_raster(exc), 1, verbose)
         return _fail(describe_os_error(exc), 1, verbose)
+    except MemoryError:  # numpy's names the size: "Unable to allocate 168. GiB for an array"
+        return _fail(
+            "out of memory: the settings ask for more than this machine has (a finer grid, "
+            "a larger radius or memory budget than the data needs); check the options",
+            1,
+            verbose,
+        )
     except zipfile.BadZipFile as exc:
         return _fail(
             f"{_chain(exc)}: an input (.npz, .zip or .pt) is truncated or corrupt; "

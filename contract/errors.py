@@ -21,6 +21,13 @@ class SceneScaleError(UserError, ValueError):
     """A scene that is not L2A digital numbers (reflectance x 10000), checked before use."""
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an error's message, at most ``limit`` characters; its type's name when
+    the message is empty (an empty checkpoint file fails with a bare ``EOFError``)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 def causes(exc: BaseException) -> Iterator[BaseException]:
     """``exc`` and the exceptions it was raised from (``__cause__``, else ``__context__``),
     each once: libraries wrap the error a user needs to hear about (a refused connection, a

@@ -39,6 +39,9 @@ PREWAR = "prewar"
 TILE_EXTRA: tuple[str, ...] = (DAMAGE_PIXELS, PREWAR)
 PATCHES = "patches"
 TILES = "tiles"
+#: tile sides are a multiple of this cell, px: the patch model's window, the grid on which a
+#: tile dataset is scored at patch level and a pixel map tallies its cells
+TILE_CELL = 16
 
 
 def split_key(kind: str, split: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import os
 import re
 from collections.abc import Callable
@@ -32,13 +33,16 @@ positive_int = int_at_least(1)
 
 
 def float_in(low: float, high: float, *, low_open: bool = False) -> Callable[[str], float]:
-    """A float in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    """A finite float in ``[low, high]`` (``(low, high]`` with ``low_open``): ``nan`` and
+    ``inf`` parse as floats but no size, rate or threshold means them."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if not (low < value <= high if low_open else low <= value <= high):
             bracket = "(" if low_open else "["
             raise argparse.ArgumentTypeError(
@@ -49,8 +53,21 @@ def float_in(low: float, high: float, *, low_open: bool = False) -> Callable[[st
     return parse
 
 
+def multiple_of(step: int) -> Callable[[str], int]:
+    """A positive integer multiple of ``step`` (a tile side on the 16 px cell grid)."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value % step:
+            raise argparse.ArgumentTypeError(f"must be a multiple of {step}, got {value}")
+        return value
+
+    return parse
+
+
 probability = float_in(0.0, 1.0)
-positive_float = float_in(0.0, float("inf"), low_open=True)
+positive_float = float_in(0.0, math.inf, low_open=True)
+non_negative_float = float_in(0.0, math.inf)
 
 
 def iso_date(text: str) -> dt.date:

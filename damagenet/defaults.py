@@ -8,6 +8,8 @@ still has one home.
 
 from __future__ import annotations
 
+import re
+
 #: torchvision ResNet depths the Siamese network and the U-Net encoders offer, with their
 #: final feature width.
 BACKBONE_FEATURES: dict[str, int] = {
@@ -37,3 +39,13 @@ PRECISION_NAMES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
 #: patch size from which channels-last trains faster than the plain layout on a CPU (measured:
 #: 1.2x faster at 64 px, 1.2x slower at 16 px, ResNet-101, 2 threads; docs/performance.md)
 CHANNELS_LAST_MIN_PATCH_CPU = 32
+
+
+def device_name(text: str) -> str:
+    """``--device``: auto, cpu, cuda or cuda:N, checked when the line is parsed (exit 2), not
+    after seconds of imports; whether a GPU is there is asked when the command runs."""
+    import argparse
+
+    if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")

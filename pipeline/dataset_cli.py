@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import argparse
 
-from contract.options import existing_path, probability
+from contract.npz_keys import TILE_CELL
+from contract.options import (
+    existing_path,
+    float_in,
+    multiple_of,
+    positive_float,
+    probability,
+)
 from pipeline.defaults import DEFAULT_HARD_NEGATIVE_SHARE
 
 
@@ -72,7 +79,7 @@ def _add_split_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--block-m",
-        type=float,
+        type=positive_float,
         default=640.0,
         help="block side in metres for --split blocks (default: %(default)s)",
     )
@@ -85,13 +92,13 @@ def _add_split_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--val-fraction",
-        type=float,
+        type=float_in(0.0, 1.0),
         default=0.2,
         help="share of damaged patches for validation (default: %(default)s)",
     )
     p.add_argument(
         "--test-fraction",
-        type=float,
+        type=float_in(0.0, 1.0),
         default=0.2,
         help="share of damaged patches for test with --split blocks (default: %(default)s)",
     )
@@ -101,7 +108,7 @@ def _add_balance_options(p: argparse.ArgumentParser) -> None:
     """How each split is balanced, and what else is written."""
     p.add_argument(
         "--negatives-per-positive",
-        type=float,
+        type=positive_float,
         default=1.0,
         help="no-damage patches sampled per damaged patch in each split (default: %(default)s)",
     )
@@ -132,7 +139,7 @@ def _add_balance_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--tile-size",
-        type=int,
+        type=multiple_of(TILE_CELL),
         metavar="PX",
         help="build a tile dataset for the pixel model from 'pipeline tiles' files of this "
         "side: y_<split> (N, PX, PX) uint8 per-pixel targets, every tile of a split kept "

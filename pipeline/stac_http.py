@@ -22,7 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3 import Retry
 
-from contract.errors import causes
+from contract.errors import causes, first_line
 from pipeline.errors import CredentialsError, ServiceError
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def service_error(exc: BaseException, host: str, what: str) -> ServiceError:
                 f"--stac-url, or the service is offline)"
             )
     status = getattr(exc, "status_code", None)
-    detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    detail = first_line(exc)
     if status is not None:
         return ServiceError(f"{host} answered HTTP {status} while {what}: {detail}")
     return ServiceError(f"{host} failed while {what}: {detail}")

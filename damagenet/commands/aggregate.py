@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from contract.options import int_at_least, positive_float
+from contract.options import float_in, int_at_least
 from damagenet.buildings.sources.defaults import (
     DISTRICT_DETAILS,
     GEOBOUNDARIES_URL,
@@ -139,9 +139,9 @@ def _zone_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--grid-m",
-        type=positive_float,
+        type=float_in(10.0, 1e6),
         default=500.0,
-        help="grid cell size for 'grid' and 'pwtt-grid' (%(default)s)",
+        help="grid cell size for 'grid' and 'pwtt-grid', 10 m (a pixel) or more (%(default)s)",
     )
     p.add_argument("--zones-crs", help="CRS of a zones file that does not declare one")
     p.add_argument(

@@ -6,9 +6,9 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from contract.options import int_at_least, positive_int
+from contract.options import int_at_least, positive_float, positive_int
 from damagenet.commands.train import add_unet_options, unet_settings
-from damagenet.defaults import BACKBONE_FEATURES, N_BOOT
+from damagenet.defaults import BACKBONE_FEATURES, N_BOOT, device_name
 from damagenet.training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -97,18 +97,20 @@ def _add_training(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     )
     p.add_argument(
         "--lr-backbone",
-        type=float,
+        type=positive_float,
         default=d.lr_backbone,
         help="learning rate of the encoder (%(default)s; the small U-Net of a tile dataset "
         "trains better at 1e-3)",
     )
     p.add_argument(
         "--lr-head",
-        type=float,
+        type=positive_float,
         default=d.lr_head,
         help="learning rate of the head or decoder (%(default)s)",
     )
-    p.add_argument("--device", default=d.device, help="auto, cpu or cuda (%(default)s)")
+    p.add_argument(
+        "--device", type=device_name, default=d.device, help="auto, cpu or cuda (%(default)s)"
+    )
     add_unet_options(p, d)
     _add_patch_model(p, d)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from contract.options import positive_int
-from damagenet.defaults import N_BOOT, THRESHOLD_RULES
+from damagenet.defaults import N_BOOT, THRESHOLD_RULES, device_name
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -50,7 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=THRESHOLD_RULES,
         help="re-choose the threshold on val with this rule (default: the checkpoint's)",
     )
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (%(default)s)")
+    p.add_argument(
+        "--device", type=device_name, default="auto", help="auto, cpu or cuda (%(default)s)"
+    )
     p.add_argument(
         "--batch-size", type=positive_int, default=512, help="pairs per batch (%(default)s)"
     )

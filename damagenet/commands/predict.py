@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from contract.options import existing_path, positive_float, positive_int, threshold_or_auto
-from damagenet.defaults import COMPILE_CHOICES
+from damagenet.defaults import COMPILE_CHOICES, device_name
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -127,7 +127,9 @@ def _add_map_options(p: argparse.ArgumentParser) -> None:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """Where and how fast it runs: device, compilation, memory, a dask cluster."""
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (%(default)s)")
+    p.add_argument(
+        "--device", type=device_name, default="auto", help="auto, cpu or cuda (%(default)s)"
+    )
     p.add_argument(
         "--compile",
         default="auto",

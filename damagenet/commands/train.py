@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from contract.options import existing_path, positive_int
+from contract.options import existing_path, non_negative_float, positive_float, positive_int
 from damagenet.defaults import (
     BACKBONE_FEATURES,
     CHANNELS_LAST_MIN_PATCH_CPU,
@@ -15,6 +15,7 @@ from damagenet.defaults import (
     MEMORY_FORMATS,
     PRECISION_NAMES,
     THRESHOLD_RULES,
+    device_name,
 )
 from damagenet.models.choices import (
     ARCHITECTURE_OF_KIND,
@@ -92,26 +93,6 @@ def batch_size(text: str) -> int:
     value = positive_int(text)
     if value < 2:
         raise argparse.ArgumentTypeError("must be at least 2 (BatchNorm needs two pairs)")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
     return value
 
 
@@ -227,7 +208,7 @@ def add_unet_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     )
     p.add_argument(
         "--dice-weight",
-        type=non_negative,
+        type=non_negative_float,
         default=d.dice_weight,
         help="siamese-unet: weight of a masked soft-Dice term added to the BCE (%(default)s)",
     )
@@ -259,22 +240,28 @@ def _recipe_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
     p.add_argument(
         "--lr-backbone",
-        type=float,
+        type=positive_float,
         default=d.lr_backbone,
         help="Adam learning rate of the backbone (the U-Net's shared encoder; FC-Siam used "
         "1e-3 from scratch) (%(default)s)",
     )
     p.add_argument(
         "--lr-head",
-        type=float,
+        type=positive_float,
         default=d.lr_head,
         help="Adam learning rate of the head (the U-Net's fusion and decoder) (%(default)s)",
     )
     p.add_argument(
-        "--weight-decay", type=float, default=d.weight_decay, help="Adam weight decay (%(default)s)"
+        "--weight-decay",
+        type=non_negative_float,
+        default=d.weight_decay,
+        help="Adam weight decay (%(default)s)",
     )
     p.add_argument(
-        "--clip-norm", type=float, default=d.clip_norm, help="gradient clipping norm (%(default)s)"
+        "--clip-norm",
+        type=positive_float,
+        default=d.clip_norm,
+        help="gradient clipping norm (%(default)s)",
     )
     p.add_argument(
         "--threshold-rule",
@@ -290,7 +277,9 @@ def _recipe_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
 
 
 def _speed_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
-    p.add_argument("--device", default=d.device, help="auto, cpu or cuda (%(default)s)")
+    p.add_argument(
+        "--device", type=device_name, default=d.device, help="auto, cpu or cuda (%(default)s)"
+    )
     p.add_argument(
         "--threads",
         type=positive_int,

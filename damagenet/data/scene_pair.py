@@ -150,6 +150,11 @@ def open_scene_pair(
         arrays = (before, after)
     if labels is not None:
         profiles["labels"] = _describe_file(labels)
+        if profiles["labels"]["count"] != 1:
+            raise InputFileError(
+                f"{labels}: {profiles['labels']['count']} bands; a label raster has one "
+                "(1 damage, 0 no damage, 255 unknown: 'pipeline labels' or 'pipeline oscd')"
+            )
         profiles["labels"]["count"] = len(BANDS)  # one band; only the grid is compared
         profiles["labels"]["descriptions"] = ()
         names["labels"] = str(labels)

@@ -37,10 +37,11 @@ from scipy import ndimage
 from contract.bands import SCENE_NODATA
 from contract.built_up import built_up
 from contract.labels import DAMAGE, NO_DAMAGE, UNKNOWN
+from contract.npz_keys import TILE_CELL
 from damagenet.data.pairs import Split
 
 #: the patch model's cell, px (the map's cell: damagenet.inference.tiles.MAP_CELL)
-CELL = 16
+CELL = TILE_CELL
 #: side of the window a pixel map is scored by at a point
 POINT_WINDOW = 3
 #: far-from-site negative points lie at least this many px from any damage or unknown pixel

@@ -20,6 +20,7 @@ import torch.fx.experimental.optimization as fx_optimization
 from torch import nn
 
 from contract.bands import BANDS
+from contract.errors import first_line
 from damagenet.data.pairs import Normalisation, TensorSplit, symmetry
 from damagenet.defaults import COMPILE_CHOICES
 from damagenet.errors import DamagenetError, DamagenetUsageError
@@ -154,7 +155,7 @@ def optimise_for_inference(
         log.warning(
             "torch.compile is not usable here (%s: %s); running uncompiled",
             type(exc).__name__,
-            str(exc).splitlines()[0] if str(exc) else "",
+            first_line(exc),
         )
         return fast
 

@@ -26,10 +26,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from contract.npz_keys import TILE_CELL
 from damagenet.errors import DamagenetUsageError
 
 #: the patch model's window: a pixel map tallies cells of this side, on the patch maps' grid
-MAP_CELL = 16
+MAP_CELL = TILE_CELL
 #: widest halo kept on each side of a tile core, px (1.28 km of context at 10 m)
 MAX_HALO = 128
 #: kinds of layer whose kernel widens the receptive field

@@ -22,6 +22,7 @@ import torch
 
 from contract.atomic import atomic_path
 from contract.bands import BANDS, band_permutation
+from contract.errors import first_line
 from damagenet.data.pairs import Normalisation, file_sha256
 from damagenet.errors import CheckpointError, DamagenetError, DamagenetUsageError
 from damagenet.models import registry
@@ -130,8 +131,7 @@ def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # zip, pickle and unpickler errors all mean the same here
         raise CheckpointError(
-            f"{path}: not a readable checkpoint "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: {first_line(exc)})"
         ) from exc
     found = payload.get("format") if isinstance(payload, dict) else None
     if found == "damagenet-checkpoint/1":
@@ -181,7 +181,7 @@ def load_checkpoint(
     except (RuntimeError, KeyError, TypeError, DamagenetError) as exc:
         raise CheckpointError(
             f"{path}: weights do not match the recorded architecture "
-            f"{registry.describe(arch)} ({str(exc).splitlines()[0]})"
+            f"{registry.describe(arch)} ({first_line(exc)})"
         ) from exc
     model.eval()
     return model, payload

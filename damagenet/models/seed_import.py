@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from contract.bands import BANDS, QUANTIFICATION
+from contract.errors import first_line
 from damagenet.data.pairs import Normalisation
 from damagenet.defaults import STUDY_BANDS
 from damagenet.errors import CheckpointError, DamagenetUsageError, InputFileError
@@ -68,8 +69,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip, pickle and unpickler errors all mean the same here
         raise CheckpointError(
-            f"{path}: not a readable PyTorch state dict "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            f"{path}: not a readable PyTorch state dict ({type(exc).__name__}: {first_line(exc)})"
         ) from exc
     if isinstance(obj, dict) and "format" in obj:
         raise CheckpointError(
@@ -281,7 +281,7 @@ def study_model(weights: Path) -> SiameseResNet:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(
-            f"{weights}: does not fit {backbone} with the study's head ({str(exc).splitlines()[0]})"
+            f"{weights}: does not fit {backbone} with the study's head ({first_line(exc)})"
         ) from exc
     return model.eval()
 

@@ -46,6 +46,7 @@ from torch import nn
 from torchvision import models
 
 from contract.bands import BANDS
+from contract.errors import first_line
 from damagenet.errors import DamagenetError, DamagenetUsageError
 from damagenet.models.choices import FUSIONS, UNET_ENCODERS
 from damagenet.models.siamese_resnet import rgb_to_bands
@@ -290,7 +291,7 @@ def load_imagenet_file(model: SiameseUNet, path: str | Path) -> None:
         encoder.load_state_dict(mapped)
     except RuntimeError as exc:
         raise DamagenetError(
-            f"{path}: weights do not fit {model.settings['encoder']} ({str(exc).splitlines()[0]})"
+            f"{path}: weights do not fit {model.settings['encoder']} ({first_line(exc)})"
         ) from exc
     log.info("initialised the %s encoder from %s", model.settings["encoder"], path)
 

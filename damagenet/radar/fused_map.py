@@ -134,6 +134,13 @@ def check_probability(src: Any, path: Path) -> None:
             f"{path}: band '{found}' is not a Sentinel-2 damage probability map (expected "
             f"'{PROB.description}' from 'damagenet predict')"
         )
+    sample = row_sample(src) if src.dtypes[0] in ("float32", "float64") else None
+    if sample is None or (sample.size and (sample.min() < 0 or sample.max() > 1)):
+        found = src.dtypes[0] if sample is None else f"{sample.min():g} to {sample.max():g}"
+        raise InputFileError(
+            f"{path}: values {found}; a probability map holds floats from 0 to 1 (the "
+            "output of 'damagenet predict')"
+        )
 
 
 def check_grid(radar: Any, optical: Any, radar_path: Path, optical_path: Path) -> None:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from contract import radar
-from contract.options import int_at_least, positive_int
+from contract.options import existing_path, int_at_least, positive_float, positive_int
 from pipeline.radar import COLLECTIONS, PLANETARY_COMPUTER_URL, SCALES, SOURCES
 
 
@@ -64,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "or file used. No account: Planetary Computer sentinel-1-rtc when its token endpoint "
         "answers without a key, else sentinel-1-grd calibrated with its annotations.",
     )
-    p.add_argument("aoi_file", help="AOI GeoJSON file")
+    p.add_argument("aoi_file", type=existing_path, help="AOI GeoJSON file")
     p.add_argument("--out", required=True, help="output store, data/radar/<aoi>.zarr")
     p.add_argument(
         "--source",
@@ -86,6 +86,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--input",
+        type=existing_path,
         help="local: a folder (or one file) of SAFE GRD products "
         "(*.SAFE or *.zip) or of RTC GeoTIFFs (one per polarisation and date); "
         "synthetic: a 'pipeline synthetic' folder (default: make one)",
@@ -104,7 +105,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-size-km",
-        type=float,
+        type=positive_float,
         help="cap the AOI grid to a square of this side (synthetic default: 5)",
     )
     _local_and_network_options(p)

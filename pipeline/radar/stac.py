@@ -35,6 +35,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import Resampling
 
 from contract import radar
+from contract.errors import first_line
 from pipeline.aoi import AOI, DateWindow
 from pipeline.errors import CredentialsError, InputFileError, PipelineUsageError, ServiceError
 from pipeline.grid import Grid
@@ -106,7 +107,7 @@ def signed_call(signer: PlanetaryComputerSigner, href: str, fn: Callable[[str], 
         log.info(
             "read of %s failed (%s); retrying with a fresh signature",
             href.split("?")[0],
-            str(exc).splitlines()[0][:120],
+            first_line(exc, 120),
         )
         signer.renew(seen)
     return fn(signer(href))
@@ -196,7 +197,7 @@ def group_passes(items: Sequence[pystac.Item]) -> dict[tuple[int, dt.date], list
 
 def _read_error(exc: BaseException, href: str) -> ServiceError:
     host = urlsplit(href).netloc or href
-    text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    text = first_line(exc)
     if any(k in text for k in ("connect", "resolve host", "timed out", "Connection refused")):
         return ServiceError(f"cannot reach {host} while reading Sentinel-1 assets: {text}")
     return ServiceError(f"reading Sentinel-1 asset {href.split('?')[0]} failed: {text}")

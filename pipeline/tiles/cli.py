@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from contract.options import existing_path, iso_date
+from contract.npz_keys import TILE_CELL
+from contract.options import existing_path, float_in, iso_date, multiple_of, positive_float
 from pipeline.defaults import DEFAULT_MEMORY_MB
 from pipeline.tiles import DEFAULT_DISC_PX, DEFAULT_RING_PX, DEFAULT_TILE_SIZE
+
+#: the widest disc or ring around a site, px (500 m: a site is one building)
+MAX_SITE_RADIUS_PX = 50.0
 
 TARGET_CLASSES_TEXT = "1,2"
 
@@ -69,13 +73,13 @@ def _add_targets(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--disc-px",
-        type=float,
+        type=float_in(0.0, MAX_SITE_RADIUS_PX),
         default=DEFAULT_DISC_PX,
         help="radius of the positive disc around a site, px (default: %(default)s)",
     )
     p.add_argument(
         "--ring-px",
-        type=float,
+        type=float_in(0.0, MAX_SITE_RADIUS_PX),
         default=DEFAULT_RING_PX,
         help="radius of the ignore ring around every site, px (default: %(default)s)",
     )
@@ -128,7 +132,10 @@ def _add_tiles(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output NPZ")
     p.add_argument(
-        "--size", type=int, default=DEFAULT_TILE_SIZE, help="tile side, px (default: %(default)s)"
+        "--size",
+        type=multiple_of(TILE_CELL),
+        default=DEFAULT_TILE_SIZE,
+        help=f"tile side, px, a multiple of {TILE_CELL} (default: %(default)s)",
     )
     p.add_argument(
         "--min-labelled",
@@ -138,7 +145,7 @@ def _add_tiles(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--memory-mb",
-        type=float,
+        type=positive_float,
         default=DEFAULT_MEMORY_MB,
         help="memory budget for reading the rasters, MiB (default: %(default)s)",
     )

@@ -605,6 +605,79 @@ CASES = [
     ),
 ]
 
+
+def empty_file(name: str):
+    def make(tmp: Path, files: dict) -> None:
+        (tmp / name).write_bytes(b"")
+        files[name.split(".")[0]] = str(tmp / name)
+
+    return make
+
+
+def optical_as_bytes(tmp: Path, files: dict) -> None:
+    """A 'damage_probability' map scaled to 0-255 bytes, on the scenes' grid."""
+    with rasterio.open(files["labels"]) as src:
+        prof = src.profile
+    prof.update(count=1, dtype="uint8", nodata=None)
+    with rasterio.open(tmp / "bytes.tif", "w", **prof) as dst:
+        dst.write(np.full((1, prof["height"], prof["width"]), 200, "uint8"))
+        dst.set_band_description(1, "damage_probability")
+    files["bytes"] = str(tmp / "bytes.tif")
+
+
+#: values a user can type that no option means (issue-31 review): exit 2 when parsed
+CASES += [
+    Case(f"{name}-{value}", argv + [flag, value], 2, (flag, value))
+    for name, argv, flag, value in [
+        ("tiles-size", ["pipeline", "tiles", "{aoi}", "--before", "{before}", "--after",
+                        "{after}", "--targets", "{labels}", "--out", OUT + "/t.npz"],
+         "--size", "40"),
+        ("dataset-tile-size", ["pipeline", "dataset", "{patches}", "--out", OUT + "/d.npz"],
+         "--tile-size", "40"),
+        ("dataset-block", ["pipeline", "dataset", "{patches}", "--out", OUT + "/d.npz"],
+         "--block-m", "inf"),
+        ("dataset-negatives", ["pipeline", "dataset", "{patches}", "--out", OUT + "/d.npz"],
+         "--negatives-per-positive", "-1"),
+        ("targets-disc", ["pipeline", "targets", "{aoi}", "--grid", "{after}", "--unosat",
+                          "{unosat}", "--out", OUT + "/t.tif"], "--disc-px", "nan"),
+        ("targets-ring", ["pipeline", "targets", "{aoi}", "--grid", "{after}", "--unosat",
+                          "{unosat}", "--out", OUT + "/t.tif"], "--ring-px", "500"),
+        ("radar-size", ["pipeline", "radar", "{aoi}", "--source", "synthetic", "--out",
+                        OUT + "/r.zarr"], "--max-size-km", "inf"),
+        ("train-lr", ["damagenet", "train", "--npz", "{npz}", "--out", OUT, "--ckpt",
+                      OUT + "/m.pt"], "--lr-head", "nan"),
+        ("train-clip", ["damagenet", "train", "--npz", "{npz}", "--out", OUT, "--ckpt",
+                        OUT + "/m.pt"], "--clip-norm", "-1"),
+        ("predict-device", ["damagenet", "predict", "--before", "{before}", "--after",
+                            "{after}", "--ckpt", "{ckpt}", "--out", OUT + "/m.tif"],
+         "--device", "tpu"),
+        ("predict-memory", ["damagenet", "predict", "--before", "{before}", "--after",
+                            "{after}", "--ckpt", "{ckpt}", "--out", OUT + "/m.tif"],
+         "--memory-mb", "inf"),
+        ("aggregate-grid", ["damagenet", "aggregate", "--map", "{after}", "--buildings",
+                            "{buildings}", "--out", OUT + "/a.gpkg"], "--grid-m", "0.01"),
+    ]
+] + [
+    missing("radar-aoi", ["pipeline", "radar", NOPE, "--source", "synthetic", "--out", OUT]),
+    Case("info-empty-ckpt", ["damagenet", "info", "{empty}"], 1, ("empty.pt", "EOFError"),
+         empty_file("empty.pt")),
+    Case(
+        "predict-labels-four-bands",
+        ["damagenet", "predict", "--before", "{before}", "--after", "{after}", "--ckpt",
+         "{ckpt}", "--labels", "{after}", "--out", OUT + "/m_damage_prob.tif"],
+        1,
+        ("after.tif", "4 bands", "label raster has one"),
+    ),
+    Case(
+        "fuse-optical-bytes",
+        ["damagenet", "fuse", "--pwtt", "{bytes}", "--optical", "{bytes}", "--out",
+         OUT + "/f.tif"],
+        1,
+        ("bytes.tif",),
+        optical_as_bytes,
+    ),
+]  # fmt: skip
+
 DISK_CASES = [
     (
         "aoi-new",
@@ -933,3 +1006,13 @@ def test_zip_member_that_inflates_past_its_declared_size_is_refused(tmp_path, mo
         zf.writestr("MTD_MSIL2A.xml", b"<a>" + b" " * 100_000 + b"</a>")
     with zipfile.ZipFile(path) as zf, pytest.raises(PipelineInputFileError, match="inflates past"):
         band_files.read_member(zf, "MTD_MSIL2A.xml", path)
+
+
+def test_an_output_path_naming_a_folder_keeps_the_folder(files, tmp_path, capsys):
+    """A review found `pipeline targets --out X.tif`, with X.tif a folder, deleted the folder."""
+    kept = tmp_path / "t.tif" / "precious"
+    kept.mkdir(parents=True)
+    argv = ["pipeline", "targets", "{aoi}", "--grid", "{after}", "--unosat", "{unosat}"]
+    assert run_cli(fill([*argv, "--out", str(kept.parent)], files)) == 2
+    check_one_line(capsys.readouterr().err, ("t.tif", "is a folder"))
+    assert kept.is_dir() and [p.name for p in kept.parent.iterdir()] == ["precious"]

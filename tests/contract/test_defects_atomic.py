@@ -139,3 +139,27 @@ def test_staged_paths_are_not_reported_as_published(tmp_path):
     with output_set() as outputs, atomic_path(outputs.path(tmp_path / "s.tif")) as tmp:
         tmp.write_text("scene")
     assert published() == [tmp_path / "s.tif"]
+
+
+@pytest.mark.parametrize("kind", ["file over a folder", "folder over a file"])
+def test_an_output_never_replaces_a_thing_of_the_other_kind(tmp_path, kind):
+    """A folder the user keeps where a file goes (or the reverse) is refused before anything
+    moves, not deleted to make room (exit 2: the path is the mistake)."""
+    from contract.atomic import OutputKindError
+
+    if kind == "file over a folder":
+        kept = tmp_path / "map.tif"
+        (kept / "precious").mkdir(parents=True)
+        with pytest.raises(OutputKindError, match="is a folder"), atomic_path(kept) as tmp:
+            tmp.write_text("map")
+        assert (kept / "precious").is_dir()
+    else:
+        kept = tmp_path / "store.zarr"
+        kept.write_text("a file the user keeps")
+        with pytest.raises(OutputKindError, match="is a file"), output_set() as outputs:
+            (outputs.path(kept) / "zarr.json").parent.mkdir()
+        assert kept.read_text() == "a file the user keeps"
+        with pytest.raises(OutputKindError, match="is a file"), staged_folder(kept):
+            pass
+    assert OutputKindError.exit_code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [kept.name]
