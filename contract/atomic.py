@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from contract.errors import UserError
+from contract.errors import UsageError, UserError
 
 #: Final paths published by this process, in order (read by the command-line boundary).
 _PUBLISHED: list[Path] = []
@@ -97,11 +97,9 @@ def deferred_signals() -> Iterator[None]:
             signal.raise_signal(signum)
 
 
-class OutputKindError(UserError, IsADirectoryError):
+class OutputKindError(UsageError, IsADirectoryError):
     """An output path where a folder stands for a file (or a file for a folder): replacing it
     would delete what the user keeps there."""
-
-    exit_code = 2
 
 
 def _refuse_other_kind(staged: Path, final: Path) -> None:

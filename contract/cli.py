@@ -253,8 +253,18 @@ def _from_rasterio(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("rasterio")
 
 
+#: GDAL's words for a failed write (TIFFWriteDirectoryTagData: "IO error writing tag data"):
+#: the output's disk, not an input, is the problem
+RASTER_WRITE = re.compile(
+    r"\bIO error writing|\bwrite failed|\bWrite error|TIFFWrite", re.IGNORECASE
+)
+
+
 def _corrupt_raster(exc: BaseException) -> str:
-    return f"{_chain(exc)}: a raster input is truncated or corrupt; re-create or re-download it"
+    text = _chain(exc)
+    if RASTER_WRITE.search(text):
+        return f"{text}: writing a raster output failed; is its disk full or read-only?"
+    return f"{text}: a raster input is truncated or corrupt; re-create or re-download it"
 
 
 def _chain(exc: BaseException) -> str:

@@ -17,6 +17,12 @@ class UserError(Exception):
     exit_code = 1
 
 
+class UsageError(UserError):
+    """A command line that cannot be right whatever the data: exit 2, as argparse's own."""
+
+    exit_code = 2
+
+
 class SceneScaleError(UserError, ValueError):
     """A scene that is not L2A digital numbers (reflectance x 10000), checked before use."""
 

@@ -11,7 +11,8 @@ import datetime as dt
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
 def int_at_least(low: int) -> Callable[[str], int]:
@@ -78,6 +79,21 @@ def iso_date(text: str) -> dt.date:
         return dt.date.fromisoformat(text.strip())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"invalid date {text!r} ({exc})") from None
+
+
+def distinct_outputs(outputs: Iterable[Any], inputs: Iterable[Any]) -> None:
+    """Refuse (exit 2) an output path that names one of the command's inputs (or lists of
+    them): writing it would destroy what the command reads, before or while it reads it."""
+    from contract.errors import UsageError
+
+    def paths(items: Iterable[Any]) -> list[str]:
+        flat = [p for item in items for p in (item if isinstance(item, list) else [item])]
+        return [os.fspath(p) for p in flat if p]
+
+    read = {os.path.realpath(p) for p in paths(inputs)}
+    for out in paths(outputs):
+        if os.path.realpath(out) in read:
+            raise UsageError(f"{out}: is also an input of this command; name another output")
 
 
 def threshold_or_auto(text: str) -> float | str:

@@ -10,6 +10,7 @@ import argparse
 
 from contract.npz_keys import TILE_CELL
 from contract.options import (
+    distinct_outputs,
     existing_path,
     float_in,
     multiple_of,
@@ -20,6 +21,7 @@ from pipeline.defaults import DEFAULT_HARD_NEGATIVE_SHARE
 
 
 def _run(args: argparse.Namespace) -> int:
+    distinct_outputs([args.out], [args.patch_files, args.nvd])
     from pipeline.dataset import DatasetOptions, build_dataset
 
     opts = DatasetOptions(

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 
-from contract.options import existing_path
+from contract.options import distinct_outputs, existing_path
 from pipeline.defaults import DEFAULT_MEMORY_MB, DEFAULT_PATCH_SIZE
 
 
 def _run(args: argparse.Namespace) -> int:
+    distinct_outputs([args.out], [args.before, args.after, args.labels])
     from pipeline.aoi import load_aoi
     from pipeline.patches import cut_patches
 

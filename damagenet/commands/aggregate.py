@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from contract.options import float_in, int_at_least
+from contract.options import distinct_outputs, float_in, int_at_least
 from damagenet.buildings.sources.defaults import (
     DISTRICT_DETAILS,
     GEOBOUNDARIES_URL,
@@ -26,6 +26,7 @@ def threshold_value(text: str) -> float | str:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    distinct_outputs([args.out], [args.map])
     from damagenet.buildings.aggregate import (  # heavy: only when the command runs
         AggregateOptions,
         aggregate,

@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from contract.options import existing_path, positive_float
+from contract.options import distinct_outputs, existing_path, positive_float
 from damagenet.radar import FUSED_THRESHOLD
 
 
 def _run(args: argparse.Namespace) -> int:
     from damagenet.radar.fused_map import FuseOptions, fuse_map
+
+    distinct_outputs([args.out], [args.pwtt, args.optical, args.optical_null])
 
     summary = fuse_map(
         Path(args.pwtt),

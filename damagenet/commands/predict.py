@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from contract.options import existing_path, positive_float, positive_int, threshold_or_auto
+from contract.options import (
+    distinct_outputs,
+    existing_path,
+    positive_float,
+    positive_int,
+    threshold_or_auto,
+)
 from damagenet.defaults import COMPILE_CHOICES, device_name
 
 
 def _run(args: argparse.Namespace) -> int:
+    distinct_outputs([args.out], [args.before, args.after, args.labels, args.ckpt])
     from damagenet.maps.predict import (  # heavy: only when the command runs
         PredictOptions,
         predict_map,

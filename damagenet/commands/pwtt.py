@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from contract.options import existing_path, positive_float, positive_int
+from contract.options import distinct_outputs, existing_path, positive_float, positive_int
 from damagenet.radar import DEFAULT_THRESHOLD
 
 
 def _run(args: argparse.Namespace) -> int:
     from damagenet.radar.pwtt_map import PwttOptions, pwtt_map
+
+    distinct_outputs([args.out], [args.radar])
 
     opts = PwttOptions(
         threshold=args.threshold,

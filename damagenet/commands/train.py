@@ -7,7 +7,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from contract.options import existing_path, non_negative_float, positive_float, positive_int
+from contract.options import (
+    distinct_outputs,
+    existing_path,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 from damagenet.defaults import (
     BACKBONE_FEATURES,
     CHANNELS_LAST_MIN_PATCH_CPU,
@@ -30,6 +36,7 @@ from damagenet.training.config import TrainConfig
 def _run(args: argparse.Namespace) -> int:
     from damagenet.training.train import train  # heavy: only when the command runs
 
+    distinct_outputs([args.ckpt, args.out], [args.npz])
     cfg = config_of(args, resolve_arch(args.arch, args.npz))
     train(args.npz, args.out, args.ckpt, cfg, run_evaluation=not args.no_evaluate)
     return 0

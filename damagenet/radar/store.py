@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from contract import radar
+from contract.errors import first_line
 from damagenet.errors import InputFileError
 
 #: Dimensions of every polarisation variable.
@@ -67,6 +68,22 @@ class RadarStore:
 
     def attrs(self) -> dict[str, str]:
         return {str(k): str(v) for k, v in self.ds.attrs.items()}
+
+    def rows(self, pol: str, time: int, r0: int, r1: int) -> np.ndarray:
+        return read_rows(self.ds, self.path, pol, time, r0, r1)
+
+
+def read_rows(ds: Any, path: Path, pol: str, time: int, r0: int, r1: int) -> np.ndarray:
+    """Rows ``r0:r1`` of one acquisition, float32; a chunk that cannot be decoded (a truncated
+    or overwritten file) is named with the store, not left to the codec's words."""
+    try:
+        block = ds[pol].isel(time=time, y=slice(r0, r1)).values
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise InputFileError(
+            f"{path}: {pol} of acquisition {time}, rows {r0}-{r1}, cannot be read "
+            f"({first_line(exc)}); the store is damaged: build it again with 'pipeline radar'"
+        ) from exc
+    return np.asarray(block, dtype=np.float32)
 
 
 def parse_window(text: str, name: str, path: Path) -> Window:
@@ -146,9 +163,9 @@ def _grid(ds: Any, path: Path) -> tuple[Any, Any, float]:
     return CRS.from_wkt(wkt), transform, float(dx[0])
 
 
-def _looks_like_db(ds: Any) -> bool:
+def _looks_like_db(ds: Any, path: Path) -> bool:
     """Whether the first acquisition is mostly negative, as dB is and power never is."""
-    sample = np.asarray(ds[radar.POLARISATIONS[0]].isel(time=0, y=slice(0, 256)).values)
+    sample = read_rows(ds, path, radar.POLARISATIONS[0], 0, 0, 256)
     finite = sample[np.isfinite(sample)]
     return finite.size > 0 and float(np.mean(finite < 0)) > DB_NEGATIVE_SHARE
 
@@ -184,7 +201,7 @@ def open_radar_store(path: str | Path) -> RadarStore:
     crs, transform, pixel = _grid(ds, path)
     if ds.sizes["time"] == 0:
         raise InputFileError(f"{path}: the store holds no acquisition")
-    if _looks_like_db(ds):
+    if _looks_like_db(ds, path):
         raise InputFileError(
             f"{path}: most values of the first acquisition are negative, as in dB, though the "
             f"store says {radar.UNITS!r}; rebuild it in linear power"

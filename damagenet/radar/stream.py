@@ -99,7 +99,7 @@ def filtered_log(
     store: RadarStore, edges: EdgeRows, pol: str, time: int, r0: int, r1: int
 ) -> np.ndarray:
     """Lee-filtered log power of rows ``[r0 - 1, r1 - 1)`` (to ``r1`` on the last strip)."""
-    block = np.asarray(store.ds[pol].isel(time=time, y=slice(r0, r1)).values, dtype=np.float32)
+    block = store.rows(pol, time, r0, r1)
     full = edges.extend(pol, time, block)
     last = r1 == store.height
     if last:

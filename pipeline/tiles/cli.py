@@ -9,7 +9,14 @@ from __future__ import annotations
 import argparse
 
 from contract.npz_keys import TILE_CELL
-from contract.options import existing_path, float_in, iso_date, multiple_of, positive_float
+from contract.options import (
+    distinct_outputs,
+    existing_path,
+    float_in,
+    iso_date,
+    multiple_of,
+    positive_float,
+)
 from pipeline.defaults import DEFAULT_MEMORY_MB
 from pipeline.tiles import DEFAULT_DISC_PX, DEFAULT_RING_PX, DEFAULT_TILE_SIZE
 
@@ -26,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_targets(args: argparse.Namespace) -> int:
+    distinct_outputs([args.out], [args.grid, args.unosat])
     from pipeline.aoi import load_aoi
     from pipeline.labels.cli import parse_classes_arg
     from pipeline.tiles.targets import TargetOptions, make_point_targets
@@ -88,6 +96,7 @@ def _add_targets(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_tiles(args: argparse.Namespace) -> int:
+    distinct_outputs([args.out], [args.before, args.after, args.targets])
     from pipeline.aoi import load_aoi
     from pipeline.errors import PipelineUsageError
     from pipeline.tiles.cut import cut_tiles

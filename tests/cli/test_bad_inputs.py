@@ -659,6 +659,15 @@ CASES += [
     ]
 ] + [
     missing("radar-aoi", ["pipeline", "radar", NOPE, "--source", "synthetic", "--out", OUT]),
+    Case("train-ckpt-over-its-data",
+         ["damagenet", "train", "--npz", "{npz}", "--out", OUT, "--ckpt", "{npz}"], 2,
+         ("study.npz", "is also an input")),
+    Case("fuse-over-its-input",
+         ["damagenet", "fuse", "--pwtt", "{after}", "--optical", "{labels}", "--out", "{after}"],
+         2, ("after.tif", "is also an input")),
+    Case("tiles-over-its-input",
+         ["pipeline", "tiles", "{aoi}", "--before", "{before}", "--after", "{after}",
+          "--targets", "{labels}", "--out", "{labels}"], 2, ("labels.tif", "is also an input")),
     Case("info-empty-ckpt", ["damagenet", "info", "{empty}"], 1, ("empty.pt", "EOFError"),
          empty_file("empty.pt")),
     Case(

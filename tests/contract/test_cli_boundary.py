@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import pytest
+from rasterio.errors import RasterioIOError
 from support.paths import ROOT
 
 from contract.atomic import atomic_path
@@ -46,6 +47,13 @@ def _run(func, verbose=False):
             "no space left",
         ),
         (KeyboardInterrupt(), 130, "interrupted"),
+        (MemoryError(), 1, "out of memory"),
+        (
+            RasterioIOError("TIFFWriteDirectoryTagData:IO error writing tag data"),
+            1,
+            "writing a raster output failed",
+        ),
+        (RasterioIOError("x.tif: TIFFFillTile: Read error at row 4"), 1, "truncated or corrupt"),
     ],
 )
 def test_failures_become_one_line(capsys, exc, code, words):

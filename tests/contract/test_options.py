@@ -7,7 +7,17 @@ import datetime as dt
 
 import pytest
 
-from contract.options import int_at_least, iso_date, positive_int, probability, threshold_or_auto
+from contract.errors import UsageError
+from contract.options import (
+    distinct_outputs,
+    int_at_least,
+    iso_date,
+    multiple_of,
+    positive_float,
+    positive_int,
+    probability,
+    threshold_or_auto,
+)
 
 
 def _parser(kind):
@@ -42,6 +52,11 @@ def test_good_values(kind, text, value):
         (iso_date, "05/05/2022", "YYYY-MM-DD"),
         (iso_date, "2021-13-45", "invalid date"),
         (threshold_or_auto, "abc", "expected a number"),
+        (positive_float, "nan", "expected a finite number"),
+        (positive_float, "inf", "expected a finite number"),
+        (probability, "nan", "expected a finite number"),
+        (multiple_of(16), "40", "must be a multiple of 16"),
+        (multiple_of(16), "0", "must be at least 1"),
     ],
 )
 def test_bad_values_exit_2_with_one_line(capsys, kind, text, words):
@@ -50,3 +65,12 @@ def test_bad_values_exit_2_with_one_line(capsys, kind, text, words):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert words in err and "argument --v" in err and "Traceback" not in err
+
+
+def test_an_output_that_is_an_input_is_a_usage_error(tmp_path):
+    data = tmp_path / "d.npz"
+    data.write_bytes(b"x")
+    distinct_outputs([tmp_path / "m.pt", None], [data, None, [tmp_path / "a.npz"]])
+    with pytest.raises(UsageError, match="d.npz: is also an input") as refused:
+        distinct_outputs([tmp_path / "sub" / ".." / "d.npz"], [[tmp_path / "a.npz", data]])
+    assert refused.value.exit_code == 2

@@ -91,3 +91,16 @@ def test_built_mask_limits_the_map_and_must_share_the_grid(tmp_path, capsys):
         run_cli(["pwtt", "--radar", str(store), "--out", str(out2), "--built", str(shifted)]) == 1
     )
     assert "not on the radar store's grid" in capsys.readouterr().err
+
+
+def test_a_damaged_chunk_names_the_store(tmp_path, capsys):
+    """A chunk file cut short (a copy that stopped): the store and the rows, not the codec."""
+    store = _town(tmp_path)
+    chunks = sorted(p for p in (store / "vv").rglob("*") if p.is_file() and p.name[0].isdigit())
+    chunks[0].write_bytes(chunks[0].read_bytes()[:20])
+    out = tmp_path / "maps" / "town_pwtt.tif"
+    assert run_cli(["pwtt", "--radar", str(store), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "town.zarr: vv of acquisition" in err
+    assert "build it again with 'pipeline radar'" in err
+    assert not out.parent.exists() or not any(out.parent.iterdir())
