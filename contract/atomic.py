@@ -284,6 +284,19 @@ def output_set() -> Iterator[OutputSet]:
 
 
 @contextlib.contextmanager
+def scratch_folder() -> Iterator[Path]:
+    """A temporary folder for intermediate files, removed afterwards; what is published into
+    it is not an output, so an interrupted command does not report it as written."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp)
+        _STAGING.add(path)
+        try:
+            yield path
+        finally:
+            _STAGING.discard(path)
+
+
+@contextlib.contextmanager
 def staged_folder(folder: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a hidden temporary folder inside ``folder``; publish its entries into ``folder``
     as one set on success, remove it on any failure, SIGINT or SIGTERM.

@@ -21,6 +21,7 @@ import traceback
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import NoReturn
 
 from contract.atomic import forget_published, published
 from contract.errors import UserError, causes
@@ -139,21 +140,51 @@ def _disk_full(exc: BaseException) -> bool:
     return False
 
 
+#: Signals received inside the boundary, by name: whatever breaks after one (an import cut in
+#: half fails later with its own error) is the signal's doing, reported as the interrupt.
+_RECEIVED: list[str] = []
+EXIT_STATUS = {"SIGINT": 130, "SIGTERM": 143}
+
+
 @contextmanager
 def sigterm_as_exception() -> Iterator[None]:
-    """While inside, SIGTERM raises :class:`Terminated` (main thread only)."""
+    """While inside, SIGTERM raises :class:`Terminated` and SIGINT ``KeyboardInterrupt``, each
+    recorded first (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: object) -> None:
-        raise Terminated(signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        _RECEIVED.append(name)
+        raise KeyboardInterrupt if name == "SIGINT" else Terminated(name)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+def _stopped_by_signal(exc: BaseException) -> tuple[str, int] | None:
+    """(signal, exit status) when ``exc`` is an interrupt, hides one, or came after one."""
+    if (stop := _signal_within(exc)) is not None:
+        return stop
+    return (_RECEIVED[-1], EXIT_STATUS[_RECEIVED[-1]]) if _RECEIVED else None
+
+
+def exit_with(code: int) -> NoReturn:
+    """End the process with ``code``. After an interrupt (130, 143) it does not wait for the
+    threads libraries leave behind (zarr's I/O loop, thread pools) mid-task: waiting on them
+    hung a radar store's exit for ever, and finalising under them aborted it. The command's
+    outputs are already published whole or removed by then."""
+    if code in EXIT_STATUS.values():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def run_main(
@@ -166,6 +197,7 @@ def run_main(
     one line and exit 130/143, no traceback. argparse's own exits (``--help``, usage errors)
     pass through as ``SystemExit``.
     """
+    _RECEIVED.clear()
     try:
         with sigterm_as_exception():
             args = build_parser().parse_args(argv)
@@ -174,7 +206,7 @@ def run_main(
     except Terminated:
         return _fail(_interrupted("SIGTERM"), 143, False)
     except Exception as exc:
-        if (stop := _signal_within(exc)) is None:
+        if (stop := _stopped_by_signal(exc)) is None:
             raise
         return _fail(_interrupted(stop[0]), stop[1], False)
     setup_logging(args.verbose, args.quiet)
@@ -185,6 +217,7 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
     """Run a subcommand inside the boundary; return its exit status."""
     verbose = bool(getattr(args, "verbose", False))
     forget_published()
+    _RECEIVED.clear()
     try:
         with sigterm_as_exception():
             return int(func(args) or 0)
@@ -213,7 +246,7 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
             verbose,
         )
     except Exception as exc:
-        if (stop := _signal_within(exc)) is not None:
+        if (stop := _stopped_by_signal(exc)) is not None:
             return _fail(_interrupted(stop[0]), stop[1], verbose)
         if _disk_full(exc):
             return _fail(f"{_chain(exc)}: {OS_ERRORS[errno.ENOSPC]}", 1, verbose)

@@ -1,7 +1,5 @@
 """``python -m damagenet``: same as the ``damagenet`` console command."""
 
-import sys
+from damagenet.cli import entry
 
-from damagenet.cli import main
-
-sys.exit(main())
+entry()

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from collections.abc import Sequence
 
-from contract.cli import run_main
+from contract.cli import exit_with, run_main
 
 COMMAND_MODULES = (
     "damagenet.commands.train",
@@ -48,5 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_main(build_parser, argv)
 
 
+def entry() -> None:
+    """The console command: :func:`main`, then the process ends with its status."""
+    exit_with(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

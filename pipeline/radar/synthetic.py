@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from contract import radar
+from contract.atomic import scratch_folder
 from pipeline.aoi import AOI, DateWindow
 from pipeline.errors import InputFileError
 from pipeline.grid import Grid, grid_of
@@ -223,7 +223,7 @@ class Renderer:
         return out.astype(np.float32)
 
 
-def _town_folder(aoi: AOI, grid: Grid, folder: Path | None, seed: int, tmp: str) -> Path:
+def _town_folder(aoi: AOI, grid: Grid, folder: Path | None, seed: int, tmp: Path) -> Path:
     if folder is not None:
         return folder
     from pipeline.synthetic import generate_synthetic
@@ -238,7 +238,7 @@ def synthetic_series(
     aoi: AOI, grid: Grid, windows: Sequence[DateWindow], folder: Path | None, seed: int
 ) -> tuple[list[Acquisition], str, dict[str, Any]]:
     """Acquisitions of three orbits over the synthetic town, rendered when read."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch_folder() as tmp:
         town = load_town(_town_folder(aoi, grid, folder, seed, tmp), grid)
     rng = _rng(aoi, seed, 0)
     first = int(rng.integers(0, 2))

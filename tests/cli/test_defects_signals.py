@@ -36,8 +36,8 @@ from damagenet.models.siamese_resnet import SiameseResNet
 DELAYS = (0.5, 1.0, 2.0, 4.0)
 SIGNALS = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143)}
 ENTRY = (
-    "import sys; from contract.cli import run_main; from {pkg}.cli import build_parser; "
-    "sys.exit(run_main(build_parser, sys.argv[1:]))"
+    "import sys; from contract.cli import exit_with, run_main; "
+    "from {pkg}.cli import build_parser; exit_with(run_main(build_parser, sys.argv[1:]))"
 )
 OUT = "{out}"
 COMMANDS: dict[str, list[str]] = {
@@ -194,5 +194,19 @@ def test_console_commands_run_inside_the_boundary(package):
     """Issue 31.3: Ctrl-C while the command modules import gave a traceback and exit 1."""
     import importlib
 
-    main = importlib.import_module(f"{package}.cli").main
-    assert "run_main(build_parser" in inspect.getsource(main)
+    cli = importlib.import_module(f"{package}.cli")
+    assert "run_main(build_parser" in inspect.getsource(cli.main)
+    assert "exit_with(main())" in inspect.getsource(cli.entry)
+    assert f'{package} = "{package}.cli:entry"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_an_interrupted_command_does_not_wait_for_library_threads():
+    """A SIGTERM mid-write left zarr's I/O thread waiting: the radar command never exited."""
+    code = (
+        "import threading, time; from contract.cli import exit_with; "
+        "threading.Thread(target=time.sleep, args=(60,)).start(); exit_with(143)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], env=env, timeout=30)
+    assert proc.returncode == 143 and time.monotonic() - start < 20

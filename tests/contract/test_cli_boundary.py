@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import signal
@@ -192,3 +193,23 @@ def test_start_up_is_inside_the_boundary(capsys):
     assert run_main(terminated_parser, []) == 143
     assert "terminated (SIGTERM); no output was written" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_whatever_breaks_after_a_signal_is_reported_as_the_signal(capsys):
+    """SIGTERM while torch imported numpy left numpy half-built; the next access failed with a
+    RecursionError and the command printed a traceback and exited 1 (the slow signal grid)."""
+
+    def cut_short(args):
+        with contextlib.suppress(BaseException):  # the import machinery swallows it...
+            os.kill(os.getpid(), signal.SIGTERM)
+        raise RecursionError("maximum recursion depth exceeded")  # ...and fails later
+
+    assert _run(cut_short) == 143
+    err = capsys.readouterr().err
+    assert err.startswith("error: terminated (SIGTERM)") and "Traceback" not in err
+
+    def bug(args):
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):  # the next command starts afresh
+        _run(bug)
