@@ -147,7 +147,7 @@ EXIT_STATUS = {"SIGINT": 130, "SIGTERM": 143}
 
 
 @contextmanager
-def sigterm_as_exception() -> Iterator[None]:
+def signals_as_exceptions() -> Iterator[None]:
     """While inside, SIGTERM raises :class:`Terminated` and SIGINT ``KeyboardInterrupt``, each
     recorded first (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
@@ -199,7 +199,7 @@ def run_main(
     """
     _RECEIVED.clear()
     try:
-        with sigterm_as_exception():
+        with signals_as_exceptions():
             args = build_parser().parse_args(argv)
     except KeyboardInterrupt:
         return _fail(_interrupted("SIGINT"), 130, False)
@@ -219,7 +219,7 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
     forget_published()
     _RECEIVED.clear()
     try:
-        with sigterm_as_exception():
+        with signals_as_exceptions():
             return int(func(args) or 0)
     except UserError as exc:
         return _fail(str(exc), exc.exit_code, verbose)

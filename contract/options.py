@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from contract.errors import UsageError
+
 
 def int_at_least(low: int) -> Callable[[str], int]:
     """An integer ``>= low`` (e.g. a batch size of at least 2 for BatchNorm in training)."""
@@ -84,7 +86,6 @@ def iso_date(text: str) -> dt.date:
 def distinct_outputs(outputs: Iterable[Any], inputs: Iterable[Any]) -> None:
     """Refuse (exit 2) an output path that names one of the command's inputs (or lists of
     them): writing it would destroy what the command reads, before or while it reads it."""
-    from contract.errors import UsageError
 
     def paths(items: Iterable[Any]) -> list[str]:
         flat = [p for item in items for p in (item if isinstance(item, list) else [item])]

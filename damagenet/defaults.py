@@ -8,6 +8,7 @@ still has one home.
 
 from __future__ import annotations
 
+import argparse
 import re
 
 #: torchvision ResNet depths the Siamese network and the U-Net encoders offer, with their
@@ -44,8 +45,6 @@ CHANNELS_LAST_MIN_PATCH_CPU = 32
 def device_name(text: str) -> str:
     """``--device``: auto, cpu, cuda or cuda:N, checked when the line is parsed (exit 2), not
     after seconds of imports; whether a GPU is there is asked when the command runs."""
-    import argparse
-
     if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
         return text
     raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
